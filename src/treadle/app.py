@@ -1,0 +1,283 @@
+"""The library entry point: ``Treadle``, tasks and job handles (DESIGN §4)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from treadle.core.classify import Overrides
+from treadle.core.clock import SYSTEM_CLOCK, Clock
+from treadle.core.errors import (
+    ConfigurationError,
+    ErrorClass,
+    InvalidInput,
+    Timeout,
+    UnknownTask,
+)
+from treadle.core.job import DEFAULT_QUEUE, DEFAULT_TENANT, Job, JobEvent, JobLog, NewJob
+from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
+from treadle.store import JobFilter, Store, open_store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "sqlite:///treadle.db"
+
+
+class WaitTimeout(Timeout, TimeoutError):
+    """``JobHandle.wait`` ran out of time before the job finished."""
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    queue: str = DEFAULT_QUEUE
+    retries: int = 3
+    timeout: float | None = 30.0
+    priority: int = 0
+    retry_policy: RetryPolicy = DEFAULT_POLICY
+    error_overrides: Overrides | None = None
+    default_error_class: ErrorClass = ErrorClass.TRANSIENT
+    pass_context: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigurationError("retries must be a non-negative integer")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError("timeout must be positive (seconds) or None")
+
+
+class JobHandle:
+    """A reference to an enqueued job."""
+
+    def __init__(self, app: Treadle, job: Job, created: bool = True) -> None:
+        self.app = app
+        self.id = job.id
+        self.job = job
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<JobHandle id={self.id} task={self.job.task!r}>"
+
+    def refresh(self) -> Job:
+        return self.app.get_job(self.id)
+
+    def wait(self, timeout: float = 30.0) -> Job:
+        """Block until the job is finished (succeeded, failed or cancelled); return it."""
+        self.app.store.wait_for_finish([self.id], timeout)
+        job = self.app.get_job(self.id)
+        if not job.is_finished:
+            raise WaitTimeout(
+                f"job {self.id} not finished after {timeout}s (status {job.status.value})",
+                detail={"id": self.id, "status": job.status.value},
+            )
+        return job
+
+
+class Task(Generic[P, R]):
+    """A registered function; call it to run inline, ``defer`` to enqueue a job."""
+
+    def __init__(
+        self, app: Treadle, fn: Callable[P, R], name: str, options: TaskOptions
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} queue={self.options.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def new_job(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        callback_url: str | None = None,
+    ) -> NewJob:
+        if delay is not None:
+            if run_at is not None:
+                raise InvalidInput("give either run_at or delay, not both")
+            run_at = self.app.clock.now() + timedelta(seconds=delay)
+        return NewJob(
+            task=self.name,
+            payload=check_payload(payload),
+            queue=queue or self.options.queue,
+            priority=self.options.priority if priority is None else priority,
+            run_at=run_at,
+            max_attempts=self.options.retries + 1,
+            timeout=self.options.timeout,
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+            callback_url=callback_url,
+        )
+
+    def defer(self, **kwargs: Any) -> JobHandle:
+        """Enqueue one job with ``kwargs`` as its payload."""
+        return self.app.enqueue([self.new_job(kwargs)])[0]
+
+    def defer_many(self, payloads: Iterable[Mapping[str, Any]]) -> list[JobHandle]:
+        """Enqueue many jobs in one transaction (one round trip)."""
+        return self.app.enqueue([self.new_job(p) for p in payloads])
+
+    def configure(self, **options: Any) -> _Configured:
+        """``task.configure(idempotency_key="k", delay=5).defer(x=1)``."""
+        return _Configured(self, options)
+
+
+class _Configured:
+    def __init__(self, task: Task[Any, Any], options: dict[str, Any]) -> None:
+        self._task = task
+        self._options = options
+
+    def defer(self, **kwargs: Any) -> JobHandle:
+        return self._task.app.enqueue([self._task.new_job(kwargs, **self._options)])[0]
+
+
+class Treadle:
+    """The application: a store plus a registry of tasks.
+
+    ``Treadle("sqlite:///treadle.db")`` (the embedded default) or
+    ``Treadle("postgresql://user@host/db")``.
+    """
+
+    def __init__(
+        self, url: str = DEFAULT_URL, *, clock: Clock = SYSTEM_CLOCK, store: Store | None = None
+    ) -> None:
+        self.url = url
+        self.clock = clock
+        self.store: Store = store if store is not None else open_store(url, clock=clock)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
+
+    # -- registration ----------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int = 3,
+        timeout: float | None = 30.0,
+        priority: int = 0,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        error_overrides: Overrides | None = None,
+        default_error_class: ErrorClass = ErrorClass.TRANSIENT,
+        pass_context: bool = False,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(  # type: ignore[misc]  # mypy cannot match a ParamSpec-free overload
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int = 3,
+        timeout: float | None = 30.0,
+        priority: int = 0,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        error_overrides: Overrides | None = None,
+        default_error_class: ErrorClass = ErrorClass.TRANSIENT,
+        pass_context: bool = False,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task (usable bare or with options)."""
+        options = TaskOptions(
+            queue=queue, retries=retries, timeout=timeout, priority=priority,
+            retry_policy=retry_policy, error_overrides=error_overrides,
+            default_error_class=default_error_class, pass_context=pass_context,
+        )
+
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            if task_name in self.tasks:
+                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            t = Task(self, f, task_name, options)
+            self.tasks[task_name] = t
+            return t
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTask(
+                f"unknown task {name!r} (registered: {known})", detail={"task": name}
+            ) from None
+
+    # -- producing -------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[JobHandle]:
+        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs)]
+
+    def defer(self, task: str, payload: Mapping[str, Any] | None = None, **opts: Any) -> JobHandle:
+        """Enqueue a job of a registered task by name."""
+        return self.enqueue([self.get_task(task).new_job(payload or {}, **opts)])[0]
+
+    # -- reading and steering --------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        return self.store.migrate()
+
+    def get_job(self, job_id: int, *, tenant: str | None = None) -> Job:
+        return self.store.get_job(job_id, tenant=tenant)
+
+    def list_jobs(self, flt: JobFilter | None = None) -> list[Job]:
+        return self.store.list_jobs(flt or JobFilter())
+
+    def job_events(self, job_id: int) -> list[JobEvent]:
+        return self.store.events(job_id)
+
+    def job_logs(self, job_id: int) -> list[JobLog]:
+        return self.store.logs(job_id)
+
+    def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
+        return self.store.cancel(job_id, tenant=tenant)
+
+    def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
+        return self.store.retry(job_id, tenant=tenant)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Treadle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+def check_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload must be a JSON object of bounded size; refuse anything else up front."""
+    if not isinstance(payload, Mapping):
+        raise InvalidInput("payload must be a JSON object (a dict)")
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
+    if len(text) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"payload is {len(text)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    return dict(payload)

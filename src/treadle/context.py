@@ -1,0 +1,52 @@
+"""What a running task can see of its own execution."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from treadle.core.budget import Deadline
+from treadle.core.errors import TreadleError
+from treadle.core.job import Job
+
+
+class Continue(TreadleError):
+    """Raise from a task to checkpoint: re-run the job in a fresh attempt with ``payload``.
+
+    Use it when the deadline is near and work remains (DESIGN §1.3). The
+    continued attempt does not count against the job's retries.
+    """
+
+    def __init__(self, payload: dict[str, Any], message: str = "continued") -> None:
+        super().__init__(message)
+        self.payload = payload
+
+
+@dataclass
+class JobContext:
+    """Passed to tasks registered with ``pass_context=True`` as the ``ctx`` keyword."""
+
+    job: Job
+    worker: str
+    deadline: Deadline
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _log_sink: Callable[[str], None] | None = None
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    def log(self, message: str) -> None:
+        """Append a line to this attempt's job log (stored with the job)."""
+        if self._log_sink is not None:
+            self._log_sink(str(message))
+
+    def check(self) -> None:
+        """Raise if the job was cancelled or its budget is spent; call it in long loops."""
+        from treadle.core.errors import Cancelled
+
+        if self.cancelled.is_set():
+            raise Cancelled("job was cancelled")
+        self.deadline.check()

@@ -1,0 +1,215 @@
+"""The job record and the values that travel with it (DESIGN §3, §4)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from treadle.core.errors import ErrorInfo, InvalidInput
+from treadle.core.lifecycle import JobStatus
+
+DEFAULT_TENANT = "default"
+DEFAULT_QUEUE = "default"
+MAX_NAME_LENGTH = 200
+
+
+class JobKind(str, enum.Enum):
+    TASK = "task"
+    CODE = "code"
+    AGENT = "agent"
+    MEDIA = "media"
+    WORKFLOW = "workflow"
+
+
+def validate_name(what: str, value: str) -> str:
+    """Queue, task and tenant names: non-empty, printable, bounded."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"{what} must be a non-empty string of at most {MAX_NAME_LENGTH} chars")
+    if not value.isprintable() or value != value.strip():
+        raise InvalidInput(f"{what} {value!r} has unprintable or surrounding whitespace characters")
+    return value
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a client asks to enqueue. Validated here, before any store sees it."""
+
+    task: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    kind: JobKind = JobKind.TASK
+    priority: int = 0
+    run_at: datetime | None = None
+    max_attempts: int = 1
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    tenant: str = DEFAULT_TENANT
+    parent_id: int | None = None
+    callback_url: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_name("task", self.task)
+        validate_name("queue", self.queue)
+        validate_name("tenant", self.tenant)
+        if not isinstance(self.payload, dict):
+            raise InvalidInput("payload must be a JSON object")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise InvalidInput("priority must be an integer")
+        if not -32768 <= self.priority <= 32767:
+            raise InvalidInput("priority must be between -32768 and 32767")
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise InvalidInput("max_attempts must be an integer")
+        if not 1 <= self.max_attempts <= 1000:
+            raise InvalidInput("max_attempts must be between 1 and 1000")
+        if self.timeout is not None and not (0 < self.timeout <= 7 * 24 * 3600):
+            raise InvalidInput("timeout must be a positive number of seconds (at most a week)")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise InvalidInput("run_at must be timezone-aware")
+        if self.idempotency_key is not None:
+            validate_name("idempotency_key", self.idempotency_key)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job row as read from the store."""
+
+    id: int
+    queue: str
+    kind: JobKind
+    task: str
+    payload: dict[str, Any]
+    status: JobStatus
+    priority: int
+    run_at: datetime
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    tenant: str
+    created_at: datetime
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    lease_token: int = 0
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    parent_id: int | None = None
+    callback_url: str | None = None
+    cancel_requested: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_attempts - self.attempt)
+
+    def to_json(self) -> dict[str, Any]:
+        """The job JSON of DESIGN §4 (API, CLI ``--json``, callbacks)."""
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "kind": self.kind.value,
+            "task": self.task,
+            "payload": self.payload,
+            "status": self.status.value,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "priority": self.priority,
+            "run_at": _iso(self.run_at),
+            "timeout": self.timeout,
+            "result": self.result,
+            "error": self.error.to_json() if self.error else None,
+            "tenant": self.tenant,
+            "idempotency_key": self.idempotency_key,
+            "parent_id": self.parent_id,
+            "callback_url": self.callback_url,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": _iso(self.lease_expires_at),
+            "cancel_requested": self.cancel_requested,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One row of the append-only event log: a transition, or a refused write."""
+
+    id: int
+    job_id: int
+    from_status: JobStatus | None
+    to_status: JobStatus
+    attempt: int
+    worker: str | None
+    reason: str
+    at: datetime
+    detail: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "from_status": self.from_status.value if self.from_status else None,
+            "to_status": self.to_status.value,
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "reason": self.reason,
+            "at": _iso(self.at),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class JobLog:
+    """A line written by user code during one attempt."""
+
+    job_id: int
+    attempt: int
+    at: datetime
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "at": _iso(self.at),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    concurrency_limit: int | None
+    queued: int = 0
+    scheduled: int = 0
+    retrying: int = 0
+    running: int = 0
+    failed_last_hour: int = 0
+    succeeded_last_hour: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "concurrency_limit": self.concurrency_limit,
+            "depth": self.queued,
+            "scheduled": self.scheduled,
+            "retrying": self.retrying,
+            "running": self.running,
+            "failed_last_hour": self.failed_last_hour,
+            "throughput_last_hour": self.succeeded_last_hour,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,70 @@
+"""The job lifecycle as an explicit table of legal transitions (DESIGN §3).
+
+Stores enforce the same table in SQL through guarded updates
+(``WHERE status = 'running' AND lease_token = ...``); this module is the
+single description of it, used by the core and checked by property tests.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from treadle.core.errors import IllegalTransition
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# (from, to) -> the reasons that may cause it. A reason names *why* the
+# transition happened; it is what the event log shows.
+TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[str]] = {
+    (JobStatus.QUEUED, JobStatus.RUNNING): frozenset({"claimed"}),
+    (JobStatus.QUEUED, JobStatus.CANCELLED): frozenset({"cancelled"}),
+    (JobStatus.RUNNING, JobStatus.SUCCEEDED): frozenset({"completed"}),
+    (JobStatus.RUNNING, JobStatus.FAILED): frozenset(
+        {"failed", "attempts_exhausted", "lease_expired", "timeout"}
+    ),
+    (JobStatus.RUNNING, JobStatus.QUEUED): frozenset(
+        {"retry", "lease_expired", "released", "continued"}
+    ),
+    (JobStatus.RUNNING, JobStatus.CANCELLED): frozenset({"cancelled"}),
+    # A finished job may be re-run by a user (`retry`): a new attempt series.
+    (JobStatus.FAILED, JobStatus.QUEUED): frozenset({"manual_retry"}),
+    (JobStatus.CANCELLED, JobStatus.QUEUED): frozenset({"manual_retry"}),
+}
+
+# The event written when a job is first enqueued has no "from" state.
+CREATED_REASON = "enqueued"
+
+
+def is_legal(from_status: JobStatus, to_status: JobStatus, reason: str | None = None) -> bool:
+    reasons = TRANSITIONS.get((from_status, to_status))
+    if reasons is None:
+        return False
+    return reason is None or reason in reasons
+
+
+def check_transition(
+    from_status: JobStatus, to_status: JobStatus, reason: str | None = None
+) -> None:
+    """Raise :class:`IllegalTransition` unless the move is in the table."""
+    if not is_legal(from_status, to_status, reason):
+        raise IllegalTransition(
+            f"illegal transition {from_status.value} -> {to_status.value}"
+            + (f" ({reason})" if reason else ""),
+            detail={"from": from_status.value, "to": to_status.value, "reason": reason},
+        )

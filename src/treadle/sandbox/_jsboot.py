@@ -1,0 +1,309 @@
+"""The JavaScript sandbox host: a Python process (inside bwrap) holding V8 isolates.
+
+Not imported by Treadle: its source is passed to ``python -I -S -B -c``. Each context is a
+separate mini-racer isolate. ``load`` runs take a pre-made fresh isolate and discard it
+afterwards; ``get`` runs reuse the isolate cached under the key the parent chose (the
+parent keys by tenant and worker id, so tenants never share one). The parent's watchdog
+kills this whole process on wall-time, CPU or memory overrun; there is no in-process
+timeout to trust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import sys
+import threading
+from typing import Any
+
+_IN = 0
+_OUT = 1
+_WRITE_LOCK = threading.Lock()
+
+PRELUDE = r"""
+(function (hostFn, allowWasm, hasKv, hasFetch) {
+  'use strict';
+  const g = globalThis;
+  if (!allowWasm) {
+    for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics']) {
+      Object.defineProperty(g, name, {value: undefined, writable: false, configurable: false});
+    }
+  }
+  const stringify = JSON.stringify, parse = JSON.parse, S = String;
+  const push = Function.prototype.call.bind(Array.prototype.push);
+  const state = {logs: [], chars: 0, maxLog: 0, overflow: false};
+  const fmt = (args) => {
+    const parts = [];
+    for (const a of args) {
+      if (typeof a === 'string') { push(parts, a); continue; }
+      let s; try { s = stringify(a); } catch (e) { s = undefined; }
+      push(parts, s === undefined ? S(a) : s);
+    }
+    return parts.join(' ');
+  };
+  const log = (...args) => {
+    const line = fmt(args);
+    if (state.chars + line.length + 1 > state.maxLog) {
+      state.overflow = true;
+      throw new RangeError('log limit exceeded');
+    }
+    state.chars += line.length + 1;
+    push(state.logs, line);
+  };
+  const con = {};
+  for (const k of ['log', 'info', 'warn', 'error', 'debug', 'trace']) con[k] = log;
+  Object.defineProperty(g, 'console', {value: Object.freeze(con), writable: false,
+                                       configurable: false});
+  const call = async (op, ...args) => {
+    const reply = parse(await hostFn(stringify({op, args})));
+    if (!reply.ok) throw new Error(reply.error);
+    return reply.value;
+  };
+  const env = {log};
+  if (hasKv) env.kv = Object.freeze({
+    get: (k) => call('kv.get', S(k)),
+    put: (k, v) => call('kv.put', S(k), S(v)),
+    delete: (k) => call('kv.delete', S(k)),
+  });
+  if (hasFetch) env.fetch = async (url, init) => {
+    init = init || {};
+    const r = await call('fetch', S(url), S(init.method || 'GET'), init.headers || {},
+                         init.body == null ? null : S(init.body));
+    return Object.freeze({status: r.status, ok: r.status >= 200 && r.status < 300,
+                          headers: r.headers, text: async () => r.body,
+                          json: async () => parse(r.body)});
+  };
+  Object.freeze(env);
+  const classify = (e) => {
+    let name = '', message = '', stack = '';
+    try { name = S(e && e.name); message = S(e && e.message !== undefined ? e.message : e);
+          stack = S(e && e.stack || ''); } catch (x) { message = 'unprintable exception'; }
+    if (state.overflow) return {kind: 'log', message: 'console output over the limit'};
+    if (name === 'RangeError' && message.indexOf('call stack') >= 0)
+      return {kind: 'stack', message};
+    if (name === 'RangeError' && /[Aa]rray buffer|array length|Invalid typed array/.test(message))
+      return {kind: 'memory', message};
+    const full = name && message.indexOf(name) !== 0 ? name + ': ' + message : message;
+    return {kind: 'user', message: full, stack};
+  };
+  return async function run(handler, inputJson, maxOut, maxLog) {
+    state.logs = []; state.chars = 0; state.maxLog = maxLog; state.overflow = false;
+    const done = (o) => { o.logs = state.logs; return stringify(o); };
+    if (typeof handler !== 'function')
+      return done({ok: false, kind: 'no_handler',
+                   message: 'the code defines no function `handler(input, env)`'});
+    let value;
+    try { value = await handler(parse(inputJson), env); }
+    catch (e) { const c = classify(e); c.ok = false; return done(c); }
+    if (state.overflow)
+      return done({ok: false, kind: 'log', message: 'console output over the limit'});
+    let out;
+    try { out = stringify(value === undefined ? null : value); }
+    catch (e) {
+      return done({ok: false, kind: 'bad_output', message: 'result is not JSON: ' + S(e)});
+    }
+    if (typeof out !== 'string')
+      return done({ok: false, kind: 'bad_output', message: 'handler result is not JSON'});
+    if (out.length > maxOut)
+      return done({ok: false, kind: 'output', message: 'output larger than ' + maxOut + ' bytes'});
+    return done({ok: true, output: out});
+  };
+})
+"""
+
+
+def _send(msg: dict[str, Any]) -> None:
+    data = json.dumps(msg, separators=(",", ":")).encode()
+    buf = len(data).to_bytes(4, "big") + data
+    with _WRITE_LOCK:
+        while buf:
+            buf = buf[os.write(_OUT, buf) :]
+
+
+def _read_exact(n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = os.read(_IN, n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _install_exec_filter(program: bytes) -> None:
+    import ctypes
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_char_p))
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
+
+
+class Host:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        from py_mini_racer import MiniRacer
+
+        self.MiniRacer = MiniRacer
+        self.loop = loop
+        self.requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.replies: dict[int, asyncio.Future[str]] = {}
+        self.next_id = 0
+        self.contexts: dict[str, tuple[Any, Any, contextlib.AsyncExitStack, Any]] = {}
+        self.spare: tuple[Any, Any, contextlib.AsyncExitStack] | None = None
+
+    def reader(self) -> None:
+        """Thread: route parent frames to pending host calls or to the request queue."""
+        while True:
+            head = _read_exact(4)
+            body = _read_exact(int.from_bytes(head, "big")) if head else None
+            if body is None:
+                os._exit(0)  # the parent went away
+            msg = json.loads(body)
+            self.loop.call_soon_threadsafe(self._route, msg)
+
+    def _route(self, msg: dict[str, Any]) -> None:
+        if msg.get("t") == "reply":
+            fut = self.replies.pop(int(msg.get("id", -1)), None)
+            if fut is not None and not fut.done():
+                fut.set_result(
+                    json.dumps(
+                        {"ok": msg.get("ok"), "value": msg.get("value"), "error": msg.get("error")}
+                    )
+                )
+        else:
+            self.requests.put_nowait(msg)
+
+    async def host_call(self, request: Any) -> str:
+        self.next_id += 1
+        call_id = self.next_id
+        fut: asyncio.Future[str] = self.loop.create_future()
+        self.replies[call_id] = fut
+        req = json.loads(str(request))
+        _send({"t": "call", "id": call_id, "op": req.get("op"), "args": req.get("args")})
+        return await fut
+
+    async def new_context(self) -> tuple[Any, Any, contextlib.AsyncExitStack]:
+        mr = self.MiniRacer()
+        stack = contextlib.AsyncExitStack()
+        fn = await stack.enter_async_context(mr.wrap_py_function(self.host_call))
+        return mr, fn, stack
+
+    async def close(self, ctx: tuple[Any, ...]) -> None:
+        with contextlib.suppress(Exception):
+            await ctx[2].aclose()
+        with contextlib.suppress(Exception):
+            ctx[0].close()
+
+    async def serve(self) -> None:
+        self.spare = await self.new_context()
+        _send({"t": "ready"})
+        while True:
+            msg = await self.requests.get()
+            if msg.get("t") == "drop":
+                ctx = self.contexts.pop(str(msg.get("key")), None)
+                if ctx is not None:
+                    await self.close(ctx)
+            elif msg.get("t") == "run":
+                await self.run(msg)
+                if self.spare is None:
+                    self.spare = await self.new_context()
+
+    async def run(self, msg: dict[str, Any]) -> None:
+        from py_mini_racer import JSEvalException, JSOOMException, JSParseException
+
+        key = msg.get("key")
+        limits = msg["limits"]
+        cached = self.contexts.get(str(key)) if key else None
+        reused = cached is not None
+        if cached is not None:
+            mr, fn, stack, runner = cached
+        else:
+            if self.spare is None:
+                self.spare = await self.new_context()
+            (mr, fn, stack), self.spare = self.spare, None
+            runner = None
+        _send({"t": "started", "reused": reused})
+        keep = False
+        try:
+            mr.set_hard_memory_limit(int(limits["memory_mb"]) << 20)
+            if runner is None:
+                install = mr.eval(PRELUDE)
+                runner = install(
+                    fn, bool(msg.get("allow_wasm")), bool(msg.get("kv")), bool(msg.get("fetch"))
+                )
+                mr.eval(str(msg["code"]))
+                handler = mr.eval("typeof handler === 'function' ? handler : null")
+                runner = (runner, handler)
+            run_fn, handler = runner
+            text = await run_fn(
+                handler,
+                str(msg["input"]),
+                int(limits["max_output_bytes"]),
+                int(limits["max_log_bytes"]),
+            )
+            result = json.loads(text)
+            result["t"] = "result"
+            keep = bool(key) and result.get("kind") in (None, "user", "output", "bad_output")
+        except JSOOMException as exc:
+            result = {"t": "result", "ok": False, "kind": "memory", "message": str(exc)}
+        except JSParseException as exc:
+            result = {"t": "result", "ok": False, "kind": "syntax", "message": str(exc)}
+        except JSEvalException as exc:
+            text = str(exc)
+            kind = "stack" if "Maximum call stack" in text else "init"
+            with contextlib.suppress(Exception):
+                if mr.was_hard_memory_limit_reached():
+                    kind = "memory"
+            result = {
+                "t": "result",
+                "ok": False,
+                "kind": kind,
+                "message": text[:4000],
+                "stack": text,
+            }
+        if key and keep:
+            self.contexts[str(key)] = (mr, fn, stack, runner)
+        else:
+            if key:
+                self.contexts.pop(str(key), None)
+            await self.close((mr, fn, stack))
+        result["reused"] = reused
+        _send(result)
+
+
+def main() -> None:
+    global _IN, _OUT
+    _IN, _OUT = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # ArrayBuffer and wasm memory live outside the isolate heap: RLIMIT_DATA bounds them
+    # (RLIMIT_AS would not leave V8 room for its virtual-memory reservations).
+    data = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_DATA, (data, data))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    sys.path.insert(0, sys.argv[3])
+    import py_mini_racer  # noqa: F401  (load V8 before the exec filter closes the door)
+
+    if sys.argv[1]:
+        _install_exec_filter(bytes.fromhex(sys.argv[1]))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    host = Host(loop)
+    threading.Thread(target=host.reader, daemon=True).start()
+    loop.run_until_complete(host.serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Capabilities handed to sandboxed code through ``env``, all executed by the host.
+
+Sandboxed code has no network and no file system. What it may do outside is a *host call*
+sent over the pipe: ``kv.get``/``kv.put``/``kv.delete`` on the tenant's store and ``fetch``
+through the worker's egress allow-list. Every call is counted against
+``Limits.max_host_calls``; the arguments are untrusted input and are checked here.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from treadle.sandbox.limits import Limits
+from treadle.sandbox.spec import WorkerSpec
+
+MAX_KEY_BYTES = 512
+MAX_VALUE_BYTES = 1 << 20
+
+
+class KVStore(Protocol):
+    """A string key-value store already scoped to one tenant."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, value: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryKV:
+    """A process-local KV backend; ``for_tenant`` gives each tenant a disjoint view."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def for_tenant(self, tenant: str) -> KVStore:
+        return _TenantKV(self, tenant)
+
+    def _get(self, tenant: str, key: str) -> str | None:
+        with self._lock:
+            return self._data.get((tenant, key))
+
+    def _put(self, tenant: str, key: str, value: str) -> None:
+        with self._lock:
+            self._data[(tenant, key)] = value
+
+    def _delete(self, tenant: str, key: str) -> None:
+        with self._lock:
+            self._data.pop((tenant, key), None)
+
+
+@dataclass(frozen=True)
+class _TenantKV:
+    backend: MemoryKV
+    tenant: str
+
+    def get(self, key: str) -> str | None:
+        return self.backend._get(self.tenant, key)
+
+    def put(self, key: str, value: str) -> None:
+        self.backend._put(self.tenant, key, value)
+
+    def delete(self, key: str) -> None:
+        self.backend._delete(self.tenant, key)
+
+
+@dataclass
+class Bindings:
+    """Per-run capabilities. ``kv`` must already be scoped to the run's tenant.
+
+    Leave ``kv`` unset to use the manager's store for the tenant. ``fetch`` is only
+    available when the worker has a non-empty ``fetch_allow``.
+    """
+
+    kv: KVStore | None = None
+    fetch_timeout: float = 10.0
+    fetch_max_bytes: int = 1 << 20
+    opener: Callable[..., Any] | None = field(default=None, repr=False)
+
+
+class HostCallError(Exception):
+    """A refused or failed host call; the message is shown to the sandboxed code."""
+
+
+class HostCallLimit(HostCallError):
+    """More host calls than ``Limits.max_host_calls``."""
+
+
+def url_allowed(url: str, allow: tuple[str, ...]) -> bool:
+    """True when ``url`` is http(s) and matches a host name or URL prefix in ``allow``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        return False
+    for entry in allow:
+        if "://" in entry:
+            # A prefix only matches at a path boundary: "http://h/api" must not allow
+            # "http://h/apiary" nor "http://h.evil.com".
+            if url == entry or (
+                url.startswith(entry) and (entry.endswith("/") or url[len(entry)] in "/?#")
+            ):
+                return True
+        elif parts.hostname.lower() == entry.lower():
+            return True
+    return False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirect could lead anywhere, so it is handed back to the code as a 3xx answer.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
+class HostCalls:
+    """Executes the host calls of one run, counting them against the limit."""
+
+    def __init__(
+        self, spec: WorkerSpec, limits: Limits, bindings: Bindings, kv: KVStore | None
+    ) -> None:
+        self.spec = spec
+        self.limits = limits
+        self.bindings = bindings
+        self.kv = kv
+        self.count = 0
+        self.limit_hit = False
+
+    def handle(self, op: Any, args: Any) -> Any:
+        """Run one call; raises :class:`HostCallError` with a message for the code."""
+        self.count += 1
+        if self.count > self.limits.max_host_calls:
+            self.limit_hit = True
+            raise HostCallLimit(f"host call limit of {self.limits.max_host_calls} exceeded")
+        if not isinstance(args, list):
+            raise HostCallError("malformed host call")
+        if op in ("kv.get", "kv.put", "kv.delete"):
+            return self._kv(op, args)
+        if op == "fetch":
+            return self._fetch(args)
+        raise HostCallError(f"unknown binding {op!r}")
+
+    def _kv(self, op: str, args: list[Any]) -> Any:
+        if not self.spec.kv or self.kv is None:
+            raise HostCallError("env.kv is not bound for this worker")
+        if not args or not isinstance(args[0], str) or len(args[0].encode()) > MAX_KEY_BYTES:
+            raise HostCallError(f"kv keys must be strings of at most {MAX_KEY_BYTES} bytes")
+        key = args[0]
+        if op == "kv.get":
+            return self.kv.get(key)
+        if op == "kv.delete":
+            self.kv.delete(key)
+            return None
+        if len(args) < 2 or not isinstance(args[1], str):
+            raise HostCallError("kv values must be strings")
+        if len(args[1].encode()) > MAX_VALUE_BYTES:
+            raise HostCallError(f"kv values are limited to {MAX_VALUE_BYTES} bytes")
+        self.kv.put(key, args[1])
+        return None
+
+    def _fetch(self, args: list[Any]) -> Any:
+        if not self.spec.fetch_allow:
+            raise HostCallError("env.fetch is not bound for this worker (no egress allowed)")
+        url, method, headers, body = (list(args) + [None] * 4)[:4]
+        if not isinstance(url, str) or not url_allowed(url, self.spec.fetch_allow):
+            raise HostCallError(f"fetch to {url!r} is not in the egress allow-list")
+        method = str(method or "GET").upper()
+        if method not in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            raise HostCallError(f"unsupported fetch method {method!r}")
+        hdrs = (
+            {str(k): str(v) for k, v in (headers or {}).items()}
+            if isinstance(headers, dict)
+            else {}
+        )
+        data = None if body is None else str(body).encode()
+        request = urllib.request.Request(url, data=data, headers=hdrs, method=method)
+        opener = self.bindings.opener or _OPENER.open
+        limit = self.bindings.fetch_max_bytes
+        try:
+            with opener(request, timeout=self.bindings.fetch_timeout) as resp:
+                raw = resp.read(limit + 1)
+                status, resp_headers = resp.status, dict(resp.headers.items())
+        except urllib.error.HTTPError as exc:
+            raw = exc.read(limit + 1) if exc.fp is not None else b""
+            status, resp_headers = exc.code, dict(exc.headers.items())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise HostCallError(f"fetch failed: {exc}") from None
+        if len(raw) > limit:
+            raise HostCallError(f"fetch response larger than {limit} bytes")
+        return {"status": status, "headers": resp_headers, "body": raw.decode("utf-8", "replace")}

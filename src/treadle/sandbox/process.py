@@ -1,0 +1,121 @@
+"""Spawning sandbox processes: the bwrap command line and process-group killing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from functools import cache
+
+from treadle.core.errors import TreadleError
+from treadle.sandbox import seccomp
+
+NOBODY = 65534
+
+
+class BwrapMissing(TreadleError):
+    """bubblewrap is not installed (run scripts/deps/bubblewrap.sh)."""
+
+
+@cache
+def bwrap_path() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise BwrapMissing("bwrap not found: install bubblewrap (scripts/deps/bubblewrap.sh)")
+    return path
+
+
+@cache
+def python_prefix() -> str:
+    """The base interpreter's prefix (a venv's python is only a symlink into it)."""
+    return os.path.realpath(sys.base_prefix)
+
+
+@cache
+def python_binary() -> str:
+    version = sysconfig.get_python_version()
+    candidate = os.path.join(python_prefix(), "bin", f"python{version}")
+    return candidate if os.path.exists(candidate) else os.path.realpath(sys.executable)
+
+
+def bwrap_argv(*, tmp_bytes: int, ro_binds: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """bwrap arguments for a sandbox: nothing of the host but the interpreter and libs.
+
+    The prefix is bound at its own path (pyenv builds carry an absolute rpath to it); the
+    parent directories bwrap creates for it are empty. /root of the host is never bound.
+    """
+    prefix = python_prefix()
+    argv = [
+        bwrap_path(),
+        "--unshare-all",  # user, pid, net, ipc, uts, cgroup namespaces; no network at all
+        "--die-with-parent",
+        "--new-session",  # no TIOCSTI into our terminal
+        "--uid", str(NOBODY), "--gid", str(NOBODY),
+        "--cap-drop", "ALL",
+        "--clearenv",
+        "--setenv", "PATH", "/usr/bin",
+        "--setenv", "LANG", "C.UTF-8",
+        "--ro-bind", "/usr/lib", "/usr/lib",
+        "--symlink", "usr/lib", "/lib",
+    ]  # fmt: skip
+    if os.path.isdir("/usr/lib64"):
+        argv += ["--ro-bind", "/usr/lib64", "/usr/lib64", "--symlink", "usr/lib64", "/lib64"]
+    argv += ["--ro-bind", prefix, prefix]
+    for src, dst in ro_binds:
+        argv += ["--ro-bind", src, dst]
+    argv += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+        "--remount-ro", "/",  # the root tmpfs has no size cap: nothing may write there
+        "--chdir", "/tmp",
+        "--seccomp", "{SECCOMP_FD}",  # replaced per spawn by a fresh memfd
+    ]  # fmt: skip
+    return argv
+
+
+def spawn(argv: list[str], boot_source: str, boot_args: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``python -I -S -B -c boot_source boot_args...`` inside bwrap.
+
+    The seccomp program travels in a fresh memfd: bwrap consumes it while starting.
+    """
+    fd = seccomp.filter_fd(seccomp.bwrap_filter())
+    try:
+        full = [
+            *bwrap_argv_with_fd(argv, fd),
+            python_binary(), "-I", "-S", "-B", "-c", boot_source, *boot_args,
+        ]  # fmt: skip
+        return subprocess.Popen(
+            full,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            start_new_session=True,  # our own process group: one killpg ends everything
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+
+
+def bwrap_argv_with_fd(argv: list[str], fd: int) -> list[str]:
+    return [str(fd) if a == "{SECCOMP_FD}" else a for a in argv]
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the sandbox's process group (bwrap takes its namespace down with it)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

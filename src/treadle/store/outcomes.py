@@ -1,0 +1,58 @@
+"""Backend-neutral parameters of a guarded ``finish`` update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from treadle.core.errors import ErrorClass, ErrorInfo
+from treadle.store.base import Outcome, OutcomeKind
+from treadle.store.rows import dumps
+
+# Released and continued attempts do not use up the job's retry budget.
+_FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})
+
+
+def finish_params(
+    outcome: Outcome, now: datetime, ts: Callable[[datetime], Any], js: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """Parameters for the ``finish`` query; ``ts``/``js`` encode for the backend."""
+    status = outcome.kind.to_status
+    run_at = outcome.run_at or (now if status.value == "queued" else None)
+    return {
+        "id": outcome.job_id,
+        "token": outcome.lease_token,
+        "status": status.value,
+        "result": js(outcome.result) if outcome.kind is OutcomeKind.SUCCEEDED else None,
+        "error": js(outcome.error.to_json()) if outcome.error else None,
+        "run_at": ts(run_at) if run_at else None,
+        "payload": js(outcome.payload) if outcome.payload is not None else None,
+        "extra_attempts": 1 if outcome.kind in _FREE_ATTEMPT else 0,
+        "finished_at": ts(now) if status.is_terminal else None,
+    }
+
+
+def lease_lost_detail(outcome: Outcome, current_token: int) -> dict[str, Any]:
+    return {
+        "refused": outcome.kind.value,
+        "stale_token": outcome.lease_token,
+        "current_token": current_token,
+        "worker": outcome.worker,
+    }
+
+
+def reap_decision(
+    attempt: int, max_attempts: int, cancel_requested: bool, owner: str | None
+) -> tuple[str, str, ErrorInfo]:
+    """What an expired lease becomes: (status, event reason, error)."""
+    err = ErrorInfo(
+        ErrorClass.LEASE_LOST,
+        f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}",
+        {"worker": owner, "attempt": attempt},
+    )
+    if cancel_requested:
+        return "cancelled", "cancelled", err
+    if attempt >= max_attempts:
+        return "failed", "lease_expired", err
+    return "queued", "lease_expired", err

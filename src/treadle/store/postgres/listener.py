@@ -1,0 +1,114 @@
+"""A dedicated LISTEN connection that wakes idle workers and job waiters.
+
+Notifications are a latency optimisation, never the source of truth: every
+waiter also re-reads the store on a slow timer, so a notification lost while
+the connection was being re-established costs latency, not correctness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from treadle.store.postgres.connect import connect_kwargs
+
+
+class Listener:
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._cond = threading.Condition()
+        self._work_seq = 0  # bumped on every treadle_jobs notification
+        self._done_seq = 0  # bumped on every treadle_done notification
+        self._done_ids: set[int] = set()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+
+    def ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="treadle-pg-listener", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop:
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, **connect_kwargs()) as conn:
+                    conn.execute("LISTEN treadle_jobs")
+                    conn.execute("LISTEN treadle_done")
+                    self.connected.set()
+                    backoff = 0.1
+                    # Wake everyone once: something may have happened while we were away.
+                    self._bump(work=True, done_ids=())
+                    while not self._stop:
+                        for note in conn.notifies(timeout=1.0):
+                            self._on_notify(note)
+            except psycopg.Error:
+                self.connected.clear()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _on_notify(self, note: Any) -> None:
+        if note.channel == "treadle_jobs":
+            self._bump(work=True, done_ids=())
+        else:
+            ids = [int(x) for x in note.payload.split(",") if x]
+            self._bump(work=False, done_ids=ids)
+
+    def _bump(self, *, work: bool, done_ids: Any) -> None:
+        with self._cond:
+            if work:
+                self._work_seq += 1
+            else:
+                self._done_seq += 1
+                self._done_ids.update(done_ids)
+                if len(self._done_ids) > 100_000:  # nobody is collecting; bound memory
+                    self._done_ids.clear()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        self._bump(work=True, done_ids=())
+
+    def work_seq(self) -> int:
+        with self._cond:
+            return self._work_seq
+
+    def wait_work(self, seen: int, timeout: float) -> bool:
+        """Wait until a work notification newer than ``seen`` arrives."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._work_seq == seen and not self._stop:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def wait_done(self, timeout: float) -> None:
+        with self._cond:
+            seq = self._done_seq
+            self._cond.wait_for(lambda: self._done_seq != seq or self._stop, timeout)
+
+    def saw_done(self, ids: set[int]) -> set[int]:
+        with self._cond:
+            seen = ids & self._done_ids
+            self._done_ids -= seen
+            return seen
+
+
+def close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()

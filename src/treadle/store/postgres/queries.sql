@@ -1,0 +1,259 @@
+-- Named queries for the PostgreSQL store. Parameters use %(name)s style.
+
+-- name: paused_or_limited_queues
+SELECT name, paused, concurrency_limit FROM treadle_queues
+WHERE paused OR concurrency_limit IS NOT NULL;
+
+-- name: lock_queue
+-- Serialises claimers of a queue with a concurrency limit, so the count holds.
+SELECT pg_advisory_xact_lock(hashtext('treadle_queue:' || %(queue)s));
+
+-- name: running_in_queue
+SELECT count(*) FROM treadle_jobs WHERE status = 'running' AND queue = %(queue)s;
+
+-- name: claim_queue
+WITH cand AS (
+    SELECT id FROM treadle_jobs
+    WHERE status = 'queued' AND queue = %(queue)s AND run_at <= %(now)s
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = 'running', attempt = j.attempt + 1, lease_owner = %(worker)s,
+        lease_expires_at = %(expires)s, lease_token = j.lease_token + 1, started_at = %(now)s
+    FROM cand WHERE j.id = cand.id
+    RETURNING j.*
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
+)
+SELECT * FROM upd;
+
+-- name: claim_any
+WITH cand AS (
+    SELECT id FROM treadle_jobs
+    WHERE status = 'queued' AND run_at <= %(now)s AND queue <> ALL (%(excluded)s::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = 'running', attempt = j.attempt + 1, lease_owner = %(worker)s,
+        lease_expires_at = %(expires)s, lease_token = j.lease_token + 1, started_at = %(now)s
+    FROM cand WHERE j.id = cand.id
+    RETURNING j.*
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
+)
+SELECT * FROM upd;
+
+-- name: insert_jobs
+-- One round trip for a whole batch; rows come back in input order (ord).
+WITH input AS (
+    SELECT * FROM unnest(
+        %(tenant)s::text[], %(queue)s::text[], %(kind)s::text[], %(task)s::text[],
+        %(payload)s::jsonb[], %(priority)s::integer[], %(run_at)s::timestamptz[],
+        %(max_attempts)s::integer[], %(timeout)s::double precision[],
+        %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
+        %(callback_url)s::text[]
+    ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
+                           timeout, idempotency_key, concurrency_key, parent_id, callback_url,
+                           ord)
+), ins AS (
+    INSERT INTO treadle_jobs (
+        tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
+        idempotency_key, concurrency_key, parent_id, callback_url, created_at)
+    SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
+           idempotency_key, concurrency_key, parent_id, callback_url, %(now)s
+    FROM input ORDER BY ord
+    ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM ins
+)
+SELECT * FROM ins ORDER BY id;
+
+-- name: jobs_by_idempotency_keys
+SELECT * FROM treadle_jobs
+WHERE (tenant, idempotency_key) IN (
+    SELECT * FROM unnest(%(tenant)s::text[], %(idempotency_key)s::text[]));
+
+-- name: notify_jobs
+SELECT pg_notify('treadle_jobs', q) FROM unnest(%(queues)s::text[]) AS q;
+
+-- name: notify_done
+SELECT pg_notify('treadle_done', %(ids)s);
+
+-- name: finish_many
+-- The guarded update: only the holder of the current lease token may write.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(id)s::bigint[], %(token)s::bigint[], %(status)s::text[], %(result)s::jsonb[],
+        %(error)s::jsonb[], %(run_at)s::timestamptz[], %(payload)s::jsonb[],
+        %(extra_attempts)s::integer[], %(finished_at)s::timestamptz[], %(worker)s::text[],
+        %(reason)s::text[]
+    ) AS t(id, token, status, result, error, run_at, payload, extra_attempts, finished_at,
+           worker, reason)
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = i.status,
+        result = i.result,
+        error = i.error,
+        run_at = coalesce(i.run_at, j.run_at),
+        payload = coalesce(i.payload, j.payload),
+        max_attempts = j.max_attempts + i.extra_attempts,
+        finished_at = i.finished_at,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        cancel_requested = CASE WHEN i.status = 'queued' THEN j.cancel_requested ELSE false END
+    FROM input i
+    WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
+    RETURNING j.id, j.attempt, j.status, j.queue, i.worker, i.reason
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'running', status, attempt, worker, reason, %(now)s FROM upd
+)
+SELECT id, status, queue FROM upd;
+
+-- name: jobs_status_token
+SELECT id, status, lease_token, attempt FROM treadle_jobs WHERE id = ANY (%(ids)s::bigint[]);
+
+-- name: insert_event
+INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at, detail)
+VALUES (%(job_id)s, %(from_status)s, %(to_status)s, %(attempt)s, %(worker)s, %(reason)s,
+        %(at)s, %(detail)s);
+
+-- name: heartbeat
+UPDATE treadle_jobs j SET lease_expires_at = %(expires)s
+FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS t(id, token)
+WHERE j.id = t.id AND j.status = 'running' AND j.lease_token = t.token
+RETURNING j.id, j.cancel_requested;
+
+-- name: upsert_worker
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info)
+VALUES (%(worker)s, %(now)s, %(now)s, '{}')
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat;
+
+-- name: any_expired
+SELECT 1 FROM treadle_jobs WHERE status = 'running' AND lease_expires_at <= %(now)s LIMIT 1;
+
+-- name: expired_leases
+SELECT id, attempt, max_attempts, lease_owner, cancel_requested FROM treadle_jobs
+WHERE status = 'running' AND lease_expires_at <= %(now)s
+ORDER BY lease_expires_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: reap_many
+WITH input AS (
+    SELECT * FROM unnest(%(id)s::bigint[], %(status)s::text[], %(error)s::jsonb[],
+                         %(reason)s::text[], %(worker)s::text[])
+        AS t(id, status, error, reason, worker)
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN i.status = 'queued' THEN NULL ELSE %(now)s END
+    FROM input i WHERE j.id = i.id AND j.status = 'running'
+    RETURNING j.id, j.status, j.attempt, i.reason, i.worker
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'running', status, attempt, worker, reason, %(now)s FROM upd
+)
+SELECT id, status FROM upd;
+
+-- name: get_job
+SELECT * FROM treadle_jobs
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text);
+
+-- name: jobs_finished
+SELECT id FROM treadle_jobs
+WHERE id = ANY (%(ids)s::bigint[]) AND status IN ('succeeded', 'failed', 'cancelled');
+
+-- name: list_jobs
+SELECT * FROM treadle_jobs
+WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY (%(statuses)s::text[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: count_by_status
+SELECT status, count(*) AS n FROM treadle_jobs
+WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+GROUP BY status;
+
+-- name: cancel_queued
+UPDATE treadle_jobs SET status = 'cancelled', finished_at = %(now)s
+WHERE id = %(id)s AND status = 'queued'
+RETURNING attempt;
+
+-- name: request_cancel
+UPDATE treadle_jobs SET cancel_requested = true
+WHERE id = %(id)s AND status = 'running';
+
+-- name: manual_retry
+UPDATE treadle_jobs
+SET status = 'queued', run_at = %(now)s, max_attempts = attempt + 1, finished_at = NULL,
+    cancel_requested = false
+WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+RETURNING attempt, queue;
+
+-- name: events
+SELECT * FROM treadle_events WHERE job_id = %(job_id)s ORDER BY id;
+
+-- name: insert_log
+INSERT INTO treadle_job_logs (job_id, attempt, at, message)
+VALUES (%(job_id)s, %(attempt)s, %(at)s, %(message)s);
+
+-- name: logs
+SELECT * FROM treadle_job_logs WHERE job_id = %(job_id)s ORDER BY id;
+
+-- name: upsert_queue
+INSERT INTO treadle_queues (name, paused, concurrency_limit)
+VALUES (%(name)s, coalesce(%(paused)s::boolean, false), %(concurrency_limit)s::integer)
+ON CONFLICT (name) DO UPDATE SET
+    paused = coalesce(%(paused)s::boolean, treadle_queues.paused),
+    concurrency_limit = CASE WHEN %(clear_limit)s THEN NULL
+        ELSE coalesce(%(concurrency_limit)s::integer, treadle_queues.concurrency_limit) END;
+
+-- name: queue_configs
+SELECT name, paused, concurrency_limit FROM treadle_queues;
+
+-- name: queue_stats
+SELECT queue,
+       count(*) FILTER (WHERE status = 'queued' AND run_at <= %(now)s AND attempt = 0) AS queued,
+       count(*) FILTER (WHERE status = 'queued' AND run_at > %(now)s) AS scheduled,
+       count(*) FILTER (WHERE status = 'queued' AND run_at <= %(now)s AND attempt > 0)
+           AS retrying,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE status = 'failed' AND finished_at >= %(hour_ago)s)
+           AS failed_last_hour,
+       count(*) FILTER (WHERE status = 'succeeded' AND finished_at >= %(hour_ago)s)
+           AS succeeded_last_hour
+FROM treadle_jobs
+WHERE status IN ('queued', 'running') OR finished_at >= %(hour_ago)s
+GROUP BY queue;
+
+-- name: workers
+SELECT * FROM treadle_workers ORDER BY last_heartbeat DESC;
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS treadle_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+
+-- name: applied_migrations
+SELECT version FROM treadle_migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO treadle_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: migration_lock
+SELECT pg_advisory_xact_lock(hashtext('treadle_migrate'));

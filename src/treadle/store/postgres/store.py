@@ -1,0 +1,409 @@
+"""The PostgreSQL store: ``FOR UPDATE SKIP LOCKED`` claims, ``LISTEN/NOTIFY`` wake-ups.
+
+Every batch operation (enqueue many, claim many, complete many, reap) is one
+statement built from arrays with ``unnest``, so its cost is one round trip
+whatever the batch size. ``synchronous_commit`` is left as the server has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, LiteralString
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from treadle.core.clock import SYSTEM_CLOCK, Clock
+from treadle.core.errors import StoreUnavailable
+from treadle.core.job import Job, NewJob, QueueInfo
+from treadle.store.base import Enqueued, HeartbeatResult, Outcome, ReapResult
+from treadle.store.common import SqlReads
+from treadle.store.migrations import MigrationRunner
+from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.postgres.connect import check_url, connect_kwargs
+from treadle.store.postgres.listener import Listener
+from treadle.store.queries import load_queries
+from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
+
+Q = load_queries("treadle.store.postgres")
+_SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notification is lost
+_NOTIFY_CHUNK = 500  # ids per treadle_done payload (payloads are capped at 8000 bytes)
+
+
+def _ts(value: datetime) -> datetime:
+    return value
+
+
+def _js(value: Any) -> Jsonb:
+    return Jsonb(value)
+
+
+class PostgresStore(SqlReads):
+    codec = POSTGRES_CODEC
+
+    def __init__(
+        self, url: str, *, clock: Clock = SYSTEM_CLOCK, pool_size: int = 4, timeout: float = 10.0
+    ) -> None:
+        self.url = check_url(url)
+        self.clock = clock
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "row_factory": dict_row, **connect_kwargs()},
+            timeout=timeout,
+            open=False,
+            name="treadle",
+        )
+        self._pool.open(wait=False)
+        self._listener = Listener(url)
+
+    # -- plumbing ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _cursor(self, *, tx: bool) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        try:
+            with self._pool.connection() as conn:
+                if tx:
+                    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                        yield cur
+                else:
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        yield cur
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {e}") from e
+
+    def _read(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        with self._cursor(tx=False) as cur:
+            cur.execute(Q[name], params)
+            return cur.fetchall()
+
+    def _enc_ts(self, value: datetime) -> datetime:
+        return value
+
+    def _enc_list(self, values: Sequence[str]) -> list[str]:
+        return list(values)
+
+    def close(self) -> None:
+        self._listener.stop()
+        self._pool.close()
+
+    # -- schema --------------------------------------------------------------
+
+    def _migrations(self) -> MigrationRunner:
+        return MigrationRunner("treadle.store.postgres.migrations", self._run_script, self._applied)
+
+    def _run_script(self, sql: LiteralString, version: int, name: str) -> None:
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["migration_lock"])
+            cur.execute(Q["create_migrations_table"])
+            cur.execute(Q["applied_migrations"])
+            if version in {r["version"] for r in cur.fetchall()}:
+                return  # another process applied it while we waited for the lock
+            cur.execute(sql)
+            cur.execute(Q["record_migration"], {"version": version, "name": name})
+
+    def _applied(self) -> list[int]:
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["migration_lock"])
+            cur.execute(Q["create_migrations_table"])
+            cur.execute(Q["applied_migrations"])
+            return [r["version"] for r in cur.fetchall()]
+
+    def migrate(self) -> list[int]:
+        return self._migrations().migrate()
+
+    def check_schema(self) -> None:
+        self._migrations().check()
+
+    # -- producers -----------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if not jobs:
+            return []
+        now = self.clock.now()
+        cols: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
+                "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
+                "callback_url",
+            )
+        }
+        for nj in jobs:
+            cols["tenant"].append(nj.tenant)
+            cols["queue"].append(nj.queue)
+            cols["kind"].append(nj.kind.value)
+            cols["task"].append(nj.task)
+            cols["payload"].append(Jsonb(nj.payload))
+            cols["priority"].append(nj.priority)
+            cols["run_at"].append(nj.run_at or now)
+            cols["max_attempts"].append(nj.max_attempts)
+            cols["timeout"].append(nj.timeout)
+            cols["idempotency_key"].append(nj.idempotency_key)
+            cols["concurrency_key"].append(nj.concurrency_key)
+            cols["parent_id"].append(nj.parent_id)
+            cols["callback_url"].append(nj.callback_url)
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["insert_jobs"], {**cols, "now": now})
+            inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
+            keyed = [nj for nj in jobs if nj.idempotency_key is not None]
+            existing: dict[tuple[str, str], Job] = {}
+            if keyed:
+                cur.execute(
+                    Q["jobs_by_idempotency_keys"],
+                    {"tenant": [nj.tenant for nj in keyed],
+                     "idempotency_key": [nj.idempotency_key for nj in keyed]},
+                )
+                for r in cur.fetchall():
+                    job = job_from_row(r, self.codec)
+                    existing[(job.tenant, job.idempotency_key or "")] = job
+            cur.execute(Q["notify_jobs"], {"queues": sorted({nj.queue for nj in jobs})})
+        return _match_inserted(jobs, inserted, existing)
+
+    # -- workers -------------------------------------------------------------
+
+    def claim(
+        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        now = self.clock.now()
+        base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds)}
+        claimed: list[Job] = []
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["paused_or_limited_queues"])
+            special = {r["name"]: r for r in cur.fetchall()}
+            if queues is None:
+                cur.execute(Q["claim_any"], {**base, "limit": limit, "excluded": list(special)})
+                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+                queues = [n for n, r in special.items() if not r["paused"]]
+            for queue in queues:
+                room = limit - len(claimed)
+                cfg = special.get(queue)
+                if cfg is not None:
+                    if cfg["paused"]:
+                        continue
+                    if cfg["concurrency_limit"] is not None and room > 0:
+                        cur.execute(Q["lock_queue"], {"queue": queue})
+                        cur.execute(Q["running_in_queue"], {"queue": queue})
+                        row = cur.fetchone()
+                        room = min(room, cfg["concurrency_limit"] - (row["count"] if row else 0))
+                if room <= 0:
+                    continue
+                cur.execute(Q["claim_queue"], {**base, "queue": queue, "limit": room})
+                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        return sort_claimed(claimed)
+
+    def heartbeat(
+        self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
+    ) -> HeartbeatResult:
+        now = self.clock.now()
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["upsert_worker"], {"worker": worker, "now": now})
+            if not leases:
+                return HeartbeatResult()
+            cur.execute(
+                Q["heartbeat"],
+                {"ids": [j for j, _ in leases], "tokens": [t for _, t in leases],
+                 "expires": now + timedelta(seconds=lease_seconds)},
+            )
+            rows = cur.fetchall()
+        held = {r["id"] for r in rows}
+        return HeartbeatResult(
+            lost=frozenset(j for j, _ in leases if j not in held),
+            cancel_requested=frozenset(r["id"] for r in rows if r["cancel_requested"]),
+        )
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        now = self.clock.now()
+        params = [finish_params(oc, now, _ts, _js) for oc in outcomes]
+        arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
+        arrays["worker"] = [oc.worker for oc in outcomes]
+        arrays["reason"] = [oc.event_reason for oc in outcomes]
+        arrays["now"] = now
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["finish_many"], arrays)
+            rows = cur.fetchall()
+            done = {r["id"] for r in rows}
+            refused = [(oc, p) for oc, p in zip(outcomes, params, strict=True)
+                       if oc.job_id not in done]
+            replayed = self._record_refused(cur, refused, now) if refused else set()
+            finished = [str(r["id"]) for r in rows if r["status"] != "queued"]
+            for i in range(0, len(finished), _NOTIFY_CHUNK):
+                cur.execute(Q["notify_done"], {"ids": ",".join(finished[i : i + _NOTIFY_CHUNK])})
+            requeued = sorted({r["queue"] for r in rows if r["status"] == "queued"})
+            if requeued:
+                cur.execute(Q["notify_jobs"], {"queues": requeued})
+        return [oc.job_id in done or oc.job_id in replayed for oc in outcomes]
+
+    def _record_refused(
+        self,
+        cur: psycopg.Cursor[dict[str, Any]],
+        refused: list[tuple[Outcome, dict[str, Any]]],
+        now: datetime,
+    ) -> set[int]:
+        """Guarded writes that matched nothing: our own replays, or zombies (lease_lost)."""
+        cur.execute(Q["jobs_status_token"], {"ids": [oc.job_id for oc, _ in refused]})
+        current = {r["id"]: r for r in cur.fetchall()}
+        replayed: set[int] = set()
+        events = []
+        for oc, p in refused:
+            row = current.get(oc.job_id)
+            if row is None:
+                continue
+            if row["lease_token"] == oc.lease_token and row["status"] == p["status"]:
+                replayed.add(oc.job_id)  # already applied before a lost reply
+                continue
+            events.append({
+                "job_id": oc.job_id, "from_status": row["status"], "to_status": row["status"],
+                "attempt": row["attempt"], "worker": oc.worker, "reason": "lease_lost",
+                "at": now, "detail": Jsonb(lease_lost_detail(oc, row["lease_token"])),
+            })
+        if events:
+            cur.executemany(Q["insert_event"], events)
+        return replayed
+
+    def add_logs(self, job_id: int, attempt: int, lines: Sequence[str]) -> None:
+        at = self.clock.now()
+        with self._cursor(tx=True) as cur:
+            cur.executemany(
+                Q["insert_log"],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+            )
+
+    def interrupt(self) -> None:
+        self._listener.wake()
+
+    def wait_for_work(self, timeout: float) -> bool:
+        self._listener.ensure_started()
+        seen = self._listener.work_seq()
+        return self._listener.wait_work(seen, timeout)
+
+    def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
+        self._listener.ensure_started()
+        deadline = time.monotonic() + timeout
+        pending = set(job_ids)
+        while pending:
+            rows = self._read("jobs_finished", {"ids": list(pending)})
+            pending -= {r["id"] for r in rows}
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return
+            self._listener.wait_done(min(remaining, _SAFETY_POLL))
+            self._listener.saw_done(pending)
+
+    # -- maintenance ---------------------------------------------------------
+
+    def reap(self, *, limit: int = 500) -> ReapResult:
+        now = self.clock.now()
+        if not self._read("any_expired", {"now": now}):
+            return ReapResult()  # the common case: one indexed probe, no locks
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["expired_leases"], {"now": now, "limit": limit})
+            rows = cur.fetchall()
+            if not rows:
+                return ReapResult()
+            cols: dict[str, list[Any]] = {"id": [], "status": [], "error": [], "reason": [],
+                                          "worker": []}
+            for r in rows:
+                status, reason, err = reap_decision(
+                    r["attempt"], r["max_attempts"], r["cancel_requested"], r["lease_owner"]
+                )
+                cols["id"].append(r["id"])
+                cols["status"].append(status)
+                cols["error"].append(Jsonb(err.to_json()))
+                cols["reason"].append(reason)
+                cols["worker"].append(r["lease_owner"])
+            cur.execute(Q["reap_many"], {**cols, "now": now})
+            reaped = cur.fetchall()
+            finished = [str(r["id"]) for r in reaped if r["status"] != "queued"]
+            if finished:
+                cur.execute(Q["notify_done"], {"ids": ",".join(finished)})
+            cur.execute(Q["notify_jobs"], {"queues": ["*"]})
+        counts = {"queued": 0, "failed": 0, "cancelled": 0}
+        for r in reaped:
+            counts[r["status"]] += 1
+        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"])
+
+    # -- control -------------------------------------------------------------
+
+    def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
+        self.get_job(job_id, tenant=tenant)
+        now = self.clock.now()
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["cancel_queued"], {"id": job_id, "now": now})
+            row = cur.fetchone()
+            if row is not None:
+                cur.execute(Q["insert_event"], {
+                    "job_id": job_id, "from_status": "queued", "to_status": "cancelled",
+                    "attempt": row["attempt"], "worker": None, "reason": "cancelled",
+                    "at": now, "detail": None,
+                })
+                cur.execute(Q["notify_done"], {"ids": str(job_id)})
+            else:
+                cur.execute(Q["request_cancel"], {"id": job_id})
+        return self.get_job(job_id)
+
+    def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
+        job = self.get_job(job_id, tenant=tenant)
+        now = self.clock.now()
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["manual_retry"], {"id": job_id, "now": now})
+            row = cur.fetchone()
+            if row is not None:
+                cur.execute(Q["insert_event"], {
+                    "job_id": job_id, "from_status": job.status.value, "to_status": "queued",
+                    "attempt": row["attempt"], "worker": None, "reason": "manual_retry",
+                    "at": now, "detail": None,
+                })
+                cur.execute(Q["notify_jobs"], {"queues": [row["queue"]]})
+        return self.get_job(job_id)
+
+    def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        concurrency_limit: int | None = None,
+        clear_limit: bool = False,
+    ) -> QueueInfo:
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["upsert_queue"], {
+                "name": name, "paused": paused, "concurrency_limit": concurrency_limit,
+                "clear_limit": clear_limit,
+            })
+            cur.execute(Q["notify_jobs"], {"queues": [name]})
+        return self.queue(name)
+
+
+def _match_inserted(
+    jobs: Sequence[NewJob], inserted: list[Job], existing: dict[tuple[str, str], Job]
+) -> list[Enqueued]:
+    """Pair each requested job with its row, in request order.
+
+    Rows were inserted in request order, so their ids ascend in that order;
+    a keyed job that did not insert was a duplicate of an existing one.
+    """
+    by_key = {(j.tenant, j.idempotency_key): j for j in inserted if j.idempotency_key}
+    unkeyed = iter(j for j in inserted if not j.idempotency_key)
+    out: list[Enqueued] = []
+    claimed_keys: set[tuple[str, str]] = set()
+    for nj in jobs:
+        if nj.idempotency_key is None:
+            out.append(Enqueued(next(unkeyed), created=True))
+            continue
+        key = (nj.tenant, nj.idempotency_key)
+        if key in by_key and key not in claimed_keys:
+            claimed_keys.add(key)
+            out.append(Enqueued(by_key[key], created=True))
+        else:
+            out.append(Enqueued(existing[key], created=False))
+    return out

@@ -1,0 +1,105 @@
+"""Mapping database rows to core values, shared by both backends.
+
+SQLite hands back JSON as text and time as epoch seconds; PostgreSQL hands
+back decoded JSON and aware datetimes. ``Codec`` hides that difference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from treadle.core.errors import ErrorInfo
+from treadle.core.job import Job, JobEvent, JobKind, JobLog
+from treadle.core.lifecycle import JobStatus
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def epoch_to_dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Codec:
+    json_out: Callable[[Any], Any]  # database value -> Python
+    ts_out: Callable[[Any], datetime]
+
+    def opt_ts(self, value: Any) -> datetime | None:
+        return None if value is None else self.ts_out(value)
+
+    def opt_json(self, value: Any) -> Any:
+        return None if value is None else self.json_out(value)
+
+
+SQLITE_CODEC = Codec(json_out=json.loads, ts_out=epoch_to_dt)
+POSTGRES_CODEC = Codec(json_out=_identity, ts_out=_identity)
+
+
+def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
+    error = codec.opt_json(row["error"])
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        kind=JobKind(row["kind"]),
+        task=row["task"],
+        payload=codec.json_out(row["payload"]),
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        run_at=codec.ts_out(row["run_at"]),
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        timeout=row["timeout"],
+        tenant=row["tenant"],
+        created_at=codec.ts_out(row["created_at"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=codec.opt_ts(row["lease_expires_at"]),
+        lease_token=row["lease_token"],
+        idempotency_key=row["idempotency_key"],
+        concurrency_key=row["concurrency_key"],
+        result=codec.opt_json(row["result"]),
+        error=ErrorInfo.from_json(error) if error else None,
+        parent_id=row["parent_id"],
+        callback_url=row["callback_url"],
+        cancel_requested=bool(row["cancel_requested"]),
+        started_at=codec.opt_ts(row["started_at"]),
+        finished_at=codec.opt_ts(row["finished_at"]),
+    )
+
+
+def event_from_row(row: Mapping[str, Any], codec: Codec) -> JobEvent:
+    return JobEvent(
+        id=row["id"],
+        job_id=row["job_id"],
+        from_status=JobStatus(row["from_status"]) if row["from_status"] else None,
+        to_status=JobStatus(row["to_status"]),
+        attempt=row["attempt"],
+        worker=row["worker"],
+        reason=row["reason"],
+        at=codec.ts_out(row["at"]),
+        detail=codec.opt_json(row["detail"]),
+    )
+
+
+def log_from_row(row: Mapping[str, Any], codec: Codec) -> JobLog:
+    return JobLog(
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        at=codec.ts_out(row["at"]),
+        message=row["message"],
+    )
+
+
+def sort_claimed(jobs: list[Job]) -> list[Job]:
+    """RETURNING gives no order; hand jobs out in claim order."""
+    jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+    return jobs

@@ -1,0 +1,449 @@
+"""The embedded SQLite store: WAL, ``synchronous=FULL``, claims under ``BEGIN IMMEDIATE``.
+
+One connection per thread. Several worker processes on one machine are safe:
+SQLite serialises writers with its file lock and every write transaction
+starts ``IMMEDIATE`` so two claimers can never both read the same queued row.
+Idle workers notice new work by watching ``PRAGMA data_version`` (it changes
+when another connection commits) every couple of milliseconds; see ADR 0003.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from treadle.core.clock import SYSTEM_CLOCK, Clock
+from treadle.core.errors import (
+    ConfigurationError,
+    ErrorClass,
+    ErrorInfo,
+    JobNotFound,
+    SchemaTooNew,
+    StoreUnavailable,
+)
+from treadle.core.job import Job, JobEvent, JobLog, NewJob, QueueInfo
+from treadle.store.base import (
+    Enqueued,
+    HeartbeatResult,
+    JobFilter,
+    Outcome,
+    ReapResult,
+    WorkerInfo,
+)
+from treadle.store.common import SqlReads
+from treadle.store.migrations import MigrationRunner
+from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.queries import load_queries
+from treadle.store.rows import (
+    SQLITE_CODEC,
+    dumps,
+    event_from_row,
+    job_from_row,
+    log_from_row,
+    sort_claimed,
+)
+
+Q = load_queries("treadle.store.sqlite")
+_POLL_SECONDS = 0.002
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+class SQLiteStore(SqlReads):
+    """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
+
+    def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.clock = clock
+        self._durable = durable
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition()
+        self._interrupted = False
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            if not parent.is_dir():
+                raise ConfigurationError(f"directory of SQLite database does not exist: {parent}")
+
+    # -- connections ---------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; IMMEDIATE takes the write lock up front."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite busy: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    codec = SQLITE_CODEC
+
+    def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        rows: list[sqlite3.Row] = self._conn().execute(Q[name], params).fetchall()
+        return rows  # type: ignore[return-value]  # sqlite3.Row is a read-only mapping
+
+    def _enc_ts(self, value: datetime) -> float:
+        return value.timestamp()
+
+    def _enc_list(self, values: Sequence[str]) -> str:
+        return dumps(list(values))
+
+    def close(self) -> None:
+        self.interrupt()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    # -- schema --------------------------------------------------------------
+
+    def _migrations(self) -> MigrationRunner:
+        return MigrationRunner("treadle.store.sqlite.migrations", self._run_script, self._applied)
+
+    def _run_script(self, sql: str, version: int, name: str) -> None:
+        conn = self._conn()
+        # executescript cannot take parameters; open the transaction in the script
+        # and record the migration with a bound statement before committing.
+        conn.executescript("BEGIN IMMEDIATE;\n" + sql)
+        try:
+            conn.execute(
+                "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _applied(self) -> list[int]:
+        conn = self._conn()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS treadle_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        return [r[0] for r in conn.execute(Q["applied_migrations"]).fetchall()]
+
+    def migrate(self) -> list[int]:
+        return self._migrations().migrate()
+
+    def check_schema(self) -> None:
+        self._migrations().check()
+
+    # -- producers -----------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        now = self.clock.now()
+        out: list[Enqueued] = []
+        with self._tx() as conn:
+            for nj in jobs:
+                params = {
+                    "tenant": nj.tenant,
+                    "queue": nj.queue,
+                    "kind": nj.kind.value,
+                    "task": nj.task,
+                    "payload": dumps(nj.payload),
+                    "priority": nj.priority,
+                    "run_at": _ts(nj.run_at or now),
+                    "max_attempts": nj.max_attempts,
+                    "timeout": nj.timeout,
+                    "idempotency_key": nj.idempotency_key,
+                    "concurrency_key": nj.concurrency_key,
+                    "parent_id": nj.parent_id,
+                    "callback_url": nj.callback_url,
+                    "created_at": _ts(now),
+                }
+                row = conn.execute(Q["insert_job"], params).fetchone()
+                if row is None:  # idempotency key already used: hand back that job
+                    row = conn.execute(Q["job_by_idempotency_key"], params).fetchone()
+                    out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
+                    continue
+                job = job_from_row(row, SQLITE_CODEC)
+                self._event(conn, job.id, None, "queued", 0, None, "enqueued", now)
+                out.append(Enqueued(job, created=True))
+        self._notify()
+        return out
+
+    # -- workers -------------------------------------------------------------
+
+    def claim(
+        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        now = self.clock.now()
+        base = {
+            "worker": worker,
+            "now": _ts(now),
+            "expires": _ts(now + timedelta(seconds=lease_seconds)),
+        }
+        claimed: list[Job] = []
+        with self._tx() as conn:
+            special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
+            if queues is None:
+                excluded = [n for n, r in special.items() if r["paused"]]
+                # Limited queues are claimed one by one below, under their limit.
+                limited = [n for n, r in special.items() if not r["paused"]]
+                rows = conn.execute(
+                    Q["claim_any"], {**base, "limit": limit, "excluded": dumps(excluded + limited)}
+                ).fetchall()
+                claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+                queues = limited
+            for queue in queues:
+                room = limit - len(claimed)
+                cfg = special.get(queue)
+                if cfg is not None:
+                    if cfg["paused"]:
+                        continue
+                    if cfg["concurrency_limit"] is not None:
+                        running = conn.execute(Q["running_in_queue"], {"queue": queue}).fetchone()
+                        room = min(room, cfg["concurrency_limit"] - running[0])
+                if room <= 0:
+                    continue
+                rows = conn.execute(
+                    Q["claim_queue"], {**base, "queue": queue, "limit": room}
+                ).fetchall()
+                claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+            for job in claimed:
+                self._event(conn, job.id, "queued", "running", job.attempt, worker, "claimed", now)
+        return sort_claimed(claimed)
+
+    def heartbeat(
+        self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
+    ) -> HeartbeatResult:
+        now = self.clock.now()
+        expires = _ts(now + timedelta(seconds=lease_seconds))
+        held: set[int] = set()
+        cancel: set[int] = set()
+        with self._tx() as conn:
+            conn.execute(Q["upsert_worker"], {"worker": worker, "now": _ts(now), "info": "{}"})
+            for job_id, token in leases:
+                row = conn.execute(
+                    Q["heartbeat"], {"id": job_id, "token": token, "expires": expires}
+                ).fetchone()
+                if row is not None:
+                    held.add(job_id)
+                    if row["cancel_requested"]:
+                        cancel.add(job_id)
+        lost = frozenset(j for j, _ in leases if j not in held)
+        return HeartbeatResult(lost=lost, cancel_requested=frozenset(cancel))
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        now = self.clock.now()
+        accepted: list[bool] = []
+        with self._tx() as conn:
+            for oc in outcomes:
+                params = finish_params(oc, now, _ts, dumps)
+                row = conn.execute(Q["finish"], params).fetchone()
+                if row is not None:
+                    self._event(
+                        conn, oc.job_id, "running", params["status"], row["attempt"],
+                        oc.worker, oc.event_reason, now,
+                    )
+                    accepted.append(True)
+                    continue
+                accepted.append(self._refused(conn, oc, params["status"], now))
+        self._notify()
+        return accepted
+
+    def _refused(self, conn: sqlite3.Connection, oc: Outcome, status: str, now: datetime) -> bool:
+        """A guarded write matched nothing: a replay of our own write, or a zombie."""
+        cur = conn.execute(Q["job_status_token"], {"id": oc.job_id}).fetchone()
+        if cur is None:
+            return False
+        if cur["lease_token"] == oc.lease_token and cur["status"] == status:
+            return True  # the same outcome was already applied (retried after a lost reply)
+        self._event(
+            conn, oc.job_id, cur["status"], cur["status"], cur["attempt"], oc.worker,
+            "lease_lost", now, dumps(lease_lost_detail(oc, cur["lease_token"])),
+        )
+        return False
+
+    def add_logs(self, job_id: int, attempt: int, lines: Sequence[str]) -> None:
+        at = _ts(self.clock.now())
+        with self._tx() as conn:
+            conn.executemany(
+                Q["insert_log"],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+            )
+
+    def _data_version(self) -> int:
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def interrupt(self) -> None:
+        with self._wake:
+            self._interrupted = True
+            self._wake.notify_all()
+
+    def _wait_change(self, deadline: float) -> bool:
+        """Wait until another connection commits, this process notifies, or time runs out."""
+        start = self._data_version()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._wake:
+                if self._interrupted:
+                    self._interrupted = False
+                    return True
+                if self._wake.wait(min(_POLL_SECONDS, remaining)):
+                    return True
+            if self._data_version() != start:
+                return True
+
+    def wait_for_work(self, timeout: float) -> bool:
+        return self._wait_change(time.monotonic() + timeout)
+
+    def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(job_ids)
+        while pending:
+            pending = [j for j in pending if not self.get_job(j).is_finished]
+            if not pending or not self._wait_change(deadline):
+                return
+
+    # -- maintenance ---------------------------------------------------------
+
+    def reap(self, *, limit: int = 500) -> ReapResult:
+        now = self.clock.now()
+        counts = {"queued": 0, "failed": 0, "cancelled": 0}
+        # Cheap when nothing expired: one indexed read, no write lock.
+        if not self._read("expired_leases", {"now": _ts(now), "limit": 1}):
+            return ReapResult()
+        with self._tx() as conn:
+            rows = conn.execute(Q["expired_leases"], {"now": _ts(now), "limit": limit}).fetchall()
+            for r in rows:
+                status, reason, err = reap_decision(r["attempt"], r["max_attempts"],
+                                                    bool(r["cancel_requested"]), r["lease_owner"])
+                cur = conn.execute(
+                    Q["reap_one"],
+                    {
+                        "id": r["id"], "status": status, "error": dumps(err.to_json()),
+                        "now": _ts(now), "finished_at": None if status == "queued" else _ts(now),
+                    },
+                )
+                if cur.rowcount:
+                    counts[status] += 1
+                    self._event(conn, r["id"], "running", status, r["attempt"],
+                                r["lease_owner"], reason, now)
+        if counts["queued"]:
+            self._notify()
+        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"])
+
+    # -- control -------------------------------------------------------------
+
+    def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
+        job = self.get_job(job_id, tenant=tenant)
+        now = self.clock.now()
+        with self._tx() as conn:
+            row = conn.execute(Q["cancel_queued"], {"id": job_id, "now": _ts(now)}).fetchone()
+            if row is not None:
+                self._event(conn, job_id, "queued", "cancelled", row["attempt"], None,
+                            "cancelled", now)
+            else:
+                conn.execute(Q["request_cancel"], {"id": job_id})
+        self._notify()
+        return self.get_job(job.id)
+
+    def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
+        job = self.get_job(job_id, tenant=tenant)
+        now = self.clock.now()
+        with self._tx() as conn:
+            row = conn.execute(Q["manual_retry"], {"id": job_id, "now": _ts(now)}).fetchone()
+            if row is not None:
+                self._event(conn, job_id, job.status.value, "queued", row["attempt"], None,
+                            "manual_retry", now)
+        self._notify()
+        return self.get_job(job.id)
+
+    def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        concurrency_limit: int | None = None,
+        clear_limit: bool = False,
+    ) -> QueueInfo:
+        with self._tx() as conn:
+            conn.execute(
+                Q["upsert_queue"],
+                {"name": name, "paused": None if paused is None else int(paused),
+                 "concurrency_limit": concurrency_limit, "clear_limit": int(clear_limit)},
+            )
+        self._notify()
+        return self.queue(name)
+
+
+    # -- helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def _event(
+        conn: sqlite3.Connection,
+        job_id: int,
+        from_status: str | None,
+        to_status: str,
+        attempt: int,
+        worker: str | None,
+        reason: str,
+        at: datetime,
+        detail: str | None = None,
+    ) -> None:
+        conn.execute(
+            Q["insert_event"],
+            {
+                "job_id": job_id, "from_status": from_status, "to_status": to_status,
+                "attempt": attempt, "worker": worker, "reason": reason, "at": _ts(at),
+                "detail": detail,
+            },
+        )
+
+
+def sqlite_path(url: str) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigurationError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
+    path = url[len(prefix):]
+    if not path:
+        raise ConfigurationError("SQLite URL has no path: use sqlite:///treadle.db")
+    return path

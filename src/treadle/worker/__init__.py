@@ -1,0 +1,6 @@
+"""Workers: the pull cycle, heartbeats, the reaper, graceful shutdown."""
+
+from treadle.worker.reaper import Reaper
+from treadle.worker.worker import Worker, WorkerConfig
+
+__all__ = ["Reaper", "Worker", "WorkerConfig"]

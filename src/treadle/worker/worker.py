@@ -1,0 +1,409 @@
+"""The pull cycle: claim under a lease, run, report; heartbeat; shut down gracefully.
+
+Threads, and why:
+- the caller's thread claims jobs whenever there is room (one claim per batch);
+- ``concurrency`` executor threads run sync tasks; one asyncio loop runs async ones;
+- a flusher writes outcomes in batches (one transaction per batch), retrying
+  through database outages so nothing is lost;
+- a maintenance thread heartbeats leases, enforces hard timeouts and reaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from treadle.context import JobContext
+from treadle.core.budget import Deadline
+from treadle.core.clock import SYSTEM_CLOCK, Clock
+from treadle.core.errors import Cancelled, StoreUnavailable, Timeout
+from treadle.core.job import Job, JobKind
+from treadle.core.lease import LeaseConfig
+from treadle.executors.base import Executor, Runnable
+from treadle.logs import get_logger
+from treadle.store import Outcome, OutcomeKind, Store
+from treadle.worker.outcome import outcome_for_error, outcome_for_result
+from treadle.worker.reaper import Reaper
+
+log = get_logger("treadle.worker")
+
+FinishedHook = Callable[[Job, Outcome], None]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    queues: tuple[str, ...] | None = None  # None: every queue
+    concurrency: int = 10
+    lease: LeaseConfig = field(default_factory=LeaseConfig)
+    poll_interval: float = 2.0  # safety net only; wake-ups come from the store
+    shutdown_grace: float = 30.0
+    reap_interval: float = 5.0
+    name: str | None = None
+    burst: bool = False  # stop once no work is left (tests, one-shot runs)
+
+    def __post_init__(self) -> None:
+        from treadle.core.errors import ConfigurationError
+
+        if not 1 <= self.concurrency <= 10_000:
+            raise ConfigurationError("concurrency must be between 1 and 10000")
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
+            raise ConfigurationError("intervals must be positive")
+        if self.queues is not None and not self.queues:
+            raise ConfigurationError("queues must name at least one queue (or be None for all)")
+
+
+class _HardStop(BaseException):
+    """Raised inside a sync task's thread when its lease is gone (timeout/cancel/release).
+
+    A BaseException so that a task's ``except Exception`` does not swallow it.
+    """
+
+
+@dataclass
+class _Running:
+    job: Job
+    ctx: JobContext
+    runnable: Runnable
+    logs: list[str] = field(default_factory=list)
+    thread_id: int | None = None
+    future: Any = None  # concurrent.futures.Future for async tasks
+    finalized: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        executors: dict[JobKind, Executor],
+        config: WorkerConfig | None = None,
+        *,
+        on_finished: Sequence[FinishedHook] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self.executors = executors
+        self.config = config or WorkerConfig()
+        self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_finished = list(on_finished)
+        self.reaper = Reaper(store, interval=self.config.reap_interval)
+        self._running: dict[int, _Running] = {}
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._tasks: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.processed = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight jobs get ``shutdown_grace`` seconds to finish."""
+        self._stopping.set()
+        self.store.interrupt()
+
+    def run(self) -> None:
+        log.info("worker starting", worker=self.id, queues=self.config.queues,
+                 concurrency=self.config.concurrency)
+        self._start_threads()
+        try:
+            self._claim_loop()
+        finally:
+            self._shutdown()
+            self._stopped.set()
+            log.info("worker stopped", worker=self.id, processed=self.processed)
+
+    def _start_threads(self) -> None:
+        for _ in range(self.config.concurrency):
+            self._spawn_executor()
+        for target, name in ((self._flush_loop, "flusher"), (self._maintenance_loop, "maint")):
+            t = threading.Thread(target=target, name=f"treadle-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _spawn_executor(self) -> None:
+        t = threading.Thread(target=self._executor_loop, name="treadle-exec", daemon=True)
+        t.start()
+
+    # -- claiming --------------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        backoff = 0.05
+        cfg = self.config
+        while not self._stopping.is_set():
+            with self._room:
+                room = cfg.concurrency - len(self._running)
+                if room <= 0:
+                    self._room.wait(cfg.poll_interval)
+                    continue
+            try:
+                jobs = self.store.claim(
+                    queues=cfg.queues, worker=self.id, limit=room,
+                    lease_seconds=cfg.lease.seconds,
+                )
+                backoff = 0.05
+            except StoreUnavailable as exc:
+                log.warning("claim failed; retrying", worker=self.id, error=str(exc))
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < room:
+                if cfg.burst and not jobs:
+                    with self._lock:
+                        idle = not self._running
+                    if idle and self._outcomes.empty():
+                        return
+                    # let in-flight work finish, then look again
+                    self._stopping.wait(0.01)
+                    continue
+                try:
+                    self.store.wait_for_work(cfg.poll_interval)
+                except StoreUnavailable:
+                    self._stopping.wait(backoff)
+
+    def _start(self, job: Job) -> None:
+        log.debug("job claimed", job_id=job.id, attempt=job.attempt, worker=self.id)
+        deadline = Deadline.after(job.timeout, self.clock)
+        entry = _Running(job, JobContext(job, self.id, deadline), Runnable())
+        entry.ctx._log_sink = entry.logs.append
+        with self._lock:
+            self._running[job.id] = entry
+        executor = self.executors.get(job.kind)
+        try:
+            if executor is None:
+                from treadle.core.errors import Permanent
+
+                raise Permanent(f"this worker has no executor for jobs of kind {job.kind.value}")
+            entry.runnable = executor.prepare(job)
+        except BaseException as exc:  # a job that cannot even start is reported, never lost
+            self._finalize(entry, outcome_for_error(job, exc, Runnable(), self.id, self.clock))
+            return
+        if entry.runnable.acall is not None:
+            loop = self._ensure_loop()
+            entry.future = asyncio.run_coroutine_threadsafe(self._run_async(entry), loop)
+        else:
+            self._tasks.put(entry)
+
+    # -- executing -------------------------------------------------------------
+
+    def _executor_loop(self) -> None:
+        try:
+            self._executor_body()
+        except _HardStop:
+            pass  # arrived after the stopped job ended; a replacement thread runs
+
+    def _executor_body(self) -> None:
+        me = threading.get_ident()
+        while True:
+            entry = self._tasks.get()
+            if entry is None:
+                return
+            entry.thread_id = me
+            try:
+                assert entry.runnable.call is not None
+                result = entry.runnable.call(entry.ctx)
+                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+            except _HardStop:
+                return  # finalized by whoever stopped us; a replacement thread runs
+            except BaseException as exc:
+                outcome = outcome_for_error(entry.job, exc, entry.runnable, self.id, self.clock)
+            self._finalize(entry, outcome)
+            if entry.thread_id is None:
+                return  # this thread was abandoned after a hard stop; a replacement runs
+            entry.thread_id = None
+
+    async def _run_async(self, entry: _Running) -> None:
+        assert entry.runnable.acall is not None
+        try:
+            timeout = entry.job.timeout
+            result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
+            outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+        except asyncio.CancelledError:
+            return  # finalized by whoever cancelled us
+        except TimeoutError:
+            exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
+            outcome = outcome_for_error(entry.job, exc, entry.runnable, self.id, self.clock)
+        except BaseException as exc:
+            outcome = outcome_for_error(entry.job, exc, entry.runnable, self.id, self.clock)
+        self._finalize(entry, outcome)
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="treadle-async", daemon=True)
+                t.start()
+                self._loop = loop
+            return self._loop
+
+    def _finalize(self, entry: _Running, outcome: Outcome) -> bool:
+        """Hand an attempt's outcome to the flusher, once; frees its slot."""
+        with self._room:
+            if entry.finalized:
+                return False
+            entry.finalized = True
+            self._running.pop(entry.job.id, None)
+            self._room.notify()
+        self._outcomes.put((entry, outcome))
+        return True
+
+    def _hard_stop(self, entry: _Running, outcome: Outcome) -> None:
+        """End an attempt that will not end by itself (timeout, cancel, shutdown)."""
+        entry.ctx.cancelled.set()
+        if not self._finalize(entry, outcome):
+            return
+        if entry.future is not None:
+            entry.future.cancel()
+            return
+        tid = entry.thread_id
+        if tid is not None:
+            # Raise inside the task's thread; pure-Python code stops at once, a blocking
+            # C call when it returns. Either way the slot is free now and a fresh thread
+            # takes this one's place; a late result is discarded (the outcome is written).
+            entry.thread_id = None
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(tid), ctypes.py_object(_HardStop)
+            )
+            self._spawn_executor()
+
+    # -- reporting -------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while True:
+            item = self._outcomes.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 1000:
+                try:
+                    nxt = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._outcomes.put(None)  # keep the sentinel for after this batch
+                    break
+                batch.append(nxt)
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                for entry, _ in batch:
+                    if entry.logs:
+                        self.store.add_logs(entry.job.id, entry.job.attempt, entry.logs)
+                        entry.logs = []
+                accepted = self.store.complete([oc for _, oc in batch])
+                break
+            except StoreUnavailable as exc:
+                # Outcomes are never dropped: the guarded write is safe to repeat.
+                log.warning("writing outcomes failed; retrying", worker=self.id,
+                            error=str(exc), pending=len(batch))
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        for (entry, oc), ok in zip(batch, accepted, strict=True):
+            self.processed += 1
+            log.info(
+                "job finished" if ok else "job outcome refused (lease lost)",
+                job_id=entry.job.id, attempt=entry.job.attempt, worker=self.id,
+                outcome=oc.kind.value,
+                error_class=oc.error.error_class.value if oc.error else None,
+            )
+            if ok:
+                for hook in self.on_finished:
+                    try:
+                        hook(entry.job, oc)
+                    except Exception as exc:  # a hook must never break the worker
+                        log.error("on_finished hook failed", error=repr(exc))
+
+    # -- maintenance -----------------------------------------------------------
+
+    def _maintenance_loop(self) -> None:
+        cfg = self.config
+        next_beat = 0.0
+        next_reap = time.monotonic() + cfg.reap_interval
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            self._enforce_deadlines()
+            try:
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + cfg.lease.heartbeat_interval
+                if now >= next_reap:
+                    self.reaper.run_once()
+                    next_reap = now + cfg.reap_interval
+            except StoreUnavailable as exc:
+                log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
+                next_beat = now + 0.5
+            except Exception as exc:
+                log.error("maintenance error", worker=self.id, error=repr(exc))
+            self._stopped.wait(0.05)
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            entries = list(self._running.values())
+        res = self.store.heartbeat(
+            worker=self.id,
+            leases=[(e.job.id, e.job.lease_token) for e in entries],
+            lease_seconds=self.config.lease.seconds,
+        )
+        for e in entries:
+            if e.job.id in res.cancel_requested:
+                log.info("cancelling job on request", job_id=e.job.id, worker=self.id)
+                self._hard_stop(e, Outcome(e.job.id, e.job.lease_token, OutcomeKind.CANCELLED,
+                                           self.id, error=_cancelled_info()))
+            elif e.job.id in res.lost:
+                # Someone else holds it now; stop work whose result could not be written.
+                log.warning("lease lost", job_id=e.job.id, worker=self.id)
+                e.ctx.cancelled.set()
+
+    def _enforce_deadlines(self) -> None:
+        with self._lock:
+            late = [e for e in self._running.values() if e.ctx.deadline.expired]
+        for e in late:
+            exc = Timeout(f"task exceeded its timeout of {e.job.timeout}s")
+            self._hard_stop(e, outcome_for_error(e.job, exc, e.runnable, self.id, self.clock))
+
+    # -- shutdown --------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.config.shutdown_grace
+        with self._room:
+            while self._running and time.monotonic() < deadline:
+                self._room.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            left = list(self._running.values())
+        for e in left:
+            log.info("releasing lease at shutdown", job_id=e.job.id, worker=self.id)
+            self._hard_stop(e, Outcome(e.job.id, e.job.lease_token, OutcomeKind.RELEASED,
+                                       self.id))
+        for _ in range(self.config.concurrency + len(left)):
+            self._tasks.put(None)
+        self._outcomes.put(None)
+        for t in self._threads:
+            if t.name == "treadle-flusher":
+                t.join()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _cancelled_info() -> Any:
+    from treadle.core.errors import ErrorClass, ErrorInfo
+
+    return ErrorInfo(ErrorClass.CANCELLED, "cancelled by request")
+
+
+__all__ = ["Cancelled", "Worker", "WorkerConfig"]
