@@ -30,6 +30,7 @@ from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
 from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
+from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Outcome, OutcomeKind, Store
 from treadle.worker.outcome import outcome_for_error, outcome_for_result
 from treadle.worker.reaper import Reaper
@@ -77,6 +78,7 @@ class _Running:
     thread_id: int | None = None
     future: Any = None  # concurrent.futures.Future for async tasks
     finalized: bool = False
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Worker:
@@ -88,8 +90,10 @@ class Worker:
         *,
         on_finished: Sequence[FinishedHook] = (),
         clock: Clock = SYSTEM_CLOCK,
+        observer: Observer = NULL_OBSERVER,
     ) -> None:
         self.clock = clock
+        self.observer = observer
         self.store = store
         self.executors = executors
         self.config = config or WorkerConfig()
@@ -149,10 +153,12 @@ class Worker:
                     self._room.wait(cfg.poll_interval)
                     continue
             try:
+                t0 = time.perf_counter()
                 jobs = self.store.claim(
                     queues=cfg.queues, worker=self.id, limit=room,
                     lease_seconds=cfg.lease.seconds,
                 )
+                self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
                 backoff = 0.05
             except StoreUnavailable as exc:
                 log.warning("claim failed; retrying", worker=self.id, error=str(exc))
@@ -324,6 +330,7 @@ class Worker:
                 error_class=oc.error.error_class.value if oc.error else None,
             )
             if ok:
+                self.observer.finished(self.id, entry.job, oc, time.perf_counter() - entry.started)
                 for hook in self.on_finished:
                     try:
                         hook(entry.job, oc)
@@ -344,7 +351,9 @@ class Worker:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
                 if now >= next_reap:
-                    self.reaper.run_once()
+                    reaped = self.reaper.run_once()
+                    if reaped.total:
+                        self.observer.reaped(reaped)
                     next_reap = now + cfg.reap_interval
             except StoreUnavailable as exc:
                 log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
@@ -361,6 +370,7 @@ class Worker:
             leases=[(e.job.id, e.job.lease_token) for e in entries],
             lease_seconds=self.config.lease.seconds,
         )
+        self.observer.heartbeat(self.id, len(entries))
         for e in entries:
             if e.job.id in res.cancel_requested:
                 log.info("cancelling job on request", job_id=e.job.id, worker=self.id)

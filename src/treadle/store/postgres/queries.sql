@@ -257,3 +257,19 @@ INSERT INTO treadle_migrations (version, name) VALUES (%(version)s, %(name)s);
 
 -- name: migration_lock
 SELECT pg_advisory_xact_lock(hashtext('treadle_migrate'));
+
+-- name: insert_callback_jobs
+-- The delivery of a finished job's callback is itself a durable job, written in
+-- the same transaction as the job's final state so it can never be lost.
+WITH ins AS (
+    INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
+                              parent_id, created_at)
+    SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+    FROM treadle_jobs WHERE id = ANY (%(ids)s::bigint[]) AND callback_url IS NOT NULL
+    RETURNING id
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM ins
+)
+SELECT pg_notify('treadle_jobs', 'treadle.callbacks') FROM ins LIMIT 1;

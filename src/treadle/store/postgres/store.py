@@ -237,6 +237,8 @@ class PostgresStore(SqlReads):
                        if oc.job_id not in done]
             replayed = self._record_refused(cur, refused, now) if refused else set()
             finished = [str(r["id"]) for r in rows if r["status"] != "queued"]
+            if finished:
+                cur.execute(Q["insert_callback_jobs"], {"ids": [int(i) for i in finished], "now": now})
             for i in range(0, len(finished), _NOTIFY_CHUNK):
                 cur.execute(Q["notify_done"], {"ids": ",".join(finished[i : i + _NOTIFY_CHUNK])})
             requeued = sorted({r["queue"] for r in rows if r["status"] == "queued"})
@@ -326,6 +328,7 @@ class PostgresStore(SqlReads):
             reaped = cur.fetchall()
             finished = [str(r["id"]) for r in reaped if r["status"] != "queued"]
             if finished:
+                cur.execute(Q["insert_callback_jobs"], {"ids": [int(i) for i in finished], "now": now})
                 cur.execute(Q["notify_done"], {"ids": ",".join(finished)})
             cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0}
@@ -347,6 +350,7 @@ class PostgresStore(SqlReads):
                     "attempt": row["attempt"], "worker": None, "reason": "cancelled",
                     "at": now, "detail": None,
                 })
+                cur.execute(Q["insert_callback_jobs"], {"ids": [job_id], "now": now})
                 cur.execute(Q["notify_done"], {"ids": str(job_id)})
             else:
                 cur.execute(Q["request_cancel"], {"id": job_id})

@@ -61,7 +61,7 @@ SET status = :status,
     lease_expires_at = NULL,
     cancel_requested = CASE WHEN :status = 'queued' THEN cancel_requested ELSE 0 END
 WHERE id = :id AND status = 'running' AND lease_token = :token
-RETURNING id, attempt;
+RETURNING id, attempt, callback_url;
 
 -- name: job_status_token
 SELECT id, status, lease_token, attempt FROM treadle_jobs WHERE id = :id;
@@ -161,3 +161,13 @@ SELECT * FROM treadle_workers ORDER BY last_heartbeat DESC;
 
 -- name: applied_migrations
 SELECT version FROM treadle_migrations ORDER BY version;
+
+-- name: insert_callback_job
+-- The delivery of a finished job's callback is itself a durable job, written in
+-- the same transaction as the job's final state so it can never be lost.
+INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
+                          parent_id, created_at)
+SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
+       json_object('job_id', id), :now, 11, 30, id, :now
+FROM treadle_jobs WHERE id = :id AND callback_url IS NOT NULL
+RETURNING id;

@@ -277,6 +277,8 @@ class SQLiteStore(SqlReads):
                         conn, oc.job_id, "running", params["status"], row["attempt"],
                         oc.worker, oc.event_reason, now,
                     )
+                    if row["callback_url"] and params["finished_at"] is not None:
+                        self._callback(conn, oc.job_id, now)
                     accepted.append(True)
                     continue
                 accepted.append(self._refused(conn, oc, params["status"], now))
@@ -367,6 +369,8 @@ class SQLiteStore(SqlReads):
                     counts[status] += 1
                     self._event(conn, r["id"], "running", status, r["attempt"],
                                 r["lease_owner"], reason, now)
+                    if status != "queued":
+                        self._callback(conn, r["id"], now)
         if counts["queued"]:
             self._notify()
         return ReapResult(counts["queued"], counts["failed"], counts["cancelled"])
@@ -381,6 +385,7 @@ class SQLiteStore(SqlReads):
             if row is not None:
                 self._event(conn, job_id, "queued", "cancelled", row["attempt"], None,
                             "cancelled", now)
+                self._callback(conn, job_id, now)
             else:
                 conn.execute(Q["request_cancel"], {"id": job_id})
         self._notify()
@@ -416,6 +421,11 @@ class SQLiteStore(SqlReads):
 
 
     # -- helpers ---------------------------------------------------------------
+
+    def _callback(self, conn: sqlite3.Connection, job_id: int, now: datetime) -> None:
+        row = conn.execute(Q["insert_callback_job"], {"id": job_id, "now": _ts(now)}).fetchone()
+        if row is not None:
+            self._event(conn, row["id"], None, "queued", 0, None, "enqueued", now)
 
     @staticmethod
     def _event(

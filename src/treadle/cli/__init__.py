@@ -1,0 +1,57 @@
+"""The ``treadle`` command (typer + rich). Environment variables are read here, at the edge."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from treadle.cli.common import clean_errors, fail, load_app
+from treadle.cli.jobs import jobs_app, submit
+from treadle.cli.run import migrate, up, worker
+
+app = typer.Typer(
+    name="treadle",
+    help="Treadle: durable jobs. The database is the queue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(up)
+app.command()(worker)
+app.command()(migrate)
+app.command()(submit)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _optional_commands() -> None:
+    try:
+        from treadle.api.cli import keys_app, server_command
+    except ImportError:
+        return
+    app.add_typer(keys_app, name="keys")
+    app.command("server")(server_command)
+
+
+@app.command()
+def bench(
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments for python -m bench.")]
+    = None,
+) -> None:
+    """Run the benchmarks (from a source checkout: `python -m bench`)."""
+    if not os.path.isdir("bench"):
+        fail("run `treadle bench` from the root of a Treadle source checkout (needs bench/)")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "bench", *(args or [])]))
+
+
+_optional_commands()
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "clean_errors", "load_app", "main"]

@@ -1,0 +1,111 @@
+"""What every command shares: database URL, app loading, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from treadle.app import DEFAULT_URL, Treadle
+from treadle.core.errors import ConfigurationError, StoreUnavailable, TreadleError
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="TREADLE_DATABASE_URL",
+                 help="Database URL: sqlite:///path.db (default) or postgresql://..."),
+]
+AppOption = Annotated[
+    str | None,
+    typer.Option("--app", envvar="TREADLE_APP",
+                 help="Where your Treadle app is, as module:attribute (e.g. myproj.tasks:app)."),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn anything a user can cause into one clear line and a non-zero exit."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except TreadleError as exc:
+        fail(exc.message)
+    except sqlite3.Error as exc:
+        fail(f"database error: {exc}")
+    except OSError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        if type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+            fail(f"database error: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
+        raise
+
+
+def probe(url: str) -> None:
+    """Fail fast, with the driver's own reason, when a server database is unreachable."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # we report it ourselves
+    try:
+        import psycopg
+    except ImportError:
+        return  # open_store names the missing extra
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
+
+
+def load_app(spec: str | None, db: str | None) -> Treadle:
+    """Import ``module:attr`` (a Treadle instance), bound to ``db`` when given."""
+    url = db or DEFAULT_URL
+    probe(url)
+    if not spec:
+        return Treadle(url)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"--app must look like module:attribute, got {spec!r}")
+    if db:
+        # Apps commonly read the URL from the environment at import time.
+        os.environ["TREADLE_DATABASE_URL"] = db
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    app: Any = getattr(module, attr, None)
+    if not isinstance(app, Treadle):
+        raise ConfigurationError(f"{spec!r} is not a Treadle app (found {type(app).__name__})")
+    if db and app.url != db:
+        app.store.close()
+        rebound = Treadle(db, clock=app.clock)
+        app.store, app.url = rebound.store, db
+    return app
+
+
+def install_builtins(app: Treadle) -> None:
+    """Register built-in tasks (callback delivery) when their module is present."""
+    try:
+        from treadle import webhooks
+    except ImportError:
+        return
+    register = getattr(webhooks, "register_builtin_tasks", None)
+    if register is not None and "treadle.deliver_callback" not in app.tasks:
+        register(app, os.environ.get("TREADLE_WEBHOOK_SECRET"))

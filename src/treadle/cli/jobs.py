@@ -1,0 +1,199 @@
+"""``treadle jobs list|show|cancel|retry`` and ``treadle submit``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
+from treadle.core.job import Job
+from treadle.core.lifecycle import JobStatus
+from treadle.store import JobFilter
+
+jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
+
+_STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
+                 "cancelled": "dim"}
+
+
+def _status(job: Job) -> str:
+    return f"[{_STATUS_STYLE[job.status.value]}]{job.status.value}[/]"
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+@jobs_app.command("list")
+def list_jobs(
+    db: DbOption = None,
+    status: Annotated[list[str] | None, typer.Option(help="Filter by status (repeatable).")] = None,
+    queue: Annotated[str | None, typer.Option(help="Filter by queue.")] = None,
+    task: Annotated[str | None, typer.Option(help="Filter by task name.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    before: Annotated[int | None, typer.Option(help="Cursor: only ids below this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List jobs, newest first."""
+    with clean_errors():
+        statuses = []
+        for s in status or []:
+            try:
+                statuses.append(JobStatus(s))
+            except ValueError:
+                fail(f"unknown status {s!r}; use one of {', '.join(x.value for x in JobStatus)}")
+        app = load_app(None, db)
+        app.store.check_schema()
+        jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task, limit=limit,
+                                       before_id=before))
+        if as_json:
+            _print_json([j.to_json() for j in jobs])
+            return
+        table = Table("id", "task", "queue", "status", "attempt", "created", "error")
+        for j in jobs:
+            table.add_row(str(j.id), j.task, j.queue, _status(j), f"{j.attempt}/{j.max_attempts}",
+                          j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                          f"{j.error.error_class.value}: {j.error.message[:60]}" if j.error else "")
+        console.print(table)
+
+
+@jobs_app.command("show")
+def show(
+    job_id: int,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one job with its events and logs."""
+    with clean_errors():
+        app = load_app(None, db)
+        job = app.get_job(job_id)
+        events = app.job_events(job_id)
+        logs = app.job_logs(job_id)
+        if as_json:
+            _print_json({**job.to_json(), "events": [e.to_json() for e in events],
+                         "logs": [entry.to_json() for entry in logs]})
+            return
+        table = Table(show_header=False, title=f"job {job.id}")
+        for key, value in job.to_json().items():
+            if key == "status":
+                value = _status(job)
+            elif isinstance(value, dict | list):
+                value = json.dumps(value)[:400]
+            table.add_row(key, "" if value is None else str(value))
+        console.print(table)
+        ev = Table("at", "from", "to", "attempt", "worker", "reason", title="events")
+        for e in events:
+            ev.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.from_status or "", e.to_status.value,
+                       str(e.attempt), e.worker or "", e.reason)
+        console.print(ev)
+        for entry in logs:
+            console.print(f"[dim]attempt {entry.attempt}[/] {entry.message}", highlight=False)
+
+
+@jobs_app.command("cancel")
+def cancel(job_id: int, db: DbOption = None) -> None:
+    """Cancel a job: queued jobs at once, running ones are stopped by their worker."""
+    with clean_errors():
+        job = load_app(None, db).cancel(job_id)
+        note = " (its worker has been told to stop)" if job.cancel_requested else ""
+        console.print(f"job {job.id}: {_status(job)}{note}")
+
+
+@jobs_app.command("retry")
+def retry(job_id: int, db: DbOption = None) -> None:
+    """Re-queue a failed or cancelled job for one more attempt."""
+    with clean_errors():
+        app = load_app(None, db)
+        before = app.get_job(job_id)
+        if before.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            fail(f"job {job_id} is {before.status.value}; only failed or cancelled jobs are retried")
+        job = app.retry(job_id)
+        console.print(f"job {job.id}: {_status(job)}")
+
+
+def submit(
+    task: Annotated[str, typer.Argument(help="Task name, as registered with @app.task.")],
+    payload: Annotated[str, typer.Option(help="JSON object passed as the task's keyword args.")]
+    = "{}",
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many jobs.")] = 1,
+    wait: Annotated[bool, typer.Option(help="Wait for the jobs to finish.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
+    idempotency_key: Annotated[str | None, typer.Option(help="Same key, same job.")] = None,
+    app_spec: AppOption = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Enqueue COUNT jobs of TASK with PAYLOAD."""
+    with clean_errors():
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            fail(f"--payload is not valid JSON: {exc}")
+        if not isinstance(data, dict):
+            fail("--payload must be a JSON object, e.g. '{\"x\": 1}'")
+        if idempotency_key and count > 1:
+            fail("--idempotency-key names one job; it cannot be used with --count > 1")
+        app = load_app(app_spec, db)
+        t = app.get_task(task)
+        app.store.check_schema()
+        handles = []
+        with _progress(count > 1 and not as_json) as progress:
+            bar = progress.add_task("enqueued", total=count)
+            for start in range(0, count, 1000):
+                n = min(1000, count - start)
+                jobs = [t.new_job(data, idempotency_key=idempotency_key) for _ in range(n)]
+                handles.extend(app.enqueue(jobs))
+                progress.update(bar, advance=n)
+        if not wait:
+            if as_json:
+                _print_json([h.job.to_json() for h in handles])
+            else:
+                ids = [h.id for h in handles]
+                shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+                console.print(f"enqueued {len(ids)} job(s): {shown}")
+            return
+        _wait_all(app, [h.id for h in handles], timeout, as_json)
+
+
+def _wait_all(app: Any, ids: list[int], timeout: float, as_json: bool) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    with _progress(not as_json) as progress:
+        bar = progress.add_task("finished", total=len(ids))
+        while pending and time.monotonic() < deadline:
+            chunk = sorted(pending)[:500]
+            app.store.wait_for_finish(chunk, min(1.0, max(0.0, deadline - time.monotonic())))
+            done = {i for i in chunk if app.get_job(i).is_finished}
+            pending -= done
+            progress.update(bar, advance=len(done))
+    jobs = [app.get_job(i) for i in ids]
+    if as_json:
+        _print_json([j.to_json() for j in jobs])
+    elif len(jobs) == 1:
+        j = jobs[0]
+        console.print(f"job {j.id}: {_status(j)}")
+        if j.result is not None:
+            print(json.dumps(j.result))
+        if j.error:
+            console.print(f"[red]{j.error.error_class.value}[/]: {j.error.message}")
+    else:
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[j.status.value] = counts.get(j.status.value, 0) + 1
+        console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if pending:
+        fail(f"{len(pending)} job(s) not finished after {timeout}s", code=1)
+    if any(j.status is not JobStatus.SUCCEEDED for j in jobs):
+        raise typer.Exit(1)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not enabled, transient=False,
+    )

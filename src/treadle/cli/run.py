@@ -1,0 +1,136 @@
+"""``treadle worker``, ``treadle up`` and ``treadle migrate``: the long-running commands."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from treadle.app import Treadle
+from treadle.cli.common import (
+    AppOption,
+    DbOption,
+    clean_errors,
+    console,
+    err_console,
+    install_builtins,
+    load_app,
+)
+from treadle.core.job import JobKind
+from treadle.core.lease import LeaseConfig
+from treadle.executors import Executor, TaskExecutor
+from treadle.logs import configure_logging, get_logger
+from treadle.worker import Worker, WorkerConfig
+
+log = get_logger("treadle.cli")
+
+
+def migrate(db: DbOption = None) -> None:
+    """Create or upgrade the database schema."""
+    with clean_errors():
+        app = load_app(None, db)
+        applied = app.migrate()
+        if applied:
+            console.print(f"applied migrations {', '.join(map(str, applied))} to {app.url}")
+        else:
+            console.print(f"schema of {app.url} is up to date")
+
+
+def executors_for(app: Treadle) -> dict[JobKind, Executor]:
+    executors: dict[JobKind, Executor] = {JobKind.TASK: TaskExecutor(app)}
+    extra = getattr(app, "extra_executors", None)
+    if extra:
+        executors.update(extra)
+    return executors
+
+
+def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
+    install_builtins(app)
+    observer = getattr(app, "observer", None)
+    kwargs = {"observer": observer} if observer is not None else {}
+    return Worker(app.store, executors_for(app), config, **kwargs)
+
+
+def run_worker_until_signalled(worker: Worker) -> None:
+    """SIGTERM/SIGINT: stop claiming and drain (grace period); a second one exits at once."""
+    hits = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal hits
+        hits += 1
+        if hits == 1:
+            err_console.print(
+                f"[yellow]{signal.Signals(signum).name}: finishing in-flight jobs "
+                f"(up to {worker.config.shutdown_grace:.0f}s); again to quit now[/]"
+            )
+            worker.stop()
+        else:
+            raise SystemExit(130)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run()
+
+
+def worker(
+    app_spec: AppOption = None,
+    db: DbOption = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: all).")]
+    = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    lease_seconds: Annotated[float, typer.Option(min=0.2, max=86_400)] = 30.0,
+    shutdown_grace: Annotated[float, typer.Option(min=0)] = 30.0,
+    name: Annotated[str | None, typer.Option(help="Worker id (default host:pid:rand).")] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when no job is left.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run a worker: claim jobs under leases and run them."""
+    configure_logging(level=log_level)
+    with clean_errors():
+        app = load_app(app_spec, db)
+        app.store.check_schema()
+        qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
+        config = WorkerConfig(
+            queues=qs, concurrency=concurrency, lease=LeaseConfig(seconds=lease_seconds),
+            shutdown_grace=shutdown_grace, name=name, burst=burst,
+        )
+        run_worker_until_signalled(build_worker(app, config))
+
+
+def up(
+    app_spec: AppOption = None,
+    db: DbOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    host: Annotated[str, typer.Option(help="API/UI address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
+    server: Annotated[bool, typer.Option(help="Serve the HTTP API and UI too.")] = True,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Everything in one process: migrate, then API + UI, workers, reaper and scheduler."""
+    configure_logging(level=log_level)
+    with clean_errors():
+        app = load_app(app_spec, db)
+        applied = app.migrate()
+        if applied:
+            log.info("migrated", versions=applied, db=app.url)
+        if server:
+            _start_server(app, host, port)
+        console.print(f"[bold green]treadle up[/] on {app.url} — tasks: "
+                      f"{', '.join(sorted(app.tasks)) or 'none registered (pass --app)'}")
+        run_worker_until_signalled(build_worker(app, WorkerConfig(concurrency=concurrency)))
+
+
+def _start_server(app: Treadle, host: str, port: int) -> None:
+    try:
+        from treadle.api.server import start_in_thread
+    except ImportError as exc:
+        err_console.print(f"[yellow]HTTP API not started: {exc}[/]")
+        return
+    start_in_thread(app, host=host, port=port)
+    console.print(f"API and UI on http://{host}:{port}/")
+
+
+__all__ = ["migrate", "threading", "up", "worker"]

@@ -1,0 +1,69 @@
+"""Shared fixtures: a store per test on SQLite (temp file) and on PostgreSQL.
+
+PostgreSQL: ``TREADLE_TEST_POSTGRES_URL`` if set, else the server on
+127.0.0.1:5432, else a throwaway cluster from local binaries. A template
+database is migrated once per session and cloned for every test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support import pg
+from treadle.store.postgres.store import PostgresStore
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    url, cluster = pg.server_url()
+    try:
+        yield url
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    name = f"treadle_tmpl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    store = PostgresStore(pg.with_db(pg_admin_url, name))
+    store.migrate()
+    store.close()
+    try:
+        yield name
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    with pg.database(pg_admin_url, template=pg_template) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'treadle.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database URL, once per backend."""
+    if request.param == "sqlite":
+        from treadle.store.sqlite.store import SQLiteStore
+
+        url = f"sqlite:///{tmp_path / 'treadle.db'}"
+        s = SQLiteStore(url)
+        s.migrate()
+        s.close()
+        return url
+    return str(request.getfixturevalue("pg_url"))
