@@ -235,7 +235,10 @@ class Host:
         _send({"t": "started", "reused": reused})
         keep = False
         try:
-            mr.set_hard_memory_limit(int(limits["memory_mb"]) << 20)
+            heap = int(limits["memory_mb"]) << 20
+            if getattr(mr, "_treadle_heap", None) != heap:  # skip a V8 thread hop when warm
+                mr.set_hard_memory_limit(heap)
+                mr._treadle_heap = heap
             if runner is None:
                 install = mr.eval(PRELUDE)
                 runner = install(

@@ -141,7 +141,8 @@ def _set_limits(limits: dict[str, Any], first: bool) -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (16, 16))
         # A warm (get) instance serves several runs: the hard CPU cap bounds its whole life,
         # the soft cap (SIGXCPU) is re-armed per run; the parent also samples CPU per run.
-        hard_cpu = soft_cpu if not limits.get("keep") else soft_cpu * 20
+        # hard = soft + 1: SIGXCPU (classified) comes first, SIGKILL a second later.
+        hard_cpu = soft_cpu + 1 if not limits.get("keep") else soft_cpu * 20
         resource.setrlimit(resource.RLIMIT_CPU, (soft_cpu, hard_cpu))
     else:
         hard_cpu = resource.getrlimit(resource.RLIMIT_CPU)[1]

@@ -82,7 +82,8 @@ class JsHost:
             raise TreadleError("JavaScript sandbox host sent an unexpected greeting")
         self.chan = chan
         self.generation += 1
-        self.pids = []
+        # The process tree (bwrap, its pid-1, the host) is fixed once the host is ready.
+        self.pids = procstat.descendants(self.proc.pid)
         return chan
 
     def kill(self) -> None:
@@ -100,8 +101,7 @@ class JsHost:
                 self.kill()
 
     def _watchdog(self, limits: Limits) -> Callable[[], str | None]:
-        assert self.proc is not None
-        pids = procstat.descendants(self.proc.pid)
+        pids = self.pids
         base_rss, base_cpu = procstat.usage(pids)
         max_rss = base_rss + (limits.memory_mb << 20) + RSS_SLACK
 

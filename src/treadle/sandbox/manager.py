@@ -299,7 +299,11 @@ class SandboxManager:
                 alive = host.chan is not None
                 gen = host.generation
             with self._lock:
-                evicted = self._js_cache.put(key, _JsWarm(index, gen, ctx_key)) if alive else []
+                current = self._js_cache.get(key)
+                evicted = []
+                if alive and (current is None or current.generation != gen):
+                    evicted = self._js_cache.put(key, _JsWarm(index, gen, ctx_key))
+                    evicted = [e for e in evicted if e.generation == gen]
         self._drop_js(evicted)
         return out, logs, started, reused
 

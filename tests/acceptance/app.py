@@ -1,0 +1,29 @@
+"""A Treadle app for acceptance tests, loaded by real `treadle worker` processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from treadle import JobContext, Treadle
+
+app = Treadle(os.environ.get("TREADLE_DATABASE_URL", "sqlite:///treadle.db"))
+
+
+@app.task(name="noop", retries=0)
+def noop(**_: object) -> None:
+    return None
+
+
+@app.task(name="sleep", retries=3, timeout=120)
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="slow_first_attempt", retries=3, timeout=120, pass_context=True)
+def slow_first_attempt(seconds: float, ctx: JobContext) -> str:
+    """Hangs on its first attempt only, so a killed or frozen first attempt is visible."""
+    if ctx.attempt == 1:
+        time.sleep(seconds)
+    return f"attempt{ctx.attempt}"
