@@ -76,7 +76,7 @@ def test_kill_9_mid_job_reruns_after_the_lease_expires(db_url: str, workers: Wor
     assert done.status is JobStatus.SUCCEEDED and done.result == "attempt2"
     reasons = events_by_reason(app, job.id)
     assert reasons == ["enqueued", "claimed", "lease_expired", "claimed", "completed"]
-    expired = [e for e in app.job_events(job.id) if e.reason == "lease_expired"][0]
+    expired = next(e for e in app.job_events(job.id) if e.reason == "lease_expired")
     assert expired.attempt == 1 and expired.worker is not None
     app.close()
 

@@ -111,7 +111,8 @@ def retry(job_id: int, db: DbOption = None) -> None:
         app = load_app(None, db)
         before = app.get_job(job_id)
         if before.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-            fail(f"job {job_id} is {before.status.value}; only failed or cancelled jobs are retried")
+            fail(f"job {job_id} is {before.status.value}; "
+                 "only failed or cancelled jobs are retried")
         job = app.retry(job_id)
         console.print(f"job {job.id}: {_status(job)}")
 

@@ -19,7 +19,7 @@ from treadle.core.job import Job, JobEvent, JobLog, NewJob, QueueInfo
 from treadle.core.lifecycle import JobStatus
 
 
-class OutcomeKind(str, enum.Enum):
+class OutcomeKind(enum.StrEnum):
     """What a worker reports about an attempt it ran."""
 
     SUCCEEDED = "succeeded"  # running -> succeeded

@@ -8,7 +8,6 @@ from typing import Any
 
 from treadle.core.errors import ErrorClass, ErrorInfo
 from treadle.store.base import Outcome, OutcomeKind
-from treadle.store.rows import dumps
 
 # Released and continued attempts do not use up the job's retry budget.
 _FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})

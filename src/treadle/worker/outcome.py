@@ -9,7 +9,7 @@ from typing import Any
 from treadle.context import Continue
 from treadle.core.classify import classify
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import ErrorClass, ErrorInfo, InvalidInput
+from treadle.core.errors import ErrorClass, InvalidInput
 from treadle.core.job import Job
 from treadle.core.retry import decide
 from treadle.executors.base import Runnable

@@ -11,6 +11,7 @@ Threads, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import queue
@@ -207,10 +208,9 @@ class Worker:
     # -- executing -------------------------------------------------------------
 
     def _executor_loop(self) -> None:
-        try:
+        # A _HardStop may arrive after the stopped job ended; a replacement thread runs.
+        with contextlib.suppress(_HardStop):
             self._executor_body()
-        except _HardStop:
-            pass  # arrived after the stopped job ended; a replacement thread runs
 
     def _executor_body(self) -> None:
         me = threading.get_ident()

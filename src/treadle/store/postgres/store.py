@@ -238,7 +238,8 @@ class PostgresStore(SqlReads):
             replayed = self._record_refused(cur, refused, now) if refused else set()
             finished = [str(r["id"]) for r in rows if r["status"] != "queued"]
             if finished:
-                cur.execute(Q["insert_callback_jobs"], {"ids": [int(i) for i in finished], "now": now})
+                ids = [int(i) for i in finished]
+                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
             for i in range(0, len(finished), _NOTIFY_CHUNK):
                 cur.execute(Q["notify_done"], {"ids": ",".join(finished[i : i + _NOTIFY_CHUNK])})
             requeued = sorted({r["queue"] for r in rows if r["status"] == "queued"})
@@ -328,7 +329,8 @@ class PostgresStore(SqlReads):
             reaped = cur.fetchall()
             finished = [str(r["id"]) for r in reaped if r["status"] != "queued"]
             if finished:
-                cur.execute(Q["insert_callback_jobs"], {"ids": [int(i) for i in finished], "now": now})
+                ids = [int(i) for i in finished]
+                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
                 cur.execute(Q["notify_done"], {"ids": ",".join(finished)})
             cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0}

@@ -21,20 +21,14 @@ from typing import Any
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import (
     ConfigurationError,
-    ErrorClass,
-    ErrorInfo,
-    JobNotFound,
-    SchemaTooNew,
     StoreUnavailable,
 )
-from treadle.core.job import Job, JobEvent, JobLog, NewJob, QueueInfo
+from treadle.core.job import Job, NewJob, QueueInfo
 from treadle.store.base import (
     Enqueued,
     HeartbeatResult,
-    JobFilter,
     Outcome,
     ReapResult,
-    WorkerInfo,
 )
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner
@@ -43,9 +37,7 @@ from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
     dumps,
-    event_from_row,
     job_from_row,
-    log_from_row,
     sort_claimed,
 )
 
