@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class ErrorClass(str, enum.Enum):
+class ErrorClass(enum.StrEnum):
     """The classification of a failure (snake_case names are the wire format)."""
 
     TRANSIENT = "transient"

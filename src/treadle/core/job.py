@@ -15,7 +15,7 @@ DEFAULT_QUEUE = "default"
 MAX_NAME_LENGTH = 200
 
 
-class JobKind(str, enum.Enum):
+class JobKind(enum.StrEnum):
     TASK = "task"
     CODE = "code"
     AGENT = "agent"

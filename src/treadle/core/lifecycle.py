@@ -12,7 +12,7 @@ import enum
 from treadle.core.errors import IllegalTransition
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
