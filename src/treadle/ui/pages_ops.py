@@ -1,0 +1,186 @@
+"""``/`` dashboard, ``/queues`` and the ``/metrics`` page (plus their live fragments)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Match
+from starlette.types import Scope
+
+from treadle.core.errors import TreadleError
+from treadle.core.job import validate_name
+from treadle.core.lifecycle import JobStatus
+from treadle.store import JobFilter
+from treadle.ui import queries
+from treadle.ui.auth import can_steer_queues
+from treadle.ui.session import SessionUser
+from treadle.ui.web import SECURITY_HEADERS, UIContext, form_str
+
+WORKER_STALE = timedelta(seconds=60)  # several missed heartbeats: probably dead
+RECENT_FAILURES = 8
+
+
+def register(router: APIRouter, ctx: UIContext) -> None:
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        return ctx.render(request, "dashboard.html",
+                          await run_in_threadpool(_dashboard, ctx, user), user=user)
+
+    @router.get("/ui/dashboard/live", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard_live(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        return ctx.render(request, "_dashboard_live.html",
+                          await run_in_threadpool(_dashboard, ctx, user), user=user)
+
+    @router.get("/queues", response_class=HTMLResponse, include_in_schema=False)
+    async def queues_page(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        return ctx.render(request, "queues.html",
+                          await run_in_threadpool(_queues, ctx, user), user=user)
+
+    @router.get("/ui/queues/live", response_class=HTMLResponse, include_in_schema=False)
+    async def queues_live(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        return ctx.render(request, "_queues_table.html",
+                          await run_in_threadpool(_queues, ctx, user), user=user)
+
+    @router.post("/queues/{name}", response_class=HTMLResponse, include_in_schema=False)
+    async def steer_queue(request: Request, name: str) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        form = await ctx.checked_form(request, user)
+        if isinstance(form, Response):
+            return form
+        if not can_steer_queues(user):
+            return ctx.error(request, user, 403, "Only an admin key may steer queues.")
+        action = form_str(form, "action")
+        try:
+            validate_name("queue", name)
+            message = await run_in_threadpool(
+                _steer, ctx, name, action, form_str(form, "concurrency_limit"))
+        except (TreadleError, ValueError) as exc:
+            message = f"Queue {name}: {getattr(exc, 'message', None) or exc}"
+            kind = "warn"
+        else:
+            kind = "ok"
+        if request.headers.get("hx-request"):
+            # HTMX swaps the table in place; the notice is part of the fragment.
+            data = await run_in_threadpool(_queues, ctx, user)
+            data["notice"] = {"kind": kind, "text": message}
+            return ctx.render(request, "_queues_table.html", data, user=user)
+        return ctx.redirect(request, "/queues", flash=(kind, message))
+
+    async def metrics_page(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        window = request.query_params.get("window", "1h")
+        data = await run_in_threadpool(_series, ctx, user, window)
+        return ctx.render(request, "metrics.html",
+                          {"series": data, "windows": list(queries.WINDOWS)}, user=user)
+
+    # The route class survives include_router (FastAPI copies routes with their class).
+    router.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False,
+                         response_class=HTMLResponse, route_class_override=HtmlOnlyRoute)
+
+    @router.get("/ui/data/series.json", include_in_schema=False)
+    async def series_json(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return JSONResponse({"error": "login required"}, status_code=401)
+        window = request.query_params.get("window", "1h")
+        data = await run_in_threadpool(_series, ctx, user, window)
+        return JSONResponse(data.to_json(), headers=SECURITY_HEADERS)
+
+
+def _series(ctx: UIContext, user: SessionUser, window: str) -> queries.Series:
+    return queries.series(ctx.store, tenant=user.tenant_filter, window=window,
+                          now=datetime.now(UTC))
+
+
+def _steer(ctx: UIContext, name: str, action: str, limit: str) -> str:
+    if action == "pause":
+        ctx.store.set_queue(name, paused=True)
+        return f"Queue {name} paused: workers will not claim from it."
+    if action == "resume":
+        ctx.store.set_queue(name, paused=False)
+        return f"Queue {name} resumed."
+    if action == "limit":
+        if not limit:
+            ctx.store.set_queue(name, clear_limit=True)
+            return f"Queue {name}: concurrency limit removed."
+        value = int(limit)
+        if not 1 <= value <= 100_000:
+            raise ValueError("the concurrency limit must be between 1 and 100000")
+        ctx.store.set_queue(name, concurrency_limit=value)
+        return f"Queue {name}: at most {value} job(s) run at once."
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _queues(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
+    queues = ctx.store.queues()
+    failed: dict[str, int] = {}
+    # Failed jobs per queue for the user's own scope (QueueInfo only has the last hour).
+    for job in ctx.store.list_jobs(
+        JobFilter(tenant=user.tenant_filter, statuses=(JobStatus.FAILED,), limit=1000)
+    ):
+        failed[job.queue] = failed.get(job.queue, 0) + 1
+    return {"queues": queues, "failed": failed, "can_steer": can_steer_queues(user),
+            "notice": None}
+
+
+def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    counts = ctx.store.count_by_status(tenant=user.tenant_filter)
+    workers = ctx.store.workers() if user.is_admin else []
+    failures = ctx.store.list_jobs(
+        JobFilter(tenant=user.tenant_filter, statuses=(JobStatus.FAILED,), limit=RECENT_FAILURES)
+    )
+    hour = queries.totals(
+        queries.finished_in_window(ctx.store, tenant=user.tenant_filter,
+                                   since=now - timedelta(hours=1))[0]
+    )
+    return {
+        "counts": {s.value: counts.get(s.value, 0) for s in JobStatus},
+        "queues": ctx.store.queues(),
+        "workers": [(w, now - w.last_heartbeat < WORKER_STALE) for w in workers],
+        "failures": failures,
+        "hour": hour,
+    }
+
+
+class HtmlOnlyRoute(APIRoute):
+    """Content negotiation for ``/metrics``: browsers get the page, scrapers the API's text.
+
+    DESIGN §4 gives ``/metrics`` to both the UI page and the Prometheus endpoint. Prometheus
+    never sends ``text/html`` in Accept; a browser navigation always does.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is Match.FULL and not wants_html(scope):
+            return Match.NONE, {}
+        return match, child
+
+
+def wants_html(scope: Scope) -> bool:
+    for key, value in scope.get("headers", []):
+        if key == b"accept":
+            return b"text/html" in value
+    return False
