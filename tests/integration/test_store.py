@@ -169,6 +169,7 @@ def test_retry_outcome_requeues_with_backoff_and_keeps_the_error(
     oc = Outcome(job.id, job.lease_token, OutcomeKind.RETRY, "w1", error=err,
                  run_at=clock.now() + timedelta(seconds=30))
     assert store.complete([oc]) == [True]
+    assert store.events(job.id)[-1].detail == {"error": err.to_json()}
     again = store.get_job(job.id)
     assert again.status is JobStatus.QUEUED and again.error == err
     assert claim(store) == []

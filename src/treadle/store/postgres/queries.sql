@@ -111,10 +111,14 @@ WITH input AS (
         cancel_requested = CASE WHEN i.status = 'queued' THEN j.cancel_requested ELSE false END
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
-    RETURNING j.id, j.attempt, j.status, j.queue, i.worker, i.reason
+    RETURNING j.id, j.attempt, j.status, j.queue, i.worker, i.reason, i.error
 ), ev AS (
-    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
-    SELECT id, 'running', status, attempt, worker, reason, %(now)s FROM upd
+    -- Each attempt's error stays in its event, after the job's own error moves on.
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
+                                detail)
+    SELECT id, 'running', status, attempt, worker, reason, %(now)s,
+           CASE WHEN error IS NULL THEN NULL ELSE jsonb_build_object('error', error) END
+    FROM upd
 )
 SELECT id, status, queue FROM upd;
 

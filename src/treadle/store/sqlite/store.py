@@ -265,9 +265,11 @@ class SQLiteStore(SqlReads):
                 params = finish_params(oc, now, _ts, dumps)
                 row = conn.execute(Q["finish"], params).fetchone()
                 if row is not None:
+                    # Each attempt's error stays in its event, after the job's moves on.
+                    detail = dumps({"error": oc.error.to_json()}) if oc.error else None
                     self._event(
                         conn, oc.job_id, "running", params["status"], row["attempt"],
-                        oc.worker, oc.event_reason, now,
+                        oc.worker, oc.event_reason, now, detail,
                     )
                     if row["callback_url"] and params["finished_at"] is not None:
                         self._callback(conn, oc.job_id, now)
