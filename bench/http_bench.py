@@ -1,0 +1,239 @@
+"""HTTP API benchmark: submit throughput and sync-run latency, on SQLite and PostgreSQL.
+
+    python -m bench.http_bench [--backends sqlite,postgres] [--rounds 3]
+
+Real processes: ``treadle server`` and ``treadle worker`` (``--app
+bench.apps.treadle_app:app``), driven by httpx clients over keep-alive connections.
+
+- submit: ``POST /v1/jobs`` from ``--clients`` concurrent clients (threads, one
+  keep-alive connection each) for ``--submit-jobs`` jobs; no worker runs meanwhile,
+  so this is the API + store enqueue path alone.
+- run: ``POST /v1/run`` of the no-op task, one client, sequential, with one worker
+  process running; latency is client-side, end to end (submit, claim, run,
+  complete, wake the waiter, answer).
+
+Results: bench/results/http.json and http.md (medians over rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+ADMIN = "bench-admin-key-0123456789"
+PG_ADMIN = os.environ.get("TREADLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TREADLE_ADMIN_KEY": ADMIN}
+    return subprocess.Popen([sys.executable, "-m", "treadle", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Backend:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._pg_name: str | None = None
+        if kind == "sqlite":
+            self._tmp = tempfile.TemporaryDirectory(prefix="treadle-http-bench-")
+            self.url = f"sqlite:///{self._tmp.name}/bench.db"
+        else:
+            import psycopg
+
+            self._pg_name = f"treadle_bench_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self._pg_name}"')
+            self.url = PG_ADMIN.rpartition("/")[0] + f"/{self._pg_name}"
+        subprocess.run([sys.executable, "-m", "treadle", "migrate", "--db", self.url],
+                       cwd=ROOT, check=True, capture_output=True)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        if self._pg_name is not None:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)')
+
+
+def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("server did not come up")
+
+
+def bench_submit(base: str, clients: int, jobs: int) -> float:
+    per = jobs // clients
+    barrier = threading.Barrier(clients + 1)
+    errors: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"},
+                          timeout=30) as c:
+            c.get("/healthz")  # open the keep-alive connection before timing
+            barrier.wait()
+            for _ in range(per):
+                r = c.post("/v1/jobs", json={"task": "noop", "queue": "bench-submit"})
+                if r.status_code != 202:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} submits failed: {errors[0]}")
+    return per * clients / elapsed
+
+
+def bench_run(base: str, n: int, warmup: int = 30) -> list[float]:
+    lat: list[float] = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"},
+                      timeout=30) as c:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            r = c.post("/v1/run", json={"task": "noop"})
+            dt = time.perf_counter() - t0
+            if r.status_code != 200 or r.json()["status"] != "succeeded":
+                raise RuntimeError(f"run failed: {r.status_code} {r.text}")
+            if i >= warmup:
+                lat.append(dt * 1000)
+    return lat
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def one_round(kind: str, clients: int, submit_jobs: int, runs: int) -> dict[str, float]:
+    backend = Backend(kind)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = ["--app", "bench.apps.treadle_app:app", "--db", backend.url]
+    server = _cli("server", *app, "--port", str(port), "--log-level", "warning")
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        _wait_up(base, server)
+        throughput = bench_submit(base, clients, submit_jobs)
+        worker = _cli("worker", *app, "--queues", "default", "--concurrency", "4",
+                      "--log-level", "warning")
+        time.sleep(1.5)  # worker start-up (import, first claim)
+        lat = bench_run(base, runs)
+        return {
+            "submit_jobs_per_s": throughput,
+            "run_p50_ms": statistics.median(lat),
+            "run_p90_ms": _pct(lat, 90),
+            "run_p99_ms": _pct(lat, 99),
+            "run_mean_ms": statistics.fmean(lat),
+        }
+    finally:
+        for p in (worker, server):
+            if p is not None:
+                p.terminate()
+                p.wait(15)
+        backend.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--submit-jobs", type=int, default=4000)
+    ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--out", default=str(RESULTS / "http"))
+    args = ap.parse_args()
+    results: dict[str, Any] = {}
+    for kind in args.backends.split(","):
+        rounds = []
+        for i in range(args.rounds):
+            r = one_round(kind, args.clients, args.submit_jobs, args.runs)
+            print(f"{kind} round {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()),
+                  flush=True)
+            rounds.append(r)
+        medians = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        results[kind] = {"median": medians, "rounds": rounds}
+    doc = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                 "platform": platform.platform()},
+        "params": {"clients": args.clients, "submit_jobs": args.submit_jobs,
+                   "runs": args.runs, "rounds": args.rounds, "worker_concurrency": 4},
+        "target": {"run_p50_ms": 15.0},
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_markdown(doc))
+    print(out.with_suffix(".md").read_text())
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    p = doc["params"]
+    lines = [
+        "# HTTP API benchmark",
+        "",
+        f"Date: {doc['date']} · Python {doc['host']['python']} · {doc['host']['cpus']} CPUs · "
+        f"{doc['host']['platform']}",
+        "",
+        f"Medians over {p['rounds']} rounds. Submit: `POST /v1/jobs`, {p['clients']} concurrent "
+        f"keep-alive clients, {p['submit_jobs']} jobs, no worker running. Run: `POST /v1/run` "
+        f"of a no-op task, 1 client, {p['runs']} sequential requests after warm-up, one "
+        f"`treadle worker` process (concurrency {p['worker_concurrency']}); latency measured "
+        "by the client, end to end. Server and worker are separate processes on the same host. "
+        "Durable commits on both stores (SQLite WAL synchronous=FULL; PostgreSQL default).",
+        "",
+        "| backend | submit jobs/s | run p50 ms | run p90 ms | run p99 ms | target p50 < 15 ms |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for kind, r in doc["results"].items():
+        m = r["median"]
+        ok = "met" if m["run_p50_ms"] < doc["target"]["run_p50_ms"] else "**missed**"
+        lines.append(f"| {kind} | {m['submit_jobs_per_s']:.0f} | {m['run_p50_ms']:.1f} | "
+                     f"{m['run_p90_ms']:.1f} | {m['run_p99_ms']:.1f} | {ok} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

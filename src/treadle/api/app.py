@@ -1,0 +1,182 @@
+"""``create_app``: the FastAPI application over one ``Treadle``."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from treadle.api import admin, jobs, problems
+from treadle.api.auth import _bearer, principal_from_request
+from treadle.api.config import ApiConfig
+from treadle.api.metrics import ASGIApp, Metrics, Scope
+from treadle.api.models import Health
+from treadle.api.problems import PROBLEM_JSON, BodyTooLarge, Problem
+
+if TYPE_CHECKING:
+    from treadle.app import Treadle
+
+# Error statuses any operation may answer; documented once for every operation so
+# clients (and schemathesis) know the problem+json shape of each.
+_ERROR_STATUSES = {
+    "401": "Missing or invalid API key",
+    "403": "The key lacks the required scope",
+    "404": "Not found (another tenant's job is not found either)",
+    "405": "Method not allowed",
+    "409": "Conflict (idempotency key reuse, job state)",
+    "413": "Request body or payload over the limit",
+    "422": "Invalid input",
+    "500": "Internal error",
+    "503": "Database unavailable",
+}
+
+
+def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None = None) -> FastAPI:
+    """The API app. Pass ``metrics`` to share a registry with in-process workers."""
+    app = FastAPI(
+        title=f"{config.title} API",
+        version="1",
+        description="Durable job execution. Errors are `application/problem+json` (RFC 9457).",
+    )
+    m = metrics or Metrics()
+    m.bind(treadle)
+    app.state.treadle = treadle
+    app.state.api_config = config
+    app.state.metrics = m
+    app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
+    problems.install(app)
+    app.include_router(jobs.router)
+    app.include_router(admin.router)
+    _ops_routes(app)
+    # Order: size limit innermost so its 413 is counted by the metrics middleware.
+    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(_Wrap, wrap=m.middleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _ops_routes(app: FastAPI) -> None:
+    @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness + database")
+    def healthz(request: Request) -> JSONResponse:
+        treadle: Treadle = request.app.state.treadle
+        treadle.store.count_by_status(tenant="__healthz__")  # one cheap indexed query
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get(
+        "/metrics", tags=["ops"], summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def metrics_endpoint(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Response:
+        config: ApiConfig = request.app.state.api_config
+        if not config.public_metrics:
+            raw = credentials.credentials if credentials is not None else None
+            principal = await run_in_threadpool(principal_from_request, request, raw)
+            if not principal.allows("admin"):
+                raise Problem(403, "metrics need an admin key (or public_metrics)")
+        m: Metrics = request.app.state.metrics
+        body = await run_in_threadpool(m.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+class _Wrap:
+    """Adapts a function ``app -> app`` to Starlette's middleware-class interface."""
+
+    def __init__(self, app: ASGIApp, wrap: Any) -> None:
+        self._inner = wrap(app)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        await self._inner(scope, receive, send)
+
+
+class _BodyLimit:
+    """Refuse bodies over the limit before anything parses them (413, never 5xx)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    too_large = BodyTooLarge(self.limit)
+                    await _send_problem(scope, send, Problem(413, str(too_large.detail)))
+                    return
+        seen = 0
+
+        async def limited() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message: MutableMapping[str, Any] = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:  # chunked upload without Content-Length
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_problem(scope: Scope, send: Any, p: Problem) -> None:
+    response = problems.problem_response(None, p)
+    response.headers["Connection"] = "close"
+    await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> MutableMapping[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["Problem"] = {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+        },
+        "additionalProperties": True,
+    }
+    # Name the registered tasks: clients (and schemathesis) then know which are valid.
+    treadle: Treadle = app.state.treadle
+    tasks = sorted(t for t in treadle.tasks if not t.startswith("treadle."))
+    for model in ("SubmitJob", "RunRequest", "HookIn"):
+        prop = components.get(model, {}).get("properties", {}).get("task")
+        if prop is not None and tasks:
+            prop.pop("pattern", None)
+            prop["enum"] = tasks
+    problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path_item in schema.get("paths", {}).values():
+        for op in path_item.values():
+            responses = op.setdefault("responses", {})
+            for code, description in _ERROR_STATUSES.items():
+                responses[code] = {"description": description, "content": problem}
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,106 @@
+"""Bearer API keys scoped to a tenant (ADR 0302).
+
+``authenticate`` is the one place a raw key becomes a :class:`Principal`; the
+HTTP routes use it through :func:`require`, the UI may call it directly (e.g.
+on its login form) with the same ``ApiConfig``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from treadle.api.config import ApiConfig
+from treadle.api.keystore import SCOPES, KeyStore, open_keystore
+from treadle.api.problems import Problem
+from treadle.core.job import DEFAULT_TENANT
+from treadle.store import Store
+
+if TYPE_CHECKING:
+    from treadle.app import Treadle
+
+ADMIN_KEY_ID = "env:TREADLE_ADMIN_KEY"
+LOOPBACK_KEY_ID = "open-loopback"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer trd_…`")
+_keystores: weakref.WeakKeyDictionary[Store, KeyStore] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant and what the key may do there."""
+
+    tenant: str
+    scopes: frozenset[str]
+    key_id: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        # admin implies every other scope: one bootstrap key is enough for scripts.
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def keystore_for(treadle: Treadle) -> KeyStore:
+    ks = _keystores.get(treadle.store)
+    if ks is None:
+        ks = _keystores[treadle.store] = open_keystore(treadle.store)
+    return ks
+
+
+def authenticate(
+    treadle: Treadle, raw_key: str | None, config: ApiConfig | None = None
+) -> Principal | None:
+    """The principal a raw API key stands for, or None (unknown, revoked, empty)."""
+    if not raw_key or len(raw_key) > 512:
+        return None
+    if config is not None and config.admin_key and hmac.compare_digest(
+        raw_key.encode(), config.admin_key.encode()
+    ):
+        return Principal(DEFAULT_TENANT, SCOPES, ADMIN_KEY_ID)
+    key = keystore_for(treadle).lookup(raw_key)
+    if key is None or key.revoked:
+        return None
+    return Principal(key.tenant, key.scopes, key.id)
+
+
+def is_loopback(request: Request) -> bool:
+    return request.client is not None and request.client.host in _LOOPBACK_HOSTS
+
+
+def principal_from_request(request: Request, raw_key: str | None) -> Principal:
+    """Authenticate a request or raise a 401 problem."""
+    treadle: Treadle = request.app.state.treadle
+    config: ApiConfig = request.app.state.api_config
+    if raw_key is None and config.open_loopback and is_loopback(request):
+        return Principal(DEFAULT_TENANT, SCOPES, LOOPBACK_KEY_ID)
+    principal = authenticate(treadle, raw_key, config)
+    if principal is None:
+        detail = "missing API key" if raw_key is None else "invalid or revoked API key"
+        raise Problem(401, f"{detail}: send `Authorization: Bearer <key>`",
+                      headers={"WWW-Authenticate": 'Bearer realm="treadle"'})
+    return principal
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A FastAPI dependency: the caller's principal, which must hold ``scope``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Principal:
+        raw = credentials.credentials if credentials is not None else None
+        principal = principal_from_request(request, raw)
+        if not principal.allows(scope):
+            raise Problem(403, f"this API key lacks the {scope!r} scope",
+                          required_scope=scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency

@@ -1,0 +1,96 @@
+"""``treadle keys create|list|revoke`` and ``treadle server`` (mounted by treadle.cli)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="TREADLE_DATABASE_URL",
+                 help="Database URL: sqlite:///path.db (default) or postgresql://..."),
+]
+
+
+def _keystore(db: str | None):  # type: ignore[no-untyped-def]  # avoids importing the CLI early
+    from treadle.api.auth import keystore_for
+    from treadle.cli.common import load_app
+
+    app = load_app(None, db)
+    app.store.check_schema()
+    return keystore_for(app)
+
+
+@keys_app.command("create")
+def create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")] = "default",
+    scopes: Annotated[str, typer.Option(help="Comma-separated: submit, read, admin.")]
+    = "submit,read",
+    name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a key. The key itself is printed once, alone on the last line."""
+    from treadle.cli.common import clean_errors
+
+    with clean_errors():
+        key, raw = _keystore(db).create_key(tenant, scopes, name)
+    typer.echo(f"created {key.id} for tenant {key.tenant!r} with scopes "
+               f"{','.join(sorted(key.scopes))}; store the key now, it is not shown again:")
+    typer.echo(raw)
+
+
+@keys_app.command("list")
+def list_keys(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List keys (ids, tenants, scopes; never the keys themselves)."""
+    from treadle.cli.common import clean_errors
+
+    with clean_errors():
+        keys = _keystore(db).list_keys(tenant)
+    if as_json:
+        typer.echo(json.dumps([k.to_json() for k in keys], indent=2))
+        return
+    for k in keys:
+        state = "revoked" if k.revoked else "active"
+        created = k.created_at.isoformat(timespec="seconds") if k.created_at else "-"
+        typer.echo(f"{k.id}\t{k.tenant}\t{','.join(sorted(k.scopes))}\t{state}\t{created}"
+                   f"\t{k.name or ''}")
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…).")],
+           db: DbOption = None) -> None:
+    """Revoke a key; requests with it answer 401 from then on."""
+    from treadle.cli.common import clean_errors, fail
+
+    with clean_errors():
+        found = _keystore(db).revoke(key_id)
+    if not found:
+        fail(f"no key with id {key_id!r}")
+    typer.echo(f"revoked {key_id}")
+
+
+def server_command(
+    app_spec: Annotated[str | None, typer.Option("--app", envvar="TREADLE_APP",
+                                                 help="module:attribute of your Treadle app")]
+    = None,
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve the HTTP API (no workers; run `treadle worker` for those)."""
+    from treadle.api.server import config_from_env, serve
+    from treadle.cli.common import clean_errors, load_app
+
+    with clean_errors():
+        app = load_app(app_spec, db)
+        app.store.check_schema()
+        serve(app, config_from_env(host), host=host, port=port, log_level=log_level)

@@ -1,0 +1,235 @@
+"""API keys, idempotency fingerprints and inbound hook bindings, over either store.
+
+These tables belong to the HTTP API (migration 0002), not to the job core, so
+they have their own named queries (``api_queries.sql`` per backend) and this
+small adapter instead of growing the ``Store`` protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, LiteralString
+
+from treadle.core.errors import ConfigurationError
+from treadle.store import Store
+from treadle.store.queries import load_queries
+
+SCOPES = frozenset({"submit", "read", "admin"})
+KEY_PREFIX = "trd_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant: str
+    scopes: frozenset[str]
+    name: str | None = None
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "scopes": sorted(self.scopes),
+            "name": self.name,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: str
+    tenant: str
+    task: str
+    queue: str | None
+    secret: str
+    created_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        # The secret is never echoed after creation.
+        return {
+            "name": self.name,
+            "tenant": self.tenant,
+            "task": self.task,
+            "queue": self.queue,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }
+
+
+def hash_key(raw: str) -> str:
+    """Keys carry 256 random bits, so a plain SHA-256 is enough (ADR 0302): no
+    dictionary to attack, and lookup stays one indexed equality per request."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def new_raw_key() -> tuple[str, str]:
+    """(key id, full secret key). The id is public; the key is shown once."""
+    key_id = "key_" + secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
+
+
+def parse_scopes(value: str | Sequence[str]) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    scopes = frozenset(s.strip() for s in items if s.strip())
+    unknown = scopes - SCOPES
+    if unknown or not scopes:
+        raise ConfigurationError(
+            f"scopes must be a non-empty subset of {sorted(SCOPES)}; got {sorted(scopes)}"
+        )
+    return scopes
+
+
+class KeyStore:
+    """Backend-neutral logic; subclasses only say how to run a named query."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- backend seam ---------------------------------------------------------
+
+    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
+        raise NotImplementedError
+
+    def _ts_in(self, value: datetime) -> Any:
+        raise NotImplementedError
+
+    def _ts_out(self, value: Any) -> datetime | None:
+        raise NotImplementedError
+
+    def _now(self) -> Any:
+        return self._ts_in(datetime.now(UTC))
+
+    # -- keys -----------------------------------------------------------------
+
+    def create_key(
+        self, tenant: str, scopes: str | Sequence[str], name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        from treadle.core.job import validate_name
+
+        validate_name("tenant", tenant)
+        scope_set = parse_scopes(scopes)
+        key_id, raw = new_raw_key()
+        self._run(
+            "insert_key",
+            {"id": key_id, "tenant": tenant, "scopes": ",".join(sorted(scope_set)),
+             "key_hash": hash_key(raw), "name": name, "now": self._now()},
+            write=True,
+        )
+        return ApiKey(key_id, tenant, scope_set, name, datetime.now(UTC)), raw
+
+    def lookup(self, raw: str) -> ApiKey | None:
+        rows = self._run("key_by_hash", {"key_hash": hash_key(raw)}, write=False)
+        if not rows:
+            return None
+        r = rows[0]
+        return ApiKey(r["id"], r["tenant"], frozenset(r["scopes"].split(",")),
+                      revoked_at=self._ts_out(r["revoked_at"]))
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        return [
+            ApiKey(r["id"], r["tenant"], frozenset(r["scopes"].split(",")), r["name"],
+                   self._ts_out(r["created_at"]), self._ts_out(r["revoked_at"]))
+            for r in self._run("list_keys", {"tenant": tenant}, write=False)
+        ]
+
+    def revoke(self, key_id: str) -> bool:
+        """True if the key exists (revoking twice is not an error)."""
+        self._run("revoke_key", {"id": key_id, "now": self._now()}, write=True)
+        return bool(self._run("key_exists", {"id": key_id}, write=False))
+
+    # -- idempotency ----------------------------------------------------------
+
+    def claim_idempotency(self, tenant: str, key: str, fingerprint: str) -> str:
+        """Record what ``key`` is first used for; return the fingerprint it stands for."""
+        params = {"tenant": tenant, "key": key, "fingerprint": fingerprint, "now": self._now()}
+        self._run("claim_idempotency", params, write=True)
+        rows = self._run("idempotency_fingerprint", params, write=False)
+        return str(rows[0]["fingerprint"]) if rows else fingerprint
+
+    # -- inbound hooks --------------------------------------------------------
+
+    def put_hook(self, hook: Hook) -> bool:
+        """Create or replace a binding; False if the name belongs to another tenant."""
+        rows = self._run(
+            "upsert_hook",
+            {"name": hook.name, "tenant": hook.tenant, "task": hook.task, "queue": hook.queue,
+             "secret": hook.secret, "now": self._now()},
+            write=True,
+        )
+        return bool(rows)
+
+    def get_hook(self, name: str) -> Hook | None:
+        rows = self._run("get_hook", {"name": name}, write=False)
+        return self._hook(rows[0]) if rows else None
+
+    def list_hooks(self, tenant: str) -> list[Hook]:
+        return [self._hook(r) for r in self._run("list_hooks", {"tenant": tenant}, write=False)]
+
+    def delete_hook(self, name: str, tenant: str) -> bool:
+        existed = self.get_hook(name)
+        if existed is None or existed.tenant != tenant:
+            return False
+        self._run("delete_hook", {"name": name, "tenant": tenant}, write=True)
+        return True
+
+    def _hook(self, r: Mapping[str, Any]) -> Hook:
+        return Hook(r["name"], r["tenant"], r["task"], r["queue"], r["secret"],
+                    self._ts_out(r["created_at"]))
+
+
+class SQLiteKeyStore(KeyStore):
+    _Q = load_queries("treadle.store.sqlite", "api_queries.sql")
+
+    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
+        from treadle.store.sqlite.store import SQLiteStore
+
+        store = self.store
+        assert isinstance(store, SQLiteStore)
+        sql: LiteralString = self._Q[name]
+        if write:
+            with store._tx() as conn:
+                return conn.execute(sql, params).fetchall()
+        # Reads run outside a write transaction: the per-request key lookup must
+        # not take SQLite's write lock. _conn() is the store's per-thread connection.
+        return store._conn().execute(sql, params).fetchall()
+
+    def _ts_in(self, value: datetime) -> float:
+        return value.timestamp()
+
+    def _ts_out(self, value: Any) -> datetime | None:
+        return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class PostgresKeyStore(KeyStore):
+    _Q = load_queries("treadle.store.postgres", "api_queries.sql")
+
+    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
+        store: Any = self.store  # PostgresStore; imported lazily (psycopg is optional)
+        with store._cursor(tx=write) as cur:
+            cur.execute(self._Q[name], params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def _ts_in(self, value: datetime) -> datetime:
+        return value
+
+    def _ts_out(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]
+
+
+def open_keystore(store: Store) -> KeyStore:
+    url = store.url
+    if url.startswith("sqlite:"):
+        return SQLiteKeyStore(store)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresKeyStore(store)
+    raise ConfigurationError(f"no API key store for database URL {url!r}")

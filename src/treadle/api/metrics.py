@@ -1,0 +1,170 @@
+"""Prometheus metrics: store-derived gauges, API counters, and a worker observer.
+
+Gauges about jobs and queues are read from the store at scrape time, so they
+are true for the whole deployment whatever process serves ``/metrics``.
+Counters and histograms of workers (claims, run time, retries, lease
+expiries, heartbeats) come from :class:`PrometheusObserver`; they describe the
+workers running in *this* process (``treadle up``); separate worker processes
+would expose their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from treadle.core.job import Job
+from treadle.observe import Observer
+from treadle.store import Outcome, OutcomeKind, ReapResult
+
+if TYPE_CHECKING:
+    from treadle.app import Treadle
+
+log = logging.getLogger("treadle.api.metrics")
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_DURATION = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class _StoreCollector(Collector):
+    def __init__(self, treadle: Treadle) -> None:
+        self.treadle = treadle
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            queues = self.treadle.store.queues()
+            totals = self.treadle.store.count_by_status()
+            workers = self.treadle.store.workers()
+        except Exception as exc:  # a scrape must not fail because the DB blinked
+            log.warning("metrics: store unavailable: %r", exc)
+            up = GaugeMetricFamily("treadle_store_up", "1 if the store answered the scrape")
+            up.add_metric([], 0)
+            yield up
+            return
+        up = GaugeMetricFamily("treadle_store_up", "1 if the store answered the scrape")
+        up.add_metric([], 1)
+        yield up
+        jobs = GaugeMetricFamily("treadle_jobs", "Jobs by queue and state (live views)",
+                                 labels=["queue", "state"])
+        failed = GaugeMetricFamily("treadle_queue_failed_last_hour",
+                                   "Jobs failed in the last hour", labels=["queue"])
+        done = GaugeMetricFamily("treadle_queue_succeeded_last_hour",
+                                 "Jobs succeeded in the last hour", labels=["queue"])
+        paused = GaugeMetricFamily("treadle_queue_paused", "1 if the queue is paused",
+                                   labels=["queue"])
+        for q in queues:
+            for state, n in (("queued", q.queued), ("scheduled", q.scheduled),
+                             ("retrying", q.retrying), ("running", q.running)):
+                jobs.add_metric([q.name, state], n)
+            failed.add_metric([q.name], q.failed_last_hour)
+            done.add_metric([q.name], q.succeeded_last_hour)
+            paused.add_metric([q.name], 1 if q.paused else 0)
+        yield from (jobs, failed, done, paused)
+        by_status = GaugeMetricFamily("treadle_jobs_by_status", "All jobs by status",
+                                      labels=["status"])
+        for status, n in sorted(totals.items()):
+            by_status.add_metric([status], n)
+        yield by_status
+        now = time.time()
+        beat = GaugeMetricFamily("treadle_worker_heartbeat_age_seconds",
+                                 "Seconds since each worker's last heartbeat", labels=["worker"])
+        for w in workers:
+            beat.add_metric([w.id], max(0.0, now - w.last_heartbeat.timestamp()))
+        yield beat
+
+
+class PrometheusObserver(Observer):
+    """Pass to ``Worker(observer=...)`` so worker activity shows on ``/metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def claimed(self, worker: str, jobs: list[Job], seconds: float) -> None:
+        self.m.claim_latency.observe(seconds)
+
+    def finished(self, worker: str, job: Job, outcome: Outcome, seconds: float) -> None:
+        self.m.completed.labels(job.queue, outcome.kind.value).inc()
+        self.m.duration.labels(job.queue).observe(seconds)
+        if outcome.kind is OutcomeKind.RETRY and outcome.error is not None:
+            self.m.retries.labels(job.queue, outcome.error.error_class.value).inc()
+
+    def heartbeat(self, worker: str, leases: int) -> None:
+        self.m.heartbeats.labels(worker).inc()
+
+    def reaped(self, result: ReapResult) -> None:
+        for action, n in (("requeued", result.requeued), ("failed", result.failed),
+                          ("cancelled", result.cancelled)):
+            if n:
+                self.m.lease_expiries.labels(action).inc(n)
+
+
+class Metrics:
+    """One registry per app (tests build many apps in one process)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=False)
+        self.enqueued = Counter("treadle_jobs_enqueued", "Jobs enqueued through the API",
+                                ["queue"], registry=r)
+        self.completed = Counter("treadle_jobs_completed", "Attempts finished by local workers",
+                                 ["queue", "outcome"], registry=r)
+        self.retries = Counter("treadle_job_retries", "Retries scheduled, by error class",
+                               ["queue", "error_class"], registry=r)
+        self.lease_expiries = Counter("treadle_lease_expiries", "Expired leases reaped",
+                                      ["action"], registry=r)
+        self.heartbeats = Counter("treadle_worker_heartbeats", "Worker heartbeats",
+                                  ["worker"], registry=r)
+        self.claim_latency = Histogram("treadle_claim_latency_seconds",
+                                       "Time of one claim call", buckets=_LATENCY, registry=r)
+        self.duration = Histogram("treadle_job_duration_seconds", "Attempt run time",
+                                  ["queue"], buckets=_DURATION, registry=r)
+        self.http_requests = Counter("treadle_http_requests", "HTTP requests",
+                                     ["method", "route", "status"], registry=r)
+        self.http_latency = Histogram("treadle_http_request_duration_seconds",
+                                      "HTTP request latency", ["method", "route"],
+                                      buckets=_LATENCY, registry=r)
+        self._collector: _StoreCollector | None = None
+
+    def bind(self, treadle: Treadle) -> None:
+        if self._collector is None:
+            self._collector = _StoreCollector(treadle)
+            self.registry.register(self._collector)
+
+    def observer(self) -> PrometheusObserver:
+        return PrometheusObserver(self)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Pure ASGI (no BaseHTTPMiddleware): adds microseconds, not a task hop."""
+
+        async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = {"code": 500}
+
+            async def send_wrapper(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_wrapper)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                method = scope.get("method", "")
+                self.http_requests.labels(method, path, str(status["code"])).inc()
+                self.http_latency.labels(method, path).observe(time.perf_counter() - start)
+
+        return wrapped
