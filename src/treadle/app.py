@@ -21,6 +21,7 @@ from treadle.core.errors import (
 from treadle.core.job import DEFAULT_QUEUE, DEFAULT_TENANT, Job, JobEvent, JobLog, NewJob
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.store import JobFilter, Store, open_store
+from treadle.worker.scheduler import Periodic
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -160,6 +161,7 @@ class Treadle:
         self.clock = clock
         self.store: Store = store if store is not None else open_store(url, clock=clock)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.periodics: list[Periodic] = []
 
     def __repr__(self) -> str:
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
@@ -215,6 +217,18 @@ class Treadle:
             return t
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self, *, every: float, payload: Mapping[str, Any] | None = None, **task_options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a task that the scheduler enqueues every ``every`` seconds."""
+
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            t: Task[P, R] = self.task(**task_options)(f)
+            self.periodics.append(Periodic(t.name, every, dict(payload or {})))
+            return t
+
+        return register
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

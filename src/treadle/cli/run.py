@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +23,7 @@ from treadle.core.job import JobKind
 from treadle.core.lease import LeaseConfig
 from treadle.executors import Executor, TaskExecutor
 from treadle.logs import configure_logging, get_logger
-from treadle.worker import Worker, WorkerConfig
+from treadle.worker import Scheduler, Worker, WorkerConfig
 
 log = get_logger("treadle.cli")
 
@@ -50,7 +50,9 @@ def executors_for(app: Treadle) -> dict[JobKind, Executor]:
 def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
     install_builtins(app)
     observer = getattr(app, "observer", None)
-    kwargs = {"observer": observer} if observer is not None else {}
+    kwargs: dict[str, Any] = {"observer": observer} if observer is not None else {}
+    if app.periodics:
+        kwargs["scheduler"] = Scheduler(app)
     return Worker(app.store, executors_for(app), config, **kwargs)
 
 

@@ -35,6 +35,7 @@ from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Outcome, OutcomeKind, Store
 from treadle.worker.outcome import outcome_for_error, outcome_for_result
 from treadle.worker.reaper import Reaper
+from treadle.worker.scheduler import Scheduler
 
 log = get_logger("treadle.worker")
 
@@ -92,7 +93,9 @@ class Worker:
         on_finished: Sequence[FinishedHook] = (),
         clock: Clock = SYSTEM_CLOCK,
         observer: Observer = NULL_OBSERVER,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        self.scheduler = scheduler
         self.clock = clock
         self.observer = observer
         self.store = store
@@ -343,6 +346,7 @@ class Worker:
         cfg = self.config
         next_beat = 0.0
         next_reap = time.monotonic() + cfg.reap_interval
+        next_tick = 0.0
         while not self._stopped.is_set():
             now = time.monotonic()
             self._enforce_deadlines()
@@ -350,6 +354,9 @@ class Worker:
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
+                if self.scheduler is not None and now >= next_tick:
+                    self.scheduler.run_once()
+                    next_tick = now + 1.0
                 if now >= next_reap:
                     reaped = self.reaper.run_once()
                     if reaped.total:
