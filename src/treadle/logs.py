@@ -35,4 +35,12 @@ def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
 
 
 def get_logger(name: str) -> Any:
+    # A library must stay quiet unless asked: if nobody configured structlog yet,
+    # default to warnings on stderr (the CLI and applications configure their own).
+    if not structlog.is_configured():
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+            cache_logger_on_first_use=False,
+        )
     return structlog.get_logger(name)
