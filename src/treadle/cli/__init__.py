@@ -12,6 +12,7 @@ import typer
 from treadle.cli.common import clean_errors, fail, load_app
 from treadle.cli.jobs import jobs_app, submit
 from treadle.cli.run import migrate, up, worker
+from treadle.cli.workers import workers_app
 
 app = typer.Typer(
     name="treadle",
@@ -25,6 +26,7 @@ app.command()(worker)
 app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(workers_app, name="workers")
 
 
 def _optional_commands() -> None:

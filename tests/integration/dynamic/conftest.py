@@ -1,0 +1,94 @@
+"""Dynamic workers end to end: a real store (SQLite and PostgreSQL), real Worker threads,
+real sandboxes (bubblewrap, V8)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from treadle import Treadle
+from treadle.core.job import Job, JobKind
+from treadle.dynamic import WorkerRegistry, enable
+from treadle.executors import TaskExecutor
+from treadle.sandbox import SandboxManager
+from treadle.worker import Worker, WorkerConfig
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _ensure_bwrap() -> str | None:
+    """None when bwrap is usable, else the reason to skip."""
+    if shutil.which("bwrap") is None and os.geteuid() == 0:
+        subprocess.run(["sh", str(ROOT / "scripts/deps/bubblewrap.sh")], check=False)
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed and could not be installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def sandboxes() -> Iterator[SandboxManager]:
+    """One manager for the session: sandbox start-up is paid once, not per test."""
+    reason = _ensure_bwrap()
+    if reason:
+        pytest.skip(reason)
+    mgr = SandboxManager(python_pool_size=2, js_hosts=1, get_cache_capacity=32)
+    mgr.warm_up()
+    yield mgr
+    mgr.close()
+
+
+@dataclass
+class Dyn:
+    app: Treadle
+    workers: WorkerRegistry
+    worker: Worker
+    tenant: str  # unique per test: warm `get` instances of the shared manager never leak
+
+    def finished(self, handle_id: int, timeout: float = 20.0) -> Job:
+        self.app.store.wait_for_finish([handle_id], timeout)
+        job = self.app.get_job(handle_id)
+        assert job.is_finished, f"job {job.id} still {job.status.value}"
+        return job
+
+
+def start_worker(app: Treadle) -> tuple[Worker, threading.Thread]:
+    # poll_interval is only the safety net for missed wake-ups; keep the tests snappy.
+    worker = Worker(
+        app.store,
+        {JobKind.TASK: TaskExecutor(app), **app.extra_executors},  # type: ignore[attr-defined]
+        WorkerConfig(concurrency=2, poll_interval=0.2, shutdown_grace=5.0),
+    )
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    return worker, thread
+
+
+def stop_worker(worker: Worker, thread: threading.Thread) -> None:
+    worker.stop()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "worker did not stop"
+    # Worker.run() returns before its maintenance thread has left a heartbeat in flight;
+    # closing the SQLite store under that thread segfaults, so wait for it too.
+    for t in worker._threads:
+        t.join(timeout=5)
+
+
+@pytest.fixture
+def dyn(db_url: str, sandboxes: SandboxManager) -> Iterator[Dyn]:
+    app = Treadle(db_url)
+    workers = enable(app, sandboxes)
+    worker, thread = start_worker(app)
+    try:
+        yield Dyn(app, workers, worker, f"t-{uuid.uuid4().hex[:8]}")
+    finally:
+        stop_worker(worker, thread)
+        workers.close()
+        app.close()
