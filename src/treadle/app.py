@@ -18,7 +18,17 @@ from treadle.core.errors import (
     Timeout,
     UnknownTask,
 )
-from treadle.core.job import DEFAULT_QUEUE, DEFAULT_TENANT, Job, JobEvent, JobLog, NewJob
+from treadle.core.job import (
+    DEFAULT_QUEUE,
+    DEFAULT_TENANT,
+    Job,
+    JobEvent,
+    JobKind,
+    JobLog,
+    NewJob,
+)
+from treadle.executors.base import Executor
+from treadle.observe import Observer
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.store import JobFilter, Store, open_store
 from treadle.worker.scheduler import Periodic
@@ -162,6 +172,11 @@ class Treadle:
         self.store: Store = store if store is not None else open_store(url, clock=clock)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodics: list[Periodic] = []
+        # Extension points, filled by optional packages (dynamic workers, metrics):
+        self.extra_executors: dict[JobKind, Executor] = {}
+        self.observer: Observer | None = None
+        self.workers: Any = None  # treadle.dynamic.enable() puts a WorkerRegistry here
+        self._on_close: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
@@ -271,7 +286,14 @@ class Treadle:
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
         return self.store.retry(job_id, tenant=tenant)
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the app closes (extensions release what they started)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
+        for callback in reversed(self._on_close):
+            callback()
+        self._on_close.clear()
         self.store.close()
 
     def __enter__(self) -> Treadle:

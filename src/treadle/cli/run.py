@@ -40,17 +40,13 @@ def migrate(db: DbOption = None) -> None:
 
 
 def executors_for(app: Treadle) -> dict[JobKind, Executor]:
-    executors: dict[JobKind, Executor] = {JobKind.TASK: TaskExecutor(app)}
-    extra = getattr(app, "extra_executors", None)
-    if extra:
-        executors.update(extra)
-    return executors
+    return {JobKind.TASK: TaskExecutor(app), **app.extra_executors}
 
 
 def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
     install_builtins(app)
-    observer = getattr(app, "observer", None)
-    kwargs: dict[str, Any] = {"observer": observer} if observer is not None else {}
+    enable_dynamic_workers(app)
+    kwargs: dict[str, Any] = {"observer": app.observer} if app.observer is not None else {}
     if app.periodics:
         kwargs["scheduler"] = Scheduler(app)
     return Worker(app.store, executors_for(app), config, **kwargs)
@@ -118,11 +114,19 @@ def up(
         applied = app.migrate()
         if applied:
             log.info("migrated", versions=applied, db=app.url)
+        enable_dynamic_workers(app)
         if server:
             _start_server(app, host, port)
         console.print(f"[bold green]treadle up[/] on {app.url} — tasks: "
                       f"{', '.join(sorted(app.tasks)) or 'none registered (pass --app)'}")
         run_worker_until_signalled(build_worker(app, WorkerConfig(concurrency=concurrency)))
+
+
+def enable_dynamic_workers(app: Treadle) -> None:
+    """Run `code` jobs too; sandboxes start lazily, on the first such job."""
+    from treadle import dynamic
+
+    dynamic.enable(app)
 
 
 def _start_server(app: Treadle, host: str, port: int) -> None:

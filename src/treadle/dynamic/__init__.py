@@ -71,11 +71,9 @@ def enable(
     repo = open_repo(app.store)
     executor = CodeExecutor(repo, manager)
     registry = WorkerRegistry(app, repo, executor, queue=queue, retries=retries)
-    # Treadle has no extension slots; attributes are how executors_for() finds extras.
-    setattr(app, "workers", registry)  # noqa: B010
-    extra = dict(getattr(app, "extra_executors", None) or {})
-    extra[JobKind.CODE] = executor
-    setattr(app, "extra_executors", extra)  # noqa: B010
+    app.workers = registry
+    app.extra_executors = {**app.extra_executors, JobKind.CODE: executor}
+    app.on_close(registry.close)
     return registry
 
 

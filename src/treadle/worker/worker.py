@@ -410,9 +410,10 @@ class Worker:
         for _ in range(self.config.concurrency + len(left)):
             self._tasks.put(None)
         self._outcomes.put(None)
+        self._stopped.set()
+        # Join flusher and maintenance so nothing touches the store after run() returns.
         for t in self._threads:
-            if t.name == "treadle-flusher":
-                t.join()
+            t.join()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
 

@@ -23,7 +23,6 @@ class Listener:
         self._cond = threading.Condition()
         self._work_seq = 0  # bumped on every treadle_jobs notification
         self._done_seq = 0  # bumped on every treadle_done notification
-        self._done_ids: set[int] = set()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -52,7 +51,8 @@ class Listener:
                     self.connected.set()
                     backoff = 0.1
                     # Wake everyone once: something may have happened while we were away.
-                    self._bump(work=True, done_ids=())
+                    self._bump(work=True)
+                    self._bump(work=False)
                     while not self._stop:
                         for note in conn.notifies(timeout=1.0):
                             self._on_notify(note)
@@ -63,24 +63,21 @@ class Listener:
 
     def _on_notify(self, note: Any) -> None:
         if note.channel == "treadle_jobs":
-            self._bump(work=True, done_ids=())
+            self._bump(work=True)
         else:
-            ids = [int(x) for x in note.payload.split(",") if x]
-            self._bump(work=False, done_ids=ids)
+            # Waiters re-read the jobs they wait for; the payload (ids) is for humans.
+            self._bump(work=False)
 
-    def _bump(self, *, work: bool, done_ids: Any) -> None:
+    def _bump(self, *, work: bool) -> None:
         with self._cond:
             if work:
                 self._work_seq += 1
             else:
                 self._done_seq += 1
-                self._done_ids.update(done_ids)
-                if len(self._done_ids) > 100_000:  # nobody is collecting; bound memory
-                    self._done_ids.clear()
             self._cond.notify_all()
 
     def wake(self) -> None:
-        self._bump(work=True, done_ids=())
+        self._bump(work=True)
 
     def work_seq(self) -> int:
         with self._cond:
@@ -97,16 +94,14 @@ class Listener:
                 self._cond.wait(remaining)
             return True
 
-    def wait_done(self, timeout: float) -> None:
+    def done_seq(self) -> int:
         with self._cond:
-            seq = self._done_seq
-            self._cond.wait_for(lambda: self._done_seq != seq or self._stop, timeout)
+            return self._done_seq
 
-    def saw_done(self, ids: set[int]) -> set[int]:
+    def wait_done(self, seen: int, timeout: float) -> None:
+        """Wait until a completion notification newer than ``seen`` arrives."""
         with self._cond:
-            seen = ids & self._done_ids
-            self._done_ids -= seen
-            return seen
+            self._cond.wait_for(lambda: self._done_seq != seen or self._stop, timeout)
 
 
 def close_quietly(conn: Any) -> None:

@@ -8,6 +8,7 @@ whatever the batch size. ``synchronous_commit`` is left as the server has it.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -62,6 +63,7 @@ class PostgresStore(SqlReads):
         )
         self._pool.open(wait=False)
         self._listener = Listener(url)
+        self._claim_mark = threading.local()
 
     # -- plumbing ------------------------------------------------------------
 
@@ -173,6 +175,10 @@ class PostgresStore(SqlReads):
     ) -> list[Job]:
         if limit <= 0:
             return []
+        # Note the notification count before looking, so that work enqueued between this
+        # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
+        self._listener.ensure_started()
+        self._claim_mark.seen = self._listener.work_seq()
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds)}
         claimed: list[Job] = []
@@ -287,7 +293,10 @@ class PostgresStore(SqlReads):
 
     def wait_for_work(self, timeout: float) -> bool:
         self._listener.ensure_started()
-        seen = self._listener.work_seq()
+        seen = getattr(self._claim_mark, "seen", None)
+        self._claim_mark.seen = None
+        if seen is None:
+            seen = self._listener.work_seq()
         return self._listener.wait_work(seen, timeout)
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
@@ -295,13 +304,13 @@ class PostgresStore(SqlReads):
         deadline = time.monotonic() + timeout
         pending = set(job_ids)
         while pending:
+            seen = self._listener.done_seq()  # before looking: no lost wake-up
             rows = self._read("jobs_finished", {"ids": list(pending)})
             pending -= {r["id"] for r in rows}
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 return
-            self._listener.wait_done(min(remaining, _SAFETY_POLL))
-            self._listener.saw_done(pending)
+            self._listener.wait_done(seen, min(remaining, _SAFETY_POLL))
 
     # -- maintenance ---------------------------------------------------------
 

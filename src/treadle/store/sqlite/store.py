@@ -62,6 +62,7 @@ class SQLiteStore(SqlReads):
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._interrupted = False
+        self._seq = 0  # bumped by every in-process commit that may interest a waiter
         if self.path != ":memory:":
             parent = Path(self.path).parent
             if not parent.is_dir():
@@ -200,6 +201,7 @@ class SQLiteStore(SqlReads):
     ) -> list[Job]:
         if limit <= 0:
             return []
+        self._local.claim_mark = self._mark()  # see wait_for_work
         now = self.clock.now()
         base = {
             "worker": worker,
@@ -303,40 +305,55 @@ class SQLiteStore(SqlReads):
     def _data_version(self) -> int:
         return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
 
+    def _mark(self) -> tuple[int, int]:
+        """What "nothing changed" looks like now: (in-process seq, other connections' commits)."""
+        with self._wake:
+            seq = self._seq
+        return seq, self._data_version()
+
     def _notify(self) -> None:
         with self._wake:
+            self._seq += 1
             self._wake.notify_all()
 
     def interrupt(self) -> None:
         with self._wake:
             self._interrupted = True
+            self._seq += 1
             self._wake.notify_all()
 
-    def _wait_change(self, deadline: float) -> bool:
-        """Wait until another connection commits, this process notifies, or time runs out."""
-        start = self._data_version()
+    def _wait_change(self, deadline: float, mark: tuple[int, int]) -> bool:
+        """Wait until something changed since ``mark`` (taken *before* the caller last
+        looked, so a commit in between is never missed), or time runs out."""
+        seq, version = mark
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
             with self._wake:
                 if self._interrupted:
                     self._interrupted = False
                     return True
-                if self._wake.wait(min(_POLL_SECONDS, remaining)):
+                if self._seq != seq:
                     return True
-            if self._data_version() != start:
+            if self._data_version() != version:
                 return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._wake:
+                if self._seq == seq:
+                    self._wake.wait(min(_POLL_SECONDS, remaining))
 
     def wait_for_work(self, timeout: float) -> bool:
-        return self._wait_change(time.monotonic() + timeout)
+        mark = getattr(self._local, "claim_mark", None) or self._mark()
+        self._local.claim_mark = None
+        return self._wait_change(time.monotonic() + timeout, mark)
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = list(job_ids)
         while pending:
+            mark = self._mark()
             pending = [j for j in pending if not self.get_job(j).is_finished]
-            if not pending or not self._wait_change(deadline):
+            if not pending or not self._wait_change(deadline, mark):
                 return
 
     # -- maintenance ---------------------------------------------------------
