@@ -27,9 +27,9 @@ from treadle.core.job import (
     JobLog,
     NewJob,
 )
+from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.executors.base import Executor
 from treadle.observe import Observer
-from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.store import JobFilter, Store, open_store
 from treadle.worker.scheduler import Periodic
 
