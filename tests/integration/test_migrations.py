@@ -1,0 +1,68 @@
+"""Migrations: immutable once shipped, and the two backends describe the same schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import psycopg
+
+from treadle.store.queries import load_migrations
+from treadle.store.sqlite.store import sqlite_path
+
+LOCK = Path(__file__).parent / "migrations.lock.json"
+PACKAGES = ("treadle.store.sqlite.migrations", "treadle.store.postgres.migrations")
+
+
+def checksums() -> dict[str, dict[str, str]]:
+    return {
+        pkg.split(".")[2]: {
+            f"{n:04d}_{name}": hashlib.sha256(sql.encode()).hexdigest()
+            for n, name, sql in load_migrations(pkg)
+        }
+        for pkg in PACKAGES
+    }
+
+
+def test_shipped_migrations_are_never_edited() -> None:
+    """A migration that ran somewhere must not change; add a new number instead.
+
+    When you add a migration, append its checksum to migrations.lock.json.
+    """
+    locked = json.loads(LOCK.read_text())
+    current = checksums()
+    for backend, files in locked.items():
+        for name, digest in files.items():
+            assert current[backend].get(name) == digest, f"{backend}/{name} was edited"
+    for backend, files in current.items():
+        assert set(files) == set(locked[backend]), f"record new {backend} migrations in the lock"
+
+
+def test_both_backends_have_the_same_numbered_migrations() -> None:
+    sqlite, postgres = ([(n, name) for n, name, _ in load_migrations(p)] for p in PACKAGES)
+    assert sqlite == postgres
+
+
+def test_both_backends_migrate_to_the_same_tables_and_columns(
+    sqlite_url: str, pg_url: str
+) -> None:
+    from treadle.store.sqlite.store import SQLiteStore
+
+    s = SQLiteStore(sqlite_url)
+    s.migrate()
+    s.close()
+    conn = sqlite3.connect(sqlite_path(sqlite_url))
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'treadle_%'")]
+    lite = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    conn.close()
+    with psycopg.connect(pg_url) as pconn:
+        rows = pconn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name LIKE 'treadle_%'").fetchall()
+    pg: dict[str, set[str]] = {}
+    for table, column in rows:
+        pg.setdefault(table, set()).add(column)
+    assert lite == pg
