@@ -25,7 +25,6 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests || true
 
 typecheck: install
 	$(BIN)/mypy --strict src/treadle
