@@ -12,12 +12,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from treadle.api import admin, jobs, problems
+from treadle.api import admin, jobs, problems, routes_workers
 from treadle.api.auth import _bearer, principal_from_request
 from treadle.api.config import ApiConfig
 from treadle.api.metrics import ASGIApp, Metrics, Scope
 from treadle.api.models import Health
 from treadle.api.problems import PROBLEM_JSON, BodyTooLarge, Problem
+from treadle.dynamic import enable as enable_dynamic
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -46,12 +47,17 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     )
     m = metrics or Metrics()
     m.bind(treadle)
+    # Dynamic workers (POST /v1/workers, inline /v1/run): idempotent, so an app the caller
+    # already enabled (with its own SandboxManager) keeps that registry. Enabling starts no
+    # sandbox: only processes that run `code` jobs do.
+    enable_dynamic(treadle)
     app.state.treadle = treadle
     app.state.api_config = config
     app.state.metrics = m
     app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(routes_workers.router)
     app.include_router(admin.router)
     _ops_routes(app)
     # Order: size limit innermost so its 413 is counted by the metrics middleware.
@@ -169,9 +175,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     tasks = sorted(t for t in treadle.tasks if not t.startswith("treadle."))
     for model in ("SubmitJob", "RunRequest", "HookIn"):
         prop = components.get(model, {}).get("properties", {}).get("task")
-        if prop is not None and tasks:
-            prop.pop("pattern", None)
-            prop["enum"] = tasks
+        # An optional task (RunRequest: task or code) is `anyOf: [string, null]`.
+        for branch in (prop or {}).get("anyOf", [prop] if prop else []):
+            if branch.get("type") == "string" and tasks:
+                branch.pop("pattern", None)
+                branch["enum"] = tasks
     problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path_item in schema.get("paths", {}).values():
         for op in path_item.values():

@@ -106,23 +106,29 @@ async def submit_job(
 @router.post(
     "/run", status_code=200, response_model=JobOut,
     responses={202: {"model": JobOut, "description": "Still running after the wait; poll it"}},
-    summary="Run a job and wait for its result (sync)",
+    summary="Run a task, or inline code in a fresh sandbox, and wait for the result (sync)",
 )
 async def run_job(
     request: Request, body: RunRequest, principal: Submitter, key: IdempotencyKey = None,
 ) -> JSONResponse:
+    if body.code is not None:  # inline code: a one-off sandbox `load` (DESIGN §4)
+        from treadle.api.routes_workers import run_inline
+
+        return await run_inline(request, body, principal, key)
     treadle, config = _ctx(request)
+    task_body = body.as_submit()
     wait = config.sync_window if body.wait is None else min(body.wait, config.sync_window)
     limiter: anyio.CapacityLimiter = request.app.state.sync_waiters
     if wait <= 0 or limiter.available_tokens < 1:
         # Saturated: do not queue behind other waiters; answer 202 at once.
-        job, created = await run_in_threadpool(_submit, treadle, config, body, principal, key)
+        job, created = await run_in_threadpool(
+            _submit, treadle, config, task_body, principal, key)
         _count(request, job, created)
         return _job_response(job, 200 if job.is_finished else 202, location=True)
 
     def submit_and_wait() -> tuple[Job, bool]:
         # One thread hop for submit + wait + read keeps the sync path short.
-        job, created = _submit(treadle, config, body, principal, key)
+        job, created = _submit(treadle, config, task_body, principal, key)
         if not job.is_finished:
             treadle.store.wait_for_finish([job.id], wait)
             job = treadle.get_job(job.id)

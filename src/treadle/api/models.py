@@ -47,22 +47,167 @@ class SubmitJob(_Strict):
         return v
 
 
-class RunRequest(SubmitJob):
-    """``POST /v1/run``: a task (``task`` + ``payload``); the job JSON comes back when it
-    finishes within the wait. Inline ``code`` runs (DESIGN §4) are a later variant."""
+class LimitsIn(_Strict):
+    """Sandbox limits of a dynamic worker or run; omitted ones keep their default (or the
+    worker's own, for a per-run override). Bounds match ``treadle.sandbox.Limits``."""
 
+    timeout: float | None = Field(default=None, ge=0.001, le=3600,
+                                  description="Wall-clock seconds; the sandbox is killed after.")
+    cpu_seconds: float | None = Field(default=None, ge=0.01, le=3600)
+    memory_mb: int | None = Field(default=None, ge=32, le=16384)
+    max_output_bytes: int | None = Field(default=None, ge=1, le=1 << 30)
+    max_log_bytes: int | None = Field(default=None, ge=0, le=1 << 30)
+    max_host_calls: int | None = Field(default=None, ge=0, le=100_000)
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+def _encodable(value: str | None) -> str | None:
+    # A lone surrogate (valid JSON, "\ud800") cannot be stored as text: refuse it here.
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Language = Literal["javascript", "python"]
+CodeField = Field(min_length=1, max_length=1 << 20,
+                  description="A classic script defining `handler(input, env)` (JS: may be "
+                              "`async function`; no ES modules) or Python `def handler`.")
+
+
+class RunRequest(SubmitJob):
+    """``POST /v1/run``: either a task (``task`` + ``payload``) or inline code for a
+    one-off sandbox ``load`` (``code`` + ``language`` + ``input`` + ``limits``); the job JSON
+    comes back when it finishes within the wait."""
+
+    task: str | None = Field(  # type: ignore[assignment]
+        default=None, min_length=1, max_length=200, pattern=NAME_PATTERN,
+        description="A registered task; or send `code` instead.",
+    )
+    code: str | None = Field(default=None, min_length=1, max_length=1 << 20,
+                             description="Inline code for a one-off `load` (instead of `task`).")
+    language: Language | None = Field(default=None, description="Required with `code`.")
+    input: Any = Field(default=None, description="The handler's input (with `code`).")
+    limits: LimitsIn | None = None
     wait: float | None = Field(
         default=None, ge=0, le=3600,
         description="Seconds to wait for the result; capped by the server's sync window.",
     )
 
-    @model_validator(mode="before")
+    @field_validator("code")
     @classmethod
-    def _no_inline_code_yet(cls, data: Any) -> Any:
-        # Say so plainly instead of "extra fields not permitted".
-        if isinstance(data, dict) and ("code" in data or "language" in data):
-            raise ValueError("inline code runs are not available yet; submit a task instead")
-        return data
+    def _code_ok(cls, v: str | None) -> str | None:
+        return _encodable(v)
+
+    @model_validator(mode="after")
+    def _task_xor_code(self) -> RunRequest:
+        if (self.task is None) == (self.code is None):
+            raise ValueError("send either `task` (with `payload`) or `code` (with `language`)")
+        if self.code is not None:
+            if self.language is None:
+                raise ValueError("`language` ('javascript' or 'python') is required with `code`")
+            extra = [n for n in ("run_at", "delay") if getattr(self, n) is not None]
+            if "payload" in self.model_fields_set:
+                extra.insert(0, "payload")
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: not for inline code (use `input`)")
+        else:
+            extra = [n for n in ("language", "limits") if getattr(self, n) is not None]
+            if "input" in self.model_fields_set:
+                extra.append("input")
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for inline code (tasks take "
+                                 "`payload`)")
+        return self
+
+    def as_submit(self) -> SubmitJob:
+        """The task variant as the async submit body (same idempotency fingerprint)."""
+        data = self.model_dump(exclude={"code", "language", "input", "limits", "wait"},
+                               exclude_none=True)
+        return SubmitJob.model_validate(data)
+
+
+class RegisterWorker(_Strict):
+    """``POST /v1/workers``: register dynamic-worker code (content-addressed id)."""
+
+    code: str = CodeField
+    language: Language
+    limits: LimitsIn | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NAME_PATTERN)
+    allow_wasm: bool = Field(default=False,
+                             description="Keep WebAssembly/SharedArrayBuffer (JavaScript).")
+    fetch_allow: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="Egress allow-list for `env.fetch`: host names or URL prefixes.",
+    )
+    kv: bool = Field(default=False, description="Give the code `env.kv` (tenant-scoped).")
+
+    @field_validator("code", "name")
+    @classmethod
+    def _text_ok(cls, v: str | None) -> str | None:
+        return _encodable(v)
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            if (not entry or len(entry) > 2048 or any(c.isspace() for c in entry)
+                    or _encodable(entry) is None):
+                raise ValueError("entries are host names or URL prefixes (no spaces)")
+        return v
+
+
+class RunWorker(_Strict):
+    """``POST /v1/workers/{id}/run``: one run of a registered worker, as a job."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    input: Any = Field(default=None, description="The handler's input (JSON).")
+    mode: Literal["load", "get"] = Field(
+        default="load", description="`load`: a fresh sandbox; `get`: the warm instance.")
+    limits: LimitsIn | None = Field(default=None, description="Per-run overrides.")
+    wait: float | None = Field(
+        default=None, ge=0, le=3600,
+        description="Seconds to wait for the result (sync mode); capped by the sync window.",
+    )
+    async_: bool = Field(default=False, alias="async",
+                         description="Answer 202 + Location at once (same as `?async=true`).")
+
+
+class WorkerConfigOut(BaseModel):
+    allow_wasm: bool
+    fetch_allow: list[str]
+    kv: bool
+
+
+class LimitsOut(BaseModel):
+    timeout: float
+    cpu_seconds: float
+    memory_mb: int
+    max_output_bytes: int
+    max_log_bytes: int
+    max_host_calls: int
+
+
+class WorkerOut(BaseModel):
+    """A registered dynamic worker."""
+
+    id: str = Field(description="`dw_` + hash of code and configuration.")
+    tenant: str
+    name: str | None
+    language: Language
+    limits: LimitsOut
+    config: WorkerConfigOut
+    created_at: datetime | None
+    code: str | None = Field(default=None, description="Left out in lists.")
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
 
 
 class ErrorOut(BaseModel):

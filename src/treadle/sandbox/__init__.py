@@ -36,7 +36,14 @@ The module imports without mini-racer; running JavaScript without it raises
 
 from __future__ import annotations
 
-from treadle.sandbox.bindings import Bindings, KVStore, MemoryKV, url_allowed
+from treadle.sandbox.bindings import (
+    Bindings,
+    HostCallError,
+    HostCallLimit,
+    KVStore,
+    MemoryKV,
+    url_allowed,
+)
 from treadle.sandbox.limits import InvalidLimits, Limits
 from treadle.sandbox.manager import SandboxManager
 from treadle.sandbox.process import BwrapMissing
@@ -45,6 +52,8 @@ from treadle.sandbox.spec import Language, Mode, RunResult, WorkerSpec, worker_i
 __all__ = [
     "Bindings",
     "BwrapMissing",
+    "HostCallError",
+    "HostCallLimit",
     "InvalidLimits",
     "KVStore",
     "Language",

@@ -7,6 +7,7 @@ frames end the run, and the run's deadline bounds every wait (the caller then ki
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import time
@@ -14,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from treadle.core.errors import TreadleError
 from treadle.sandbox.bindings import HostCallError, HostCalls
+
+log = logging.getLogger("treadle.sandbox")
 
 
 class ChannelError(Exception):
@@ -35,6 +39,17 @@ class ChannelOverflow(ChannelError):
 
 class WatchdogTripped(ChannelError):
     """The poll function reported an overrun (memory, CPU) while waiting."""
+
+
+def attach_logs(err: TreadleError, logs: list[str]) -> TreadleError:
+    """Give a failed run's error the console output written before it failed.
+
+    The error then carries ``logs`` (a list of lines) the way a :class:`RunResult` does,
+    so callers (the ``code`` job executor) can record it with the failed attempt.
+    """
+    if getattr(err, "logs", None) is None:
+        setattr(err, "logs", list(logs))  # noqa: B010
+    return err
 
 
 def encode(msg: dict[str, Any]) -> bytes:
@@ -122,6 +137,7 @@ class Exchange:
     logs: list[str] = field(default_factory=list)
     log_bytes: int = 0
     started_at: float | None = None
+    binding_errors: int = 0
 
     def add_logs(self, lines: Any) -> None:
         for line in lines if isinstance(lines, list) else [lines]:
@@ -130,6 +146,25 @@ class Exchange:
             if self.log_bytes > self.max_log_bytes:
                 raise ChannelOverflow(f"console output exceeds {self.max_log_bytes} bytes")
             self.logs.append(text)
+
+    def reply_to(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """The reply frame for one host call. Never raises: whatever a binding does, the
+        sandbox waiting for this reply gets one (an error reply when the binding failed),
+        so a warm instance or a JavaScript host never falls out of step."""
+        call_id = msg.get("id")
+        try:
+            value = self.calls.handle(msg.get("op"), msg.get("args"))
+            # Check the value now: a binding returning something that is not JSON must
+            # become an error reply, not an exception from Channel.send().
+            json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except HostCallError as exc:
+            return {"t": "reply", "id": call_id, "ok": False, "error": str(exc)}
+        except Exception as exc:  # a buggy binding; its details stay out of the sandbox
+            self.binding_errors += 1
+            log.warning("binding %r failed: %r", msg.get("op"), exc)
+            return {"t": "reply", "id": call_id, "ok": False,
+                    "error": f"host call {msg.get('op')!r} failed in the host"}
+        return {"t": "reply", "id": call_id, "ok": True, "value": value}
 
     def run(
         self,
@@ -146,12 +181,7 @@ class Exchange:
             if kind == "log":
                 self.add_logs(msg.get("line", ""))
             elif kind == "call":
-                reply: dict[str, Any] = {"t": "reply", "id": msg.get("id")}
-                try:
-                    reply.update(ok=True, value=self.calls.handle(msg.get("op"), msg.get("args")))
-                except HostCallError as exc:
-                    reply.update(ok=False, error=str(exc))
-                chan.send(reply)
+                chan.send(self.reply_to(msg))
             elif kind == "started":
                 self.started_at = time.perf_counter()
             elif kind == "result":

@@ -23,6 +23,7 @@ from treadle.sandbox.channel import (
     ChannelTimeout,
     Exchange,
     WatchdogTripped,
+    attach_logs,
 )
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.spec import WorkerSpec
@@ -137,6 +138,17 @@ class JsHost:
             "limits": limits.to_dict(),
         }
         ex = Exchange(calls, limits.max_log_bytes)
+        try:
+            return self._exchange(chan, ex, request, limits, calls)
+        except TreadleError as err:
+            # Console output written before the failure belongs to the run's record.
+            attach_logs(err, ex.logs)
+            raise
+
+    def _exchange(
+        self, chan: Channel, ex: Exchange, request: dict[str, Any], limits: Limits,
+        calls: HostCalls,
+    ) -> tuple[Any, list[str], float | None, bool]:
         deadline = time.monotonic() + limits.timeout
         try:
             reply = ex.run(chan, request, deadline, self._watchdog(limits))

@@ -18,6 +18,7 @@ from treadle.sandbox.channel import (
     ChannelOverflow,
     ChannelTimeout,
     Exchange,
+    attach_logs,
 )
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.spec import WorkerSpec
@@ -90,6 +91,17 @@ class PyInstance:
                 "limits": {**limits.to_dict(), "keep": keep, "fsize_bytes": tmp_bytes},
             }
         ex = Exchange(calls, limits.max_log_bytes)
+        try:
+            return self._exchange(ex, request, limits, calls, keep)
+        except TreadleError as err:
+            # Console output written before the failure belongs to the run's record.
+            attach_logs(err, ex.logs)
+            raise
+
+    def _exchange(
+        self, ex: Exchange, request: dict[str, Any], limits: Limits, calls: HostCalls,
+        keep: bool,
+    ) -> tuple[Any, list[str], float | None]:
         deadline = time.monotonic() + limits.timeout
         self.last_used = time.monotonic()
         try:

@@ -1,17 +1,16 @@
 """``/workers/new``: the dynamic-worker editor (write, run now, save as a named worker).
 
-Dynamic workers are not wired into jobs yet. The page is always present with the editor
-ready; running and saving are enabled only when ``treadle.sandbox`` imports *and* the app
-has a ``workers`` registry (feature-detected per request, so nothing here changes when it
-lands). The registry is expected to offer::
-
-    treadle.workers.run(spec: WorkerSpec, input, *, tenant: str, mode: "load"|"get") -> RunResult
-    treadle.workers.save(name: str, spec: WorkerSpec, *, tenant: str) -> object with ``id``
+Running is what the API's ``POST /v1/run`` with code does: the snippet is registered
+(content-addressed) and run as a job of kind ``code`` through ``app.workers`` (see
+:mod:`treadle.dynamic`); the page waits up to :data:`RUN_WINDOW` seconds for a worker
+process to finish it, then shows the result, the console output (the attempt's logs) and,
+for a failure, the error class, with a link to the job's page. Saving registers the code
+under a name (``POST /v1/workers``). The feature is detected per request: without a
+``workers`` registry on the app (dynamic workers not enabled) the page says so.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -26,6 +25,10 @@ from treadle.ui.auth import can_write_jobs
 from treadle.ui.web import UIContext
 
 LIMIT_FIELDS = ("timeout", "cpu_seconds", "memory_mb", "max_output_bytes")
+_INT_LIMITS = frozenset({"memory_mb", "max_output_bytes"})
+# How long "Run now" waits for the job before showing "still running" with a link.
+RUN_WINDOW = 20.0
+MAX_LOG_LINES = 500
 DEFAULT_CODE = {
     "javascript": (
         "async function handler(input, env) {\n"
@@ -42,15 +45,12 @@ DEFAULT_CODE = {
 
 
 def registry(ctx: UIContext) -> Any | None:
-    """The app's dynamic-worker registry, or None while the feature is not available."""
+    """The app's dynamic-worker registry (``app.workers``), or None when not enabled."""
     try:
-        importlib.import_module("treadle.sandbox")
-    except ImportError:
+        from treadle.dynamic import registry_of
+    except ImportError:  # pragma: no cover - the sandbox package is part of treadle
         return None
-    reg = getattr(ctx.treadle, "workers", None)
-    if reg is None or not hasattr(reg, "run"):
-        return None
-    return reg
+    return registry_of(ctx.treadle)
 
 
 def register(router: APIRouter, ctx: UIContext) -> None:
@@ -59,9 +59,11 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         user = ctx.user(request)
         if user is None:
             return ctx.login_redirect(request)
+        available = registry(ctx) is not None
         return ctx.render(request, "workers_new.html", {
-            "available": registry(ctx) is not None,
-            "can_save": hasattr(registry(ctx), "save"),
+            "available": available,
+            "can_save": available,
+            "can_write": can_write_jobs(user),
             "default_code": DEFAULT_CODE,
             "limit_fields": LIMIT_FIELDS,
         }, user=user)
@@ -83,48 +85,83 @@ async def _act(request: Request, ctx: UIContext, what: str) -> Response:
     if isinstance(form, Response):
         return form
     reg = registry(ctx)
-    result: dict[str, Any] = {"ok": False, "what": what}
-    if reg is None or (what == "save" and not hasattr(reg, "save")):
-        result["error"] = ("Dynamic workers are not available on this server yet: the sandbox "
-                           "is not connected to jobs. Your code was not run or saved.")
+    result: dict[str, Any] = {"ok": False, "what": what, "error": None}
+    if reg is None:
+        result["error"] = ("Dynamic workers are not enabled on this server. Your code was not "
+                           "run or saved.")
     elif not can_write_jobs(user):
         result["error"] = "Your API key may not run or save workers."
     else:
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
-            values = dict(form)
             result.update(await run_in_threadpool(
-                lambda: _call(reg, form_values=values, tenant=user.tenant, what=what)))
+                _call, ctx, reg, values, user.tenant, what))
             result["ok"] = True
-        except (TreadleError, ValueError, TypeError) as exc:
-            result["error"] = getattr(exc, "message", None) or str(exc)
+        except TreadleError as exc:
+            result["error"] = exc.message
+        except (ValueError, TypeError) as exc:
+            result["error"] = str(exc)
     return ctx.render(request, "_worker_result.html", {"result": result}, user=user)
 
 
-def _call(reg: Any, *, form_values: dict[str, Any], tenant: str, what: str) -> dict[str, Any]:
-    from treadle.sandbox import Limits, WorkerSpec
-
-    def text(name: str) -> str:
-        value = form_values.get(name, "")
-        return value.strip() if isinstance(value, str) else ""
-
-    limits: dict[str, float] = {}
+def _limits(values: dict[str, str]) -> dict[str, float | int]:
+    limits: dict[str, float | int] = {}
     for name in LIMIT_FIELDS:
-        if text(name):
-            limits[name] = float(text(name))
-    language = text("language")
-    code = form_values.get("code", "")
-    spec = WorkerSpec(code=code if isinstance(code, str) else "", language=language,  # type: ignore[arg-type]
-                      limits=Limits.from_dict(limits))
+        raw = values.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError(f"limit {name.replace('_', ' ')} must be a number") from None
+        if name in _INT_LIMITS:
+            if not number.is_integer():
+                raise ValueError(f"limit {name.replace('_', ' ')} must be a whole number")
+            limits[name] = int(number)
+        else:
+            limits[name] = number
+    return limits
+
+
+def _call(
+    ctx: UIContext, reg: Any, values: dict[str, str], tenant: str, what: str
+) -> dict[str, Any]:
+    language = values.get("language", "").strip()
+    code = values.get("code", "")
+    limits = _limits(values)
     if what == "save":
-        name = validate_name("worker name", text("name"))
-        saved = reg.save(name, spec, tenant=tenant)
-        return {"saved_id": str(getattr(saved, "id", saved)), "name": name}
-    payload = json.loads(text("input") or "null")
-    mode = "get" if text("mode") == "cached" else "load"
-    out = reg.run(spec, payload, tenant=tenant, mode=mode)
-    return {
-        "output": getattr(out, "output", out),
-        "logs": list(getattr(out, "logs", [])),
-        "duration_ms": getattr(out, "duration_ms", None),
-        "reused": getattr(out, "reused", None),
+        name = validate_name("worker name", values.get("name", "").strip())
+        saved = reg.register(code, language, limits or None, name=name, tenant=tenant)
+        return {"saved_id": saved.id, "name": name}
+    raw_input = values.get("input", "").strip()
+    try:
+        payload = json.loads(raw_input or "null")
+    except ValueError as exc:
+        raise ValueError(f"the input is not JSON: {exc}") from None
+    mode = "get" if values.get("mode") == "cached" else "load"
+    worker = reg.register(code, language, limits or None, tenant=tenant)
+    handle = reg.run(worker.id, payload, mode, tenant=tenant, wait=RUN_WINDOW)
+    job = handle.job
+    logs = [entry.message for entry in ctx.treadle.job_logs(job.id)][:MAX_LOG_LINES]
+    out: dict[str, Any] = {
+        "job_id": job.id,
+        "worker_id": worker.id,
+        "mode": "cached" if mode == "get" else "fresh",
+        "status": job.status.value,
+        "finished": job.is_finished,
+        "output": job.result,
+        "logs": logs,
+        "duration_ms": None,
+        "failure": None,
     }
+    if job.started_at is not None and job.finished_at is not None:
+        out["duration_ms"] = (job.finished_at - job.started_at).total_seconds() * 1000
+    if job.error is not None:
+        info = job.error
+        detail = info.detail if isinstance(info.detail, dict) else {}
+        out["failure"] = {
+            "class": info.error_class.value,
+            "message": info.message,
+            "stack": str(detail.get("stack") or ""),
+        }
+    return out

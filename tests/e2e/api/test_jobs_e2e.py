@@ -56,12 +56,21 @@ def test_sync_window_caps_wait_without_worker(api: Api) -> None:
         assert c.post(f"/v1/jobs/{r.json()['id']}/cancel").json()["status"] == "cancelled"
 
 
-def test_inline_code_is_honestly_unavailable(api: Api) -> None:
+def test_inline_code_is_checked_at_submit(api: Api) -> None:
+    # Inline code runs exist now (tests/e2e/api/test_workers_http.py); what is refused at
+    # submit time is refused before anything is written.
     with api.client() as c:
-        r = c.post("/v1/run", json={"code": "export default 1", "language": "javascript"})
-        assert r.status_code == 422
-        assert r.headers["content-type"].startswith("application/problem+json")
-        assert "not available yet" in r.text
+        for body in (
+            {"code": "function handler() {}"},  # no language
+            {"code": "function handler() {}", "language": "cobol"},
+            {"code": "function handler() {}", "language": "javascript",
+             "limits": {"timeout": 0}},
+            {"code": "function handler() {}", "language": "javascript", "task": "noop"},
+            {"task": "noop", "input": 1},
+        ):
+            r = c.post("/v1/run", json=body)
+            assert r.status_code == 422, (body, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
         assert c.get("/v1/jobs").json()["jobs"] == []
 
 

@@ -88,7 +88,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     uv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
-    worker = Worker(app.store, {JobKind.TASK: TaskExecutor(app)},
+    # create_app enabled dynamic workers (app.workers); this worker runs their `code` jobs
+    # too (its SandboxManager starts on the first run and is closed at the end).
+    executors = {JobKind.TASK: TaskExecutor(app), **getattr(app, "extra_executors", {})}
+    worker = Worker(app.store, executors,
                     WorkerConfig(concurrency=2, poll_interval=0.2, name="ui-test-worker",
                                  shutdown_grace=2.0))
     wthread = threading.Thread(target=worker.run, daemon=True)
@@ -104,6 +107,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         wthread.join(10)
         uv.should_exit = True
         thread.join(10)
+        registry = getattr(app, "workers", None)
+        if registry is not None:
+            registry.close()
         app.close()
 
 
@@ -148,6 +154,16 @@ def page(context: BrowserContext) -> Iterator[Page]:
 def _expected(text: str) -> bool:
     # Pages the tests deliberately request with an error status log "Failed to load".
     return "status of 40" in text
+
+
+def need_bwrap() -> None:
+    """Skip a test that runs sandboxed code when bubblewrap is missing and not installable."""
+    if shutil.which("bwrap") is None and subprocess.call(
+        ["sh", str(ROOT / "scripts" / "deps" / "bubblewrap.sh")]
+    ) != 0:
+        pytest.skip("bubblewrap (bwrap) is missing")
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is missing")
 
 
 def login(page: Page, server: Server, key: str = ADMIN_KEY) -> None:

@@ -8,7 +8,8 @@ import time
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.e2e.ui.conftest import ADMIN_KEY, Server, login, shot
+from tests.e2e.ui.conftest import ADMIN_KEY, Server, login, need_bwrap, shot
+from treadle.api.auth import keystore_for
 from treadle.core.lifecycle import JobStatus
 
 
@@ -193,11 +194,9 @@ def test_workers_editor_and_metrics(page: Page, server: Server) -> None:
     page.goto(server.url + "/workers/new")
     expect(page.locator(".CodeMirror")).to_be_visible()
     expect(page.locator(".CodeMirror .cm-keyword").first).to_be_visible()  # highlighted
-    expect(page.locator("#workers-unavailable")).to_contain_text("Not available yet")
+    expect(page.locator("#workers-unavailable")).to_have_count(0)
     page.select_option("#w-language", "python")
     expect(page.locator(".CodeMirror")).to_contain_text("def handler")
-    page.get_by_role("button", name="Run now").click()
-    expect(page.locator("#worker-result")).to_contain_text("not available")
     shot(page, "11-workers-new")
     page.goto(server.url + "/metrics")
     expect(page.locator("[data-chart='latency'] canvas")).to_be_visible()
@@ -216,3 +215,120 @@ def test_phone_layout(page: Page, server: Server) -> None:
     shot(page, "13-dashboard-phone")
     page.goto(server.url + "/jobs")
     shot(page, "14-jobs-phone")
+
+
+def _set_code(page: Page, code: str) -> None:
+    """Type into the CodeMirror editor the way a user does (select all, then type)."""
+    page.locator(".CodeMirror").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    # CodeMirror auto-indents and closes nothing by default; typing line by line keeps the
+    # indentation we give (each new line starts at column 0 after Home + select-to-start).
+    page.evaluate(
+        "code => document.querySelector('.CodeMirror').CodeMirror.setValue(code)", code
+    )
+
+
+def _run_now(page: Page) -> None:
+    """Click "Run now" and wait for a new result (another job, or a refusal) to replace the
+    previous one."""
+    link = page.locator("#worker-run-summary a")
+    before = link.get_attribute("href") if link.count() else None
+    alert = page.locator("#worker-result > [role=alert]")
+    old_alert = alert.inner_text() if alert.count() else None
+    page.get_by_role("button", name="Run now").click()
+    page.wait_for_function(
+        """([before, oldAlert]) => {
+            const a = document.querySelector('#worker-run-summary a');
+            const al = document.querySelector('#worker-result > [role=alert]');
+            return (a && a.getAttribute('href') !== before)
+                || (al && !a && al.innerText !== oldAlert);
+        }""",
+        arg=[before, old_alert], timeout=30_000,
+    )
+
+
+def test_workers_write_run_and_see_output(page: Page, server: Server) -> None:
+    need_bwrap()
+    login(page, server, server.tenant_key)
+    page.goto(server.url + "/workers/new")
+    page.select_option("#w-language", "javascript")
+    page.locator(".CodeMirror").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("async function handler(input, env) {\n")
+    page.keyboard.type("console.log('typed <b>' + input.n);\n")
+    page.keyboard.type("return {sum: input.n + 1};\n}")
+    page.fill("#w-input", json.dumps({"n": 41}))
+    page.fill("input[name=timeout]", "3")
+    _run_now(page)
+    summary = page.locator("#worker-run-summary")
+    expect(summary).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    expect(page.locator("#worker-run-output")).to_contain_text('"sum": 42')
+    # Console output is shown as text, never as markup.
+    expect(page.locator("#worker-run-console")).to_have_text("typed <b>41\n")
+    assert page.locator("#worker-run-console b").count() == 0
+    shot(page, "15-workers-run-ok")
+    job_link = summary.get_by_role("link")
+    job_id = int(job_link.get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
+    job = server.treadle.get_job(job_id)
+    assert job.kind.value == "code" and job.tenant == "acme" and job.result == {"sum": 42}
+
+    # Cached mode in Python: the same warm instance answers twice in a row.
+    page.select_option("#w-language", "python")
+    _set_code(page, "n = 0\ndef handler(input, env):\n    global n\n    n += 1\n"
+                    "    print('call', n)\n    return n")
+    page.check("input[name=mode][value=cached]")
+    _run_now(page)
+    expect(summary).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    first = int(page.locator("#worker-run-output").inner_text())
+    _run_now(page)
+    expect(page.locator("#worker-run-output")).to_have_text(str(first + 1), timeout=30_000)
+    expect(page.locator("#worker-run-console")).to_contain_text(f"call {first + 1}")
+
+    # Save it as a named worker.
+    page.fill("#w-name", "ui-counter")
+    page.get_by_role("button", name="Save worker").click()
+    expect(page.locator("#worker-saved")).to_contain_text("ui-counter")
+    saved = page.locator("#worker-saved code").first.inner_text()
+    assert server.treadle.workers.get(saved, tenant="acme").name == "ui-counter"  # type: ignore[attr-defined]
+    shot(page, "16-workers-saved")
+
+
+def test_workers_hostile_snippets_show_a_classified_error(page: Page, server: Server) -> None:
+    need_bwrap()
+    login(page, server, server.tenant_key)
+    page.goto(server.url + "/workers/new")
+    page.select_option("#w-language", "python")
+    _set_code(page, "import socket\ndef handler(input, env):\n    print('dialing out')\n"
+                    "    socket.socket().connect(('1.1.1.1', 80))\n")
+    _run_now(page)
+    error = page.locator("#worker-run-error [data-error-class]")
+    expect(error).to_have_attribute("data-error-class", "sandbox_violation", timeout=30_000)
+    expect(page.locator("#worker-run-console")).to_contain_text("dialing out")
+    shot(page, "17-workers-violation")
+
+    page.select_option("#w-language", "javascript")
+    _set_code(page, "function handler() { while (true) {} }")
+    page.fill("input[name=timeout]", "1")
+    _run_now(page)
+    expect(error).to_have_attribute("data-error-class", "timeout", timeout=30_000)
+    expect(page.locator("#worker-run-summary")).to_have_attribute("data-status", "failed")
+
+    # A syntax error is reported as invalid input; a bad limit before anything runs.
+    _set_code(page, "function handler( {")
+    _run_now(page)
+    expect(error).to_have_attribute("data-error-class", "invalid_input", timeout=30_000)
+    page.fill("input[name=timeout]", "-5")
+    _run_now(page)
+    expect(page.locator("#worker-result [role=alert]")).to_contain_text("timeout")
+    expect(page.locator("#worker-run-summary")).to_have_count(0)
+    shot(page, "18-workers-bad-limit")
+
+
+def test_workers_read_only_key_cannot_run(page: Page, server: Server) -> None:
+    _, reader = keystore_for(server.treadle).create_key("acme", "read", name="ui-reader")
+    login(page, server, reader)
+    page.goto(server.url + "/workers/new")
+    expect(page.locator("#workers-readonly")).to_be_visible()
+    page.get_by_role("button", name="Run now").click()
+    expect(page.locator("#worker-result [role=alert]")).to_contain_text("may not run")
