@@ -12,11 +12,11 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, LiteralString
+from typing import Any
 
 from treadle.core.errors import ConfigurationError
 from treadle.store import Store
-from treadle.store.queries import load_queries
+from treadle.store.extension import ExtensionSql
 
 SCOPES = frozenset({"submit", "read", "admin"})
 KEY_PREFIX = "trd_"
@@ -90,24 +90,14 @@ def parse_scopes(value: str | Sequence[str]) -> frozenset[str]:
 
 
 class KeyStore:
-    """Backend-neutral logic; subclasses only say how to run a named query."""
+    """Backend-neutral: the named queries run through the store's extension seam."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    # -- backend seam ---------------------------------------------------------
-
-    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
-        raise NotImplementedError
-
-    def _ts_in(self, value: datetime) -> Any:
-        raise NotImplementedError
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        raise NotImplementedError
+        self._sql = ExtensionSql(store, "api_queries.sql")
 
     def _now(self) -> Any:
-        return self._ts_in(datetime.now(UTC))
+        return self._sql.ts_in(self._sql.now())
 
     # -- keys -----------------------------------------------------------------
 
@@ -119,7 +109,7 @@ class KeyStore:
         validate_name("tenant", tenant)
         scope_set = parse_scopes(scopes)
         key_id, raw = new_raw_key()
-        self._run(
+        self._sql.run(
             "insert_key",
             {"id": key_id, "tenant": tenant, "scopes": ",".join(sorted(scope_set)),
              "key_hash": hash_key(raw), "name": name, "now": self._now()},
@@ -128,39 +118,39 @@ class KeyStore:
         return ApiKey(key_id, tenant, scope_set, name, datetime.now(UTC)), raw
 
     def lookup(self, raw: str) -> ApiKey | None:
-        rows = self._run("key_by_hash", {"key_hash": hash_key(raw)}, write=False)
+        rows = self._sql.run("key_by_hash", {"key_hash": hash_key(raw)}, write=False)
         if not rows:
             return None
         r = rows[0]
         return ApiKey(r["id"], r["tenant"], frozenset(r["scopes"].split(",")),
-                      revoked_at=self._ts_out(r["revoked_at"]))
+                      revoked_at=self._sql.ts_out(r["revoked_at"]))
 
     def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
         return [
             ApiKey(r["id"], r["tenant"], frozenset(r["scopes"].split(",")), r["name"],
-                   self._ts_out(r["created_at"]), self._ts_out(r["revoked_at"]))
-            for r in self._run("list_keys", {"tenant": tenant}, write=False)
+                   self._sql.ts_out(r["created_at"]), self._sql.ts_out(r["revoked_at"]))
+            for r in self._sql.run("list_keys", {"tenant": tenant}, write=False)
         ]
 
     def revoke(self, key_id: str) -> bool:
         """True if the key exists (revoking twice is not an error)."""
-        self._run("revoke_key", {"id": key_id, "now": self._now()}, write=True)
-        return bool(self._run("key_exists", {"id": key_id}, write=False))
+        self._sql.run("revoke_key", {"id": key_id, "now": self._now()}, write=True)
+        return bool(self._sql.run("key_exists", {"id": key_id}, write=False))
 
     # -- idempotency ----------------------------------------------------------
 
     def claim_idempotency(self, tenant: str, key: str, fingerprint: str) -> str:
         """Record what ``key`` is first used for; return the fingerprint it stands for."""
         params = {"tenant": tenant, "key": key, "fingerprint": fingerprint, "now": self._now()}
-        self._run("claim_idempotency", params, write=True)
-        rows = self._run("idempotency_fingerprint", params, write=False)
+        self._sql.run("claim_idempotency", params, write=True)
+        rows = self._sql.run("idempotency_fingerprint", params, write=False)
         return str(rows[0]["fingerprint"]) if rows else fingerprint
 
     # -- inbound hooks --------------------------------------------------------
 
     def put_hook(self, hook: Hook) -> bool:
         """Create or replace a binding; False if the name belongs to another tenant."""
-        rows = self._run(
+        rows = self._sql.run(
             "upsert_hook",
             {"name": hook.name, "tenant": hook.tenant, "task": hook.task, "queue": hook.queue,
              "secret": hook.secret, "now": self._now()},
@@ -169,67 +159,23 @@ class KeyStore:
         return bool(rows)
 
     def get_hook(self, name: str) -> Hook | None:
-        rows = self._run("get_hook", {"name": name}, write=False)
+        rows = self._sql.run("get_hook", {"name": name}, write=False)
         return self._hook(rows[0]) if rows else None
 
     def list_hooks(self, tenant: str) -> list[Hook]:
-        return [self._hook(r) for r in self._run("list_hooks", {"tenant": tenant}, write=False)]
+        return [self._hook(r) for r in self._sql.run("list_hooks", {"tenant": tenant}, write=False)]
 
     def delete_hook(self, name: str, tenant: str) -> bool:
         existed = self.get_hook(name)
         if existed is None or existed.tenant != tenant:
             return False
-        self._run("delete_hook", {"name": name, "tenant": tenant}, write=True)
+        self._sql.run("delete_hook", {"name": name, "tenant": tenant}, write=True)
         return True
 
     def _hook(self, r: Mapping[str, Any]) -> Hook:
         return Hook(r["name"], r["tenant"], r["task"], r["queue"], r["secret"],
-                    self._ts_out(r["created_at"]))
-
-
-class SQLiteKeyStore(KeyStore):
-    _Q = load_queries("treadle.store.sqlite", "api_queries.sql")
-
-    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
-        from treadle.store.sqlite.store import SQLiteStore
-
-        store = self.store
-        assert isinstance(store, SQLiteStore)
-        sql: LiteralString = self._Q[name]
-        if write:
-            with store._tx() as conn:
-                return conn.execute(sql, params).fetchall()
-        # Reads run outside a write transaction: the per-request key lookup must
-        # not take SQLite's write lock. _conn() is the store's per-thread connection.
-        return store._conn().execute(sql, params).fetchall()
-
-    def _ts_in(self, value: datetime) -> float:
-        return value.timestamp()
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-class PostgresKeyStore(KeyStore):
-    _Q = load_queries("treadle.store.postgres", "api_queries.sql")
-
-    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
-        store: Any = self.store  # PostgresStore; imported lazily (psycopg is optional)
-        with store._cursor(tx=write) as cur:
-            cur.execute(self._Q[name], params)
-            return list(cur.fetchall()) if cur.description else []
-
-    def _ts_in(self, value: datetime) -> datetime:
-        return value
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        return value  # type: ignore[no-any-return]
+                    self._sql.ts_out(r["created_at"]))
 
 
 def open_keystore(store: Store) -> KeyStore:
-    url = store.url
-    if url.startswith("sqlite:"):
-        return SQLiteKeyStore(store)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresKeyStore(store)
-    raise ConfigurationError(f"no API key store for database URL {url!r}")
+    return KeyStore(store)

@@ -7,16 +7,14 @@ instead of growing the ``Store`` protocol (same pattern as ``treadle.api.keystor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, LiteralString
+from datetime import datetime
+from typing import Any
 
-from treadle.core.errors import ConfigurationError
 from treadle.sandbox import Limits, WorkerSpec
 from treadle.store import Store
-from treadle.store.queries import load_queries
+from treadle.store.extension import ExtensionSql
 
 
 @dataclass(frozen=True)
@@ -63,79 +61,64 @@ def config_of(spec: WorkerSpec) -> dict[str, Any]:
 
 
 class DynamicRepo:
-    """Backend-neutral logic; subclasses only say how to run a named query."""
+    """Backend-neutral: the named queries run through the store's extension seam."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    # -- backend seam ---------------------------------------------------------
-
-    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
-        raise NotImplementedError
-
-    def _ts_in(self, value: datetime) -> Any:
-        raise NotImplementedError
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        raise NotImplementedError
-
-    def _json_in(self, value: Any) -> Any:
-        raise NotImplementedError
-
-    def _json_out(self, value: Any) -> Any:
-        raise NotImplementedError
+        self._sql = ExtensionSql(store, "dynamic_queries.sql")
 
     def _now(self) -> Any:
-        return self._ts_in(datetime.now(UTC))
+        return self._sql.ts_in(self._sql.now())
 
     # -- workers --------------------------------------------------------------
 
     def upsert_worker(
         self, wid: str, tenant: str, spec: WorkerSpec, name: str | None
     ) -> DynamicWorker:
-        rows = self._run(
+        rows = self._sql.run(
             "upsert_worker",
             {"tenant": tenant, "id": wid, "name": name, "language": spec.language,
-             "code": spec.code, "limits": self._json_in(spec.limits.to_dict()),
-             "config": self._json_in(config_of(spec)), "now": self._now()},
+             "code": spec.code, "limits": self._sql.json_in(spec.limits.to_dict()),
+             "config": self._sql.json_in(config_of(spec)), "now": self._now()},
             write=True,
         )
         return self._worker(rows[0])
 
     def get_worker(self, tenant: str, wid: str) -> DynamicWorker | None:
-        rows = self._run("get_worker", {"tenant": tenant, "id": wid}, write=False)
+        rows = self._sql.run("get_worker", {"tenant": tenant, "id": wid}, write=False)
         return self._worker(rows[0]) if rows else None
 
     def list_workers(self, tenant: str, limit: int) -> list[DynamicWorker]:
-        rows = self._run("list_workers", {"tenant": tenant, "limit": limit}, write=False)
+        rows = self._sql.run("list_workers", {"tenant": tenant, "limit": limit}, write=False)
         return [self._worker(r) for r in rows]
 
     def _worker(self, r: Mapping[str, Any]) -> DynamicWorker:
-        config = self._json_out(r["config"])
+        config = self._sql.json_out(r["config"])
         spec = WorkerSpec(
             code=r["code"],
             language=r["language"],
-            limits=Limits.from_dict(self._json_out(r["limits"])),
+            limits=Limits.from_dict(self._sql.json_out(r["limits"])),
             allow_wasm=bool(config.get("allow_wasm", False)),
             fetch_allow=tuple(config.get("fetch_allow", ())),
             kv=bool(config.get("kv", False)),
         )
-        return DynamicWorker(r["id"], r["tenant"], spec, r["name"], self._ts_out(r["created_at"]))
+        created = self._sql.ts_out(r["created_at"])
+        return DynamicWorker(r["id"], r["tenant"], spec, r["name"], created)
 
     # -- kv -------------------------------------------------------------------
 
     def kv_get(self, tenant: str, key: str) -> str | None:
-        rows = self._run("kv_get", {"tenant": tenant, "key": key}, write=False)
+        rows = self._sql.run("kv_get", {"tenant": tenant, "key": key}, write=False)
         return str(rows[0]["value"]) if rows else None
 
     def kv_put(self, tenant: str, key: str, value: str) -> None:
-        self._run(
+        self._sql.run(
             "kv_put", {"tenant": tenant, "key": key, "value": value, "now": self._now()},
             write=True,
         )
 
     def kv_delete(self, tenant: str, key: str) -> None:
-        self._run("kv_delete", {"tenant": tenant, "key": key}, write=True)
+        self._sql.run("kv_delete", {"tenant": tenant, "key": key}, write=True)
 
     def kv_for_tenant(self, tenant: str) -> StoreKV:
         return StoreKV(self, tenant)
@@ -162,63 +145,5 @@ class StoreKV:
         self.repo.kv_delete(self.tenant, key)
 
 
-class SQLiteDynamicRepo(DynamicRepo):
-    _Q = load_queries("treadle.store.sqlite", "dynamic_queries.sql")
-
-    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
-        from treadle.store.sqlite.store import SQLiteStore
-
-        store = self.store
-        assert isinstance(store, SQLiteStore)
-        sql: LiteralString = self._Q[name]
-        if write:
-            with store._tx() as conn:
-                return conn.execute(sql, params).fetchall()
-        # Reads use the store's per-thread connection outside a write transaction, so a
-        # kv.get never takes SQLite's write lock.
-        return store._conn().execute(sql, params).fetchall()
-
-    def _ts_in(self, value: datetime) -> float:
-        return value.timestamp()
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromtimestamp(value, UTC)
-
-    def _json_in(self, value: Any) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-    def _json_out(self, value: Any) -> Any:
-        return json.loads(value)
-
-
-class PostgresDynamicRepo(DynamicRepo):
-    _Q = load_queries("treadle.store.postgres", "dynamic_queries.sql")
-
-    def _run(self, name: str, params: Mapping[str, Any], *, write: bool) -> list[Any]:
-        store: Any = self.store  # PostgresStore; imported lazily (psycopg is optional)
-        with store._cursor(tx=write) as cur:
-            cur.execute(self._Q[name], params)
-            return list(cur.fetchall()) if cur.description else []
-
-    def _ts_in(self, value: datetime) -> datetime:
-        return value
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        return value  # type: ignore[no-any-return]
-
-    def _json_in(self, value: Any) -> Any:
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(value)
-
-    def _json_out(self, value: Any) -> Any:
-        return value  # jsonb columns arrive decoded
-
-
 def open_repo(store: Store) -> DynamicRepo:
-    url = store.url
-    if url.startswith("sqlite:"):
-        return SQLiteDynamicRepo(store)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDynamicRepo(store)
-    raise ConfigurationError(f"dynamic workers do not support the database URL {url!r}")
+    return DynamicRepo(store)

@@ -46,6 +46,7 @@ def _js(value: Any) -> Jsonb:
 
 class PostgresStore(SqlReads):
     codec = POSTGRES_CODEC
+    backend = "postgres"
 
     def __init__(
         self, url: str, *, clock: Clock = SYSTEM_CLOCK, pool_size: int = 4, timeout: float = 10.0
@@ -84,6 +85,14 @@ class PostgresStore(SqlReads):
         with self._cursor(tx=False) as cur:
             cur.execute(Q[name], params)
             return cur.fetchall()
+
+    def execute(
+        self, sql: LiteralString, params: Mapping[str, Any], *, write: bool
+    ) -> list[Mapping[str, Any]]:
+        """Run one statement for an extension (see ``store/extension.py``)."""
+        with self._cursor(tx=write) as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
 
     def _enc_ts(self, value: datetime) -> datetime:
         return value

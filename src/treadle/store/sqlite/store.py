@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import (
@@ -106,6 +106,19 @@ class SQLiteStore(SqlReads):
             conn.execute("COMMIT")
 
     codec = SQLITE_CODEC
+    backend = "sqlite"
+
+    def execute(
+        self, sql: LiteralString, params: Mapping[str, Any], *, write: bool
+    ) -> list[Mapping[str, Any]]:
+        """Run one statement for an extension (see ``store/extension.py``).
+
+        Reads use this thread's connection outside any write transaction, so a lookup
+        (an API key per request) never takes SQLite's write lock."""
+        if write:
+            with self._tx() as conn:
+                return list(conn.execute(sql, params).fetchall())
+        return list(self._conn().execute(sql, params).fetchall())
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         rows: list[sqlite3.Row] = self._conn().execute(Q[name], params).fetchall()
