@@ -1,8 +1,8 @@
 -- Named queries for the PostgreSQL store. Parameters use %(name)s style.
 
--- name: paused_or_limited_queues
-SELECT name, paused, concurrency_limit FROM treadle_queues
-WHERE paused OR concurrency_limit IS NOT NULL;
+-- name: limited_queues
+SELECT name, concurrency_limit FROM treadle_queues
+WHERE concurrency_limit IS NOT NULL AND NOT paused;
 
 -- name: lock_queue
 -- Serialises claimers of a queue with a concurrency limit, so the count holds.
@@ -15,6 +15,10 @@ SELECT count(*) FROM treadle_jobs WHERE status = 'running' AND queue = %(queue)s
 WITH cand AS (
     SELECT id FROM treadle_jobs
     WHERE status = 'queued' AND queue = %(queue)s AND run_at <= %(now)s
+      -- Paused queues are never claimed; limited ones only under their lock (limited_ok).
+      AND NOT EXISTS (
+          SELECT 1 FROM treadle_queues q WHERE q.name = %(queue)s
+            AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -33,7 +37,9 @@ SELECT * FROM upd;
 -- name: claim_any
 WITH cand AS (
     SELECT id FROM treadle_jobs
-    WHERE status = 'queued' AND run_at <= %(now)s AND queue <> ALL (%(excluded)s::text[])
+    WHERE status = 'queued' AND run_at <= %(now)s
+      AND queue <> ALL (ARRAY(
+          SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -73,8 +79,11 @@ WITH input AS (
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
     SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM ins
+), note AS MATERIALIZED (
+    -- Wake idle workers in the same statement: no extra round trip.
+    SELECT count(pg_notify('treadle_jobs', q)) AS n FROM (SELECT DISTINCT queue AS q FROM ins) d
 )
-SELECT * FROM ins ORDER BY id;
+SELECT ins.* FROM ins, note ORDER BY ins.id;
 
 -- name: jobs_by_idempotency_keys
 SELECT * FROM treadle_jobs
@@ -111,7 +120,8 @@ WITH input AS (
         cancel_requested = CASE WHEN i.status = 'queued' THEN j.cancel_requested ELSE false END
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
-    RETURNING j.id, j.attempt, j.status, j.queue, i.worker, i.reason, i.error
+    RETURNING j.id, j.attempt, j.status, j.queue, j.tenant, j.callback_url, i.worker,
+              i.reason, i.error
 ), ev AS (
     -- Each attempt's error stays in its event, after the job's own error moves on.
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
@@ -119,8 +129,29 @@ WITH input AS (
     SELECT id, 'running', status, attempt, worker, reason, %(now)s,
            CASE WHEN error IS NULL THEN NULL ELSE jsonb_build_object('error', error) END
     FROM upd
+), cb AS (
+    -- A finished job's callback delivery is a durable job written in this same statement.
+    INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
+                              parent_id, created_at)
+    SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+    FROM upd WHERE callback_url IS NOT NULL AND status <> 'queued'
+    RETURNING id
+), cb_ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM cb
+), note AS MATERIALIZED (
+    -- Waiters learn of finished jobs, idle workers of re-queued ones and deliveries.
+    SELECT count(pg_notify(channel, payload)) AS n FROM (
+        SELECT 'treadle_done' AS channel, string_agg(id::text, ',') AS payload
+        FROM upd WHERE status <> 'queued' HAVING count(*) > 0
+        UNION ALL
+        SELECT DISTINCT 'treadle_jobs', queue FROM upd WHERE status = 'queued'
+        UNION ALL
+        (SELECT 'treadle_jobs', 'treadle.callbacks' FROM cb LIMIT 1)
+    ) n
 )
-SELECT id, status, queue FROM upd;
+SELECT upd.id, upd.status, upd.queue FROM upd, note;
 
 -- name: jobs_status_token
 SELECT id, status, lease_token, attempt FROM treadle_jobs WHERE id = ANY (%(ids)s::bigint[]);

@@ -33,7 +33,10 @@ from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
 
 Q = load_queries("treadle.store.postgres")
 _SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notification is lost
-_NOTIFY_CHUNK = 500  # ids per treadle_done payload (payloads are capped at 8000 bytes)
+# ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
+_NOTIFY_CHUNK = 300
+_LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
+
 
 
 def _ts(value: datetime) -> datetime:
@@ -65,6 +68,8 @@ class PostgresStore(SqlReads):
         self._pool.open(wait=False)
         self._listener = Listener(url)
         self._claim_mark = threading.local()
+        self._limited: dict[str, int] = {}
+        self._limited_expires = 0.0
 
     # -- plumbing ------------------------------------------------------------
 
@@ -160,11 +165,13 @@ class PostgresStore(SqlReads):
             cols["concurrency_key"].append(nj.concurrency_key)
             cols["parent_id"].append(nj.parent_id)
             cols["callback_url"].append(nj.callback_url)
-        with self._cursor(tx=True) as cur:
+        keyed = [nj for nj in jobs if nj.idempotency_key is not None]
+        existing: dict[tuple[str, str], Job] = {}
+        # Without idempotency keys the insert (with its events and wake-up) is one
+        # atomic statement: one round trip. Keys need a second look in the same transaction.
+        with self._cursor(tx=bool(keyed)) as cur:
             cur.execute(Q["insert_jobs"], {**cols, "now": now})
             inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
-            keyed = [nj for nj in jobs if nj.idempotency_key is not None]
-            existing: dict[tuple[str, str], Job] = {}
             if keyed:
                 cur.execute(
                     Q["jobs_by_idempotency_keys"],
@@ -174,7 +181,6 @@ class PostgresStore(SqlReads):
                 for r in cur.fetchall():
                     job = job_from_row(r, self.codec)
                     existing[(job.tenant, job.idempotency_key or "")] = job
-            cur.execute(Q["notify_jobs"], {"queues": sorted({nj.queue for nj in jobs})})
         return _match_inserted(jobs, inserted, existing)
 
     # -- workers -------------------------------------------------------------
@@ -191,29 +197,60 @@ class PostgresStore(SqlReads):
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds)}
         claimed: list[Job] = []
-        with self._cursor(tx=True) as cur:
-            cur.execute(Q["paused_or_limited_queues"])
-            special = {r["name"]: r for r in cur.fetchall()}
+        limited = self._limited_queues()
+        # Fast path: one statement per queue (or one for all queues), each atomic on its
+        # own, so a claim costs a single round trip. Paused and limited queues are left
+        # out by the statement itself, reading treadle_queues live.
+        with self._cursor(tx=False) as cur:
             if queues is None:
-                cur.execute(Q["claim_any"], {**base, "limit": limit, "excluded": list(special)})
+                cur.execute(Q["claim_any"], {**base, "limit": limit})
                 claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
-                queues = [n for n, r in special.items() if not r["paused"]]
-            for queue in queues:
-                room = limit - len(claimed)
-                cfg = special.get(queue)
-                if cfg is not None:
-                    if cfg["paused"]:
+            else:
+                for queue in queues:
+                    room = limit - len(claimed)
+                    if room <= 0 or queue in limited:
                         continue
-                    if cfg["concurrency_limit"] is not None and room > 0:
-                        cur.execute(Q["lock_queue"], {"queue": queue})
-                        cur.execute(Q["running_in_queue"], {"queue": queue})
-                        row = cur.fetchone()
-                        room = min(room, cfg["concurrency_limit"] - (row["count"] if row else 0))
-                if room <= 0:
-                    continue
-                cur.execute(Q["claim_queue"], {**base, "queue": queue, "limit": room})
-                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+                    cur.execute(
+                        Q["claim_queue"], {**base, "queue": queue, "limit": room,
+                                           "limited_ok": False},
+                    )
+                    claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        wanted = [q for q in limited if queues is None or q in queues]
+        if wanted and len(claimed) < limit:
+            claimed.extend(self._claim_limited(wanted, limited, base, limit - len(claimed)))
         return sort_claimed(claimed)
+
+    def _limited_queues(self) -> dict[str, int]:
+        """Queues with a concurrency limit, re-read at most every second.
+
+        The claim statements exclude limited queues themselves, so a stale view can
+        only delay a newly limited queue's jobs (never run them past the limit)."""
+        now = time.monotonic()
+        if now >= self._limited_expires:
+            rows = self._read("limited_queues", {})
+            self._limited = {r["name"]: r["concurrency_limit"] for r in rows}
+            self._limited_expires = now + _LIMITED_TTL
+        return self._limited
+
+    def _claim_limited(
+        self, queues: list[str], limits: dict[str, int], base: dict[str, Any], room: int
+    ) -> list[Job]:
+        """Claim from limited queues under a per-queue lock, so the running count holds."""
+        out: list[Job] = []
+        with self._cursor(tx=True) as cur:
+            for queue in queues:
+                if room - len(out) <= 0:
+                    break
+                cur.execute(Q["lock_queue"], {"queue": queue})
+                cur.execute(Q["running_in_queue"], {"queue": queue})
+                row = cur.fetchone()
+                n = min(room - len(out), limits[queue] - (row["count"] if row else 0))
+                if n <= 0:
+                    continue
+                cur.execute(Q["claim_queue"], {**base, "queue": queue, "limit": n,
+                                               "limited_ok": True})
+                out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        return out
 
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
@@ -238,28 +275,25 @@ class PostgresStore(SqlReads):
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
+        if len(outcomes) > _NOTIFY_CHUNK:  # one statement notifies all its ids at once
+            return [ok for i in range(0, len(outcomes), _NOTIFY_CHUNK)
+                    for ok in self.complete(outcomes[i : i + _NOTIFY_CHUNK])]
         now = self.clock.now()
         params = [finish_params(oc, now, _ts, _js) for oc in outcomes]
         arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
         arrays["worker"] = [oc.worker for oc in outcomes]
         arrays["reason"] = [oc.event_reason for oc in outcomes]
         arrays["now"] = now
-        with self._cursor(tx=True) as cur:
+        # One statement: guarded updates, events, callback deliveries and notifications.
+        with self._cursor(tx=False) as cur:
             cur.execute(Q["finish_many"], arrays)
-            rows = cur.fetchall()
-            done = {r["id"] for r in rows}
-            refused = [(oc, p) for oc, p in zip(outcomes, params, strict=True)
-                       if oc.job_id not in done]
-            replayed = self._record_refused(cur, refused, now) if refused else set()
-            finished = [str(r["id"]) for r in rows if r["status"] != "queued"]
-            if finished:
-                ids = [int(i) for i in finished]
-                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-            for i in range(0, len(finished), _NOTIFY_CHUNK):
-                cur.execute(Q["notify_done"], {"ids": ",".join(finished[i : i + _NOTIFY_CHUNK])})
-            requeued = sorted({r["queue"] for r in rows if r["status"] == "queued"})
-            if requeued:
-                cur.execute(Q["notify_jobs"], {"queues": requeued})
+            done = {r["id"] for r in cur.fetchall()}
+        refused = [(oc, p) for oc, p in zip(outcomes, params, strict=True)
+                   if oc.job_id not in done]
+        replayed: set[int] = set()
+        if refused:  # rare: zombies, or replays of a write whose reply was lost
+            with self._cursor(tx=True) as cur:
+                replayed = self._record_refused(cur, refused, now)
         return [oc.job_id in done or oc.job_id in replayed for oc in outcomes]
 
     def _record_refused(
@@ -349,7 +383,9 @@ class PostgresStore(SqlReads):
             if finished:
                 ids = [int(i) for i in finished]
                 cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-                cur.execute(Q["notify_done"], {"ids": ",".join(finished)})
+                for i in range(0, len(finished), _NOTIFY_CHUNK):
+                    chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
+                    cur.execute(Q["notify_done"], {"ids": chunk})
             cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0}
         for r in reaped:
@@ -405,6 +441,7 @@ class PostgresStore(SqlReads):
                 "clear_limit": clear_limit,
             })
             cur.execute(Q["notify_jobs"], {"queues": [name]})
+        self._limited_expires = 0.0  # this process sees its own change at once
         return self.queue(name)
 
 
