@@ -30,10 +30,8 @@ app.add_typer(workers_app, name="workers")
 
 
 def _optional_commands() -> None:
-    try:
-        from treadle.api.cli import keys_app, server_command
-    except ImportError:
-        return
+    from treadle.cli.keys import keys_app, server_command
+
     app.add_typer(keys_app, name="keys")
     app.command("server")(server_command)
 

@@ -19,6 +19,7 @@ from treadle.cli.common import (
     install_builtins,
     load_app,
 )
+from treadle.core.errors import MissingExtra
 from treadle.core.job import JobKind
 from treadle.core.lease import LeaseConfig
 from treadle.executors import Executor, TaskExecutor
@@ -133,7 +134,8 @@ def _start_server(app: Treadle, host: str, port: int) -> None:
     try:
         from treadle.api.server import start_in_thread
     except ImportError as exc:
-        err_console.print(f"[yellow]HTTP API not started: {exc}[/]")
+        missing = MissingExtra("server", exc.name or "fastapi")
+        err_console.print(f"[yellow]HTTP API and UI not started: {missing.message}[/]")
         return
     start_in_thread(app, host=host, port=port)
     console.print(f"API and UI on http://{host}:{port}/")

@@ -1,4 +1,8 @@
-"""``treadle keys create|list|revoke`` and ``treadle server`` (mounted by treadle.cli)."""
+"""``treadle keys create|list|revoke`` and ``treadle server``.
+
+Kept out of ``treadle.api`` so that every other command starts without importing
+FastAPI; the API is imported only when these commands run.
+"""
 
 from __future__ import annotations
 
@@ -87,10 +91,14 @@ def server_command(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Serve the HTTP API (no workers; run `treadle worker` for those)."""
-    from treadle.api.server import config_from_env, serve
     from treadle.cli.common import clean_errors, load_app
+    from treadle.core.errors import MissingExtra
 
     with clean_errors():
+        try:
+            from treadle.api.server import config_from_env, serve
+        except ImportError as exc:
+            raise MissingExtra("server", exc.name or "fastapi") from exc
         app = load_app(app_spec, db)
         app.store.check_schema()
         serve(app, config_from_env(host), host=host, port=port, log_level=log_level)
