@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from treadle.app import DEFAULT_URL, Treadle
 from treadle.core.errors import ConfigurationError, StoreUnavailable, TreadleError
@@ -33,7 +34,8 @@ AppOption = Annotated[
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: messages quote user input and extras like treadle[server], not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

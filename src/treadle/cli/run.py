@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from treadle.app import Treadle
 from treadle.cli.common import (
@@ -135,7 +136,7 @@ def _start_server(app: Treadle, host: str, port: int) -> None:
         from treadle.api.server import start_in_thread
     except ImportError as exc:
         missing = MissingExtra("server", exc.name or "fastapi")
-        err_console.print(f"[yellow]HTTP API and UI not started: {missing.message}[/]")
+        err_console.print(f"[yellow]HTTP API and UI not started: {escape(missing.message)}[/]")
         return
     start_in_thread(app, host=host, port=port)
     console.print(f"API and UI on http://{host}:{port}/")
