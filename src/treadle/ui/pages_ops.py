@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,38 +27,31 @@ WORKER_STALE = timedelta(seconds=60)  # several missed heartbeats: probably dead
 RECENT_FAILURES = 8
 
 
+def _page(
+    ctx: UIContext, template: str, build: Callable[[UIContext, SessionUser], dict[str, Any]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """A logged-in GET page (or its live fragment) rendered from ``build``'s context."""
+
+    async def endpoint(request: Request) -> Response:
+        user = ctx.user(request)
+        if user is None:
+            return ctx.login_redirect(request)
+        data = await run_in_threadpool(build, ctx, user)
+        return ctx.render(request, template, data, user=user)
+
+    return endpoint
+
+
 def register(router: APIRouter, ctx: UIContext) -> None:
-    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard(request: Request) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        return ctx.render(request, "dashboard.html",
-                          await run_in_threadpool(_dashboard, ctx, user), user=user)
-
-    @router.get("/ui/dashboard/live", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard_live(request: Request) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        return ctx.render(request, "_dashboard_live.html",
-                          await run_in_threadpool(_dashboard, ctx, user), user=user)
-
-    @router.get("/queues", response_class=HTMLResponse, include_in_schema=False)
-    async def queues_page(request: Request) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        return ctx.render(request, "queues.html",
-                          await run_in_threadpool(_queues, ctx, user), user=user)
-
-    @router.get("/ui/queues/live", response_class=HTMLResponse, include_in_schema=False)
-    async def queues_live(request: Request) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        return ctx.render(request, "_queues_table.html",
-                          await run_in_threadpool(_queues, ctx, user), user=user)
+    for path, template, build in (
+        ("/", "dashboard.html", _dashboard),
+        ("/ui/dashboard/live", "_dashboard_live.html", _dashboard),
+        ("/queues", "queues.html", _queues),
+        ("/ui/queues/live", "_queues_table.html", _queues),
+    ):
+        router.get(path, response_class=HTMLResponse, include_in_schema=False)(
+            _page(ctx, template, build)
+        )
 
     @router.post("/queues/{name}", response_class=HTMLResponse, include_in_schema=False)
     async def steer_queue(request: Request, name: str) -> Response:
