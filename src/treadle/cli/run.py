@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 from types import FrameType
 from typing import Annotated, Any
 
@@ -54,25 +53,38 @@ def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
     return Worker(app.store, executors_for(app), config, **kwargs)
 
 
-def run_worker_until_signalled(worker: Worker) -> None:
-    """SIGTERM/SIGINT: stop claiming and drain (grace period); a second one exits at once."""
-    hits = 0
+class GracefulSignals:
+    """SIGTERM/SIGINT: stop claiming and drain (grace period); a second one exits at once.
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal hits
-        hits += 1
-        if hits == 1:
-            err_console.print(
-                f"[yellow]{signal.Signals(signum).name}: finishing in-flight jobs "
-                f"(up to {worker.config.shutdown_grace:.0f}s); again to quit now[/]"
-            )
-            worker.stop()
-        else:
+    Installed before anything slow starts (the API server, the sandboxes), so a signal
+    that arrives while `treadle up` is still starting is not lost to the default handler.
+    """
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+        self.requested = False
+        self.hits = 0
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.hits += 1
+        if self.hits > 1:
             raise SystemExit(130)
+        self.requested = True
+        grace = self.worker.config.shutdown_grace if self.worker else 0.0
+        err_console.print(
+            f"[yellow]{signal.Signals(signum).name}: finishing in-flight jobs "
+            f"(up to {grace:.0f}s); again to quit now[/]"
+        )
+        if self.worker is not None:
+            self.worker.stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    worker.run()
+    def run(self, worker: Worker) -> None:
+        self.worker = worker
+        if self.requested:  # asked to stop while starting up
+            worker.stop()
+        worker.run()
 
 
 def worker(
@@ -89,6 +101,7 @@ def worker(
 ) -> None:
     """Run a worker: claim jobs under leases and run them."""
     configure_logging(level=log_level)
+    signals = GracefulSignals()
     with clean_errors():
         app = load_app(app_spec, db)
         app.store.check_schema()
@@ -97,7 +110,7 @@ def worker(
             queues=qs, concurrency=concurrency, lease=LeaseConfig(seconds=lease_seconds),
             shutdown_grace=shutdown_grace, name=name, burst=burst,
         )
-        run_worker_until_signalled(build_worker(app, config))
+        signals.run(build_worker(app, config))
 
 
 def up(
@@ -111,6 +124,7 @@ def up(
 ) -> None:
     """Everything in one process: migrate, then API + UI, workers, reaper and scheduler."""
     configure_logging(level=log_level)
+    signals = GracefulSignals()
     with clean_errors():
         app = load_app(app_spec, db)
         applied = app.migrate()
@@ -121,7 +135,7 @@ def up(
             _start_server(app, host, port)
         console.print(f"[bold green]treadle up[/] on {app.url} — tasks: "
                       f"{', '.join(sorted(app.tasks)) or 'none registered (pass --app)'}")
-        run_worker_until_signalled(build_worker(app, WorkerConfig(concurrency=concurrency)))
+        signals.run(build_worker(app, WorkerConfig(concurrency=concurrency)))
 
 
 def enable_dynamic_workers(app: Treadle) -> None:
@@ -142,4 +156,4 @@ def _start_server(app: Treadle, host: str, port: int) -> None:
     console.print(f"API and UI on http://{host}:{port}/")
 
 
-__all__ = ["migrate", "threading", "up", "worker"]
+__all__ = ["GracefulSignals", "migrate", "up", "worker"]
