@@ -10,13 +10,14 @@ when another connection commits) every couple of milliseconds; see ADR 0003.
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import (
@@ -43,6 +44,9 @@ from treadle.store.rows import (
 
 Q = load_queries("treadle.store.sqlite")
 _POLL_SECONDS = 0.002
+_BUSY_SECONDS = 30.0
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+T = TypeVar("T")
 
 
 def _ts(value: datetime) -> float:
@@ -74,13 +78,13 @@ class SQLiteStore(SqlReads):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
+                # timeout=0: waiting for the lock is done by _busy_retry, not SQLite.
                 conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                    self.path, isolation_level=None, check_same_thread=False, timeout=0
                 )
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._busy_retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
-                conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
@@ -93,10 +97,7 @@ class SQLiteStore(SqlReads):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite busy: {exc}") from exc
+        self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield conn
         except BaseException:
@@ -118,11 +119,39 @@ class SQLiteStore(SqlReads):
         if write:
             with self._tx() as conn:
                 return list(conn.execute(sql, params).fetchall())
-        return list(self._conn().execute(sql, params).fetchall())
+        conn = self._conn()
+        return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
-        rows: list[sqlite3.Row] = self._conn().execute(Q[name], params).fetchall()
+        conn = self._conn()
+        rows: list[sqlite3.Row] = self._busy_retry(
+            lambda: conn.execute(Q[name], params).fetchall()
+        )
         return rows  # type: ignore[return-value]  # sqlite3.Row is a read-only mapping
+
+    @staticmethod
+    def _busy_retry(op: Callable[[], T]) -> T:
+        """Run ``op``, retrying while the database is locked by another connection.
+
+        SQLite's own busy handler sleeps in growing steps (up to 100 ms) and so wakes
+        long after the lock is free; polling every 0.2-2 ms (with jitter) keeps lock
+        hand-offs between worker processes fast. Gives up after ``_BUSY_SECONDS``."""
+        delay, deadline = 0.0005, 0.0
+        while True:
+            try:
+                return op()
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES:
+                    raise
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + _BUSY_SECONDS
+                elif now >= deadline:
+                    raise StoreUnavailable(
+                        f"SQLite database stayed locked for {_BUSY_SECONDS:.0f}s: {exc}"
+                    ) from exc
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.008)
 
     def _enc_ts(self, value: datetime) -> float:
         return value.timestamp()
@@ -148,7 +177,7 @@ class SQLiteStore(SqlReads):
         conn = self._conn()
         # executescript cannot take parameters; open the transaction in the script
         # and record the migration with a bound statement before committing.
-        conn.executescript("BEGIN IMMEDIATE;\n" + sql)
+        self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
         try:
             conn.execute(
                 "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -161,11 +190,11 @@ class SQLiteStore(SqlReads):
 
     def _applied(self) -> list[int]:
         conn = self._conn()
-        conn.execute(
+        self._busy_retry(lambda: conn.execute(
             "CREATE TABLE IF NOT EXISTS treadle_migrations ("
             "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        return [r[0] for r in conn.execute(Q["applied_migrations"]).fetchall()]
+        ))
+        return [r["version"] for r in self._read("applied_migrations", {})]
 
     def migrate(self) -> list[int]:
         return self._migrations().migrate()
@@ -316,7 +345,8 @@ class SQLiteStore(SqlReads):
             )
 
     def _data_version(self) -> int:
-        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+        conn = self._conn()
+        return int(self._busy_retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
 
     def _mark(self) -> tuple[int, int]:
         """What "nothing changed" looks like now: (in-process seq, other connections' commits)."""
