@@ -63,10 +63,10 @@ def _server(treadle: Treadle, config: ApiConfig, host: str, port: int,
                     "of the default tenant. Set TREADLE_ADMIN_KEY to require keys.", host, port)
     metrics = Metrics()
     app = create_app(treadle, config, metrics=metrics)
-    if getattr(treadle, "observer", None) is None:
+    if treadle.observer is None:
         # `treadle up` builds its worker after the server and passes `app.observer` to it,
         # so in-process worker activity lands on this app's /metrics.
-        setattr(treadle, "observer", metrics.observer())  # noqa: B010
+        treadle.observer = metrics.observer()
     try:  # the UI mounts onto the API app and shares its auth, when installed
         from treadle.ui import mount as mount_ui
     except ImportError:
