@@ -26,7 +26,14 @@ from typing import Any
 from treadle.context import JobContext
 from treadle.core.budget import Deadline
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import Cancelled, StoreUnavailable, Timeout
+from treadle.core.errors import (
+    ConfigurationError,
+    ErrorClass,
+    ErrorInfo,
+    Permanent,
+    StoreUnavailable,
+    Timeout,
+)
 from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
 from treadle.executors.base import Executor, Runnable
@@ -54,8 +61,6 @@ class WorkerConfig:
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
 
     def __post_init__(self) -> None:
-        from treadle.core.errors import ConfigurationError
-
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigurationError("concurrency must be between 1 and 10000")
         if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
@@ -195,8 +200,6 @@ class Worker:
         executor = self.executors.get(job.kind)
         try:
             if executor is None:
-                from treadle.core.errors import Permanent
-
                 raise Permanent(f"this worker has no executor for jobs of kind {job.kind.value}")
             entry.runnable = executor.prepare(job)
         except BaseException as exc:  # a job that cannot even start is reported, never lost
@@ -418,10 +421,8 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-def _cancelled_info() -> Any:
-    from treadle.core.errors import ErrorClass, ErrorInfo
-
+def _cancelled_info() -> ErrorInfo:
     return ErrorInfo(ErrorClass.CANCELLED, "cancelled by request")
 
 
-__all__ = ["Cancelled", "Worker", "WorkerConfig"]
+__all__ = ["Worker", "WorkerConfig"]
