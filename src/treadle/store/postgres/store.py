@@ -3,6 +3,9 @@
 Every batch operation (enqueue many, claim many, complete many, reap) is one
 statement built from arrays with ``unnest``, so its cost is one round trip
 whatever the batch size. ``synchronous_commit`` is left as the server has it.
+
+The module is longer than most on purpose: it is one backend's whole write side of
+the Store protocol, kept together so every guarded write reads next to the others.
 """
 
 from __future__ import annotations

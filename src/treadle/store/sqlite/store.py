@@ -5,6 +5,9 @@ SQLite serialises writers with its file lock and every write transaction
 starts ``IMMEDIATE`` so two claimers can never both read the same queued row.
 Idle workers notice new work by watching ``PRAGMA data_version`` (it changes
 when another connection commits) every couple of milliseconds; see ADR 0003.
+
+The module is longer than most on purpose: it is one backend's whole write side of
+the Store protocol, kept together so every guarded write reads next to the others.
 """
 
 from __future__ import annotations
