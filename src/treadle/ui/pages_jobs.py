@@ -95,12 +95,10 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 
     @router.post("/jobs", response_class=HTMLResponse, include_in_schema=False)
     async def submit(request: Request) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        form = await ctx.checked_form(request, user)
-        if isinstance(form, Response):
-            return form
+        posted = await ctx.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        user, form = posted
         if not can_write_jobs(user):
             return ctx.error(request, user, 403, "Your API key may not submit jobs.")
         values = {k: form_str(form, k) for k in ("task", "payload", "queue", "delay")}
@@ -115,12 +113,10 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 
     @router.post("/jobs/bulk", include_in_schema=False)
     async def bulk(request: Request) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        form = await ctx.checked_form(request, user)
-        if isinstance(form, Response):
-            return form
+        posted = await ctx.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        user, form = posted
         if not can_write_jobs(user):
             return ctx.error(request, user, 403, "Your API key may not change jobs.")
         action = form_str(form, "action")
@@ -156,12 +152,10 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 
     @router.post("/jobs/{job_id}/{action}", include_in_schema=False)
     async def job_action(request: Request, job_id: int, action: str) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        form = await ctx.checked_form(request, user)
-        if isinstance(form, Response):
-            return form
+        posted = await ctx.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        user, _ = posted
         if action not in {"retry", "cancel"}:
             return ctx.error(request, user, 404, "No such action.")
         if not can_write_jobs(user):

@@ -55,12 +55,10 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 
     @router.post("/queues/{name}", response_class=HTMLResponse, include_in_schema=False)
     async def steer_queue(request: Request, name: str) -> Response:
-        user = ctx.user(request)
-        if user is None:
-            return ctx.login_redirect(request)
-        form = await ctx.checked_form(request, user)
-        if isinstance(form, Response):
-            return form
+        posted = await ctx.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        user, form = posted
         if not can_steer_queues(user):
             return ctx.error(request, user, 403, "Only an admin key may steer queues.")
         action = form_str(form, "action")

@@ -78,12 +78,10 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 
 
 async def _act(request: Request, ctx: UIContext, what: str) -> Response:
-    user = ctx.user(request)
-    if user is None:
-        return ctx.login_redirect(request)
-    form = await ctx.checked_form(request, user)
-    if isinstance(form, Response):
-        return form
+    posted = await ctx.posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
     reg = registry(ctx)
     result: dict[str, Any] = {"ok": False, "what": what, "error": None}
     if reg is None:

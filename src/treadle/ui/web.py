@@ -148,6 +148,17 @@ class UIContext:
                 out.headers.append(key, value)
         return out
 
+    async def posted(self, request: Request) -> tuple[SessionUser, FormData] | Response:
+        """A logged-in user and their CSRF-checked form, or the response to send instead
+        (the login redirect, or a 403 page)."""
+        user = self.user(request)
+        if user is None:
+            return self.login_redirect(request)
+        form = await self.checked_form(request, user)
+        if isinstance(form, Response):
+            return form
+        return user, form
+
     async def checked_form(self, request: Request, user: SessionUser) -> FormData | Response:
         """The POSTed form if it passes the CSRF and origin checks, else a 403 page."""
         form = await request.form()
