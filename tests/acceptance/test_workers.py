@@ -149,3 +149,27 @@ def test_idempotency_key_from_two_processes_at_once_yields_one_job(db_url: str) 
     app = Treadle(db_url)
     assert len(app.list_jobs(JobFilter(limit=100))) == 5
     app.close()
+
+
+def test_a_worker_process_serves_its_own_prometheus_metrics(
+    db_url: str, workers: Workers
+) -> None:
+    import urllib.request
+
+    from tests.acceptance.app import noop
+    from tests.support.pg import free_port
+
+    app = Treadle(db_url)
+    port = free_port()
+    workers.start("--metrics-port", str(port))
+    job = defer(app, noop, x=1).wait(timeout=30)
+    assert job.status is JobStatus.SUCCEEDED
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    wait_until(lambda: 'treadle_jobs_completed_total{outcome="succeeded",queue="default"} 1.0'
+               in scrape(), 20, "the completion to be counted")
+    assert "treadle_claim_latency_seconds_count" in scrape()
+    app.close()

@@ -98,6 +98,12 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker id (default host:pid:rand).")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when no job is left.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve this worker's Prometheus metrics on a port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")]
+    = "127.0.0.1",
 ) -> None:
     """Run a worker: claim jobs under leases and run them."""
     configure_logging(level=log_level)
@@ -105,6 +111,8 @@ def worker(
     with clean_errors():
         app = load_app(app_spec, db)
         app.store.check_schema()
+        if metrics_port is not None:
+            serve_worker_metrics(app, metrics_host, metrics_port)
         qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
         config = WorkerConfig(
             queues=qs, concurrency=concurrency, lease=LeaseConfig(seconds=lease_seconds),
@@ -136,6 +144,21 @@ def up(
         console.print(f"[bold green]treadle up[/] on {app.url} — tasks: "
                       f"{', '.join(sorted(app.tasks)) or 'none registered (pass --app)'}")
         signals.run(build_worker(app, WorkerConfig(concurrency=concurrency)))
+
+
+def serve_worker_metrics(app: Treadle, host: str, port: int) -> None:
+    """Each worker process counts its own claims, outcomes, retries and heartbeats; this
+    exposes them for Prometheus to scrape (the API's /metrics sees only in-process workers)."""
+    try:
+        from prometheus_client import start_http_server
+
+        from treadle.api.metrics import Metrics
+    except ImportError as exc:
+        raise MissingExtra("server", exc.name or "prometheus-client") from exc
+    metrics = Metrics()  # counters only: job-state gauges come from the API's /metrics
+    app.observer = metrics.observer()
+    start_http_server(port, addr=host, registry=metrics.registry)
+    log.info("worker metrics served", url=f"http://{host}:{port}/metrics")
 
 
 def enable_dynamic_workers(app: Treadle) -> None:
