@@ -99,6 +99,7 @@ class Task(Generic[P, R]):
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} queue={self.options.queue!r}>"
@@ -124,7 +125,7 @@ class Task(Generic[P, R]):
             run_at = self.app.clock.now() + timedelta(seconds=delay)
         return NewJob(
             task=self.name,
-            payload=check_payload(payload),
+            payload=self.check_arguments(check_payload(payload)),
             queue=queue or self.options.queue,
             priority=self.options.priority if priority is None else priority,
             run_at=run_at,
@@ -134,6 +135,21 @@ class Task(Generic[P, R]):
             tenant=tenant,
             callback_url=callback_url,
         )
+
+    def check_arguments(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Refuse, before anything is stored, a payload the function cannot be called with.
+
+        Workers check again at run time (a producer may run other code than the worker).
+        """
+        probe = {**payload, "ctx": None} if self.options.pass_context else payload
+        try:
+            self._signature.bind(**probe)
+        except TypeError as exc:
+            raise InvalidInput(
+                f"payload does not match task {self.name!r}: {exc}",
+                detail={"task": self.name, "payload_keys": sorted(payload)},
+            ) from None
+        return payload
 
     def defer(self, **kwargs: Any) -> JobHandle:
         """Enqueue one job with ``kwargs`` as its payload."""

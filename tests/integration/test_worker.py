@@ -11,7 +11,7 @@ import pytest
 
 from treadle import Continue, JobContext, JobStatus, Permanent, RateLimited, RetryPolicy, Treadle
 from treadle.core.errors import ErrorClass
-from treadle.core.job import JobKind
+from treadle.core.job import JobKind, NewJob
 from treadle.executors import TaskExecutor
 from treadle.worker import Worker, WorkerConfig
 
@@ -142,7 +142,10 @@ def test_permanent_and_bad_payload_fail_at_once(app: Treadle) -> None:
 
     with Running(app):
         p = perm.defer().wait(20)
-        bad = app.enqueue([typed.new_job({"y": 1})])[0].wait(20)
+        # A producer running other code than the worker (deployment skew) can still
+        # enqueue a mismatched payload; the worker refuses it as invalid input.
+        skewed = NewJob(task="typed", payload={"y": 1}, max_attempts=6)
+        bad = app.enqueue([skewed])[0].wait(20)
     assert p.status is JobStatus.FAILED and p.attempt == 1
     assert p.error is not None and p.error.error_class is ErrorClass.PERMANENT
     assert bad.status is JobStatus.FAILED and bad.attempt == 1
@@ -199,3 +202,20 @@ def test_job_logs_are_stored_per_attempt(app: Treadle) -> None:
         h.wait(20)
     logs = app.job_logs(h.id)
     assert [(x.attempt, x.message) for x in logs] == [(1, "hello from attempt 1")]
+
+
+def test_a_payload_the_task_cannot_take_is_refused_before_anything_is_stored(
+    app: Treadle,
+) -> None:
+    from treadle import InvalidInput
+    from treadle.store import JobFilter
+
+    @app.task(name="typed2")
+    def typed2(x: int) -> int:
+        return x
+
+    with pytest.raises(InvalidInput, match="payload does not match task 'typed2'"):
+        typed2.defer(y=1)
+    with pytest.raises(InvalidInput):
+        typed2.defer_many([{"x": 1}, {"x": 2, "z": 3}])
+    assert app.list_jobs(JobFilter(task="typed2")) == []

@@ -144,7 +144,9 @@ class SQLiteStore(SqlReads):
             try:
                 return op()
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES:
+                # sqlite_errorcode is the *extended* code (e.g. SQLITE_BUSY_RECOVERY);
+                # its low byte is the primary one.
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY_CODES:
                     raise
                 now = time.monotonic()
                 if not deadline:
