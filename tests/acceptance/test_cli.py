@@ -40,6 +40,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (("submit", "no_such_task"), "unknown task 'no_such_task'"),
         (("submit", "noop", "--payload", "{oops"), "not valid JSON"),
         (("submit", "noop", "--payload", "[1]"), "must be a JSON object"),
+        (("submit", "sleep", "--payload", '{"secs": 1}'), "payload does not match task 'sleep'"),
         (("jobs", "show", "999999"), "job 999999 not found"),
         (("jobs", "list", "--status", "bogus"), "unknown status"),
     ],

@@ -46,6 +46,8 @@ def test_unknown_task_and_bad_options_422(api: Api) -> None:
         _problem(c.post("/v1/jobs", json={"task": "add", "run_at": "2030-01-01T00:00:00"}), 422)
         _problem(c.post("/v1/jobs", json={"task": "add", "callback_url": "ftp://x/y"}), 422)
         _problem(c.post("/v1/run", json={}), 422)
+        wrong = _problem(c.post("/v1/jobs", json={"task": "add", "payload": {"q": 1}}), 422)
+        assert "payload does not match task 'add'" in wrong["detail"]
     assert _job_count(api) == 0
 
 
