@@ -3,9 +3,6 @@ real sandboxes (bubblewrap, V8)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sandbox import require_bwrap
 from treadle import Treadle
 from treadle.core.job import Job, JobKind
 from treadle.dynamic import WorkerRegistry, enable
@@ -24,21 +22,10 @@ from treadle.worker import Worker, WorkerConfig
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _ensure_bwrap() -> str | None:
-    """None when bwrap is usable, else the reason to skip."""
-    if shutil.which("bwrap") is None and os.geteuid() == 0:
-        subprocess.run(["sh", str(ROOT / "scripts/deps/bubblewrap.sh")], check=False)
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed and could not be installed"
-    return None
-
-
 @pytest.fixture(scope="session")
 def sandboxes() -> Iterator[SandboxManager]:
     """One manager for the session: sandbox start-up is paid once, not per test."""
-    reason = _ensure_bwrap()
-    if reason:
-        pytest.skip(reason)
+    require_bwrap()
     mgr = SandboxManager(python_pool_size=2, js_hosts=1, get_cache_capacity=32)
     mgr.warm_up()
     yield mgr

@@ -3,39 +3,21 @@
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.sandbox import require_bwrap
+from treadle.sandbox import SandboxManager
+
 ROOT = Path(__file__).resolve().parents[3]
-try:
-    import treadle.sandbox  # noqa: F401
-except ImportError:  # running from a checkout without an editable install
-    sys.path.insert(0, str(ROOT / "src"))
-
-from treadle.sandbox import SandboxManager  # noqa: E402
-
-
-def _ensure_bwrap() -> str | None:
-    """None when bwrap is usable, else the reason to skip."""
-    if shutil.which("bwrap") is None and os.geteuid() == 0:
-        subprocess.run(["sh", str(ROOT / "scripts/deps/bubblewrap.sh")], check=False)
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed and could not be installed"
-    return None
 
 
 @pytest.fixture(scope="session")
 def manager() -> Iterator[SandboxManager]:
-    reason = _ensure_bwrap()
-    if reason:
-        pytest.skip(reason)
+    require_bwrap()
     mgr = SandboxManager(python_pool_size=2, js_hosts=1, get_cache_capacity=16)
     mgr.warm_up()
     yield mgr
