@@ -1,6 +1,6 @@
 """Sandbox start-up and run latency, and trivial-run throughput (issue 4).
 
-Run: /work/main/.venv/bin/python bench/sandbox_bench.py [--quick]
+Run from the repo root: .venv/bin/python bench/sandbox_bench.py [--quick]
 Writes bench/results/sandbox.json and bench/results/sandbox.md.
 """
 
