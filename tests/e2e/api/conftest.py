@@ -54,19 +54,24 @@ def start_worker(treadle: Treadle, **cfg: object) -> tuple[Worker, threading.Thr
     return worker, thread
 
 
+def tenant_keys(treadle: Treadle) -> dict[str, str]:
+    """Keys for tenants a and b (submit+read), a read-only key of a, and the admin key."""
+    ks = keystore_for(treadle)
+    return {
+        "a": ks.create_key("tenant-a", "submit,read")[1],
+        "b": ks.create_key("tenant-b", "submit,read")[1],
+        "a_read": ks.create_key("tenant-a", "read")[1],
+        "admin": ADMIN_KEY,
+    }
+
+
 @pytest.fixture
 def api(db_url: str) -> Iterator[Api]:
     """Server in a thread of this process, with keys for tenants a and b."""
     treadle = build_app(db_url)
     treadle.migrate()
     register_builtin_tasks(treadle, WEBHOOK_SECRET, retry_policy=FAST_DELIVERY)
-    ks = keystore_for(treadle)
-    keys = {
-        "a": ks.create_key("tenant-a", "submit,read")[1],
-        "b": ks.create_key("tenant-b", "submit,read")[1],
-        "a_read": ks.create_key("tenant-a", "read")[1],
-        "admin": ADMIN_KEY,
-    }
+    keys = tenant_keys(treadle)
     port = free_port()
     config = ApiConfig(admin_key=ADMIN_KEY, webhook_secret=WEBHOOK_SECRET, sync_window=10.0)
     server = start_in_thread(treadle, host="127.0.0.1", port=port, config=config)

@@ -3,9 +3,6 @@ real sandboxes (bubblewrap, V8), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.api.conftest import ADMIN_KEY, ROOT, Api
+from tests.e2e.api.conftest import ADMIN_KEY, Api, tenant_keys
 from tests.e2e.api.tasks_app import build_app
 from tests.support.pg import free_port
+from tests.support.sandbox import require_bwrap
 from treadle.api import ApiConfig, start_in_thread
-from treadle.api.auth import keystore_for
 from treadle.core.job import JobKind
 from treadle.dynamic import enable
 from treadle.executors import TaskExecutor
@@ -34,10 +31,7 @@ JS_COUNTER = (
 
 @pytest.fixture(scope="module")
 def sandboxes() -> Iterator[SandboxManager]:
-    if shutil.which("bwrap") is None and os.geteuid() == 0:
-        subprocess.run(["sh", str(ROOT / "scripts/deps/bubblewrap.sh")], check=False)
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap (bwrap) is not installed")
+    require_bwrap()
     mgr = SandboxManager(python_pool_size=2, js_hosts=1, get_cache_capacity=16)
     mgr.warm_up()
     yield mgr
@@ -50,19 +44,13 @@ def dapi(db_url: str, sandboxes: SandboxManager) -> Iterator[Api]:
     treadle = build_app(db_url)
     treadle.migrate()
     enable(treadle, sandboxes)
-    ks = keystore_for(treadle)
-    keys = {
-        "a": ks.create_key("tenant-a", "submit,read")[1],
-        "b": ks.create_key("tenant-b", "submit,read")[1],
-        "a_read": ks.create_key("tenant-a", "read")[1],
-        "admin": ADMIN_KEY,
-    }
+    keys = tenant_keys(treadle)
     port = free_port()
     server = start_in_thread(treadle, host="127.0.0.1", port=port,
                              config=ApiConfig(admin_key=ADMIN_KEY, sync_window=15.0))
     worker = Worker(
         treadle.store,
-        {JobKind.TASK: TaskExecutor(treadle), **treadle.extra_executors},  # type: ignore[attr-defined]
+        {JobKind.TASK: TaskExecutor(treadle), **treadle.extra_executors},
         WorkerConfig(concurrency=2, poll_interval=0.2, shutdown_grace=5.0),
     )
     thread = threading.Thread(target=worker.run, name="http-dyn-worker", daemon=True)
@@ -72,8 +60,6 @@ def dapi(db_url: str, sandboxes: SandboxManager) -> Iterator[Api]:
     finally:
         worker.stop()
         thread.join(15)
-        for t in worker._threads:
-            t.join(5)
         server.should_exit = True
         time.sleep(0.05)
         treadle.close()

@@ -7,7 +7,6 @@ the connection was being re-established costs latency, not correctness.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Any
@@ -26,7 +25,6 @@ class Listener:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.connected = threading.Event()
 
     def ensure_started(self) -> None:
         with self._lock:
@@ -48,7 +46,6 @@ class Listener:
                 with psycopg.connect(self._conninfo, autocommit=True, **connect_kwargs()) as conn:
                     conn.execute("LISTEN treadle_jobs")
                     conn.execute("LISTEN treadle_done")
-                    self.connected.set()
                     backoff = 0.1
                     # Wake everyone once: something may have happened while we were away.
                     self._bump(work=True)
@@ -57,7 +54,6 @@ class Listener:
                         for note in conn.notifies(timeout=1.0):
                             self._on_notify(note)
             except psycopg.Error:
-                self.connected.clear()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
@@ -102,8 +98,3 @@ class Listener:
         """Wait until a completion notification newer than ``seen`` arrives."""
         with self._cond:
             self._cond.wait_for(lambda: self._done_seq != seen or self._stop, timeout)
-
-
-def close_quietly(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        conn.close()
