@@ -86,7 +86,7 @@ def test_get_instances_and_js_hosts_hold_no_secret_in_any_process(
     t = tenant()
     fresh_manager.get(py("def handler(i, env):\n    return 1"), None, tenant=t)
     fresh_manager.get(js("function handler() { return 1 }"), None, tenant=t)
-    roots = [fresh_manager._js[0].proc.pid]  # type: ignore[index]
+    roots = [host.proc.pid for host in fresh_manager._js.started()]
     roots += [w.inst.proc.pid for w in fresh_manager._py_cache.clear()]
     for root in roots:
         tree = procstat.descendants(root)
