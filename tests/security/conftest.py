@@ -1,0 +1,50 @@
+"""Fixtures of the security layer: an app with hostile tasks and a worker thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.security.app import register
+from treadle import Treadle
+from treadle.core.clock import SYSTEM_CLOCK, Clock
+from treadle.core.job import Job, JobKind
+from treadle.executors import TaskExecutor
+from treadle.worker import Worker, WorkerConfig
+
+
+@pytest.fixture
+def app(db_url: str) -> Iterator[Treadle]:
+    a = register(Treadle(db_url))
+    yield a
+    a.close()
+
+
+class Running:
+    """A worker thread on ``store`` (defaults to the app's) for the length of a block."""
+
+    def __init__(
+        self, app: Treadle, store: object = None, clock: Clock = SYSTEM_CLOCK, **cfg: object
+    ) -> None:
+        config = WorkerConfig(**{"concurrency": 2, "poll_interval": 0.2, **cfg})  # type: ignore[arg-type]
+        self.worker = Worker(store or app.store, {JobKind.TASK: TaskExecutor(app)}, config,  # type: ignore[arg-type]
+                             clock=clock)
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+
+    def __enter__(self) -> Worker:
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def finished(app: Treadle, job_id: int, timeout: float = 20.0) -> Job:
+    app.store.wait_for_finish([job_id], timeout)
+    job = app.get_job(job_id)
+    assert job.is_finished, f"job {job.id} still {job.status.value}"
+    return job
