@@ -15,6 +15,7 @@ from tests.security.conftest import Running, finished
 from treadle import InvalidInput, JobStatus, Treadle
 from treadle.core.errors import ErrorClass
 from treadle.core.job import NewJob
+
 MAX_DEPTH = 100  # treadle.core.storable.MAX_DEPTH, ADR 0006
 
 
