@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.conftest import Running, finished
+from tests.security.running import Running, finished
 from treadle import JobStatus, Treadle
 from treadle.core.clock import SystemClock
 from treadle.core.errors import ErrorClass

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.conftest import Running, finished
+from tests.security.running import Running, finished
 from treadle import InvalidInput, JobStatus, Treadle
 from treadle.core.errors import ErrorClass
 from treadle.core.job import NewJob
