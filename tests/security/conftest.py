@@ -153,3 +153,13 @@ def dapi(sqlite_url: str, fresh_manager: SandboxManager) -> Iterator[Api]:
 
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def app(db_url: str) -> Iterator[Treadle]:
+    """An app with the hostile tasks of ``tests/security/app.py``, on both stores."""
+    from tests.security.app import register
+
+    a = register(Treadle(db_url))
+    yield a
+    a.close()
