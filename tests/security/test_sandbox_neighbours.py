@@ -163,3 +163,18 @@ def test_a_js_heap_limit_holds_per_context(manager: SandboxManager) -> None:
     assert getattr(info.value, "error_class", None) is not None
     assert info.value.error_class.value == "resource_exhausted"  # type: ignore[attr-defined]
     still_serving(manager)
+
+
+def test_sandboxes_started_from_a_short_lived_thread_outlive_it() -> None:
+    """bwrap's parent-death signal follows the *thread* that spawned it: a warm instance
+    or an extra JS host started for a worker thread must not die when that thread ends."""
+    with SandboxManager(python_pool_size=0, js_hosts=1) as mgr:
+        t = tenant()
+        specs = [py("n = 0\ndef handler(i, env):\n    global n\n    n += 1\n    return n"),
+                 js("let n = 0; function handler() { return ++n }")]
+        for spec in specs:
+            th = threading.Thread(target=lambda spec=spec: mgr.get(spec, None, tenant=t))
+            th.start()
+            th.join(30)
+            again = mgr.get(spec, None, tenant=t)
+            assert (again.output, again.reused) == (2, True)
