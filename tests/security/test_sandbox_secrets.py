@@ -8,6 +8,8 @@ outside the second seccomp stage and the rlimits.
 from __future__ import annotations
 
 import json
+import os
+import select
 import threading
 
 import pytest
@@ -135,6 +137,16 @@ def test_nothing_of_a_killed_run_survives(
     with pytest.raises(Timeout):
         fresh_manager.load(py(code, Limits(timeout=0.5)), None, tenant=tenant())
     assert len(seen) == 2
+    # SIGKILLed by then; a namespace takes a few milliseconds to tear down.
+    for pid in seen:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            select.select([fd], [], [], 5.0)  # readable once the process has exited
+        finally:
+            os.close(fd)
     assert [pid for pid in seen if _alive(pid)] == []
 
 

@@ -131,29 +131,41 @@ def bwrap_argv_with_fd(argv: list[str], fd: int) -> list[str]:
     return [str(fd) if a == "{SECCOMP_FD}" else a for a in argv]
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the sandbox (bwrap and every process below it) and wait until it is gone.
+def kill(proc: subprocess.Popen[bytes], wait: bool = False) -> None:
+    """SIGKILL the sandbox: bwrap and every process below it.
 
     The sandboxed program runs in its own session (``--new-session``), so it is killed
-    through a pidfd as well as by bwrap's parent-death signal; it is PID 1 of its
-    namespace, so nothing it could have left behind survives it. When this returns, no
-    process of the sandbox is running any more.
+    through a pidfd (no pid-reuse race) as well as by bwrap's parent-death signal; it is
+    PID 1 of its namespace, so nothing it could have left behind survives it. SIGKILL
+    cannot be caught: the tree is doomed when this returns. Tearing a namespace down
+    takes milliseconds, so reaping happens on a background thread unless ``wait``.
     """
     pidfds: list[int] = []
     if proc.poll() is None:
         for pid in procstat.descendants(proc.pid)[1:]:
             with contextlib.suppress(OSError):
                 pidfds.append(os.pidfd_open(pid))
-    try:
-        for fd in pidfds:
+    for fd in pidfds:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # bwrap is our child, unreaped: pid is ours
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
             with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+                stream.close()
+    if wait:
+        _reap(proc, pidfds)
+    else:
+        _REAPER.submit(_reap, proc, pidfds)
+
+
+_REAPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treadle-sandbox-reap")
+
+
+def _reap(proc: subprocess.Popen[bytes], pidfds: list[int]) -> None:
+    """Wait for bwrap and the processes below it to be gone, then release the pidfds."""
+    try:
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
