@@ -1,4 +1,4 @@
-"""Riding out a lost PostgreSQL connection (see docs/adr/0006-reconnecting-to-postgresql.md).
+"""Riding out a lost PostgreSQL connection (see docs/adr/0007-reconnecting-to-postgresql.md).
 
 Two pieces, both independent of the store so they can be tested without a server:
 

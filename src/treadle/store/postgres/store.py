@@ -232,7 +232,7 @@ class PostgresStore(SqlReads):
         # Without idempotency keys the insert (with its events and wake-up) is one
         # atomic statement: one round trip. Keys need a second look in the same transaction.
         # Only a batch whose every job has a key may be re-sent after a lost connection:
-        # the keys turn a repeat into a lookup (docs/adr/0006-reconnecting-to-postgresql.md).
+        # the keys turn a repeat into a lookup (docs/adr/0007-reconnecting-to-postgresql.md).
         return self._retrying("enqueue", op, tx=bool(keyed), idempotent=len(keyed) == len(jobs))
 
     # -- workers -------------------------------------------------------------
