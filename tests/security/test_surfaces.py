@@ -277,3 +277,26 @@ def test_http_registered_code_cannot_fetch_the_api_itself(dapi: Api) -> None:
             assert job["status"] == "succeeded", job
             assert job["result"] == ["refused", REFUSED], job
 
+
+
+@pytest.mark.parametrize("body", [
+    b'{"v": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # json.loads: RecursionError (was a 500)
+    b'{"v": ' + b"[" * 200 + b"]" * 200 + b"}",
+    b'{"v": "\\ud800"}',
+    b'{"v": "a\\u0000"}',
+    b'{"v": NaN}',
+])
+def test_signed_inbound_hook_bodies_that_cannot_be_stored_are_refused(
+    sapi: Api, body: bytes
+) -> None:
+    from treadle.webhooks import signed_headers
+
+    with sapi.client("admin") as admin, sapi.client(None) as sender:
+        secret = admin.post("/v1/hooks", json={"name": "h", "task": "hooked"}).json()["secret"]
+        headers = {**signed_headers(secret, body), "Content-Type": "application/json"}
+        problem(sender.post("/v1/hooks/h", content=body, headers=headers), 422)
+        weird_delivery = {**headers, "Treadle-Delivery-Id": "d\x7f1"}
+        ok = b'{"v": 1}'
+        weird_delivery.update(signed_headers(secret, ok))
+        problem(sender.post("/v1/hooks/h", content=ok, headers=weird_delivery), 422)
+    assert sapi.treadle.list_jobs() == []
