@@ -300,3 +300,17 @@ def test_signed_inbound_hook_bodies_that_cannot_be_stored_are_refused(
         weird_delivery.update(signed_headers(secret, ok))
         problem(sender.post("/v1/hooks/h", content=ok, headers=weird_delivery), 422)
     assert sapi.treadle.list_jobs() == []
+
+
+@pytest.mark.parametrize("args", [
+    ("jobs", "list", "--queue", "\udcff"),  # a non-UTF-8 byte on the command line
+    ("jobs", "list", "--task", "a\udcfe"),
+    ("submit", "give", "--payload", '{"value": "\udcff"}'),
+    ("submit", "give", "--idempotency-key", "k\udcff"),
+])
+def test_cli_arguments_that_are_not_text_get_one_line(db_url: str, args: tuple[str, ...]) -> None:
+    proc = cli(*args, "--db", db_url)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
