@@ -72,7 +72,12 @@ def _count_succeeded(app: Any) -> int:
 
 @contextlib.contextmanager
 def _workers(
-    url: str, spec: WorkerSpec, logdir: Path, tag: str, first_prefix: list[str] | None = None
+    url: str,
+    spec: WorkerSpec,
+    logdir: Path,
+    tag: str,
+    first_prefix: list[str] | None = None,
+    app_ref: str = "bench.apps.treadle_app:app",
 ) -> Iterator[ProcGroup]:
     """Start ``spec.processes`` ``treadle worker`` processes; SIGTERM them on exit.
 
@@ -89,7 +94,7 @@ def _workers(
     argv = [
         *_treadle_cmd(),
         "worker",
-        "--app", "bench.apps.treadle_app:app",
+        "--app", app_ref,
         "--db", url,
         "--queues", "default",
         "--concurrency", str(spec.concurrency),
