@@ -36,7 +36,13 @@ from treadle.store.base import (
 )
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner
-from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.outcomes import (
+    finish_params,
+    lease_lost_detail,
+    reap_decision,
+    storable_lines,
+    storable_outcome,
+)
 from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
@@ -307,6 +313,7 @@ class SQLiteStore(SqlReads):
         return HeartbeatResult(lost=lost, cancel_requested=frozenset(cancel))
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         now = self.clock.now()
         accepted: list[bool] = []
         with self._tx() as conn:
@@ -346,7 +353,8 @@ class SQLiteStore(SqlReads):
         with self._tx() as conn:
             conn.executemany(
                 Q["insert_log"],
-                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
+                 for m in storable_lines(lines)],
             )
 
     def _data_version(self) -> int:
