@@ -41,8 +41,20 @@ def _app(url: str) -> Any:
     from bench.apps.noop_tasks import build_app
 
     app = build_app(url)
-    app.migrate()
+    migrate_for_workers(app)
     return app
+
+
+def migrate_for_workers(app: Any) -> None:
+    """Migrate as ``treadle migrate`` does: with the built-in job kinds ``treadle worker``
+    serves (and whose schemas it checks) registered, where this Treadle has them."""
+    try:
+        from treadle.kinds import use_builtin
+    except ImportError:
+        pass
+    else:
+        use_builtin(app)
+    app.migrate()
 
 
 def _noop(app: Any) -> Any:

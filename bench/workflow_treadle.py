@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import log, wait_until
-from bench.treadle_side import WorkerSpec, _close, _workers
+from bench.treadle_side import WorkerSpec, _close, _workers, migrate_for_workers
 
 APP_REF = "bench.apps.workflow_app:app"
 
@@ -26,7 +26,7 @@ def _build(url: str) -> Any:
     from bench.apps.workflow_tasks import build_app
 
     app = build_app(url)
-    app.migrate()
+    migrate_for_workers(app)
     return app
 
 
@@ -90,9 +90,15 @@ def run(
         wf = _workflow(app, WORKFLOW)
         warm = _workflow(app, WARMUP)
         with _workers(url, spec, logdir, f"wf{steps}", app_ref=APP_REF) as group:
-            for h in _enqueue(warm, [{"n": steps}] * (warmup * spec.processes)):
-                h.wait(timeout=120)
-            group.check_alive()
+            n_warm = warmup * spec.processes
+            _enqueue(warm, [{"n": steps}] * n_warm)
+
+            def warmed_up() -> bool:
+                group.check_alive()
+                _check_no_failures(app)
+                return int(app.store.count_by_status().get("succeeded", 0)) >= n_warm
+
+            wait_until(warmed_up, timeout=120, interval=0.1, what="warm-up workflows")
 
             def all_registered() -> bool:
                 group.check_alive()
@@ -110,7 +116,7 @@ def run(
                 group.check_alive()
                 _check_no_failures(app)
                 succeeded = int(app.store.count_by_status().get("succeeded", 0))
-                return succeeded >= workflows + warmup * spec.processes
+                return succeeded >= workflows + n_warm
 
             wait_until(done, timeout=timeout, interval=0.1, what=f"{workflows} workflows")
         jobs = _finished(app, WORKFLOW)
