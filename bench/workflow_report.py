@@ -79,6 +79,7 @@ def render_markdown(doc: dict[str, Any], json_name: str) -> str:
         f"- Each measurement: {cfg['workflows_per_run']} workflows of {n} (and of 0) no-op "
         f"steps; medians of {cfg['repeats']} repeats; configurations {', '.join(cfg['configs'])}"
         " (processes x workflows in flight per process)",
+        f"- SQLite journal for DBOS: `{cfg.get('dbos_sqlite_journal', 'wal')}` (Treadle: WAL)",
         "",
     ]
     errors: dict[str, str] = doc.get("errors", {})
