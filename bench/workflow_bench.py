@@ -15,6 +15,7 @@ configuration (``PxC``: P processes running C workflows at a time each). From th
   steps) / n, i.e. what one checkpointed step adds to a workflow's run time;
 - per-step overhead, capacity: (1/wf_per_s(n) - 1/wf_per_s(0)) / n, i.e. how much of the
   whole machine's time one more step costs at that configuration.
+- per-step CPU: (client-process CPU seconds per workflow with n steps - with 0) / n.
 
 Treadle: ``treadle worker`` processes run ``@app.workflow`` jobs, each step a ``ctx.step``.
 DBOS Transact (pinned, own venv): processes call a ``@DBOS.workflow`` directly (its
@@ -129,8 +130,13 @@ def _per_step(runs0: list[dict[str, Any]], runsn: list[dict[str, Any]], n: int) 
            for r0, rn in zip(runs0, runsn, strict=False)]  # fmt: skip
     cap = [(1000.0 / rn["workflows_per_s"] - 1000.0 / r0["workflows_per_s"]) / n
            for r0, rn in zip(runs0, runsn, strict=False)]  # fmt: skip
+    cpu = [(rn["cpu_seconds"] / rn["workflows"] - r0["cpu_seconds"] / r0["workflows"]) * 1000 / n
+           for r0, rn in zip(runs0, runsn, strict=False)
+           if "cpu_seconds" in r0 and "cpu_seconds" in rn]  # fmt: skip
     med = statistics.median
     return {
+        "per_step_cpu_ms": round(med(cpu), 3) if cpu else None,
+        "per_step_cpu_ms_each": [round(x, 3) for x in cpu],
         "repeats": len(lat),
         "per_step_latency_ms": round(med(lat), 3) if lat else None,
         "per_step_latency_ms_each": [round(x, 3) for x in lat],

@@ -39,6 +39,12 @@ processes and of workflows in flight per process; no-op steps that return their 
   workflow cancels out. Capacity: (1/wf_per_s(n) - 1/wf_per_s(0)) / n: machine time one
   more step costs at that configuration. Target (issue 9): Treadle's per-step overhead
   at most DBOS's on both databases.
+- **Per-step CPU**: (CPU seconds per workflow with n steps - with 0 steps) / n, of the
+  client-side processes only (user + system time of all their threads: the Treadle
+  workers from `/proc/<pid>/stat` while the measured workflows ran, the DBOS processes'
+  `time.process_time()` from the start signal to their last workflow). Less sensitive to
+  the machine's other load than wall-clock figures; on PostgreSQL it leaves out the
+  server's own CPU, on SQLite there is no server.
 - Configurations `PxC`: P processes, C workflows in flight per process (Treadle worker
   `--concurrency C`, DBOS C threads). Repeats are interleaved (repeat, backend,
   configuration, step count, system) so load from elsewhere falls on both alike.
@@ -94,19 +100,20 @@ def render_markdown(doc: dict[str, Any], json_name: str) -> str:
             "",
             f"| system | PxC | workflows/s ({n} steps) | workflows/s (0 steps) | "
             "per-step overhead, latency (ms) | per-step overhead, capacity (ms) | "
-            f"median workflow ({n} / 0 steps, ms) |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            f"per-step CPU (ms) | median workflow ({n} / 0 steps, ms) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for label in cfg["configs"]:
             for system in cfg["systems"]:
                 s = summary.get(f"{backend}/{system}/{label}")
                 if not s:
-                    lines.append(f"| {system} | {label} | not measured | | | | |")
+                    lines.append(f"| {system} | {label} | not measured | | | | | |")
                     continue
                 lines.append(
                     f"| {system} | {label} | {_f(s['workflows_per_s'], 1)} | "
                     f"{_f(s['workflows_per_s_0_steps'], 1)} | {_f(s['per_step_latency_ms'])} | "
-                    f"{_f(s['per_step_capacity_ms'])} | {_f(s['duration_median_ms'], 1)} / "
+                    f"{_f(s['per_step_capacity_ms'])} | {_f(s.get('per_step_cpu_ms'))} | "
+                    f"{_f(s['duration_median_ms'], 1)} / "
                     f"{_f(s['duration_median_ms_0_steps'], 1)} |"
                 )
         lines.append("")
@@ -121,16 +128,16 @@ def _ratios(cfg: dict[str, Any], summary: dict[str, Any]) -> list[str]:
         "",
         "Per-step overhead: lower is better, the target is ≤ 1.00. Workflows/s: higher is better.",
         "",
-        "| database | PxC | per-step latency | per-step capacity | workflows/s | "
-        "target met (per-step ≤ DBOS) |",
-        "|---|---|---:|---:|---:|---|",
+        "| database | PxC | per-step latency | per-step capacity | per-step CPU | workflows/s | "
+        "target met (per-step latency and capacity ≤ DBOS) |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for backend in cfg["backends"]:
         for label in cfg["configs"]:
             t = summary.get(f"{backend}/treadle/{label}")
             d = summary.get(f"{backend}/dbos/{label}")
             if not t or not d:
-                out.append(f"| {backend} | {label} | — | — | — | not measured |")
+                out.append(f"| {backend} | {label} | — | — | — | — | not measured |")
                 continue
             lat = _ratio(t["per_step_latency_ms"], d["per_step_latency_ms"])
             cap = _ratio(t["per_step_capacity_ms"], d["per_step_capacity_ms"])
@@ -148,6 +155,7 @@ def _ratios(cfg: dict[str, Any], summary: dict[str, Any]) -> list[str]:
             )
             out.append(
                 f"| {backend} | {label} | {lat} | {cap} | "
+                f"{_ratio(t.get('per_step_cpu_ms'), d.get('per_step_cpu_ms'))} | "
                 f"{_ratio(t['workflows_per_s'], d['workflows_per_s'])} | {verdict} |"
             )
     out.append("")

@@ -11,6 +11,7 @@ started_at``.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -66,6 +67,16 @@ def _finished(app: Any, name: str) -> list[Any]:
         before = min(j.id for j in page)
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the worker processes (all their threads), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / tick
+
+
 def _check_no_failures(app: Any) -> None:
     counts = app.store.count_by_status()
     bad = {k: v for k, v in counts.items() if k in ("failed", "dead", "cancelled") and v}
@@ -110,6 +121,8 @@ def run(
             _enqueue(wf, [{"n": steps}] * workflows)
             enqueue_s = time.perf_counter() - t0
             time.sleep(0.5)  # every worker idle and polling when the queue opens
+            pids = [p.pid for p in group.procs]
+            cpu0 = _cpu_seconds(pids)
             app.store.set_queue("default", paused=False)
 
             def done() -> bool:
@@ -119,6 +132,7 @@ def run(
                 return succeeded >= workflows + n_warm
 
             wait_until(done, timeout=timeout, interval=0.1, what=f"{workflows} workflows")
+            cpu = _cpu_seconds(pids) - cpu0
         jobs = _finished(app, WORKFLOW)
     finally:
         _close(app)
@@ -138,6 +152,7 @@ def run(
         "procs": spec.processes,
         "threads": spec.concurrency,
         "seconds": round(seconds, 4),
+        "cpu_seconds": round(cpu, 4),
         "workflows_per_s": round(workflows / seconds, 2),
         "duration_median_ms": round(statistics.median(durations), 4),
         "duration_mean_ms": round(statistics.fmean(durations), 4),

@@ -127,15 +127,23 @@ def cmd_worker(a: argparse.Namespace) -> dict[str, Any]:
                     durations.append(dt * 1000.0)
 
         start = time.time()
+        cpu0 = time.process_time()  # every thread of this process, DBOS's own included
         threads = [threading.Thread(target=body) for _ in range(a.threads)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         end = time.time()
+        cpu = time.process_time() - cpu0
     finally:
         DBOS.destroy()
-    return {"durations_ms": durations, "start": start, "end": end, "errors": errors[:5]}
+    return {
+        "durations_ms": durations,
+        "start": start,
+        "end": end,
+        "cpu_seconds": cpu,
+        "errors": errors[:5],
+    }
 
 
 def _db_window(url: str) -> dict[str, Any]:
@@ -212,6 +220,7 @@ def cmd_run(a: argparse.Namespace) -> dict[str, Any]:
         "procs": a.procs,
         "threads": a.threads,
         "seconds": round(client_s, 4),
+        "cpu_seconds": round(sum(r["cpu_seconds"] for r in results), 4),
         "workflows_per_s": round(a.workflows / client_s, 2),
         "db_seconds": round(db_s, 4),
         "duration_median_ms": round(statistics.median(durations), 4),
