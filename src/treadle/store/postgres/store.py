@@ -11,11 +11,12 @@ the Store protocol, kept together so every guarded write reads next to the other
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -25,6 +26,7 @@ from psycopg.types.json import Jsonb
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import StoreUnavailable
 from treadle.core.job import Job, NewJob, QueueInfo
+from treadle.logs import route_stdlib
 from treadle.store.base import Enqueued, HeartbeatResult, Outcome, ReapResult
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner
@@ -37,15 +39,17 @@ from treadle.store.outcomes import (
 )
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.listener import Listener
+from treadle.store.postgres.retry import NotSent, Reconnect, borrow
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
 
+T = TypeVar("T")
+Cursor = psycopg.Cursor[dict[str, Any]]
 Q = load_queries("treadle.store.postgres")
 _SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notification is lost
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
-
 
 
 def _ts(value: datetime) -> datetime:
@@ -61,10 +65,21 @@ class PostgresStore(SqlReads):
     backend = "postgres"
 
     def __init__(
-        self, url: str, *, clock: Clock = SYSTEM_CLOCK, pool_size: int = 4, timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        pool_size: int = 4,
+        timeout: float = 10.0,
+        reconnect: Reconnect | None = None,
     ) -> None:
         self.url = check_url(url)
         self.clock = clock
+        # The pool warns about connections it discards and replaces (a server restart):
+        # handled here, so those go to structlog at info level, not raw to stderr.
+        route_stdlib("psycopg", demote={logging.WARNING: logging.INFO})
+        self._reconnect = reconnect or Reconnect()
+        self._timeout = timeout
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -83,19 +98,34 @@ class PostgresStore(SqlReads):
     # -- plumbing ------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _cursor(self, *, tx: bool) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+    def _cursor(self, *, tx: bool) -> Iterator[Cursor]:
         try:
-            with self._pool.connection() as conn:
+            with borrow(self._pool, self._timeout) as conn:
                 if tx:
                     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                         yield cur
                 else:
                     with conn.cursor(row_factory=dict_row) as cur:
                         yield cur
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
+        except (psycopg.OperationalError, psycopg.InterfaceError, NotSent) as e:
             raise StoreUnavailable(f"PostgreSQL unavailable: {e}") from e
 
+    def _retrying(
+        self, what: str, op: Callable[[Cursor], T], *, tx: bool, idempotent: bool
+    ) -> T:
+        return self._reconnect.on_pool(self._pool, what, op, tx=tx, idempotent=idempotent)
+
     def _read(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A read for callers (producers, the API, waiters): rides out a lost connection."""
+
+        def op(cur: Cursor) -> list[dict[str, Any]]:
+            cur.execute(Q[name], params)
+            return cur.fetchall()
+
+        return self._retrying(name, op, tx=False, idempotent=True)
+
+    def _read_once(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A read on a worker's hot path: fails fast, the worker loop retries and logs."""
         with self._cursor(tx=False) as cur:
             cur.execute(Q[name], params)
             return cur.fetchall()
@@ -103,10 +133,18 @@ class PostgresStore(SqlReads):
     def execute(
         self, sql: LiteralString, params: Mapping[str, Any], *, write: bool
     ) -> list[Mapping[str, Any]]:
-        """Run one statement for an extension (see ``store/extension.py``)."""
-        with self._cursor(tx=write) as cur:
+        """Run one statement for an extension (see ``store/extension.py``).
+
+        Reads (``write=False``) ride out a lost connection like the store's own."""
+
+        def op(cur: Cursor) -> list[Mapping[str, Any]]:
             cur.execute(sql, params)
             return list(cur.fetchall()) if cur.description else []
+
+        if write:
+            with self._cursor(tx=True) as cur:
+                return op(cur)
+        return self._retrying("extension read", op, tx=False, idempotent=True)
 
     def _enc_ts(self, value: datetime) -> datetime:
         return value
@@ -175,12 +213,11 @@ class PostgresStore(SqlReads):
             cols["parent_id"].append(nj.parent_id)
             cols["callback_url"].append(nj.callback_url)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
-        existing: dict[tuple[str, str], Job] = {}
-        # Without idempotency keys the insert (with its events and wake-up) is one
-        # atomic statement: one round trip. Keys need a second look in the same transaction.
-        with self._cursor(tx=bool(keyed)) as cur:
+
+        def op(cur: Cursor) -> list[Enqueued]:
             cur.execute(Q["insert_jobs"], {**cols, "now": now})
             inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
+            existing: dict[tuple[str, str], Job] = {}
             if keyed:
                 cur.execute(
                     Q["jobs_by_idempotency_keys"],
@@ -190,7 +227,13 @@ class PostgresStore(SqlReads):
                 for r in cur.fetchall():
                     job = job_from_row(r, self.codec)
                     existing[(job.tenant, job.idempotency_key or "")] = job
-        return _match_inserted(jobs, inserted, existing)
+            return _match_inserted(jobs, inserted, existing)
+
+        # Without idempotency keys the insert (with its events and wake-up) is one
+        # atomic statement: one round trip. Keys need a second look in the same transaction.
+        # Only a batch whose every job has a key may be re-sent after a lost connection:
+        # the keys turn a repeat into a lookup (docs/adr/0007-reconnecting-to-postgresql.md).
+        return self._retrying("enqueue", op, tx=bool(keyed), idempotent=len(keyed) == len(jobs))
 
     # -- workers -------------------------------------------------------------
 
@@ -236,7 +279,7 @@ class PostgresStore(SqlReads):
         only delay a newly limited queue's jobs (never run them past the limit)."""
         now = time.monotonic()
         if now >= self._limited_expires:
-            rows = self._read("limited_queues", {})
+            rows = self._read_once("limited_queues", {})
             self._limited = {r["name"]: r["concurrency_limit"] for r in rows}
             self._limited_expires = now + _LIMITED_TTL
         return self._limited
@@ -308,7 +351,7 @@ class PostgresStore(SqlReads):
 
     def _record_refused(
         self,
-        cur: psycopg.Cursor[dict[str, Any]],
+        cur: Cursor,
         refused: list[tuple[Outcome, dict[str, Any]]],
         now: datetime,
     ) -> set[int]:
@@ -370,7 +413,7 @@ class PostgresStore(SqlReads):
 
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock.now()
-        if not self._read("any_expired", {"now": now}):
+        if not self._read_once("any_expired", {"now": now}):
             return ReapResult()  # the common case: one indexed probe, no locks
         with self._cursor(tx=True) as cur:
             cur.execute(Q["expired_leases"], {"now": now, "limit": limit})
