@@ -141,6 +141,8 @@ class PyInstance:
             err = outcome.from_reply(reply, calls.limit_hit, limits.max_host_calls)
             if reply.get("kind") not in ("user", "host") or not keep:
                 self.kill()
+            else:
+                self._end_of_run()  # a handler that raised may have left threads too
             raise err
         if calls.limit_hit:
             self.kill()
