@@ -48,7 +48,7 @@ def list_jobs(
             except ValueError:
                 fail(f"unknown status {s!r}; use one of {', '.join(x.value for x in JobStatus)}")
         app = load_app(None, db)
-        app.store.check_schema()
+        app.check_schema()
         jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task, limit=limit,
                                        before_id=before))
         if as_json:
@@ -141,7 +141,7 @@ def submit(
             fail("--idempotency-key names one job; it cannot be used with --count > 1")
         app = load_app(app_spec, db)
         t = app.get_task(task)
-        app.store.check_schema()
+        app.check_schema()
         handles = []
         with _progress(count > 1 and not as_json) as progress:
             bar = progress.add_task("enqueued", total=count)
