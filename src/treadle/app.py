@@ -23,6 +23,7 @@ from treadle.core.job import (
     DEFAULT_TENANT,
     Job,
     JobEvent,
+    JobFilter,
     JobKind,
     JobLog,
     NewJob,
@@ -30,9 +31,9 @@ from treadle.core.job import (
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.executors.base import Executor
 from treadle.executors.task import TaskExecutor
-from treadle.kinds import JobKindPlugin
+from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
-from treadle.store import JobFilter, Store, open_store
+from treadle.store import Store, open_store
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -376,11 +377,18 @@ class Treadle:
     # -- reading and steering --------------------------------------------------
 
     def migrate(self) -> list[int]:
-        """Apply the core migrations, then each plug-in's; returns the core versions."""
+        """Apply the core migrations, then the plug-ins' own; returns the core versions.
+
+        The plug-ins are this app's and the built-in kinds' (``treadle.kinds``), registered
+        or not: a database is migrated for the installation, so a process that serves more
+        kinds than the one that migrated (``treadle worker`` after ``app.migrate()``) finds
+        its tables."""
         applied = self.store.migrate()
-        for plugin in self._plugins.values():
-            if plugin.sql_package is not None:
-                self.store.migrate_plugin(plugin.name, plugin.sql_package)
+        tracks = {p.name: p.sql_package for p in builtin_plugins()}
+        tracks.update({p.name: p.sql_package for p in self._plugins.values()})
+        for name, sql_package in tracks.items():
+            if sql_package is not None:
+                self.store.migrate_plugin(name, sql_package)
         return applied
 
     def check_schema(self) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from treadle.core.errors import ErrorClass, ErrorInfo
-from treadle.store.base import Outcome, OutcomeKind
+from treadle.core.outcome import Outcome, OutcomeKind
 
 # Released and continued attempts do not use up the job's retry budget.
 _FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})

@@ -36,10 +36,11 @@ from treadle.core.errors import (
 )
 from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
 from treadle.observe import NULL_OBSERVER, Observer
-from treadle.store import Outcome, OutcomeKind, Store
+from treadle.store import Store
 from treadle.worker.outcome import outcome_for_error, outcome_for_result
 from treadle.worker.reaper import Reaper
 from treadle.worker.scheduler import Scheduler

@@ -27,13 +27,9 @@ from treadle.core.errors import (
     ConfigurationError,
     StoreUnavailable,
 )
-from treadle.core.job import Job, NewJob, QueueInfo
-from treadle.store.base import (
-    Enqueued,
-    HeartbeatResult,
-    Outcome,
-    ReapResult,
-)
+from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult
+from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
@@ -44,6 +40,7 @@ from treadle.store.rows import (
     job_from_row,
     sort_claimed,
 )
+from treadle.store.sqlite.errors import translated
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
@@ -101,14 +98,15 @@ class SQLiteStore(SqlReads):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front."""
         conn = self._conn()
-        self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with translated():  # the driver's errors, from the body too, become Treadle's
+            self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     codec = SQLITE_CODEC
     backend = "sqlite"
@@ -124,13 +122,15 @@ class SQLiteStore(SqlReads):
             with self._tx() as conn:
                 return list(conn.execute(sql, params).fetchall())
         conn = self._conn()
-        return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
+        with translated():
+            return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         conn = self._conn()
-        rows: list[sqlite3.Row] = self._busy_retry(
-            lambda: conn.execute(Q[name], params).fetchall()
-        )
+        with translated():
+            rows: list[sqlite3.Row] = self._busy_retry(
+                lambda: conn.execute(Q[name], params).fetchall()
+            )
         return rows  # type: ignore[return-value]  # sqlite3.Row is a read-only mapping
 
     @staticmethod
@@ -207,10 +207,12 @@ class SQLiteStore(SqlReads):
         return [r["version"] for r in self._read("applied_migrations", {})]
 
     def migrate(self) -> list[int]:
-        return self._migrations().migrate()
+        with translated():
+            return self._migrations().migrate()
 
     def check_schema(self) -> None:
-        self._migrations().check()
+        with translated():
+            self._migrations().check()
 
     def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
         def run(sql: str, version: int, name: str) -> None:
@@ -224,10 +226,12 @@ class SQLiteStore(SqlReads):
         return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
 
     def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
-        return self._plugin_migrations(plugin, sql_package).migrate()
+        with translated():
+            return self._plugin_migrations(plugin, sql_package).migrate()
 
     def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
-        self._plugin_migrations(plugin, sql_package).check()
+        with translated():
+            self._plugin_migrations(plugin, sql_package).check()
 
     # -- producers -----------------------------------------------------------
 
