@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from treadle.core import storable
 from treadle.core.classify import Overrides
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import (
@@ -441,10 +441,5 @@ def check_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A payload must be a JSON object of bounded size; refuse anything else up front."""
     if not isinstance(payload, Mapping):
         raise InvalidInput("payload must be a JSON object (a dict)")
-    try:
-        text = json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
-    if len(text) > MAX_PAYLOAD_BYTES:
-        raise InvalidInput(f"payload is {len(text)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    storable.check(payload, "payload", max_bytes=MAX_PAYLOAD_BYTES)
     return dict(payload)

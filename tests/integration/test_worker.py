@@ -136,7 +136,7 @@ def test_permanent_and_bad_payload_fail_at_once(app: Treadle) -> None:
     assert bad.error is not None and bad.error.error_class is ErrorClass.INVALID_INPUT
 
 
-def test_non_json_result_fails_as_invalid_input(app: Treadle) -> None:
+def test_non_json_result_fails_as_invalid_output(app: Treadle) -> None:
     @app.task(name="obj", retries=2)
     def obj() -> object:
         return object()
@@ -144,7 +144,7 @@ def test_non_json_result_fails_as_invalid_input(app: Treadle) -> None:
     with run_worker(app):
         job = obj.defer().wait(20)
     assert job.status is JobStatus.FAILED and job.error is not None
-    assert job.error.error_class is ErrorClass.INVALID_INPUT
+    assert job.error.error_class is ErrorClass.INVALID_OUTPUT and job.attempt == 1
 
 
 def test_continue_checkpoints_into_a_fresh_attempt(app: Treadle) -> None:

@@ -24,6 +24,7 @@ class ErrorClass(enum.StrEnum):
     RESOURCE_EXHAUSTED = "resource_exhausted"
     PERMANENT = "permanent"
     INVALID_INPUT = "invalid_input"
+    INVALID_OUTPUT = "invalid_output"
     CANCELLED = "cancelled"
     SANDBOX_VIOLATION = "sandbox_violation"
     LEASE_LOST = "lease_lost"
@@ -105,6 +106,13 @@ class InvalidInput(TreadleError):
     """The job's input (or submitted code) is malformed; never retried."""
 
     error_class = ErrorClass.INVALID_INPUT
+
+
+class InvalidOutput(TreadleError):
+    """What an attempt produced (result, continuation payload) cannot be stored; never
+    retried. The worker fails that job and carries on (ADR 0006)."""
+
+    error_class = ErrorClass.INVALID_OUTPUT
 
 
 class Cancelled(TreadleError):

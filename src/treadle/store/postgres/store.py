@@ -29,7 +29,13 @@ from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
-from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.outcomes import (
+    finish_params,
+    lease_lost_detail,
+    reap_decision,
+    storable_lines,
+    storable_outcome,
+)
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.listener import Listener
 from treadle.store.queries import load_queries
@@ -342,6 +348,7 @@ class PostgresStore(SqlReads):
         )
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         if not outcomes:
             return []
         if len(outcomes) > _NOTIFY_CHUNK:  # one statement notifies all its ids at once
@@ -397,7 +404,8 @@ class PostgresStore(SqlReads):
         with self._cursor(tx=True) as cur:
             cur.executemany(
                 Q["insert_log"],
-                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
+                 for m in storable_lines(lines)],
             )
 
     def interrupt(self) -> None:

@@ -32,7 +32,13 @@ from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
-from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.outcomes import (
+    finish_params,
+    lease_lost_detail,
+    reap_decision,
+    storable_lines,
+    storable_outcome,
+)
 from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
@@ -358,6 +364,7 @@ class SQLiteStore(SqlReads):
         return HeartbeatResult(lost=lost, cancel_requested=frozenset(cancel))
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         now = self.clock.now()
         accepted: list[bool] = []
         with self._tx() as conn:
@@ -397,7 +404,8 @@ class SQLiteStore(SqlReads):
         with self._tx() as conn:
             conn.executemany(
                 Q["insert_log"],
-                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
+                 for m in storable_lines(lines)],
             )
 
     def _data_version(self) -> int:
