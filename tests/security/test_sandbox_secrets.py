@@ -28,7 +28,9 @@ import os
 def _read(path, limit=1 << 16):
     try:
         with open(path, 'rb') as fh:
-            return fh.read(limit).decode('utf-8', 'replace')
+            # NUL-separated (cmdline, environ): shown as spaces, or the result could not
+            # be stored at all (invalid_output) and the secrets check would not run.
+            return fh.read(limit).decode('utf-8', 'replace').replace('\0', ' ')
     except Exception as exc:
         return 'ERR ' + type(exc).__name__
 
