@@ -33,10 +33,10 @@ from treadle.egress import EgressError, EgressPolicy
 from treadle.executors.base import Executor
 from treadle.executors.task import TaskExecutor
 from treadle.kinds import JobKindPlugin, builtin_plugins
-from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
-from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.observe import Observer
 from treadle.store import Store, open_store
+from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
+from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:

@@ -18,8 +18,15 @@ from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import StoreUnavailable
 from treadle.core.storable import clean_text
 from treadle.logs import get_logger
-from treadle.streams.model import LOG, PROGRESS, TRIMMED, Pending, StreamLimits, encode
-from treadle.streams.model import check_kind, progress_data
+from treadle.streams.model import (
+    LOG,
+    PROGRESS,
+    TRIMMED,
+    Pending,
+    check_kind,
+    encode,
+    progress_data,
+)
 from treadle.streams.repo import StreamRepo
 
 log = get_logger("treadle.streams")

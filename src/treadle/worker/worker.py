@@ -132,7 +132,7 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._tasks: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
-        self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | None | Literal["streams"]]
+        self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | Literal["streams"] | None]
         self._outcomes = queue.SimpleQueue()
         # Live stream items ride with the flusher's writes (docs/adr/0010-live-job-streams.md).
         self.streams = StreamBuffer(StreamRepo(store), lambda: self._outcomes.put(_STREAMS),
