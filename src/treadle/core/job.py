@@ -52,6 +52,8 @@ class NewJob:
     tenant: str = DEFAULT_TENANT
     parent_id: int | None = None
     callback_url: str | None = None
+    # At most this many jobs with concurrency_key run at once (ADR 0010); None: no limit.
+    concurrency_limit: int | None = None
 
     def __post_init__(self) -> None:
         validate_name("task", self.task)
@@ -78,6 +80,13 @@ class NewJob:
             validate_name("idempotency_key", self.idempotency_key)
         if self.concurrency_key is not None:
             validate_name("concurrency_key", self.concurrency_key)
+        if self.concurrency_limit is not None:
+            if isinstance(self.concurrency_limit, bool) or not isinstance(
+                self.concurrency_limit, int
+            ) or not 1 <= self.concurrency_limit <= 1_000_000:
+                raise InvalidInput("concurrency limit must be an integer from 1 to 1000000")
+            if self.concurrency_key is None:
+                raise InvalidInput("a concurrency limit needs a concurrency key")
         if self.callback_url is not None and (
             not isinstance(self.callback_url, str)
             or not 0 < len(self.callback_url) <= MAX_URL_LENGTH
@@ -117,6 +126,7 @@ class Job:
     cancel_requested: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    concurrency_limit: int | None = None
 
     @property
     def is_finished(self) -> bool:

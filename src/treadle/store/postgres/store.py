@@ -30,6 +30,7 @@ from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
 from treadle.store.common import SqlReads
+from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -63,7 +64,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlReads, FlowOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -255,7 +256,7 @@ class PostgresStore(SqlReads):
             for k in (
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
-                "callback_url",
+                "callback_url", "concurrency_limit",
             )
         }
         for nj in jobs:
@@ -272,6 +273,7 @@ class PostgresStore(SqlReads):
             cols["concurrency_key"].append(nj.concurrency_key)
             cols["parent_id"].append(nj.parent_id)
             cols["callback_url"].append(nj.callback_url)
+            cols["concurrency_limit"].append(nj.concurrency_limit)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -307,15 +309,17 @@ class PostgresStore(SqlReads):
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
                 "kinds": None if kinds is None else list(kinds)}
-        claimed: list[Job] = []
+        # Per-key limited jobs first (ADR 0010): the fast paths below never take them.
+        claimed: list[Job] = self._claim_keyed(queues, base, limit)
         limited = self._limited_queues()
         # Fast path: one statement per queue (or one for all queues), each atomic on its
         # own, so a claim costs a single round trip. Paused and limited queues are left
         # out by the statement itself, reading treadle_queues live.
         with self._cursor(tx=False) as cur:
             if queues is None:
-                cur.execute(Q["claim_any"], {**base, "limit": limit})
-                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+                if len(claimed) < limit:
+                    cur.execute(Q["claim_any"], {**base, "limit": limit - len(claimed)})
+                    claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
             else:
                 for queue in queues:
                     room = limit - len(claimed)
@@ -362,6 +366,31 @@ class PostgresStore(SqlReads):
                                                "limited_ok": True})
                 out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _claim_keyed(
+        self, queues: Sequence[str] | None, base: dict[str, Any], room: int
+    ) -> list[Job]:
+        """Claim jobs under per-key limits, each key under its lock so the count holds."""
+        scope = {**base, "queues": None if queues is None else list(queues)}
+        out: list[Job] = []
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["keyed_candidates"], {**scope, "scan": room * 8, "keys": room})
+            for cand in cur.fetchall():
+                if room - len(out) <= 0:
+                    break
+                cur.execute(Q["lock_key"], {"key": cand["key"]})
+                cur.execute(Q["running_with_key"], {"key": cand["key"]})
+                row = cur.fetchone()
+                n = min(room - len(out), cand["lim"] - (row["n"] if row else 0))
+                if n > 0:
+                    cur.execute(Q["claim_key"], {**scope, "key": cand["key"], "limit": n})
+                    out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        return out
+
+    def _write(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q[name], params)
+            return cur.fetchall() if cur.description else []
 
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float

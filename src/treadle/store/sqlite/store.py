@@ -31,6 +31,7 @@ from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
+from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -60,7 +61,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads):
+class SQLiteStore(SqlReads, FlowOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -130,6 +131,10 @@ class SQLiteStore(SqlReads):
         conn = self._conn()
         with translated():
             return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
+
+    def _write(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        with self._tx() as conn:
+            return list(conn.execute(Q[name], params).fetchall())
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         conn = self._conn()
@@ -276,6 +281,7 @@ class SQLiteStore(SqlReads):
                 "timeout": nj.timeout,
                 "idempotency_key": nj.idempotency_key,
                 "concurrency_key": nj.concurrency_key,
+                "concurrency_limit": nj.concurrency_limit,
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
@@ -314,13 +320,23 @@ class SQLiteStore(SqlReads):
         }
         claimed: list[Job] = []
         with self._tx() as conn:
+            # Per-key limited jobs first (ADR 0010): the fast paths below never take them.
+            scope = {**base, "queues": None if queues is None else dumps(list(queues))}
+            for cand in conn.execute(Q["keyed_candidates"],
+                                     {**scope, "scan": limit * 8, "keys": limit}).fetchall():
+                n = min(limit - len(claimed), cand["lim"] - cand["running"])
+                if n > 0:
+                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["key"],
+                                                         "limit": n}).fetchall()
+                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
             if queues is None:
                 excluded = [n for n, r in special.items() if r["paused"]]
                 # Limited queues are claimed one by one below, under their limit.
                 limited = [n for n, r in special.items() if not r["paused"]]
                 rows = conn.execute(
-                    Q["claim_any"], {**base, "limit": limit, "excluded": dumps(excluded + limited)}
+                    Q["claim_any"],
+                    {**base, "limit": limit - len(claimed), "excluded": dumps(excluded + limited)},
                 ).fetchall()
                 claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
                 queues = limited

@@ -1,0 +1,95 @@
+"""Flow-control operations shared by both SQL backends (issue 10, ADR 0010): cron schedule
+state, retention and the counts behind "why is this job not running?".
+
+Each backend supplies ``_read`` and ``_write`` (one named statement, in a transaction of
+its own); everything else is the same and lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from treadle.core.clock import Clock
+from treadle.core.cron import ScheduleState
+from treadle.core.errors import InvalidInput
+from treadle.core.job import Job
+from treadle.store.rows import Codec
+
+DEFAULT_RETENTION = 7 * 24 * 3600.0  # seconds a finished job is kept
+
+
+class FlowOps:
+    clock: Clock
+    codec: Codec
+
+    def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        raise NotImplementedError
+
+    def _write(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        raise NotImplementedError
+
+    def _enc_ts(self, value: datetime) -> Any:
+        raise NotImplementedError
+
+    # -- cron schedules --------------------------------------------------------
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return {
+            r["name"]: ScheduleState(r["name"], bool(r["paused"]),
+                                     self.codec.opt_ts(r["last_fire"]))
+            for r in self._read("schedule_states", {})
+        }
+
+    def set_schedule_paused(self, name: str, paused: bool) -> None:
+        now = self._enc_ts(self.clock.now())
+        self._write("set_schedule_paused", {"name": name, "paused": paused, "now": now})
+
+    def schedule_fired(self, name: str, fire: datetime) -> None:
+        """Record ``fire`` as handled (it only ever moves the stored tick forward)."""
+        self._write("schedule_fired", {"name": name, "fire": self._enc_ts(fire),
+                                       "now": self._enc_ts(self.clock.now())})
+
+    # -- retention -------------------------------------------------------------
+
+    def set_retention(self, queue: str, seconds: float | None) -> None:
+        if seconds is not None and not 60 <= seconds <= 10 * 365 * 24 * 3600:
+            raise InvalidInput("retention must be between 60 s and ten years")
+        self._write("set_retention", {"name": queue,
+                                      "seconds": None if seconds is None else int(seconds)})
+
+    def prune(self, *, limit: int = 500, older_than: float | None = None) -> int:
+        """Delete one batch of finished jobs past retention (``older_than`` seconds
+        overrides every queue's); returns how many went."""
+        if limit < 1:
+            raise InvalidInput("prune batch must be >= 1")
+        if older_than is not None and older_than < 0:
+            raise InvalidInput("older_than must be >= 0 seconds")
+        now = self.clock.now()
+        if older_than is not None:
+            shortest = older_than
+        else:
+            row = self._read("min_retention", {})
+            stored = row[0]["s"] if row and row[0]["s"] is not None else DEFAULT_RETENTION
+            shortest = min(float(stored), DEFAULT_RETENTION)
+        rows = self._write("prune_finished", {
+            "now": self._enc_ts(now), "cutoff": self._enc_ts(now - timedelta(seconds=shortest)),
+            "override": older_than, "default": DEFAULT_RETENTION, "limit": limit,
+        })
+        return len(rows)
+
+    # -- explanations ----------------------------------------------------------
+
+    def running_with_key(self, key: str) -> int:
+        rows = self._read("running_with_key", {"key": key})
+        return int(rows[0]["n"]) if rows else 0
+
+    def queued_ahead_in_tenant(self, job: Job) -> int:
+        """Runnable jobs of the same tenant and queue that the claim order puts first."""
+        now = self.clock.now()
+        rows = self._read("queued_ahead_in_tenant", {
+            "tenant": job.tenant, "queue": job.queue, "now": self._enc_ts(now),
+            "priority": job.priority, "run_at": self._enc_ts(job.run_at), "id": job.id,
+        })
+        return int(rows[0]["n"]) if rows else 0

@@ -1,0 +1,23 @@
+-- Flow control (issue 10, ADR 0010): per-key concurrency limits and cron schedule state.
+-- The limit travels with the job (computed at submit from the task's declaration), so a
+-- claimer needs no registry of tasks to enforce it. Timestamps are REAL epoch seconds.
+ALTER TABLE treadle_jobs ADD COLUMN concurrency_limit INTEGER;
+-- Keys with work waiting, and the count of running jobs per key, are both index probes.
+CREATE INDEX treadle_jobs_keyed_queued ON treadle_jobs (concurrency_key, priority DESC, run_at, id)
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL;
+CREATE INDEX treadle_jobs_keyed_running ON treadle_jobs (concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
+
+-- A cron schedule's operator state: paused or not. Schedules themselves are code
+-- (@app.cron); a row holds whether it is paused and the last tick handled (so a scheduler
+-- that starts after downtime knows which ticks it missed).
+CREATE TABLE treadle_schedules (
+    name       TEXT PRIMARY KEY,
+    paused     INTEGER NOT NULL DEFAULT 0,
+    last_fire  REAL,
+    updated_at REAL NOT NULL
+);
+
+-- Retention: finished jobs (their events and logs cascade) older than this are deleted in
+-- batches by the maintenance loop; NULL means the default (7 days).
+ALTER TABLE treadle_queues ADD COLUMN retention_seconds integer;
