@@ -1,4 +1,5 @@
-"""``treadle schedules list|pause|resume`` and ``treadle jobs prune`` (issue 10)."""
+"""``treadle schedules list|pause|resume``, ``treadle tenants list|set-weight`` and
+``treadle jobs prune`` (issue 10)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail,
 from treadle.cli.jobs import jobs_app
 
 schedules_app = typer.Typer(help="Cron schedules: list, pause, resume.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants' shares of the workers (weights).", no_args_is_help=True)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -67,3 +69,21 @@ def prune(
         while (n := app.store.prune(limit=500, older_than=age)) > 0:
             total += n
         console.print(f"pruned {total} finished jobs")
+
+
+@tenants_app.command("set-weight")
+def set_weight(tenant: str, weight: int, db: DbOption = None) -> None:
+    """Give TENANT WEIGHT shares of the worker slots while several tenants wait (default 1)."""
+    with clean_errors():
+        load_app(None, db).store.set_tenant_weight(tenant, weight)
+        console.print(f"tenant {tenant}: weight {weight}")
+
+
+@tenants_app.command("list")
+def list_tenants(db: DbOption = None) -> None:
+    """Tenants with a weight set (every other tenant weighs 1)."""
+    with clean_errors():
+        table = Table("tenant", "weight")
+        for name, weight in load_app(None, db).store.tenant_weights().items():
+            table.add_row(name, str(weight))
+        console.print(table)

@@ -14,7 +14,8 @@ from typing import Any
 from treadle.core.clock import Clock
 from treadle.core.cron import ScheduleState
 from treadle.core.errors import InvalidInput
-from treadle.core.job import Job
+from treadle.core.fairness import check_weight
+from treadle.core.job import Job, validate_name
 from treadle.store.rows import Codec
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0  # seconds a finished job is kept
@@ -51,6 +52,15 @@ class FlowOps:
         self._write("schedule_fired", {"name": name, "fire": self._enc_ts(fire),
                                        "now": self._enc_ts(self.clock.now())})
 
+    # -- tenant fairness -------------------------------------------------------
+
+    def set_tenant_weight(self, tenant: str, weight: int) -> None:
+        validate_name("tenant", tenant)
+        self._write("set_tenant_weight", {"name": tenant, "weight": check_weight(weight)})
+
+    def tenant_weights(self) -> dict[str, int]:
+        return {r["name"]: int(r["weight"]) for r in self._read("tenant_weights", {})}
+
     # -- retention -------------------------------------------------------------
 
     def set_retention(self, queue: str, seconds: float | None) -> None:
@@ -78,6 +88,18 @@ class FlowOps:
             "override": older_than, "default": DEFAULT_RETENTION, "limit": limit,
         })
         return len(rows)
+
+    # -- recovery --------------------------------------------------------------
+
+    def next_lease_expiry(self) -> datetime | None:
+        """When the earliest lease of a running job runs out (the reaper's next due time)."""
+        rows = self._read("next_lease_expiry", {})
+        return self.codec.opt_ts(rows[0]["at"]) if rows else None
+
+    def lease_due_in(self) -> float | None:
+        """Seconds until the earliest lease runs out by this store's clock; None: none."""
+        at = self.next_lease_expiry()
+        return None if at is None else max(0.0, (at - self.clock.now()).total_seconds())
 
     # -- explanations ----------------------------------------------------------
 

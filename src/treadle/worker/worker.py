@@ -46,7 +46,7 @@ from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Store
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
-from treadle.worker.reaper import Reaper
+from treadle.worker.reaper import PROBE_INTERVAL, Reaper
 from treadle.worker.scheduler import Scheduler
 from treadle.worker.supervise import describe, supervised
 from treadle.worker.writing import store_batch, store_each
@@ -412,11 +412,15 @@ class Worker:
         cfg = self.config
         next_beat = 0.0
         next_reap = time.monotonic() + cfg.reap_interval
-        next_tick = 0.0
+        next_tick = next_probe = 0.0
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
                 self._enforce_deadlines()
+                if now >= next_probe:
+                    # Reap when the earliest lease runs out, not on the next fixed tick.
+                    next_reap = min(next_reap, now + self.reaper.due_in())
+                    next_probe = now + PROBE_INTERVAL
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval

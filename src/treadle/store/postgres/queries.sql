@@ -367,20 +367,75 @@ SELECT count(*) AS n FROM treadle_jobs
 WHERE status = 'queued' AND tenant = %(tenant)s AND queue = %(queue)s AND run_at <= %(now)s
   AND (priority > %(priority)s OR (priority = %(priority)s AND (run_at, id) < (%(run_at)s, %(id)s)));
 
--- name: keyed_candidates
--- Keys with runnable work under a per-key limit (ADR 0010), in claim order. The running
--- count here is only a hint to skip full keys; the exact one is read under the key's lock.
-SELECT concurrency_key AS key, min(concurrency_limit) AS lim FROM (
-    SELECT concurrency_key, concurrency_limit FROM treadle_jobs j
-    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
-      AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
-      AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
-      AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
-      AND (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
-             AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit
-    ORDER BY priority DESC, run_at, id
-    LIMIT %(scan)s
-) c GROUP BY concurrency_key LIMIT %(keys)s;
+-- name: claim_plan
+-- What a claim must share out, in one read (ADR 0010): the tenants with queued work (a
+-- skip scan of the fair index, at most %(max_tenants)s) with weight and running count, and
+-- the per-key limited keys with runnable work in claim order. Counts here only plan the
+-- claim; a key's exact count is read again under its lock.
+WITH RECURSIVE t AS (
+    (SELECT tenant, 1 AS depth FROM treadle_jobs WHERE status = 'queued'
+     ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant FROM treadle_jobs j WHERE j.status = 'queued' AND j.tenant > t.tenant
+            ORDER BY j.tenant LIMIT 1), t.depth + 1
+    FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
+), keyed AS (
+    SELECT concurrency_key, min(concurrency_limit) AS lim FROM (
+        SELECT concurrency_key, concurrency_limit FROM treadle_jobs j
+        WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
+          AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+          AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
+          AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+          AND (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
+                 AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(scan)s
+    ) c GROUP BY concurrency_key LIMIT %(keys)s
+)
+SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
+       (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
+           AS running
+FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
+WHERE t.tenant IS NOT NULL
+UNION ALL
+SELECT 'key', concurrency_key, lim, 0 FROM keyed;
+
+-- name: claim_fair
+-- Each tenant's share of this claim (ADR 0010), in one statement: per tenant, its next
+-- jobs by priority, then due time. Paused, limited queues and per-key jobs are left out.
+WITH alloc AS (
+    SELECT * FROM unnest(%(tenants)s::text[], %(counts)s::integer[]) AS a(tenant, n)
+), cand AS (
+    SELECT c.id FROM alloc a CROSS JOIN LATERAL (
+        SELECT j.id FROM treadle_jobs j
+        WHERE j.status = 'queued' AND j.tenant = a.tenant AND j.run_at <= %(now)s
+          AND j.concurrency_limit IS NULL
+          AND (%(queues)s::text[] IS NULL OR j.queue = ANY (%(queues)s::text[]))
+          AND j.queue <> ALL (ARRAY(
+              SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
+          AND (%(kinds)s::text[] IS NULL OR j.kind = ANY (%(kinds)s::text[]))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT a.n
+        FOR UPDATE SKIP LOCKED
+    ) c
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = 'running', attempt = j.attempt + 1, lease_owner = %(worker)s,
+        lease_expires_at = %(expires)s, lease_token = j.lease_token + 1, started_at = %(now)s
+    FROM cand WHERE j.id = cand.id
+    RETURNING j.*
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
+)
+SELECT * FROM upd;
+
+-- name: set_tenant_weight
+INSERT INTO treadle_tenants (name, weight) VALUES (%(name)s, %(weight)s)
+ON CONFLICT (name) DO UPDATE SET weight = excluded.weight;
+
+-- name: tenant_weights
+SELECT name, weight FROM treadle_tenants ORDER BY name;
 
 -- name: lock_key
 -- Serialises claimers of one concurrency key, so the running count holds.
@@ -408,3 +463,9 @@ WITH cand AS (
     SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
 )
 SELECT * FROM upd;
+
+-- name: server_time
+SELECT clock_timestamp() AS now;
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';

@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import StoreUnavailable
+from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
@@ -40,6 +41,7 @@ from treadle.store.outcomes import (
     storable_outcome,
 )
 from treadle.store.postgres.connect import check_url, connect_kwargs
+from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
@@ -78,7 +80,8 @@ class PostgresStore(SqlReads, FlowOps):
         reconnect: Reconnect | None = None,
     ) -> None:
         self.url = check_url(url)
-        self.clock = clock
+        # Lease times come from the server's clock unless a test injected its own (ADR 0010).
+        self.clock: Clock = DatabaseClock(self._server_time) if clock is SYSTEM_CLOCK else clock
         # The pool warns about connections it discards and replaces (a server restart):
         # handled here, so those go to structlog at info level, not raw to stderr.
         route_stdlib("psycopg", demote={logging.WARNING: logging.INFO})
@@ -309,12 +312,26 @@ class PostgresStore(SqlReads, FlowOps):
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
                 "kinds": None if kinds is None else list(kinds)}
-        # Per-key limited jobs first (ADR 0010): the fast paths below never take them.
-        claimed: list[Job] = self._claim_keyed(queues, base, limit)
+        scope = {**base, "queues": None if queues is None else list(queues)}
+        plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
+                                              "max_tenants": MAX_TENANTS})
+        # Per-key limited jobs first (ADR 0010): the other paths never take them.
+        keys = [(r["name"], r["n"]) for r in plan if r["what"] == "key"]
+        claimed: list[Job] = self._claim_keyed(keys, scope, limit) if keys else []
         limited = self._limited_queues()
-        # Fast path: one statement per queue (or one for all queues), each atomic on its
-        # own, so a claim costs a single round trip. Paused and limited queues are left
-        # out by the statement itself, reading treadle_queues live.
+        tenants = [TenantLoad(r["name"], r["n"], r["running"])
+                   for r in plan if r["what"] == "tenant"]
+        room = limit - len(claimed)
+        if room > 0 and len(tenants) > 1:
+            # Several tenants waiting: share the slots by weight, in one statement.
+            shares = allocate(tenants, room)
+            with self._cursor(tx=False) as cur:
+                cur.execute(Q["claim_fair"], {**scope, "tenants": list(shares),
+                                              "counts": list(shares.values())})
+                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        # Fast path (one tenant), and the fill-up so a share a tenant could not use never
+        # leaves a slot idle: one statement per queue (or one for all queues), each atomic
+        # on its own. Paused and limited queues are left out by the statement itself.
         with self._cursor(tx=False) as cur:
             if queues is None:
                 if len(claimed) < limit:
@@ -368,24 +385,30 @@ class PostgresStore(SqlReads, FlowOps):
         return out
 
     def _claim_keyed(
-        self, queues: Sequence[str] | None, base: dict[str, Any], room: int
+        self, keys: list[tuple[str, int]], scope: dict[str, Any], room: int
     ) -> list[Job]:
         """Claim jobs under per-key limits, each key under its lock so the count holds."""
-        scope = {**base, "queues": None if queues is None else list(queues)}
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
-            cur.execute(Q["keyed_candidates"], {**scope, "scan": room * 8, "keys": room})
-            for cand in cur.fetchall():
+            for key, lim in keys:
                 if room - len(out) <= 0:
                     break
-                cur.execute(Q["lock_key"], {"key": cand["key"]})
-                cur.execute(Q["running_with_key"], {"key": cand["key"]})
+                cur.execute(Q["lock_key"], {"key": key})
+                cur.execute(Q["running_with_key"], {"key": key})
                 row = cur.fetchone()
-                n = min(room - len(out), cand["lim"] - (row["n"] if row else 0))
+                n = min(room - len(out), lim - (row["n"] if row else 0))
                 if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": cand["key"], "limit": n})
+                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n})
                     out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _server_time(self) -> datetime:
+        with self._cursor(tx=False) as cur:
+            cur.execute(Q["server_time"], {})
+            row = cur.fetchone()
+        assert row is not None
+        now: datetime = row["now"]
+        return now
 
     def _write(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         with self._cursor(tx=True) as cur:

@@ -228,12 +228,28 @@ WHERE status = 'queued' AND tenant = :tenant AND queue = :queue AND run_at <= :n
   AND (priority > :priority OR (priority = :priority AND (run_at < :run_at
        OR (run_at = :run_at AND id < :id))));
 
--- name: keyed_candidates
--- Keys with runnable work under a per-key limit (ADR 0010), in claim order; runs under
--- BEGIN IMMEDIATE, so the counts are exact.
-SELECT concurrency_key AS key, min(concurrency_limit) AS lim,
+-- name: claim_plan
+-- What a claim must share out, in one read under BEGIN IMMEDIATE (ADR 0010): the tenants
+-- with queued work (a skip scan of the fair index, at most :max_tenants) with weight and
+-- running count, and the per-key limited keys with runnable work in claim order.
+WITH RECURSIVE t(tenant, depth) AS (
+    SELECT (SELECT tenant FROM treadle_jobs INDEXED BY treadle_jobs_fair
+            WHERE status = 'queued' ORDER BY tenant LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT j.tenant FROM treadle_jobs j INDEXED BY treadle_jobs_fair
+            WHERE j.status = 'queued' AND j.tenant > t.tenant ORDER BY j.tenant LIMIT 1),
+           t.depth + 1
+    FROM t WHERE t.tenant IS NOT NULL AND t.depth < :max_tenants
+)
+SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
+       (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
+           AS running
+FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
+WHERE t.tenant IS NOT NULL
+UNION ALL
+SELECT 'key', concurrency_key, min(concurrency_limit),
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
-          AND r.concurrency_key = c.concurrency_key) AS running
+          AND r.concurrency_key = c.concurrency_key)
 FROM (
     SELECT concurrency_key, concurrency_limit FROM treadle_jobs j
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= :now
@@ -244,7 +260,30 @@ FROM (
              AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit
     ORDER BY priority DESC, run_at, id
     LIMIT :scan
-) c GROUP BY concurrency_key LIMIT :keys;
+) c GROUP BY concurrency_key;
+
+-- name: claim_tenant
+-- One tenant's share of a claim (ADR 0010): its next jobs by priority, then due time.
+UPDATE treadle_jobs
+SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
+    lease_expires_at = :expires, lease_token = lease_token + 1, started_at = :now
+WHERE id IN (
+    SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_fair
+    WHERE status = 'queued' AND tenant = :tenant AND run_at <= :now
+      AND concurrency_limit IS NULL
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT value FROM json_each(:excluded))
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit)
+RETURNING *;
+
+-- name: set_tenant_weight
+INSERT INTO treadle_tenants (name, weight) VALUES (:name, :weight)
+ON CONFLICT (name) DO UPDATE SET weight = excluded.weight;
+
+-- name: tenant_weights
+SELECT name, weight FROM treadle_tenants ORDER BY name;
 
 -- name: claim_key
 UPDATE treadle_jobs
@@ -260,3 +299,6 @@ WHERE id IN (
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';

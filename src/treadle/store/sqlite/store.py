@@ -27,6 +27,7 @@ from treadle.core.errors import (
     ConfigurationError,
     StoreUnavailable,
 )
+from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
@@ -320,16 +321,27 @@ class SQLiteStore(SqlReads, FlowOps):
         }
         claimed: list[Job] = []
         with self._tx() as conn:
-            # Per-key limited jobs first (ADR 0010): the fast paths below never take them.
             scope = {**base, "queues": None if queues is None else dumps(list(queues))}
-            for cand in conn.execute(Q["keyed_candidates"],
-                                     {**scope, "scan": limit * 8, "keys": limit}).fetchall():
-                n = min(limit - len(claimed), cand["lim"] - cand["running"])
+            plan = conn.execute(Q["claim_plan"], {**scope, "scan": limit * 8,
+                                                  "max_tenants": MAX_TENANTS}).fetchall()
+            # Per-key limited jobs first (ADR 0010): the other paths never take them.
+            for cand in (r for r in plan if r["what"] == "key"):
+                n = min(limit - len(claimed), cand["n"] - cand["running"])
                 if n > 0:
-                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["key"],
+                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["name"],
                                                          "limit": n}).fetchall()
                     claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
+            tenants = [TenantLoad(r["name"], r["n"], r["running"])
+                       for r in plan if r["what"] == "tenant"]
+            if len(tenants) > 1 and limit > len(claimed):
+                # Several tenants waiting: share the slots by weight (limited queues keep
+                # their own path below).
+                fair = {**scope, "excluded": dumps(list(special))}
+                for tenant, n in allocate(tenants, limit - len(claimed)).items():
+                    rows = conn.execute(Q["claim_tenant"], {**fair, "tenant": tenant,
+                                                            "limit": n}).fetchall()
+                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             if queues is None:
                 excluded = [n for n, r in special.items() if r["paused"]]
                 # Limited queues are claimed one by one below, under their limit.

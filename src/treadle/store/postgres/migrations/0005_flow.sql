@@ -21,3 +21,14 @@ CREATE TABLE treadle_schedules (
 -- Retention: finished jobs (their events and logs cascade) older than this are deleted in
 -- batches by the maintenance loop; NULL means the default (7 days).
 ALTER TABLE treadle_queues ADD COLUMN retention_seconds integer;
+
+-- Weighted tenant fairness (ADR 0010): claims share slots among tenants with queued work
+-- by weight (default 1). Tenants with queued work are found by a skip scan of the fair
+-- index; each tenant's next jobs are a probe of it too.
+CREATE TABLE treadle_tenants (
+    name   text PRIMARY KEY,
+    weight integer NOT NULL DEFAULT 1 CHECK (weight BETWEEN 1 AND 1000)
+);
+CREATE INDEX treadle_jobs_fair ON treadle_jobs (tenant, priority DESC, run_at, id)
+    WHERE status = 'queued';
+CREATE INDEX treadle_jobs_running_tenant ON treadle_jobs (tenant) WHERE status = 'running';
