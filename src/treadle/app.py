@@ -30,7 +30,7 @@ from treadle.core.job import (
     JobLog,
     NewJob,
 )
-from treadle.core.keys import check_key_format, check_key_limit, job_key
+from treadle.core.keys import check_key_format, check_key_limit, check_rate_limit, job_key
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.egress import EgressError, EgressPolicy
 from treadle.executors.base import Executor
@@ -68,6 +68,8 @@ class TaskOptions:
     pass_context: bool = False
     # (key, limit): the key a format string over the payload or a callable taking it.
     concurrency: tuple[KeySpec, int] | None = None
+    # (key, starts, per seconds): at most that many starts per key in any such window.
+    rate_limit: tuple[KeySpec, int, float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
@@ -76,6 +78,11 @@ class TaskOptions:
             raise ConfigurationError("timeout must be positive (seconds) or None")
         if self.concurrency is not None:
             check_key_limit(self.concurrency, "concurrency")
+        if self.rate_limit is not None:
+            check_rate_limit(self.rate_limit)
+            if self.concurrency is not None:
+                raise ConfigurationError(
+                    "a task takes concurrency= or rate_limit=, not both (not supported yet)")
 
 
 class JobHandle:
@@ -156,6 +163,10 @@ class Task(Generic[P, R]):
 
     def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The per-key limit's key for this payload, computed once at submit and stored."""
+        if self.options.rate_limit is not None:
+            spec, starts, per = self.options.rate_limit
+            return {"concurrency_key": job_key(self.name, spec, payload),
+                    "concurrency_limit": starts, "rate_period": float(per)}
         if self.options.concurrency is None:
             return {}
         spec, limit = self.options.concurrency
@@ -250,6 +261,7 @@ class Treadle:
         default_error_class: ErrorClass = ErrorClass.TRANSIENT,
         pass_context: bool = False,
         concurrency: tuple[KeySpec, int] | None = None,
+        rate_limit: tuple[KeySpec, int, float] | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match a ParamSpec-free overload
@@ -267,19 +279,21 @@ class Treadle:
         default_error_class: ErrorClass = ErrorClass.TRANSIENT,
         pass_context: bool = False,
         concurrency: tuple[KeySpec, int] | None = None,
+        rate_limit: tuple[KeySpec, int, float] | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task (usable bare or with options)."""
         options = TaskOptions(
             queue=queue, retries=retries, timeout=timeout, priority=priority,
             retry_policy=retry_policy, error_overrides=error_overrides,
             default_error_class=default_error_class, pass_context=pass_context,
-            concurrency=concurrency,
+            concurrency=concurrency, rate_limit=rate_limit,
         )
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
-            if options.concurrency is not None and not callable(options.concurrency[0]):
-                check_key_format(task_name, options.concurrency[0])
+            for spec in (options.concurrency, options.rate_limit):
+                if spec is not None and not callable(spec[0]):
+                    check_key_format(task_name, spec[0])
             if task_name in self.tasks:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
             t = Task(self, f, task_name, options)

@@ -29,7 +29,12 @@ def explain(store: Store, job: Job, now: datetime) -> dict[str, Any] | None:
         return _why("queue_limit", f"queue {job.queue!r} runs its limit of "
                     f"{queue.concurrency_limit} jobs at once")
     limit = job.concurrency_limit
-    if limit is not None and job.concurrency_key is not None:
+    if limit is not None and job.concurrency_key is not None and job.rate_period is not None:
+        started = store.started_in_window(job.concurrency_key, job.rate_period)
+        if started >= limit:
+            return _why("rate_limit", f"key {job.concurrency_key!r} started {started} jobs "
+                        f"in the last {job.rate_period:g} s (limit {limit})")
+    elif limit is not None and job.concurrency_key is not None:
         running = store.running_with_key(job.concurrency_key)
         if running >= limit:
             return _why("key_concurrency", f"key {job.concurrency_key!r} already runs "

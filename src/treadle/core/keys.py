@@ -22,6 +22,16 @@ def check_key_limit(spec: Any, what: str) -> None:
         raise ConfigurationError(f"{what} limit must be an integer from 1 to 1000000")
 
 
+def check_rate_limit(spec: Any) -> None:
+    """``(key, starts, per_seconds)``."""
+    if not isinstance(spec, tuple) or len(spec) != 3:
+        raise ConfigurationError("rate_limit must be a (key, starts, per_seconds) triple")
+    check_key_limit(spec[:2], "rate_limit")
+    per = spec[2]
+    if isinstance(per, bool) or not isinstance(per, int | float) or not 0.001 <= per <= 86400:
+        raise ConfigurationError("rate_limit period must be between 1 ms and a day (seconds)")
+
+
 def check_key_format(task: str, fmt: str) -> None:
     """A format string may only name payload fields (``{user}``), nothing fancier."""
     try:

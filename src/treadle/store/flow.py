@@ -7,6 +7,7 @@ its own); everything else is the same and lives here once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0  # seconds a finished job is kept
 class FlowOps:
     clock: Clock
     codec: Codec
+    _rate_wake: float | None = None  # monotonic time a rate-limited key has room again
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         raise NotImplementedError
@@ -33,6 +35,31 @@ class FlowOps:
 
     def _enc_ts(self, value: datetime) -> Any:
         raise NotImplementedError
+
+    # -- rate limits -------------------------------------------------------------
+
+    def rate_wait(self, until_free: timedelta) -> None:
+        """A claim found a rate-limited key full until ``until_free`` from now: wake the
+        next wait_for_work by then (no notification says a window moved on)."""
+        at = time.monotonic() + max(0.005, until_free.total_seconds())
+        current = getattr(self, "_rate_wake", None)
+        if current is None or at < current or current < time.monotonic():
+            self._rate_wake = at
+
+    def rate_clamp(self, timeout: float) -> float:
+        wake: float | None = getattr(self, "_rate_wake", None)
+        if wake is None:
+            return timeout
+        left = wake - time.monotonic()
+        if left <= 0:
+            self._rate_wake = None
+            return min(timeout, 0.0)
+        return min(timeout, left)
+
+    def started_in_window(self, key: str, period: float) -> int:
+        since = self.clock.now() - timedelta(seconds=period)
+        rows = self._read("started_in_window", {"key": key, "since": self._enc_ts(since)})
+        return int(rows[0]["n"]) if rows else 0
 
     # -- cron schedules --------------------------------------------------------
 

@@ -95,6 +95,7 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
         # keys(): `in` on an sqlite3.Row tests values; plug-in SQL may select fewer columns.
         concurrency_limit=row["concurrency_limit"]
         if "concurrency_limit" in row.keys() else None,  # noqa: SIM118
+        rate_period=row["rate_period"] if "rate_period" in row.keys() else None,  # noqa: SIM118
     )
 
 

@@ -68,16 +68,19 @@ WITH input AS (
         %(payload)s::jsonb[], %(priority)s::integer[], %(run_at)s::timestamptz[],
         %(max_attempts)s::integer[], %(timeout)s::double precision[],
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
-        %(callback_url)s::text[], %(concurrency_limit)s::integer[]
+        %(callback_url)s::text[], %(concurrency_limit)s::integer[],
+        %(rate_period)s::double precision[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, ord)
+                           concurrency_limit, rate_period, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-        idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, created_at)
+        idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+        created_at)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-           idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, %(now)s
+           idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+           %(now)s
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -360,7 +363,12 @@ ON CONFLICT (name) DO UPDATE SET retention_seconds = excluded.retention_seconds;
 
 -- name: running_with_key
 SELECT count(*) AS n FROM treadle_jobs
-WHERE status = 'running' AND concurrency_key = %(key)s;
+WHERE status = 'running' AND concurrency_key = %(key)s AND rate_period IS NULL;
+
+-- name: started_in_window
+-- A rate-limited key's starts within its window (the sliding window of ADR 0010).
+SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s;
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -380,25 +388,37 @@ WITH RECURSIVE t AS (
             ORDER BY j.tenant LIMIT 1), t.depth + 1
     FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
 ), keyed AS (
-    SELECT concurrency_key, min(concurrency_limit) AS lim FROM (
-        SELECT concurrency_key, concurrency_limit FROM treadle_jobs j
+    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period FROM (
+        SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
         WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
           AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
           AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
           AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
-          AND (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
-                 AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit
+          AND CASE WHEN j.rate_period IS NULL
+          THEN (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
+                  AND r.concurrency_key = j.concurrency_key AND r.rate_period IS NULL)
+          ELSE (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                  AND r.concurrency_key = j.concurrency_key
+                  AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
+          END < j.concurrency_limit
         ORDER BY priority DESC, run_at, id
         LIMIT %(scan)s
     ) c GROUP BY concurrency_key LIMIT %(keys)s
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running
+           AS running, NULL::double precision AS period
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
-SELECT 'key', concurrency_key, lim, 0 FROM keyed;
+SELECT 'key', concurrency_key, lim, 0, period FROM keyed
+UNION ALL
+-- While rate-limited work waits, idle claimers look again at its spacing (no notification
+-- says that a window moved on).
+(SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
+ WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
+   AND run_at <= %(now)s
+ LIMIT 1);
 
 -- name: claim_fair
 -- Each tenant's share of this claim (ADR 0010), in one statement: per tenant, its next
@@ -445,7 +465,7 @@ SELECT pg_advisory_xact_lock(hashtext('treadle_key:' || %(key)s));
 WITH cand AS (
     SELECT id FROM treadle_jobs
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = %(key)s
-      AND run_at <= %(now)s
+      AND (rate_period IS NULL) = (%(period)s::double precision IS NULL) AND run_at <= %(now)s
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))

@@ -259,7 +259,7 @@ class PostgresStore(SqlReads, FlowOps):
             for k in (
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
-                "callback_url", "concurrency_limit",
+                "callback_url", "concurrency_limit", "rate_period",
             )
         }
         for nj in jobs:
@@ -277,6 +277,7 @@ class PostgresStore(SqlReads, FlowOps):
             cols["parent_id"].append(nj.parent_id)
             cols["callback_url"].append(nj.callback_url)
             cols["concurrency_limit"].append(nj.concurrency_limit)
+            cols["rate_period"].append(nj.rate_period)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -316,7 +317,10 @@ class PostgresStore(SqlReads, FlowOps):
         plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                               "max_tenants": MAX_TENANTS})
         # Per-key limited jobs first (ADR 0010): the other paths never take them.
-        keys = [(r["name"], r["n"]) for r in plan if r["what"] == "key"]
+        keys = [(r["name"], r["n"], r["period"]) for r in plan if r["what"] == "key"]
+        for r in plan:
+            if r["what"] == "rate":
+                self.rate_wait(timedelta(seconds=r["period"]))
         claimed: list[Job] = self._claim_keyed(keys, scope, limit) if keys else []
         limited = self._limited_queues()
         tenants = [TenantLoad(r["name"], r["n"], r["running"])
@@ -385,20 +389,27 @@ class PostgresStore(SqlReads, FlowOps):
         return out
 
     def _claim_keyed(
-        self, keys: list[tuple[str, int]], scope: dict[str, Any], room: int
+        self, keys: list[tuple[str, int, float | None]], scope: dict[str, Any], room: int
     ) -> list[Job]:
         """Claim jobs under per-key limits, each key under its lock so the count holds."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
-            for key, lim in keys:
+            for key, lim, period in keys:
                 if room - len(out) <= 0:
                     break
                 cur.execute(Q["lock_key"], {"key": key})
-                cur.execute(Q["running_with_key"], {"key": key})
+                if period is None:
+                    cur.execute(Q["running_with_key"], {"key": key})
+                else:  # rate limit: starts within the sliding window
+                    cur.execute(Q["started_in_window"], {
+                        "key": key, "since": scope["now"] - timedelta(seconds=period)})
                 row = cur.fetchone()
                 n = min(room - len(out), lim - (row["n"] if row else 0))
+                if period is not None and n <= 0 and row is not None:
+                    self.rate_wait(row["oldest"] + timedelta(seconds=period) - scope["now"])
                 if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n})
+                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n,
+                                                 "period": period})
                     out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
 
@@ -500,6 +511,7 @@ class PostgresStore(SqlReads, FlowOps):
         self._listener.wake()
 
     def wait_for_work(self, timeout: float) -> bool:
+        timeout = self.rate_clamp(timeout)
         self._listener.ensure_started()
         seen = getattr(self._claim_mark, "seen", None)
         self._claim_mark.seen = None

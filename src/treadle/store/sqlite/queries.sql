@@ -41,11 +41,12 @@ VALUES (:job_id, :from_status, :to_status, :attempt, :worker, :reason, :at, :det
 -- name: insert_job
 INSERT INTO treadle_jobs (
     tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-    idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, created_at)
+    idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+    created_at)
 VALUES (
     :tenant, :queue, :kind, :task, :payload, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :concurrency_key, :parent_id, :callback_url, :concurrency_limit,
-    :created_at)
+    :rate_period, :created_at)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -220,7 +221,12 @@ ON CONFLICT (name) DO UPDATE SET retention_seconds = excluded.retention_seconds;
 
 -- name: running_with_key
 SELECT count(*) AS n FROM treadle_jobs
-WHERE status = 'running' AND concurrency_key = :key;
+WHERE status = 'running' AND concurrency_key = :key AND rate_period IS NULL;
+
+-- name: started_in_window
+-- A rate-limited key's starts within its window (the sliding window of ADR 0010).
+SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+WHERE rate_period IS NOT NULL AND concurrency_key = :key AND started_at > :since;
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -243,24 +249,38 @@ WITH RECURSIVE t(tenant, depth) AS (
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running
+           AS running, NULL AS period
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
 SELECT 'key', concurrency_key, min(concurrency_limit),
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
-          AND r.concurrency_key = c.concurrency_key)
+          AND r.concurrency_key = c.concurrency_key AND r.rate_period IS NULL),
+       max(rate_period)
 FROM (
-    SELECT concurrency_key, concurrency_limit FROM treadle_jobs j
+    SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= :now
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
-      AND (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
-             AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit
+      AND CASE WHEN j.rate_period IS NULL
+          THEN (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
+                  AND r.concurrency_key = j.concurrency_key AND r.rate_period IS NULL)
+          ELSE (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                  AND r.concurrency_key = j.concurrency_key
+                  AND r.started_at > :now - j.rate_period)
+          END < j.concurrency_limit
     ORDER BY priority DESC, run_at, id
     LIMIT :scan
-) c GROUP BY concurrency_key;
+) c GROUP BY concurrency_key
+UNION ALL
+-- While rate-limited work waits, idle claimers look again at its spacing (no notification
+-- says that a window moved on).
+SELECT * FROM (
+    SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
+      AND run_at <= :now
+    LIMIT 1);
 
 -- name: claim_tenant
 -- One tenant's share of a claim (ADR 0010): its next jobs by priority, then due time.
@@ -292,7 +312,7 @@ SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
 WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_keyed_queued
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = :key
-      AND run_at <= :now
+      AND (rate_period IS NULL) = (:period IS NULL) AND run_at <= :now
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))

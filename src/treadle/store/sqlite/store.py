@@ -283,6 +283,7 @@ class SQLiteStore(SqlReads, FlowOps):
                 "idempotency_key": nj.idempotency_key,
                 "concurrency_key": nj.concurrency_key,
                 "concurrency_limit": nj.concurrency_limit,
+                "rate_period": nj.rate_period,
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
@@ -324,12 +325,23 @@ class SQLiteStore(SqlReads, FlowOps):
             scope = {**base, "queues": None if queues is None else dumps(list(queues))}
             plan = conn.execute(Q["claim_plan"], {**scope, "scan": limit * 8,
                                                   "max_tenants": MAX_TENANTS}).fetchall()
+            for r in plan:
+                if r["what"] == "rate":
+                    self.rate_wait(timedelta(seconds=r["period"]))
             # Per-key limited jobs first (ADR 0010): the other paths never take them.
             for cand in (r for r in plan if r["what"] == "key"):
-                n = min(limit - len(claimed), cand["n"] - cand["running"])
+                period = cand["period"]
+                used = cand["running"]
+                if period is not None:  # rate limit: starts within the sliding window
+                    win = conn.execute(Q["started_in_window"], {
+                        "key": cand["name"], "since": base["now"] - period}).fetchone()
+                    used = win["n"]
+                    if used >= cand["n"]:
+                        self.rate_wait(timedelta(seconds=win["oldest"] + period - base["now"]))
+                n = min(limit - len(claimed), cand["n"] - used)
                 if n > 0:
                     rows = conn.execute(Q["claim_key"], {**scope, "key": cand["name"],
-                                                         "limit": n}).fetchall()
+                                                         "limit": n, "period": period}).fetchall()
                     claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
             tenants = [TenantLoad(r["name"], r["n"], r["running"])
@@ -478,6 +490,7 @@ class SQLiteStore(SqlReads, FlowOps):
                     self._wake.wait(min(_POLL_SECONDS, remaining))
 
     def wait_for_work(self, timeout: float) -> bool:
+        timeout = self.rate_clamp(timeout)
         mark = getattr(self._local, "claim_mark", None) or self._mark()
         self._local.claim_mark = None
         return self._wait_change(time.monotonic() + timeout, mark)

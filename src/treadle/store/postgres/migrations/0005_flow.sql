@@ -2,6 +2,11 @@
 -- The limit travels with the job (computed at submit from the task's declaration), so a
 -- claimer needs no registry of tasks to enforce it.
 ALTER TABLE treadle_jobs ADD COLUMN concurrency_limit integer;
+-- Set for a per-key rate limit: at most concurrency_limit starts per rate_period seconds,
+-- counted over the jobs' own started_at (a sliding window, ADR 0010).
+ALTER TABLE treadle_jobs ADD COLUMN rate_period double precision;
+CREATE INDEX treadle_jobs_rate ON treadle_jobs (concurrency_key, started_at)
+    WHERE rate_period IS NOT NULL;
 -- Keys with work waiting, and the count of running jobs per key, are both index probes.
 CREATE INDEX treadle_jobs_keyed_queued ON treadle_jobs (concurrency_key, priority DESC, run_at, id)
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL;
