@@ -14,8 +14,9 @@ from typing import Protocol, TypeVar
 
 from treadle.core.errors import StoreUnavailable
 from treadle.core.job import Job
+from treadle.core.outcome import Outcome
 from treadle.logs import get_logger
-from treadle.store import Outcome, Store
+from treadle.store import Store
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash
 from treadle.worker.supervise import describe
