@@ -48,7 +48,8 @@ from treadle.streams.buffer import StreamBuffer
 from treadle.streams.repo import StreamRepo
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
-from treadle.worker.reaper import Reaper
+from treadle.worker.pruner import Pruner
+from treadle.worker.reaper import PROBE_INTERVAL, Reaper
 from treadle.worker.scheduler import Scheduler
 from treadle.worker.supervise import describe, supervised
 from treadle.worker.writing import store_batch, store_each
@@ -126,6 +127,7 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
+        self.pruner = Pruner(store)
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -426,11 +428,16 @@ class Worker:
         cfg = self.config
         next_beat = 0.0
         next_reap = time.monotonic() + cfg.reap_interval
-        next_tick = 0.0
+        next_tick = next_probe = 0.0
+        next_prune = time.monotonic() + self.pruner.interval
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
                 self._enforce_deadlines()
+                if now >= next_probe:
+                    # Reap when the earliest lease runs out, not on the next fixed tick.
+                    next_reap = min(next_reap, now + self.reaper.due_in())
+                    next_probe = now + PROBE_INTERVAL
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
@@ -442,6 +449,11 @@ class Worker:
                     if reaped.total:
                         self.observer.reaped(reaped)
                     next_reap = now + cfg.reap_interval
+                if now >= next_prune:
+                    pruned = self.pruner.run_once()
+                    if pruned:
+                        self.observer.pruned(pruned)
+                    next_prune = now + self.pruner.interval
             except StoreUnavailable as exc:
                 log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
                 next_beat = now + 0.5
