@@ -44,6 +44,7 @@ from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
     from treadle.dynamic.registry import WorkerRegistry
+    from treadle.streams.follow import JobStream
 
 KeySpec = str | Callable[[dict[str, Any]], str]
 
@@ -98,6 +99,13 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle id={self.id} task={self.job.task!r}>"
+
+    def stream(self, *, after: int = 0, poll: float = 0.05) -> JobStream:
+        """The job's live stream: iterate (or ``async for``) its state changes, items
+        (logs, progress, emitted data) and final record; ``after`` resumes (docs/streams.md)."""
+        from treadle.streams.follow import JobStream
+
+        return JobStream(self.app, self.id, after=after, poll=poll)
 
     def refresh(self) -> Job:
         return self.app.get_job(self.id)
