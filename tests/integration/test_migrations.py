@@ -21,6 +21,9 @@ PLUGIN_TRACKS = {
     for p in builtin_plugins() if p.sql_package
     for backend in ("sqlite", "postgres")
 }
+# Live job streams' own track (treadle.streams), locked the same way.
+PLUGIN_TRACKS |= {f"streams/{b}": f"treadle.streams.sql.{b}.migrations"
+                  for b in ("sqlite", "postgres")}
 
 
 def checksums() -> dict[str, dict[str, str]]:
@@ -67,6 +70,7 @@ def test_both_backends_migrate_to_the_same_tables_and_columns(
     for p in builtin_plugins():
         if p.sql_package:
             s.migrate_plugin(p.name, p.sql_package)
+    s.migrate_plugin("streams", "treadle.streams.sql")
     s.close()
     conn = sqlite3.connect(sqlite_path(sqlite_url))
     tables = [r[0] for r in conn.execute(

@@ -1,4 +1,4 @@
-"""``treadle jobs list|show|cancel|retry`` and ``treadle submit``."""
+"""``treadle jobs list|show|watch|cancel|retry`` and ``treadle submit``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
 from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
+from treadle.streams import cli as streams_cli
 
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
@@ -59,6 +60,10 @@ def list_jobs(
                           j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                           f"{j.error.error_class.value}: {j.error.message[:60]}" if j.error else "")
         console.print(table)
+
+
+# Live streams bring their own command (docs/streams.md).
+jobs_app.command("watch")(streams_cli.watch)
 
 
 @jobs_app.command("show")
