@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -141,3 +142,28 @@ def test_oldest_items_are_trimmed_with_a_marker(app: Treadle) -> None:
     assert items[0].kind == "trimmed" and items[0].data["through"] == 7
     assert [i.seq for i in items[1:]] == [8, 9, 10, 11, 12]
     assert [i.data for i in items[1:]] == [7, 8, 9, 10, 11]
+
+
+def test_treadle_jobs_watch_follows_a_job(app: Treadle, db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from treadle.cli import app as cli
+
+    @app.task(name="watched", pass_context=True, retries=0)
+    def watched(ctx: JobContext) -> None:
+        ctx.log("hello \x1b[31mred")
+        ctx.progress(1, 2)
+
+    h = watched.defer()
+    with run_worker(app):
+        h.wait(30)
+    result = CliRunner().invoke(cli, ["jobs", "watch", str(h.id), "--json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [e["event"] for e in lines] == ["state", "item", "item", "end"]
+    assert lines[-1]["job"]["status"] == "succeeded"
+    live = CliRunner().invoke(cli, ["jobs", "watch", str(h.id), "--db", db_url])
+    assert live.exit_code == 0, live.output
+    assert "hello ?[31mred" in live.output and "\x1b[31m" not in live.output
+    missing = CliRunner().invoke(cli, ["jobs", "watch", "999999", "--db", db_url])
+    assert missing.exit_code != 0
