@@ -38,6 +38,8 @@ from treadle.executors.task import TaskExecutor
 from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
 from treadle.store import Store, open_store
+from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
+from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -497,6 +499,7 @@ class Treadle:
         applied = self.store.migrate()
         tracks = {p.name: p.sql_package for p in builtin_plugins()}
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
+        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0010)
         for name, sql_package in tracks.items():
             if sql_package is not None:
                 self.store.migrate_plugin(name, sql_package)
