@@ -401,6 +401,10 @@ WITH RECURSIVE t AS (
                   AND r.concurrency_key = j.concurrency_key
                   AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
           END < j.concurrency_limit
+          -- A one-time probe of the (small) keyed index: with no such jobs queued, the
+          -- scan above never runs, whatever plan the other indexes suggest.
+          AND EXISTS (SELECT 1 FROM treadle_jobs k
+                      WHERE k.status = 'queued' AND k.concurrency_limit IS NOT NULL)
         ORDER BY priority DESC, run_at, id
         LIMIT %(scan)s
     ) c GROUP BY concurrency_key LIMIT %(keys)s

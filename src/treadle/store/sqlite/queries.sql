@@ -258,7 +258,8 @@ SELECT 'key', concurrency_key, min(concurrency_limit),
           AND r.concurrency_key = c.concurrency_key AND r.rate_period IS NULL),
        max(rate_period)
 FROM (
-    SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
+    SELECT concurrency_key, concurrency_limit, rate_period
+    FROM treadle_jobs j INDEXED BY treadle_jobs_keyed_queued
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= :now
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
@@ -277,7 +278,8 @@ UNION ALL
 -- While rate-limited work waits, idle claimers look again at its spacing (no notification
 -- says that a window moved on).
 SELECT * FROM (
-    SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
+    SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit
+    FROM treadle_jobs INDEXED BY treadle_jobs_keyed_queued
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
       AND run_at <= :now
     LIMIT 1);
