@@ -513,7 +513,7 @@ class Treadle:
         by plug-in name."""
         tracks = {p.name: p.sql_package for p in builtin_plugins()}
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
-        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0010)
+        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0011)
         return {name: self.store.migrate_plugin(name, sql_package)
                 for name, sql_package in tracks.items() if sql_package is not None}
 
