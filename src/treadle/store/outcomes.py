@@ -9,8 +9,8 @@ from typing import Any
 from treadle.core.errors import ErrorClass, ErrorInfo
 from treadle.store.base import Outcome, OutcomeKind
 
-# Released and continued attempts do not use up the job's retry budget.
-_FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})
+# Released, continued and suspended attempts do not use up the job's retry budget.
+_FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED, OutcomeKind.WAITING})
 
 
 def finish_params(

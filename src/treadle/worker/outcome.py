@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from treadle.context import Continue
+from treadle.context import Continue, Suspend
 from treadle.core.classify import classify
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import ErrorClass, InvalidInput
@@ -37,6 +37,8 @@ def outcome_for_error(
     if isinstance(exc, Continue):
         return Outcome(job.id, job.lease_token, OutcomeKind.CONTINUED, worker,
                        payload=exc.payload)
+    if isinstance(exc, Suspend):
+        return Outcome(job.id, job.lease_token, OutcomeKind.WAITING, worker)
     info = classify(exc, runnable.error_overrides, default=runnable.default_error_class)
     if info.error_class is ErrorClass.CANCELLED:
         return Outcome(job.id, job.lease_token, OutcomeKind.CANCELLED, worker, error=info)
