@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from treadle.core.classify import Overrides
 from treadle.core.clock import SYSTEM_CLOCK, Clock
@@ -32,6 +32,10 @@ from treadle.executors.base import Executor
 from treadle.observe import Observer
 from treadle.store import JobFilter, Store, open_store
 from treadle.worker.scheduler import Periodic
+
+if TYPE_CHECKING:
+    from treadle.workflows import Step, Workflow
+    from treadle.workflows.service import WorkflowService
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -260,6 +264,54 @@ class Treadle:
             return t
 
         return register
+
+    def workflow(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int = 3,
+        timeout: float | None = 60.0,
+        priority: int = 0,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        error_overrides: Overrides | None = None,
+        default_error_class: ErrorClass = ErrorClass.TRANSIENT,
+    ) -> Callable[[Callable[..., Any]], Workflow]:
+        """Register ``fn(ctx, **payload)`` as a durable workflow (docs/workflows.md).
+
+        ``timeout`` bounds one attempt (one replay up to the next wait), not the workflow."""
+        from treadle.workflows.workflow import register
+
+        options = TaskOptions(
+            queue=queue, retries=retries, timeout=timeout, priority=priority,
+            retry_policy=retry_policy, error_overrides=error_overrides,
+            default_error_class=default_error_class,
+        )
+
+        def wrap(fn: Callable[..., Any]) -> Workflow:
+            wf = register(self, fn, name=name, options=options)
+            self.extra_executors.setdefault(JobKind.WORKFLOW, self.workflows.executor)
+            return wf
+
+        return wrap
+
+    @property
+    def workflows(self) -> WorkflowService:
+        """Workflow machinery bound to this app's store (created on first use)."""
+        service = self.__dict__.get("_workflows")
+        if service is None:
+            from treadle.workflows.service import WorkflowService
+
+            service = self.__dict__["_workflows"] = WorkflowService(self)
+        return service
+
+    def send_event(self, key: str, payload: Any = None, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Store an event and wake the workflows waiting for ``key``; returns its id."""
+        return self.workflows.send_event(key, payload, tenant=tenant)[0]
+
+    def job_steps(self, job_id: int) -> list[Step]:
+        """A workflow job's steps, in order."""
+        return self.workflows.steps(job_id)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

@@ -50,7 +50,11 @@ def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
     kwargs: dict[str, Any] = {"observer": app.observer} if app.observer is not None else {}
     if app.periodics:
         kwargs["scheduler"] = Scheduler(app)
-    return Worker(app.store, executors_for(app), config, **kwargs)
+    executors = executors_for(app)
+    if JobKind.WORKFLOW in executors:  # wakes waiting workflows (ADR 0007)
+        kwargs["on_finished"] = [app.workflows.waker.on_finished]
+        kwargs["services"] = [app.workflows.waker]
+    return Worker(app.store, executors, config, **kwargs)
 
 
 class GracefulSignals:

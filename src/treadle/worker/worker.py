@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from treadle.context import JobContext
 from treadle.core.budget import Deadline
@@ -47,6 +47,14 @@ from treadle.worker.scheduler import Scheduler
 log = get_logger("treadle.worker")
 
 FinishedHook = Callable[[Job, Outcome], None]
+
+
+class Service(Protocol):
+    """Periodic maintenance a job kind brings (the workflow waker's sweep)."""
+
+    interval: float
+
+    def run_once(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,10 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
+        services: Sequence[Service] = (),
     ) -> None:
         self.scheduler = scheduler
+        self.services = list(services)
         self.clock = clock
         self.observer = observer
         self.store = store
@@ -350,10 +360,15 @@ class Worker:
         next_beat = 0.0
         next_reap = time.monotonic() + cfg.reap_interval
         next_tick = 0.0
+        next_service = [0.0] * len(self.services)
         while not self._stopped.is_set():
             now = time.monotonic()
             self._enforce_deadlines()
             try:
+                for i, service in enumerate(self.services):
+                    if now >= next_service[i]:
+                        next_service[i] = now + service.interval
+                        service.run_once()
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
