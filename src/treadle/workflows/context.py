@@ -71,6 +71,9 @@ class WorkflowContext:
         self._seq = 0
         self._names: set[str] = set()
         self._broken: TreadleError | None = None  # a determinism error, raised again at the end
+        # key -> id of the last event this run received (replayed or new): a second wait
+        # on the same key takes a later event.
+        self._received: dict[str, int] = {}
 
     # -- the public API --------------------------------------------------------
 
@@ -138,16 +141,17 @@ class WorkflowContext:
         name = f"wait_event@{self._seq}"
         seq, rec = self._next(name, StepKind.EVENT)
         if rec is not None and rec.status is StepStatus.COMPLETED:
+            if rec.event_id is not None:
+                self._received[key] = rec.event_id
             return self._stored_result(rec)
-        after = max((s.event_id or 0 for s in self._stored.values()
-                     if s.kind is StepKind.EVENT and s.event_key == key and s.seq < seq),
-                    default=0)
+        after = self._received.get(key, 0)
         found = self._log.find_event(key, after)
         if found is not None:
             event_id, payload = found
             text = json.dumps(payload, allow_nan=False)
             self._log.complete(seq, name, StepKind.EVENT, text, event_key=key,
                                event_id=event_id)
+            self._received[key] = event_id
             return json.loads(text)
         now = self._clock.now()
         if rec is not None and rec.status is StepStatus.WAITING:
