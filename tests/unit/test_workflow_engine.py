@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -123,7 +124,7 @@ def test_results_are_json_round_tripped_on_the_first_run_too() -> None:
 def test_steps_in_another_order_on_replay_fail_permanently() -> None:
     log = MemoryLog()
     run(log, lambda ctx: [ctx.step("a", lambda: 1), ctx.step("b", lambda: 2)])
-    with pytest.raises(NonDeterministic, match="step #0 was step 'a'.*now step 'b'") as info:
+    with pytest.raises(NonDeterministic, match=r"step #0 was step .a..*now step .b.") as info:
         run(log, lambda ctx: [ctx.step("b", lambda: 2), ctx.step("a", lambda: 1)])
     assert info.value.error_class is ErrorClass.PERMANENT
 
@@ -133,10 +134,8 @@ def test_swallowing_the_divergence_does_not_help() -> None:
     run(log, lambda ctx: ctx.step("a", lambda: 1))
 
     def sneaky(ctx: WorkflowContext) -> str:
-        try:
+        with contextlib.suppress(Exception):
             ctx.step("other", lambda: 1)
-        except Exception:
-            pass
         return "done"
 
     with pytest.raises(NonDeterministic):
