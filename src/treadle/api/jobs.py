@@ -112,7 +112,7 @@ async def run_job(
     request: Request, body: RunRequest, principal: Submitter, key: IdempotencyKey = None,
 ) -> JSONResponse:
     if body.code is not None:  # inline code: a one-off sandbox `load` (DESIGN §4)
-        from treadle.api.routes_workers import run_inline
+        from treadle.dynamic.api import run_inline
 
         return await run_inline(request, body, principal, key)
     treadle, config = _ctx(request)

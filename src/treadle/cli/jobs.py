@@ -11,14 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
-from treadle.core.job import Job
+from treadle.core.job import Job, JobKind
 from treadle.core.lifecycle import JobStatus
+from treadle.kinds import use_builtin
 from treadle.store import JobFilter
 
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
 _STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-                 "cancelled": "dim"}
+                 "cancelled": "dim", "waiting": "magenta"}
 
 
 def _status(job: Job) -> str:
@@ -48,7 +49,7 @@ def list_jobs(
             except ValueError:
                 fail(f"unknown status {s!r}; use one of {', '.join(x.value for x in JobStatus)}")
         app = load_app(None, db)
-        app.store.check_schema()
+        app.check_schema()
         jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task, limit=limit,
                                        before_id=before))
         if as_json:
@@ -91,6 +92,10 @@ def show(
             ev.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.from_status or "", e.to_status.value,
                        str(e.attempt), e.worker or "", e.reason)
         console.print(ev)
+        if job.kind is JobKind.WORKFLOW:
+            from treadle.workflows.render import steps_tree
+
+            console.print(steps_tree(use_builtin(app), job))
         for entry in logs:
             console.print(f"[dim]attempt {entry.attempt}[/] {entry.message}", highlight=False)
 
@@ -141,7 +146,7 @@ def submit(
             fail("--idempotency-key names one job; it cannot be used with --count > 1")
         app = load_app(app_spec, db)
         t = app.get_task(task)
-        app.store.check_schema()
+        app.check_schema()
         handles = []
         with _progress(count > 1 and not as_json) as progress:
             bar = progress.add_task("enqueued", total=count)

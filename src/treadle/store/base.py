@@ -9,10 +9,11 @@ token it holds, and a write with a stale token is refused and recorded as
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, LiteralString, Protocol, runtime_checkable
 
 from treadle.core.errors import ErrorInfo
 from treadle.core.job import Job, JobEvent, JobLog, NewJob, QueueInfo
@@ -118,6 +119,15 @@ class WorkerInfo:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class Transaction(Protocol):
+    """An open write transaction: a plug-in's statements and new jobs commit together."""
+
+    def execute(self, sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        ...
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]: ...
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persistence of jobs, events, logs, queues and workers."""
@@ -127,14 +137,24 @@ class Store(Protocol):
     # schema
     def migrate(self) -> list[int]: ...
     def check_schema(self) -> None: ...
+    # a job-kind plug-in's own migrations: <sql_package>.<backend>.migrations
+    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]: ...
+    def check_plugin_schema(self, plugin: str, sql_package: str) -> None: ...
     def close(self) -> None: ...
 
     # producers
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]: ...
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     # workers (hot path)
     def claim(
-        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,  # None: every kind
     ) -> list[Job]: ...
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float

@@ -115,6 +115,9 @@ class Worker:
         self.observer = observer
         self.store = store
         self.executors = executors
+        # Claim only jobs this worker can run (ADR 0007): a job of another kind waits for a
+        # worker that has its executor instead of failing here.
+        self.kinds = tuple(sorted(k.value for k in executors))
         self.config = config or WorkerConfig()
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
@@ -139,7 +142,7 @@ class Worker:
 
     def run(self) -> None:
         log.info("worker starting", worker=self.id, queues=self.config.queues,
-                 concurrency=self.config.concurrency)
+                 kinds=self.kinds, concurrency=self.config.concurrency)
         self._start_threads()
         try:
             self._claim_loop()
@@ -175,7 +178,7 @@ class Worker:
                 t0 = time.perf_counter()
                 jobs = self.store.claim(
                     queues=cfg.queues, worker=self.id, limit=room,
-                    lease_seconds=cfg.lease.seconds,
+                    lease_seconds=cfg.lease.seconds, kinds=self.kinds,
                 )
                 self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
                 backoff = 0.05

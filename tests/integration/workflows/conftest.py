@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from treadle import Treadle
-from treadle.cli.run import executors_for
 from treadle.core.job import JobKind
-from treadle.worker import Worker, WorkerConfig
+from treadle.testing import run_worker
+from treadle.worker import Worker
 
 
 @pytest.fixture
@@ -20,23 +21,9 @@ def app(db_url: str) -> Iterator[Treadle]:
     a.close()
 
 
-class Running:
+@contextlib.contextmanager
+def Running(app: Treadle, **config: Any) -> Iterator[Worker]:  # noqa: N802 - reads as a class
     """A worker thread serving ``app`` (tasks and workflows, with the waker)."""
-
-    def __init__(self, app: Treadle, **cfg: object) -> None:
-        config = WorkerConfig(**{"concurrency": 4, "poll_interval": 0.2, **cfg})  # type: ignore[arg-type]
-        executors = executors_for(app)
-        assert JobKind.WORKFLOW in executors
-        self.worker = Worker(app.store, executors, config,
-                             on_finished=[app.workflows.waker.on_finished],
-                             services=[app.workflows.waker])
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-
-    def __enter__(self) -> Worker:
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
+    assert JobKind.WORKFLOW in app.executors()
+    with run_worker(app, **config) as worker:
+        yield worker

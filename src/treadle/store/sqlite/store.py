@@ -35,7 +35,7 @@ from treadle.store.base import (
     ReapResult,
 )
 from treadle.store.common import SqlReads
-from treadle.store.migrations import MigrationRunner
+from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
 from treadle.store.queries import load_queries
 from treadle.store.rows import (
@@ -44,6 +44,7 @@ from treadle.store.rows import (
     job_from_row,
     sort_claimed,
 )
+from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
 _POLL_SECONDS = 0.002
@@ -179,7 +180,7 @@ class SQLiteStore(SqlReads):
     def _migrations(self) -> MigrationRunner:
         return MigrationRunner("treadle.store.sqlite.migrations", self._run_script, self._applied)
 
-    def _run_script(self, sql: str, version: int, name: str) -> None:
+    def _run_script(self, sql: str, version: int, name: str, plugin: str | None = None) -> None:
         conn = self._conn()
         # A script that rebuilds a referenced table asks for foreign keys off (SQLite's
         # documented procedure): the pragma is a no-op inside a transaction, so it is
@@ -194,10 +195,15 @@ class SQLiteStore(SqlReads):
             try:
                 if fk_off and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
                     raise ConfigurationError(f"migration {version} broke a foreign key")
-                conn.execute(
-                    "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
+                if plugin is None:
+                    conn.execute(
+                        "INSERT INTO treadle_migrations (version, name, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (version, name, time.time()),
+                    )
+                else:
+                    conn.execute(Q["record_plugin_migration"], {
+                        "plugin": plugin, "version": version, "name": name, "now": time.time()})
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -220,44 +226,84 @@ class SQLiteStore(SqlReads):
     def check_schema(self) -> None:
         self._migrations().check()
 
+    def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
+        def run(sql: str, version: int, name: str) -> None:
+            self._run_script(sql, version, name, plugin)
+
+        def applied() -> list[int]:
+            rows = self._read("plugin_applied_migrations", {"plugin": plugin})
+            return [r["version"] for r in rows]
+
+        package = plugin_migrations_package(sql_package, "sqlite")
+        return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
+
+    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
+        return self._plugin_migrations(plugin, sql_package).migrate()
+
+    def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
+        self._plugin_migrations(plugin, sql_package).check()
+
     # -- producers -----------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        with self._tx() as conn:
+            out = self._enqueue_in(conn, jobs)
+        self._notify()
+        return out
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One ``BEGIN IMMEDIATE`` transaction for a plug-in's statements and new jobs."""
+        with self._tx() as conn:
+            tx = StoreTransaction(
+                lambda sql, params: list(conn.execute(sql, params).fetchall()),
+                lambda jobs: self._enqueue_in(conn, jobs),
+                SQLITE_CODEC,
+            )
+            yield tx
+        if tx.enqueued:
+            self._notify()
+
+    def _enqueue_in(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
         now = self.clock.now()
         out: list[Enqueued] = []
-        with self._tx() as conn:
-            for nj in jobs:
-                params = {
-                    "tenant": nj.tenant,
-                    "queue": nj.queue,
-                    "kind": nj.kind.value,
-                    "task": nj.task,
-                    "payload": dumps(nj.payload),
-                    "priority": nj.priority,
-                    "run_at": _ts(nj.run_at or now),
-                    "max_attempts": nj.max_attempts,
-                    "timeout": nj.timeout,
-                    "idempotency_key": nj.idempotency_key,
-                    "concurrency_key": nj.concurrency_key,
-                    "parent_id": nj.parent_id,
-                    "callback_url": nj.callback_url,
-                    "created_at": _ts(now),
-                }
-                row = conn.execute(Q["insert_job"], params).fetchone()
-                if row is None:  # idempotency key already used: hand back that job
-                    row = conn.execute(Q["job_by_idempotency_key"], params).fetchone()
-                    out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
-                    continue
-                job = job_from_row(row, SQLITE_CODEC)
-                self._event(conn, job.id, None, "queued", 0, None, "enqueued", now)
-                out.append(Enqueued(job, created=True))
-        self._notify()
+        for nj in jobs:
+            params = {
+                "tenant": nj.tenant,
+                "queue": nj.queue,
+                "kind": nj.kind.value,
+                "task": nj.task,
+                "payload": dumps(nj.payload),
+                "priority": nj.priority,
+                "run_at": _ts(nj.run_at or now),
+                "max_attempts": nj.max_attempts,
+                "timeout": nj.timeout,
+                "idempotency_key": nj.idempotency_key,
+                "concurrency_key": nj.concurrency_key,
+                "parent_id": nj.parent_id,
+                "callback_url": nj.callback_url,
+                "created_at": _ts(now),
+            }
+            row = conn.execute(Q["insert_job"], params).fetchone()
+            if row is None:  # idempotency key already used: hand back that job
+                row = conn.execute(Q["job_by_idempotency_key"], params).fetchone()
+                out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
+                continue
+            job = job_from_row(row, SQLITE_CODEC)
+            self._event(conn, job.id, None, "queued", 0, None, "enqueued", now)
+            out.append(Enqueued(job, created=True))
         return out
 
     # -- workers -------------------------------------------------------------
 
     def claim(
-        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,
     ) -> list[Job]:
         if limit <= 0:
             return []
@@ -267,6 +313,8 @@ class SQLiteStore(SqlReads):
             "worker": worker,
             "now": _ts(now),
             "expires": _ts(now + timedelta(seconds=lease_seconds)),
+            # Only kinds this worker can run (ADR 0007); None: all.
+            "kinds": None if kinds is None else dumps(list(kinds)),
         }
         claimed: list[Job] = []
         with self._tx() as conn:
