@@ -16,6 +16,7 @@ from treadle.core.errors import ConfigurationError
 from treadle.core.job import Job, JobKind
 from treadle.kinds import JobKindPlugin
 from treadle.store import Outcome
+from treadle.workflows.db import SQL_PACKAGE
 from treadle.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from treadle.executors.base import Executor
     from treadle.worker.worker import Service
 
-SQL_PACKAGE = "treadle.workflows.sql"
+
 
 
 class Workflows(JobKindPlugin):

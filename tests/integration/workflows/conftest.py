@@ -22,7 +22,7 @@ def app(db_url: str) -> Iterator[Treadle]:
 
 
 @contextlib.contextmanager
-def Running(app: Treadle, **config: Any) -> Iterator[Worker]:  # noqa: N802 - reads as a class
+def Running(app: Treadle, **config: Any) -> Iterator[Worker]:
     """A worker thread serving ``app`` (tasks and workflows, with the waker)."""
     assert JobKind.WORKFLOW in app.executors()
     with run_worker(app, **config) as worker:
