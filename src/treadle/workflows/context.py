@@ -15,7 +15,7 @@ import contextvars
 import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from treadle.context import JobContext
@@ -36,6 +36,7 @@ from treadle.workflows.model import (
     StepStatus,
     SuspendSignal,
 )
+from treadle.workflows.timer import TIMERS
 
 T = TypeVar("T")
 # Builds a child job from (task or task name, payload): the executor binds it to the app.
@@ -43,6 +44,7 @@ ChildFactory = Callable[[Any, Mapping[str, Any]], NewJob]
 
 MAX_STEP_RESULT_BYTES = 16 << 20  # a step result above this is refused (stored apart above 64 KiB)
 FAIL_FAST, COLLECT = "fail_fast", "collect"
+STEP_START_GRACE = 0.5  # seconds a step runs before its start is written on its own
 
 _step_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("treadle_step_key",
                                                                        default=None)
@@ -97,19 +99,28 @@ class WorkflowContext:
         seq, rec = self._next(name, StepKind.STEP)
         if rec is not None and rec.status is StepStatus.COMPLETED:
             return self._stored_result(rec)  # type: ignore[no-any-return]
-        self._log.start(seq, name, StepKind.STEP)
+        # The start is written with the outcome (one commit per step), or at once by a
+        # timer if the step runs longer than STEP_START_GRACE.
+        started_at = self._clock.now()
+        early = TIMERS.after(STEP_START_GRACE,
+                             lambda: self._log.start(seq, name, StepKind.STEP))
         token = _step_key.set(self.idempotency_key(name))
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = asyncio.run(_awaited(value))
         except Exception as exc:
-            self._log.fail(seq, name, StepKind.STEP, classify(exc))
+            unrecorded = None if early.settle() else started_at
+            self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
+            raise
+        except BaseException:
+            early.settle()
             raise
         finally:
             _step_key.reset(token)
-        text = self._encode(seq, name, StepKind.STEP, value)
-        self._log.complete(seq, name, StepKind.STEP, text)
+        unrecorded = None if early.settle() else started_at
+        text = self._encode(seq, name, StepKind.STEP, value, started_at=unrecorded)
+        self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
         # The first run sees what a replay will see (tuples become lists, and so on).
         return json.loads(text)  # type: ignore[no-any-return]
 
@@ -260,19 +271,20 @@ class WorkflowContext:
             return self._log.load_result(rec.result_ref)
         return rec.result
 
-    def _encode(self, seq: int, name: str, kind: StepKind, value: Any) -> str:
+    def _encode(self, seq: int, name: str, kind: StepKind, value: Any, *,
+                started_at: datetime | None = None) -> str:
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             err = StepResultNotJson(f"step {name!r} returned a value that is not JSON: {exc}",
                                     detail={"step": name})
-            self._log.fail(seq, name, kind, classify(err))
+            self._log.fail(seq, name, kind, classify(err), started_at=started_at)
             raise err from None
         if len(text) > MAX_STEP_RESULT_BYTES:
             err = StepResultNotJson(
                 f"step {name!r} returned {len(text)} bytes of JSON; the limit is "
                 f"{MAX_STEP_RESULT_BYTES}", detail={"step": name})
-            self._log.fail(seq, name, kind, classify(err))
+            self._log.fail(seq, name, kind, classify(err), started_at=started_at)
             raise err
         return text
 

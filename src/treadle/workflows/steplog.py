@@ -23,9 +23,13 @@ class SqlStepLog:
         self.db = db
         self.job = job
 
-    def _base(self, seq: int, name: str, kind: StepKind) -> dict[str, Any]:
+    def _base(self, seq: int, name: str, kind: StepKind,
+              started_at: datetime | None = None) -> dict[str, Any]:
+        now = self.db.now()
         return {"job_id": self.job.id, "token": self.job.lease_token, "seq": seq,
-                "name": name, "kind": kind.value, "now": self.db.ts_in(self.db.now()),
+                "name": name, "kind": kind.value, "now": self.db.ts_in(now),
+                "started_at": self.db.ts_in(started_at or now),
+                "unstarted": 1 if started_at is not None else 0,
                 "detail": json.dumps({"step": name, "seq": seq, "kind": kind.value})}
 
     def _fenced(self, op: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -47,24 +51,26 @@ class SqlStepLog:
     def complete(
         self, seq: int, name: str, kind: StepKind, result_json: str, *,
         event_key: str | None = None, event_id: int | None = None,
+        started_at: datetime | None = None,
     ) -> None:
         ref = None
         if len(result_json) > INLINE_RESULT_BYTES:
             ref = hashlib.sha256(result_json.encode()).hexdigest()
             self.db.write("put_blob", {"hash": ref, "data": result_json})
         self._fenced("step_complete", {
-            **self._base(seq, name, kind), "result": None if ref else result_json,
+            **self._base(seq, name, kind, started_at), "result": None if ref else result_json,
             "result_ref": ref, "event_key": event_key, "event_id": event_id,
         })
 
-    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo) -> None:
+    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo, *,
+             started_at: datetime | None = None) -> None:
         info = error.to_json()
         if isinstance(info.get("detail"), dict):  # tracebacks live in the job's error
             info["detail"] = {k: v for k, v in info["detail"].items() if k != "traceback"}
-        base = self._base(seq, name, kind)
+        base = self._base(seq, name, kind, started_at)
         self._fenced("step_fail", {**base, "error": json.dumps(info),
-                                   "detail": json.dumps({**json.loads(base["detail"]),
-                                                         "error": info})})
+                                   "error_detail": json.dumps({**json.loads(base["detail"]),
+                                                               "error": info})})
 
     def wait(
         self, seq: int, name: str, kind: StepKind, *, wake_at: datetime | None = None,
