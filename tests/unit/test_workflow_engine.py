@@ -81,6 +81,9 @@ class MemoryLog:
     def children(self, seq: int) -> list[ChildState]:
         raise NotImplementedError
 
+    def retried_after_cancel(self, since: datetime) -> bool:
+        raise NotImplementedError
+
     def retry_children(self, seq: int) -> int:
         raise NotImplementedError
 

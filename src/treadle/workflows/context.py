@@ -205,7 +205,7 @@ class WorkflowContext:
             self._log.retry_children(seq)
             self._log.wait(seq, name, StepKind.MAP, fail_fast=fail_fast)
             raise SuspendSignal
-        return self._map_result(self._fan_in(seq, name, StepKind.MAP, fail_fast), on_error)
+        return self._map_result(self._fan_in(rec, fail_fast), on_error)
 
     def spawn(self, name: str, task: Any, payload: Mapping[str, Any], *,
               wait: bool = True) -> Any:
@@ -225,8 +225,7 @@ class WorkflowContext:
             self._log.retry_children(seq)
             self._log.wait(seq, name, StepKind.SPAWN)
             raise SuspendSignal
-        results = self._fan_in(seq, name, StepKind.SPAWN, True)
-        return results[0]
+        return self._fan_in(rec, True)[0]
 
     # -- the engine ------------------------------------------------------------
 
@@ -297,8 +296,16 @@ class WorkflowContext:
         return replace(job, parent_id=self.job.id, tenant=self.job.tenant,
                        idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}")
 
-    def _fan_in(self, seq: int, name: str, kind: StepKind, fail_fast: bool) -> list[Any]:
+    def _fan_in(self, rec: Step, fail_fast: bool) -> list[Any]:
+        seq, name, kind = rec.seq, rec.name, rec.kind
         states = self._log.children(seq)
+        if (any(c.status == "cancelled" for c in states) and rec.started_at is not None
+                and self._log.retried_after_cancel(rec.started_at)):
+            # The workflow was cancelled while it waited (its children with it) and then
+            # retried: resume by running those children again, not by failing on them.
+            self._log.retry_children(seq)
+            self._log.wait(seq, name, kind, fail_fast=fail_fast)
+            raise SuspendSignal
         failed = [c for c in states if c.finished and not c.ok]
         if fail_fast and failed:
             self._child_failed(seq, name, kind, failed[0])

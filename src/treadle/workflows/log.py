@@ -69,6 +69,10 @@ class StepLog(Protocol):
         """The step's child jobs in input order, with their status and result."""
         ...
 
+    def retried_after_cancel(self, since: datetime) -> bool:
+        """Whether the job was cancelled, then retried by hand, at or after ``since``."""
+        ...
+
     def retry_children(self, seq: int) -> int:
         """Re-queue the step's failed or cancelled children; returns how many."""
         ...

@@ -119,6 +119,10 @@ class SqlStepLog:
                                   ErrorInfo.from_json(err) if err else None))
         return out
 
+    def retried_after_cancel(self, since: datetime) -> bool:
+        return bool(self.db.read("retried_after_cancel",
+                                 {"job_id": self.job.id, "since": self.db.ts_in(since)}))
+
     def retry_children(self, seq: int) -> int:
         now = self.db.ts_in(self.db.now())
         n = 0

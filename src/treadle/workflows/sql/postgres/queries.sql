@@ -116,7 +116,8 @@ FROM j
 ON CONFLICT (job_id, seq) DO UPDATE SET
     status = 'waiting', attempt = treadle_wf_steps.attempt + 1, wake_at = excluded.wake_at,
     event_key = excluded.event_key, event_after = excluded.event_after,
-    fail_fast = excluded.fail_fast, error = NULL, finished_at = NULL
+    fail_fast = excluded.fail_fast, error = NULL, finished_at = NULL,
+    started_at = excluded.started_at
 RETURNING seq;
 
 -- name: fence
@@ -125,6 +126,14 @@ RETURNING seq;
 SELECT id FROM treadle_jobs
 WHERE id = %(job_id)s AND status = 'running' AND lease_token = %(token)s
 FOR SHARE;
+
+-- name: retried_after_cancel
+-- Was this job cancelled and then retried by hand since :since? (Its children were
+-- cancelled with it; the retry should run them again, not fail on them.)
+SELECT 1 AS hit FROM treadle_events
+WHERE job_id = %(job_id)s AND reason = 'manual_retry' AND from_status = 'cancelled'
+  AND at >= %(since)s
+LIMIT 1;
 
 -- name: find_event
 SELECT e.id, e.payload FROM treadle_wf_events e, treadle_jobs j
