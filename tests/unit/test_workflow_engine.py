@@ -254,3 +254,16 @@ def test_wait_event_takes_a_stored_event_and_a_later_one_for_a_second_wait() -> 
         "first", "second"]
     assert run(log, lambda ctx: [ctx.wait_event("k"), ctx.wait_event("k")]) == [
         "first", "second"]  # replayed
+
+
+def test_async_steps_work_from_a_thread_that_runs_an_event_loop() -> None:
+    import asyncio
+
+    async def fetch() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def inside_a_loop() -> Any:
+        return run(MemoryLog(), lambda ctx: ctx.step("f", fetch))
+
+    assert asyncio.run(inside_a_loop()) == 1

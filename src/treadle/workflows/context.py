@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import inspect
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -108,7 +109,7 @@ class WorkflowContext:
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
-                value = asyncio.run(_awaited(value))
+                value = _run_awaitable(value)
         except Exception as exc:
             unrecorded = None if early.settle() else started_at
             self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
@@ -342,3 +343,26 @@ class WorkflowContext:
 
 async def _awaited(value: Any) -> Any:
     return await value
+
+
+def _run_awaitable(value: Any) -> Any:
+    """Await an async step's result from sync workflow code. Worker threads have no event
+    loop; a thread that runs one (a test, an embedding app) gets a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_awaited(value))
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(_awaited(value))
+        except BaseException as exc:  # handed back to the step's thread
+            out["error"] = exc
+
+    helper = threading.Thread(target=run, name="treadle-wf-async-step")
+    helper.start()
+    helper.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
