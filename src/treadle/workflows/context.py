@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from treadle.context import JobContext
+from treadle.core import storable
 from treadle.core.classify import classify
 from treadle.core.clock import Clock
 from treadle.core.errors import InvalidInput, TreadleError
-from treadle.core.job import NewJob
+from treadle.core.job import NewJob, validate_name
 from treadle.workflows.log import StepLog
 from treadle.workflows.model import (
     ChildFailed,
@@ -234,8 +235,7 @@ class WorkflowContext:
         if self._broken is not None:
             raise self._broken
         self.job_ctx.check()  # a cancel request or a spent budget stops at a step boundary
-        if not isinstance(name, str) or not name:
-            raise InvalidInput("a step name must be a non-empty string")
+        validate_name("step name", name)
         if name in self._names:
             raise DuplicateStep(f"step name {name!r} is used twice in one run of the workflow",
                                 detail={"step": name})
@@ -274,10 +274,13 @@ class WorkflowContext:
     def _encode(self, seq: int, name: str, kind: StepKind, value: Any, *,
                 started_at: datetime | None = None) -> str:
         try:
+            # Storable: JSON that both stores keep exactly (no NUL, finite numbers, ...).
+            storable.check(value, f"the result of step {name!r}", error=StepResultNotJson)
             text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            err = StepResultNotJson(f"step {name!r} returned a value that is not JSON: {exc}",
-                                    detail={"step": name})
+        except (TypeError, ValueError, StepResultNotJson) as exc:
+            err = exc if isinstance(exc, StepResultNotJson) else StepResultNotJson(
+                f"step {name!r} returned a value that is not JSON: {exc}")
+            err.detail = {"step": name, **(err.detail or {})}
             self._log.fail(seq, name, kind, classify(err), started_at=started_at)
             raise err from None
         if len(text) > MAX_STEP_RESULT_BYTES:

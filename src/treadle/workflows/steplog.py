@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from treadle.core import storable
 from treadle.core.errors import ErrorInfo
 from treadle.core.job import Job, NewJob
 from treadle.workflows.db import WorkflowDb
@@ -67,6 +68,7 @@ class SqlStepLog:
         info = error.to_json()
         if isinstance(info.get("detail"), dict):  # tracebacks live in the job's error
             info["detail"] = {k: v for k, v in info["detail"].items() if k != "traceback"}
+        info = storable.repair(info)  # what user code raised is recorded, whatever it holds
         base = self._base(seq, name, kind, started_at)
         self._fenced("step_fail", {**base, "error": json.dumps(info),
                                    "error_detail": json.dumps({**json.loads(base["detail"]),
