@@ -1,4 +1,4 @@
-"""``ctx`` of a workflow: the replay engine (ADR 0007).
+"""``ctx`` of a workflow: the replay engine (ADR 0009).
 
 A workflow function is re-run from the top on every attempt (after a crash, a retry or a
 wake-up). Each ``ctx`` call is one step at the next position (``seq``): a step already
