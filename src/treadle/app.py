@@ -559,13 +559,17 @@ class Treadle:
         kinds than the one that migrated (``treadle worker`` after ``app.migrate()``) finds
         its tables."""
         applied = self.store.migrate()
+        self.migrate_plugins()
+        return applied
+
+    def migrate_plugins(self) -> dict[str, list[int]]:
+        """Apply the plug-ins' own migrations (after the core's); the versions applied now,
+        by plug-in name."""
         tracks = {p.name: p.sql_package for p in builtin_plugins()}
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
         tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0010)
-        for name, sql_package in tracks.items():
-            if sql_package is not None:
-                self.store.migrate_plugin(name, sql_package)
-        return applied
+        return {name: self.store.migrate_plugin(name, sql_package)
+                for name, sql_package in tracks.items() if sql_package is not None}
 
     def check_schema(self) -> None:
         """Refuse a database that is behind (run ``treadle migrate``) or ahead of the code,
