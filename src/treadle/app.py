@@ -45,6 +45,8 @@ from treadle.worker.scheduler import Periodic
 if TYPE_CHECKING:
     from treadle.dynamic.registry import WorkerRegistry
     from treadle.streams.follow import JobStream
+    from treadle.workflows import Step, Workflow
+    from treadle.workflows.service import WorkflowService
 
 KeySpec = str | Callable[[dict[str, Any]], str]
 
@@ -324,6 +326,57 @@ class Treadle:
 
         return register
 
+    def workflow(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int = 3,
+        timeout: float | None = 60.0,
+        priority: int = 0,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        error_overrides: Overrides | None = None,
+        default_error_class: ErrorClass = ErrorClass.TRANSIENT,
+    ) -> Callable[[Callable[..., Any]], Workflow]:
+        """Register ``fn(ctx, **payload)`` as a durable workflow (docs/workflows.md).
+
+        ``timeout`` bounds one attempt (one replay up to the next wait), not the workflow."""
+        from treadle.workflows.workflow import register
+
+        options = TaskOptions(
+            queue=queue, retries=retries, timeout=timeout, priority=priority,
+            retry_policy=retry_policy, error_overrides=error_overrides,
+            default_error_class=default_error_class,
+        )
+
+        def wrap(fn: Callable[..., Any]) -> Workflow:
+            from treadle.workflows.plugin import Workflows
+
+            wf = register(self, fn, name=name, options=options)
+            if self.find_plugin(Workflows) is None:  # serve the kind: "one package plus a line"
+                self.use(Workflows())
+            return wf
+
+        return wrap
+
+    @property
+    def workflows(self) -> WorkflowService:
+        """The workflow plug-in's service (registers ``Workflows`` on first use)."""
+        from treadle.workflows.plugin import Workflows
+
+        plugin = self.find_plugin(Workflows)
+        if plugin is None:
+            plugin = self.use(Workflows())
+        return plugin.service
+
+    def send_event(self, key: str, payload: Any = None, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Store an event and wake the workflows waiting for ``key``; returns its id."""
+        return self.workflows.send_event(key, payload, tenant=tenant)[0]
+
+    def job_steps(self, job_id: int) -> list[Step]:
+        """A workflow job's steps, in order."""
+        return self.workflows.steps(job_id)
+
     def cron(
         self,
         expr: str,
@@ -438,6 +491,15 @@ class Treadle:
             if isinstance(p, cls):
                 return p
         return None
+
+    def worker_hooks(self) -> dict[str, Any]:
+        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app:
+        ``on_finished`` hooks and periodic ``services`` (keyword arguments)."""
+        plugins = list(self._plugins.values())
+        return {
+            "on_finished": [p.on_finished for p in plugins],
+            "services": [s for p in plugins for s in p.services(self)],
+        }
 
     def executors(self) -> dict[JobKind, Executor]:
         """One executor per kind this app can run: ``task`` plus every plug-in's.
