@@ -36,6 +36,7 @@ from treadle.store import JobFilter, Store, open_store
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
+    from treadle.agents.agent import Agent
     from treadle.dynamic.registry import WorkerRegistry
     from treadle.workflows import Step, Workflow
     from treadle.workflows.service import WorkflowService
@@ -301,6 +302,13 @@ class Treadle:
             return wf
 
         return wrap
+
+    def agent(self, *, name: str, model: Any, **options: Any) -> Agent:
+        """Register a durable LLM agent; its runs are jobs of kind ``agent``
+        (docs/agents.md). ``agent.defer(input=...)`` starts one."""
+        from treadle.agents.agent import register as register_agent
+
+        return register_agent(self, name=name, model=model, **options)
 
     @property
     def workflows(self) -> WorkflowService:
