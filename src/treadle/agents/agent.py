@@ -58,6 +58,15 @@ class Agent(Task[..., Any]):
         """``agent.defer(input="SKU A1", documents=[...])``: one run, as a job."""
         return super().defer(**kwargs)
 
+    def schedule(self, every: float, **payload: Any) -> Agent:
+        """Run this agent every ``every`` seconds (the scheduler enqueues one run per
+        slot, whatever the number of workers), with ``payload`` (``input=...``)."""
+        from treadle.worker.scheduler import Periodic
+
+        self.check_arguments(dict(payload))
+        self.app.periodics.append(Periodic(self.name, every, dict(payload)))
+        return self
+
     def defer_many(self, payloads: Iterable[Mapping[str, Any]]) -> list[JobHandle]:
         """Many runs in one transaction: each payload ``{"input": ..., "documents": ...}``."""
         return super().defer_many(payloads)

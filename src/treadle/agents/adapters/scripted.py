@@ -8,8 +8,9 @@ last one, start again: a model that never stops). Each response::
      "error": {"class": "rate_limited", "retry_after": 1, "times": 1}}
 
 Response ``n`` answers model call ``n`` of a run (the turn index, so a resumed run gets
-the same answers). In ``content`` and string ``arguments``, ``{input}`` is the run's
-input and ``{last_tool}`` the last tool result (so one script serves many inputs).
+the same answers). In ``content`` and ``arguments``, ``{input}`` is the run's input and
+``{last_tool}`` the last tool result, ``{input_json}``/``{last_tool_json}`` the same
+JSON-escaped (so one script serves many inputs).
 ``arguments`` may also be a raw string, to play a model that sends malformed JSON.
 Missing usage is estimated from the text. ``error`` makes the call fail ``times`` times
 first (counted per process), to exercise classification and retries.
@@ -129,7 +130,10 @@ def _substitutions(request: ModelRequest) -> dict[str, str]:
     first = request.messages[0].get("content", "") if request.messages else ""
     last_tool = next((str(m.get("content", "")) for m in reversed(request.messages)
                       if m.get("role") == "tool"), "")
-    return {"{input}": str(first).split("\n\n<document", 1)[0], "{last_tool}": last_tool}
+    text = str(first).split("\n\n<document", 1)[0]
+    return {"{input}": text, "{last_tool}": last_tool,
+            # JSON-escaped (without the quotes), to build JSON answers from them
+            "{input_json}": json.dumps(text)[1:-1], "{last_tool_json}": json.dumps(last_tool)[1:-1]}
 
 
 def _fill(text: str, subs: Mapping[str, str]) -> str:
