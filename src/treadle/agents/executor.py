@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 from treadle.agents.ledger import Ledger
 from treadle.agents.loop import RunEnv, run_agent
 from treadle.agents.sources import parse_documents
+from treadle.agents.steps import AgentContext
 from treadle.context import JobContext, Suspend
 from treadle.core.errors import InvalidInput, LeaseLost, Permanent
 from treadle.core.job import Job, NewJob
 from treadle.executors.base import Runnable
-from treadle.workflows.context import WorkflowContext
 from treadle.workflows.db import WorkflowDb
 from treadle.workflows.model import FencedSignal, SuspendSignal
 from treadle.workflows.steplog import SqlStepLog
@@ -38,9 +38,11 @@ class AgentExecutor:
         text = input_text(payload["input"])
         documents = parse_documents(payload.get("documents"))
         env = RunEnv(self.app.clock, self.ledger, job.id, job.tenant)
+        ledger_sql = self.ledger.sql if self.ledger is not None else None
 
         def call(jctx: JobContext) -> Any:
-            ctx = WorkflowContext(jctx, SqlStepLog(self.db, job), self.app.clock, _no_children)
+            ctx = AgentContext(jctx, SqlStepLog(self.db, job), self.app.clock,
+                               _no_children).bind(self.db, ledger_sql)
             try:
                 result = run_agent(ctx, agent.spec, text, documents, env)
                 ctx.finish()

@@ -1,8 +1,8 @@
 """The per-tenant spending ledger: one row per completed model call, a cap per tenant.
 
-A model step writes its row before its checkpoint, keyed by (job, turn): a replay never
-writes twice, and a call that is repeated because its checkpoint was lost in a crash is
-counted once (it is the same call as far as the report is concerned).
+A model step's row is written in the same transaction as its checkpoint
+(:mod:`treadle.agents.steps`), keyed by (job, turn): spend is recorded exactly when the
+call's result is, and a replay never writes it twice.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from treadle.agents.messages import Usage
 from treadle.core.errors import InvalidInput
 from treadle.store import Store
 from treadle.store.extension import ExtensionSql
@@ -40,13 +39,6 @@ class Ledger:
 
     def _now(self) -> Any:
         return self.sql.codec.ts_in(self.sql.now())
-
-    def record(self, *, job_id: int, turn: int, tenant: str, agent: str, model: str,
-               usage: Usage, cost_usd: float) -> None:
-        self.sql.run("record_spend", {
-            "job_id": job_id, "turn": turn, "tenant": tenant, "agent": agent,
-            "model": model, "tokens_in": usage.input_tokens, "tokens_out": usage.output_tokens,
-            "cost_usd": cost_usd, "now": self._now()}, write=True)
 
     def spent(self, tenant: str) -> float:
         return float(self.sql.run("tenant_spend", {"tenant": tenant})[0]["cost_usd"] or 0.0)

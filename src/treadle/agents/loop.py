@@ -13,7 +13,7 @@ it, and the model steps' inputs (the whole conversation so far) are never stored
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,10 +32,11 @@ from treadle.agents.output import OutputSpec
 from treadle.agents.pricing import PriceTable
 from treadle.agents.report import AgentStopped, Limits, Report
 from treadle.agents.sources import Source, assemble
+from treadle.agents.steps import AgentContext
 from treadle.agents.tools import ToolArgumentError, ToolContext
 from treadle.core.clock import Clock
 from treadle.core.errors import Cancelled, ErrorClass, TreadleError
-from treadle.workflows.context import WorkflowContext, current_step_key
+from treadle.workflows.context import current_step_key
 
 MAX_TOOL_RESULT_CHARS = 64 << 10
 
@@ -79,9 +80,9 @@ class RunEnv:
     tenant: str
 
 
-def run_agent(ctx: WorkflowContext, spec: AgentSpec, input_text: str,
+def run_agent(ctx: AgentContext, spec: AgentSpec, input_text: str,
               documents: Sequence[Source], env: RunEnv) -> dict[str, Any]:
-    started: float = ctx.step("start", lambda: env.clock.now().timestamp())
+    started: float = ctx.call("start", lambda: env.clock.now().timestamp())
     report = Report(model=spec.adapter.model)
     conversation: list[Message] = []
     specs = [t.spec for t in spec.tools.values()]
@@ -98,7 +99,8 @@ def run_agent(ctx: WorkflowContext, spec: AgentSpec, input_text: str,
         request = ModelRequest(spec.system, messages, specs, report.turns,
                                max_output_tokens=spec.max_output_tokens)
         turn = report.turns
-        res = ctx.step(f"model#{turn}", _call_model, spec, env, request, started)
+        res = ctx.call(f"model#{turn}", _call_model, spec, env, request, started,
+                       ledger=_spend_row(spec, env, turn))
         if "stopped" in res:
             raise AgentStopped(f"agent {spec.name!r} stopped: {res['stopped']}",
                                res["stopped"], report, extra=res.get("info"))
@@ -116,7 +118,7 @@ def run_agent(ctx: WorkflowContext, spec: AgentSpec, input_text: str,
                 if report.tool_calls >= spec.limits.max_tool_calls:
                     raise AgentStopped(f"agent {spec.name!r} stopped: {R.MAX_TOOL_CALLS}",
                                        R.MAX_TOOL_CALLS, report)
-                out = ctx.step(f"tool#{turn}.{i}", _call_tool, spec, env, call)
+                out = ctx.call(f"tool#{turn}.{i}", _call_tool, spec, env, call)
                 report.tool_calls += 1
                 report.tool_ms += float(out["ms"])
                 report.tool_errors += int(bool(out["is_error"]))
@@ -162,12 +164,24 @@ def _call_model(spec: AgentSpec, env: RunEnv, request: ModelRequest,
     usage = Usage(max(0, int(response.usage.input_tokens)),
                   max(0, int(response.usage.output_tokens)))
     cost = spec.prices.cost(model, usage)
-    if env.ledger is not None:
-        env.ledger.record(job_id=env.job_id, turn=request.turn, tenant=env.tenant,
-                          agent=spec.name, model=model, usage=usage, cost_usd=cost)
     return {"message": response.message(), "stop": response.stop, "model": clean_text(model, 200),
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
             "cost_usd": cost, "ms": ms}
+
+
+def _spend_row(
+    spec: AgentSpec, env: RunEnv, turn: int,
+) -> Callable[[Any], dict[str, Any] | None]:
+    """The ledger row of a model step's result, committed with its checkpoint."""
+
+    def row(res: Any) -> dict[str, Any] | None:
+        if not isinstance(res, dict) or "usage" not in res:
+            return None  # a budget stop: nothing was spent
+        return {"job_id": env.job_id, "turn": turn, "tenant": env.tenant, "agent": spec.name,
+                "model": res["model"], "tokens_in": res["usage"]["input_tokens"],
+                "tokens_out": res["usage"]["output_tokens"], "cost_usd": res["cost_usd"]}
+
+    return row
 
 
 def _call_tool(spec: AgentSpec, env: RunEnv, call: Mapping[str, Any]) -> dict[str, Any]:
