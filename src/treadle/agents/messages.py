@@ -77,8 +77,11 @@ class ModelResponse:
     model: str = ""
 
     def message(self) -> Message:
-        return {"role": "assistant", "content": clean_text(self.text),
-                "tool_calls": [c.to_json() for c in self.tool_calls]}
+        # Ids, names and arguments are the model's too: bounded and storable (the
+        # arguments are refused later if they are over the tools' limit).
+        calls = [{"id": clean_text(c.id, 200), "name": clean_text(c.name, 200),
+                  "arguments": clean_text(c.arguments, MAX_TEXT_CHARS)} for c in self.tool_calls]
+        return {"role": "assistant", "content": clean_text(self.text), "tool_calls": calls}
 
 
 class ModelAdapter(Protocol):

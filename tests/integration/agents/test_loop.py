@@ -66,7 +66,7 @@ def test_malformed_arguments_go_back_to_the_model(app: Treadle) -> None:
         {"tool_calls": [{"name": "lookup_product", "arguments": '{"sku": '},
                         {"name": "lookup_product", "arguments": '{"sku": ' + deep + "}"},
                         {"name": "lookup_product", "arguments": {"sku": 5, "x": 1}},
-                        {"name": "nope", "arguments": {}}]},
+                        {"name": "nope\ud800", "id": "x\x00", "arguments": "\ud800"}]},
         {"content": "done \ud800 with \x00 nul"},
     ])
     agent = app.agent(name="a", model=script, tools=[lookup])
