@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from treadle.core import storable
 from treadle.core.classify import Overrides
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import (
@@ -23,6 +23,7 @@ from treadle.core.job import (
     DEFAULT_TENANT,
     Job,
     JobEvent,
+    JobFilter,
     JobKind,
     JobLog,
     NewJob,
@@ -30,9 +31,9 @@ from treadle.core.job import (
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.executors.base import Executor
 from treadle.executors.task import TaskExecutor
-from treadle.kinds import JobKindPlugin
+from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
-from treadle.store import JobFilter, Store, open_store
+from treadle.store import Store, open_store
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -446,11 +447,18 @@ class Treadle:
     # -- reading and steering --------------------------------------------------
 
     def migrate(self) -> list[int]:
-        """Apply the core migrations, then each plug-in's; returns the core versions."""
+        """Apply the core migrations, then the plug-ins' own; returns the core versions.
+
+        The plug-ins are this app's and the built-in kinds' (``treadle.kinds``), registered
+        or not: a database is migrated for the installation, so a process that serves more
+        kinds than the one that migrated (``treadle worker`` after ``app.migrate()``) finds
+        its tables."""
         applied = self.store.migrate()
-        for plugin in self._plugins.values():
-            if plugin.sql_package is not None:
-                self.store.migrate_plugin(plugin.name, plugin.sql_package)
+        tracks = {p.name: p.sql_package for p in builtin_plugins()}
+        tracks.update({p.name: p.sql_package for p in self._plugins.values()})
+        for name, sql_package in tracks.items():
+            if sql_package is not None:
+                self.store.migrate_plugin(name, sql_package)
         return applied
 
     def check_schema(self) -> None:
@@ -503,10 +511,5 @@ def check_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A payload must be a JSON object of bounded size; refuse anything else up front."""
     if not isinstance(payload, Mapping):
         raise InvalidInput("payload must be a JSON object (a dict)")
-    try:
-        text = json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
-    if len(text) > MAX_PAYLOAD_BYTES:
-        raise InvalidInput(f"payload is {len(text)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    storable.check(payload, "payload", max_bytes=MAX_PAYLOAD_BYTES)
     return dict(payload)

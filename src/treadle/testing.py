@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from treadle.core.clock import ManualClock
-from treadle.kinds import JobKindPlugin, builtin_plugins
+from treadle.kinds import JobKindPlugin
 from treadle.worker import Worker, WorkerConfig
 
 if TYPE_CHECKING:
@@ -33,15 +33,14 @@ def sqlite_url(directory: Path | str, name: str = "treadle.db") -> str:
     return f"sqlite:///{Path(directory) / name}"
 
 
-def migrated(url: str, plugins: Iterable[JobKindPlugin] | None = None) -> str:
-    """Migrate the database at ``url`` (core schema, then each plug-in's); return ``url``.
-
-    ``plugins`` defaults to the built-in kinds, so the database suits any app."""
+def migrated(url: str, plugins: Iterable[JobKindPlugin] = ()) -> str:
+    """Migrate the database at ``url`` (core schema, the built-in kinds' and ``plugins``'
+    own migrations, as ``app.migrate()`` does); return ``url``."""
     from treadle.app import Treadle
 
     app = Treadle(url)
     try:
-        for plugin in builtin_plugins() if plugins is None else plugins:
+        for plugin in plugins:
             app.use(plugin)
         app.migrate()
     finally:

@@ -12,6 +12,7 @@ from tests.acceptance.conftest import Workers, wait_until
 from tests.acceptance.test_workers import completed_event_counts
 from tests.support.pg import Cluster, with_db
 from treadle import Treadle
+from treadle.testing import migrated
 
 
 @pytest.fixture
@@ -27,8 +28,7 @@ def test_postgres_restart_mid_run_loses_nothing(cluster: Cluster, tmp_path: Path
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE chaos")
     url = with_db(cluster.url, "chaos")
-    app = Treadle(url)
-    app.migrate()
+    app = Treadle(migrated(url))  # the core schema and the built-in kinds' (workers check)
     from tests.acceptance.app import sleep
 
     ids = [h.id for h in app.enqueue([sleep.new_job({"seconds": 0.01}) for _ in range(3000)])]

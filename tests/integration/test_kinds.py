@@ -9,7 +9,7 @@ import pytest
 
 from treadle import JobStatus, Treadle
 from treadle.context import JobContext
-from treadle.core.errors import ConfigurationError
+from treadle.core.errors import ConfigurationError, JobNotFound, StoreError, ValueOutOfRange
 from treadle.core.job import Job, JobKind, NewJob
 from treadle.dynamic import DynamicWorkers
 from treadle.executors.base import Executor, Runnable
@@ -121,3 +121,13 @@ def test_plugin_migrations_are_tracked_and_checked(app: Treadle) -> None:
         app.store.check_plugin_schema("dynamic_copy", "treadle.dynamic.sql")
     assert app.store.migrate_plugin("dynamic_copy", "treadle.dynamic.sql") == [1]
     app.store.check_plugin_schema("dynamic_copy", "treadle.dynamic.sql")
+
+
+def test_driver_errors_are_translated_inside_the_stores(app: Treadle) -> None:
+    execute = app.store.execute  # type: ignore[attr-defined]
+    with pytest.raises(StoreError, match="database error"):
+        execute("SELECT * FROM treadle_no_such_table", {}, write=False)
+    with pytest.raises(StoreError), app.store.transaction() as tx:
+        tx.execute("INSERT INTO treadle_no_such_table VALUES (1)", {})
+    with pytest.raises((ValueOutOfRange, JobNotFound)):  # SQLite cannot bind it at all
+        app.get_job(2**70)

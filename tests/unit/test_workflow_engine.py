@@ -52,11 +52,17 @@ class MemoryLog:
         return self.steps[seq].attempt
 
     def complete(self, seq: int, name: str, kind: StepKind, result_json: str, *,
-                 event_key: str | None = None, event_id: int | None = None) -> None:
+                 event_key: str | None = None, event_id: int | None = None,
+                 started_at: datetime | None = None) -> None:
+        if started_at is not None:
+            self.start(seq, name, kind)
         self._put(seq, name, kind, StepStatus.COMPLETED, result=json.loads(result_json),
                   event_key=event_key, event_id=event_id)
 
-    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo) -> None:
+    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo, *,
+             started_at: datetime | None = None) -> None:
+        if started_at is not None:
+            self.start(seq, name, kind)
         self._put(seq, name, kind, StepStatus.FAILED, error=error)
 
     def wait(self, seq: int, name: str, kind: StepKind, *, wake_at: datetime | None = None,
@@ -73,6 +79,9 @@ class MemoryLog:
         raise NotImplementedError  # children are covered by the integration tests
 
     def children(self, seq: int) -> list[ChildState]:
+        raise NotImplementedError
+
+    def retried_after_cancel(self, since: datetime) -> bool:
         raise NotImplementedError
 
     def retry_children(self, seq: int) -> int:
@@ -112,7 +121,34 @@ def test_finished_steps_replay_without_running_and_the_first_unfinished_reruns()
     crash_at.clear()
     assert run(log, flow) == ["A", "B", "C", "D"]
     assert calls == ["a", "b", "c", "c", "d"]
-    assert log.steps[2].attempt == 2  # the interrupted step ran twice
+    # A short step writes its start with its result, so the crashed run left no trace.
+    assert log.steps[2].attempt == 1
+
+
+def test_a_long_step_is_recorded_as_started_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from treadle.workflows import context
+
+    monkeypatch.setattr(context, "STEP_START_GRACE", 0.0)
+    log = MemoryLog()
+    seen = threading.Event()
+
+    def slow() -> str:
+        for _ in range(500):  # until the timer wrote the start
+            if 0 in log.steps:
+                seen.set()
+                break
+            threading.Event().wait(0.01)
+        raise KeyboardInterrupt  # then the process dies
+
+    with pytest.raises(KeyboardInterrupt):
+        run(log, lambda ctx: ctx.step("slow", slow))
+    assert seen.is_set() and log.steps[0].status is StepStatus.RUNNING
+    assert run(log, lambda ctx: ctx.step("slow", lambda: "ok")) == "ok"
+    assert log.steps[0].attempt == 2  # the crashed run counts: its start was written
 
 
 def test_results_are_json_round_tripped_on_the_first_run_too() -> None:
@@ -218,3 +254,16 @@ def test_wait_event_takes_a_stored_event_and_a_later_one_for_a_second_wait() -> 
         "first", "second"]
     assert run(log, lambda ctx: [ctx.wait_event("k"), ctx.wait_event("k")]) == [
         "first", "second"]  # replayed
+
+
+def test_async_steps_work_from_a_thread_that_runs_an_event_loop() -> None:
+    import asyncio
+
+    async def fetch() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def inside_a_loop() -> Any:
+        return run(MemoryLog(), lambda ctx: ctx.step("f", fetch))
+
+    assert asyncio.run(inside_a_loop()) == 1

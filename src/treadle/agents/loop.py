@@ -82,7 +82,7 @@ class RunEnv:
 
 def run_agent(ctx: AgentContext, spec: AgentSpec, input_text: str,
               documents: Sequence[Source], env: RunEnv) -> dict[str, Any]:
-    started: float = ctx.call("start", lambda: env.clock.now().timestamp())
+    started: float = ctx.step("start", lambda: env.clock.now().timestamp())
     report = Report(model=spec.adapter.model)
     conversation: list[Message] = []
     specs = [t.spec for t in spec.tools.values()]
@@ -99,8 +99,8 @@ def run_agent(ctx: AgentContext, spec: AgentSpec, input_text: str,
         request = ModelRequest(spec.system, messages, specs, report.turns,
                                max_output_tokens=spec.max_output_tokens)
         turn = report.turns
-        res = ctx.call(f"model#{turn}", _call_model, spec, env, request, started,
-                       ledger=_spend_row(spec, env, turn))
+        res = ctx.paid_step(f"model#{turn}", _call_model, spec, env, request, started,
+                            ledger=_spend_row(spec, env, turn))
         if "stopped" in res:
             raise AgentStopped(f"agent {spec.name!r} stopped: {res['stopped']}",
                                res["stopped"], report, extra=res.get("info"))
@@ -118,7 +118,7 @@ def run_agent(ctx: AgentContext, spec: AgentSpec, input_text: str,
                 if report.tool_calls >= spec.limits.max_tool_calls:
                     raise AgentStopped(f"agent {spec.name!r} stopped: {R.MAX_TOOL_CALLS}",
                                        R.MAX_TOOL_CALLS, report)
-                out = ctx.call(f"tool#{turn}.{i}", _call_tool, spec, env, call)
+                out = ctx.step(f"tool#{turn}.{i}", _call_tool, spec, env, call)
                 report.tool_calls += 1
                 report.tool_ms += float(out["ms"])
                 report.tool_errors += int(bool(out["is_error"]))

@@ -24,9 +24,8 @@ from treadle.api.models import (
     SubmitJob,
 )
 from treadle.api.problems import Problem
-from treadle.core.job import Job
+from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
-from treadle.store import JobFilter
 
 if TYPE_CHECKING:
     from treadle.app import Treadle

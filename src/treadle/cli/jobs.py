@@ -11,10 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
-from treadle.core.job import Job, JobKind
+from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
 from treadle.kinds import use_builtin
-from treadle.store import JobFilter
 
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 

@@ -24,6 +24,7 @@ class ErrorClass(enum.StrEnum):
     RESOURCE_EXHAUSTED = "resource_exhausted"
     PERMANENT = "permanent"
     INVALID_INPUT = "invalid_input"
+    INVALID_OUTPUT = "invalid_output"
     CANCELLED = "cancelled"
     SANDBOX_VIOLATION = "sandbox_violation"
     LEASE_LOST = "lease_lost"
@@ -107,6 +108,13 @@ class InvalidInput(TreadleError):
     error_class = ErrorClass.INVALID_INPUT
 
 
+class InvalidOutput(TreadleError):
+    """What an attempt produced (result, continuation payload) cannot be stored; never
+    retried. The worker fails that job and carries on (ADR 0006)."""
+
+    error_class = ErrorClass.INVALID_OUTPUT
+
+
 class Cancelled(TreadleError):
     """The job was cancelled by a user."""
 
@@ -162,6 +170,20 @@ class StoreUnavailable(TreadleError):
     """The database cannot be reached right now."""
 
     error_class = ErrorClass.TRANSIENT
+
+
+class StoreError(TreadleError):
+    """The database refused a statement (not a lost connection: that is StoreUnavailable).
+
+    Stores raise it in place of their driver's exceptions, so callers (the CLI, the API)
+    never import a driver to tell a database failure from a bug."""
+
+    error_class = ErrorClass.PERMANENT
+
+
+class ValueOutOfRange(InvalidInput):
+    """A value the database cannot represent (a number beyond 64 bits, a date past 9999);
+    nothing was written."""
 
 
 class MissingExtra(TreadleError, ImportError):

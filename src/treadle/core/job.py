@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from treadle.core import storable
 from treadle.core.errors import ErrorInfo, InvalidInput
 from treadle.core.lifecycle import JobStatus
 
 DEFAULT_TENANT = "default"
 DEFAULT_QUEUE = "default"
 MAX_NAME_LENGTH = 200
+MAX_URL_LENGTH = 2048
 
 
 class JobKind(enum.StrEnum):
@@ -56,6 +59,9 @@ class NewJob:
         validate_name("tenant", self.tenant)
         if not isinstance(self.payload, dict):
             raise InvalidInput("payload must be a JSON object")
+        # Refused here, before any store sees it: a payload a store cannot hold exactly
+        # (lone surrogate, NUL, NaN, too deep, ...) never leaves a row (ADR 0006).
+        storable.check(self.payload, "payload")
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise InvalidInput("priority must be an integer")
         if not -32768 <= self.priority <= 32767:
@@ -70,6 +76,16 @@ class NewJob:
             raise InvalidInput("run_at must be timezone-aware")
         if self.idempotency_key is not None:
             validate_name("idempotency_key", self.idempotency_key)
+        if self.concurrency_key is not None:
+            validate_name("concurrency_key", self.concurrency_key)
+        if self.callback_url is not None and (
+            not isinstance(self.callback_url, str)
+            or not 0 < len(self.callback_url) <= MAX_URL_LENGTH
+            or not self.callback_url.isprintable()
+        ):
+            raise InvalidInput(
+                f"callback_url must be a printable URL of at most {MAX_URL_LENGTH} characters"
+            )
 
 
 @dataclass(frozen=True)
@@ -213,3 +229,25 @@ class QueueInfo:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """One job handed back by an enqueue."""
+
+    job: Job
+    created: bool  # False when an idempotency key matched an existing job
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs to list (newest first); every field narrows."""
+
+    tenant: str | None = None
+    statuses: Sequence[JobStatus] = ()
+    queue: str | None = None
+    task: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    before_id: int | None = None  # cursor: ids strictly below (newest first)
+    limit: int = 50

@@ -27,11 +27,29 @@ PRELUDE = r"""
 (function (hostFn, allowWasm, hasKv, hasFetch) {
   'use strict';
   const g = globalThis;
+  // Work that could run after the handler returned (timers, Atomics.waitAsync) makes the
+  // context unfit for reuse: the host discards it instead of keeping it warm.
+  const timers = g.__timer_manager;
+  const waits = {n: 0};
   if (!allowWasm) {
     for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics']) {
       Object.defineProperty(g, name, {value: undefined, writable: false, configurable: false});
     }
+  } else if (g.Atomics && typeof g.Atomics.waitAsync === 'function') {
+    const waitAsync = g.Atomics.waitAsync;
+    const settle = () => { waits.n -= 1; };
+    Object.defineProperty(g.Atomics, 'waitAsync', {writable: false, configurable: false,
+      value: function (...a) {
+        const r = waitAsync.apply(g.Atomics, a);
+        if (r && r.async) { waits.n += 1; r.value.then(settle, settle); }
+        return r;
+      }});
   }
+  const busy = () => {
+    let n = waits.n;
+    try { if (timers && timers.pending) n += timers.pending.size; } catch (e) { n += 1; }
+    return n;
+  };
   const stringify = JSON.stringify, parse = JSON.parse, S = String;
   const push = Function.prototype.call.bind(Array.prototype.push);
   const state = {logs: [], chars: 0, maxLog: 0, overflow: false};
@@ -91,7 +109,7 @@ PRELUDE = r"""
   };
   async function run(handler, inputJson, maxOut, maxLog) {
     state.logs = []; state.chars = 0; state.maxLog = maxLog; state.overflow = false;
-    const done = (o) => { o.logs = state.logs; return stringify(o); };
+    const done = (o) => { o.logs = state.logs; return o; };
     if (typeof handler !== 'function')
       return done({ok: false, kind: 'no_handler',
                    message: 'the code defines no function `handler(input, env)`'});
@@ -115,15 +133,16 @@ PRELUDE = r"""
   // `start` runs the handler synchronously; V8 drains microtasks when that call returns,
   // so `take` (a second plain call) already finds the result of any handler that did not
   // wait on a host call or timer. Otherwise the host awaits `wait`, the slow path.
-  const slot = {promise: null, text: null};
+  const slot = {promise: null, result: null};
+  const finish = (o) => { o.busy = busy(); return stringify(o); };
   const start = (handler, inputJson, maxOut, maxLog) => {
-    slot.text = null;
+    slot.result = null;
     slot.promise = run(handler, inputJson, maxOut, maxLog);
-    slot.promise.then((t) => { slot.text = t; });
+    slot.promise.then((o) => { slot.result = o; });
     return null;
   };
-  const take = () => slot.text;
-  const wait = async () => await slot.promise;
+  const take = () => slot.result === null ? null : finish(slot.result);
+  const wait = async () => finish(await slot.promise);
   return [start, take, wait];
 })
 """
@@ -163,17 +182,37 @@ def _install_exec_filter(program: bytes) -> None:
         raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
 
 
+class Ctx:
+    """One isolate and what the host knows about it.
+
+    ``run`` is the id of the run executing in it (None between runs): host calls are
+    tagged with it, and a call made while no run is active (left over from a finished
+    run) is refused here and makes the context ``dirty``, so it is never reused.
+    """
+
+    def __init__(self) -> None:
+        self.mr: Any = None
+        self.fn: Any = None
+        self.stack = contextlib.AsyncExitStack()
+        self.runner: Any = None
+        self.run: Any = None
+        self.pending: set[int] = set()
+        self.dirty = False
+        self.key: str | None = None
+
+
 class Host:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, data_limit: int) -> None:
         from py_mini_racer import MiniRacer
 
         self.MiniRacer = MiniRacer
         self.loop = loop
+        self.data_limit = data_limit
         self.requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.replies: dict[int, asyncio.Future[str]] = {}
         self.next_id = 0
-        self.contexts: dict[str, tuple[Any, Any, contextlib.AsyncExitStack, Any]] = {}
-        self.spare: tuple[Any, Any, contextlib.AsyncExitStack] | None = None
+        self.contexts: dict[str, Ctx] = {}  # insertion order = least recently used first
+        self.spare: Ctx | None = None
 
     def reader(self) -> None:
         """Thread: route parent frames to pending host calls or to the request queue."""
@@ -197,26 +236,62 @@ class Host:
         else:
             self.requests.put_nowait(msg)
 
-    async def host_call(self, request: Any) -> str:
+    async def host_call(self, ctx: Ctx, request: Any) -> str:
+        if ctx.run is None:
+            # Left over from a finished run: never sent to the parent, and the context
+            # (whose code keeps working after its run) is dropped.
+            ctx.dirty = True
+            if ctx.key is not None and self.contexts.get(ctx.key) is ctx:
+                del self.contexts[ctx.key]
+                self.loop.create_task(self.close(ctx))
+            raise RuntimeError("host call refused: its run has finished")
         self.next_id += 1
         call_id = self.next_id
         fut: asyncio.Future[str] = self.loop.create_future()
         self.replies[call_id] = fut
-        req = json.loads(str(request))
-        _send({"t": "call", "id": call_id, "op": req.get("op"), "args": req.get("args")})
-        return await fut
+        ctx.pending.add(call_id)
+        try:
+            req = json.loads(str(request))
+            _send({"t": "call", "id": call_id, "run": ctx.run, "op": req.get("op"),
+                   "args": req.get("args")})
+            return await fut
+        finally:
+            ctx.pending.discard(call_id)
+            self.replies.pop(call_id, None)
 
-    async def new_context(self) -> tuple[Any, Any, contextlib.AsyncExitStack]:
-        mr = self.MiniRacer()
-        stack = contextlib.AsyncExitStack()
-        fn = await stack.enter_async_context(mr.wrap_py_function(self.host_call))
-        return mr, fn, stack
+    async def new_context(self) -> Ctx:
+        ctx = Ctx()
+        ctx.mr = self.MiniRacer()
 
-    async def close(self, ctx: tuple[Any, ...]) -> None:
+        async def call(request: Any) -> str:
+            return await self.host_call(ctx, request)
+
+        ctx.fn = await ctx.stack.enter_async_context(ctx.mr.wrap_py_function(call))
+        return ctx
+
+    async def close(self, ctx: Ctx) -> None:
+        ctx.dirty = True
+        for call_id in list(ctx.pending):
+            fut = self.replies.pop(call_id, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
         with contextlib.suppress(Exception):
-            await ctx[2].aclose()
+            await ctx.stack.aclose()
         with contextlib.suppress(Exception):
-            ctx[0].close()
+            ctx.mr.close()
+
+    async def make_room(self, need: int, keep: str | None) -> None:
+        """Drop least recently used warm contexts until ``need`` more bytes fit.
+
+        Memory held by one tenant's warm contexts must not make another tenant's run
+        fail: warm state is a cache, a run's headroom is not.
+        """
+        budget = self.data_limit * 3 // 4
+        while self.contexts and _resident() + need > budget:
+            victim = next((k for k in self.contexts if k != keep), None)
+            if victim is None:
+                return
+            await self.close(self.contexts.pop(victim))
 
     async def serve(self) -> None:
         self.spare = await self.new_context()
@@ -235,33 +310,40 @@ class Host:
     async def run(self, msg: dict[str, Any]) -> None:
         from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
-        key = msg.get("key")
+        key = str(msg["key"]) if msg.get("key") else None
         limits = msg["limits"]
-        cached = self.contexts.get(str(key)) if key else None
-        reused = cached is not None
+        heap = int(limits["memory_mb"]) << 20
+        cached = self.contexts.pop(key, None) if key else None
+        reused = cached is not None and not cached.dirty
+        if cached is not None and not reused:
+            await self.close(cached)
+            cached = None
+        await self.make_room(heap, key)
         if cached is not None:
-            mr, fn, stack, runner = cached
+            ctx = cached
         else:
             if self.spare is None:
                 self.spare = await self.new_context()
-            (mr, fn, stack), self.spare = self.spare, None
-            runner = None
+            ctx, self.spare = self.spare, None
+        ctx.key = key
+        ctx.run = msg.get("run")
         _send({"t": "started", "reused": reused})
         keep = False
         try:
-            heap = int(limits["memory_mb"]) << 20
+            mr = ctx.mr
             if getattr(mr, "_treadle_heap", None) != heap:  # skip a V8 thread hop when warm
                 mr.set_hard_memory_limit(heap)
                 mr._treadle_heap = heap
-            if runner is None:
+            if ctx.runner is None:
                 install = mr.eval(PRELUDE)
                 fns = install(
-                    fn, bool(msg.get("allow_wasm")), bool(msg.get("kv")), bool(msg.get("fetch"))
+                    ctx.fn, bool(msg.get("allow_wasm")), bool(msg.get("kv")),
+                    bool(msg.get("fetch")),
                 )
                 mr.eval(str(msg["code"]))
                 handler = mr.eval("typeof handler === 'function' ? handler : null")
-                runner = (fns[0], fns[1], fns[2], handler)
-            start, take, wait, handler = runner
+                ctx.runner = (fns[0], fns[1], fns[2], handler)
+            start, take, wait, handler = ctx.runner
             start(
                 handler,
                 str(msg["input"]),
@@ -271,9 +353,14 @@ class Host:
             text = take()
             if text is None:  # the handler waits on a host call or a timer
                 text = await wait()
+            ctx.run = None  # from here on, calls of this context are refused
             result = json.loads(text)
             result["t"] = "result"
-            keep = bool(key) and result.get("kind") in (None, "user", "output", "bad_output")
+            # Reuse only a context with nothing left running: no host call in flight,
+            # no timer armed, no call refused after its run.
+            idle = not ctx.pending and not result.pop("busy", 0) and not ctx.dirty
+            keep = bool(key) and idle and result.get("kind") in (None, "user", "output",
+                                                                 "bad_output")
         except JSOOMException as exc:
             result = {"t": "result", "ok": False, "kind": "memory", "message": str(exc)}
         except JSParseException as exc:
@@ -282,7 +369,7 @@ class Host:
             text = str(exc)
             kind = "stack" if "Maximum call stack" in text else "init"
             with contextlib.suppress(Exception):
-                if mr.was_hard_memory_limit_reached():
+                if ctx.mr.was_hard_memory_limit_reached():
                     kind = "memory"
             result = {
                 "t": "result",
@@ -291,14 +378,19 @@ class Host:
                 "message": text[:4000],
                 "stack": text,
             }
+        ctx.run = None
         if key and keep:
-            self.contexts[str(key)] = (mr, fn, stack, runner)
+            self.contexts[key] = ctx
         else:
-            if key:
-                self.contexts.pop(str(key), None)
-            await self.close((mr, fn, stack))
+            await self.close(ctx)
         result["reused"] = reused
         _send(result)
+
+
+def _resident() -> int:
+    """This process's resident memory in bytes."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:
@@ -320,7 +412,7 @@ def main() -> None:
         _install_exec_filter(bytes.fromhex(sys.argv[1]))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    host = Host(loop)
+    host = Host(loop, data)
     threading.Thread(target=host.reader, daemon=True).start()
     loop.run_until_complete(host.serve())
 

@@ -17,20 +17,24 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any
 
 _IN = 0
 _OUT = 1
+_RUN: Any = None  # the id of the run in progress; None between runs
+_WRITE_LOCK = threading.Lock()
 
 
 def _send(msg: dict[str, Any]) -> None:
     data = json.dumps(msg, separators=(",", ":")).encode()
     buf = len(data).to_bytes(4, "big") + data
-    while buf:
-        n = os.write(_OUT, buf)
-        buf = buf[n:]
+    with _WRITE_LOCK:  # user threads print too: frames must not interleave
+        while buf:
+            n = os.write(_OUT, buf)
+            buf = buf[n:]
 
 
 def _read_exact(n: int) -> bytes:
@@ -99,7 +103,12 @@ def _fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None)
 
 
 def _call(op: str, *args: Any) -> Any:
-    _send({"t": "call", "op": op, "args": list(args)})
+    run = _RUN
+    if run is None or threading.current_thread() is not threading.main_thread():
+        # Calls are synchronous request/reply on one pipe: only the handler's own thread
+        # may make them, and only while its run is in progress.
+        raise _HostError("host calls are only possible from the handler, during its run")
+    _send({"t": "call", "run": run, "op": op, "args": list(args)})
     reply = _recv()
     if not reply.get("ok"):
         raise _HostError(str(reply.get("error", "host call failed")))
@@ -195,8 +204,29 @@ def _run_handler(handler: Any, payload: Any, env: _Env, max_output: int) -> dict
     return {"t": "result", "ok": True, "output": text}
 
 
+def _leftovers() -> bool:
+    """True when something of the run could still execute: another thread, a timer."""
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        threads = 2
+    timers = any(
+        signal.getitimer(which) != (0.0, 0.0)
+        for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
+    )
+    return threads > 1 or timers
+
+
+def _finish(reply: dict[str, Any]) -> None:
+    global _RUN
+    _RUN = None
+    if _leftovers():
+        reply["dirty"] = True  # the parent discards this instance
+    _send(reply)
+
+
 def main() -> None:
-    global _IN, _OUT
+    global _IN, _OUT, _RUN
     _IN, _OUT = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -205,6 +235,9 @@ def main() -> None:
     os.set_inheritable(_IN, False)
     os.set_inheritable(_OUT, False)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # exceeding RLIMIT_FSIZE -> EFBIG
+    # We are PID 1 of the namespace, and PID 1 ignores SIGXCPU without a handler: exit
+    # the way the default action would (the parent's CPU watchdog backs this up).
+    signal.signal(signal.SIGXCPU, lambda *_: os._exit(128 + signal.SIGXCPU))
     _install_exec_filter(bytes.fromhex(sys.argv[1]))
     stream = _LogStream()
     sys.stdout = sys.stderr = stream
@@ -213,34 +246,36 @@ def main() -> None:
     limits = msg["limits"]
     keep = bool(limits.get("keep"))
     _set_limits(limits, first=True)
+    _RUN = msg.get("run")
     _send({"t": "started", "at": time.monotonic()})
     namespace: dict[str, Any] = {"__name__": "__worker__", "__builtins__": builtins}
     try:
         code = compile(msg["code"], "<worker>", "exec")
     except (SyntaxError, ValueError) as exc:
-        _send(_error("syntax", exc))
+        _finish(_error("syntax", exc))
         return
     env = _Env(bool(msg.get("kv")), bool(msg.get("fetch")))
     try:
         exec(code, namespace)
     except BaseException as exc:
         kind = "memory" if isinstance(exc, MemoryError) else "init"
-        _send(_error(kind, exc))
+        _finish(_error(kind, exc))
         return
     handler = namespace.get("handler")
     if not callable(handler):
-        _send(_error("no_handler", None, "the code defines no callable `handler(input, env)`"))
+        _finish(_error("no_handler", None, "the code defines no callable `handler(input, env)`"))
         return
     payload = msg["input"]
     while True:
         reply = _run_handler(handler, json.loads(payload), env, int(limits["max_output_bytes"]))
         stream.flush()
-        _send(reply)
-        if not keep:
+        _finish(reply)
+        if not keep or reply.get("dirty"):
             return
         msg = _recv()
         payload = msg["input"]
         _set_limits(limits, first=False)
+        _RUN = msg.get("run")
         _send({"t": "started", "at": time.monotonic()})
 
 

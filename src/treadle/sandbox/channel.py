@@ -1,21 +1,31 @@
 """Length-prefixed JSON frames over pipes, and the parent side of one run's conversation.
 
 Everything that comes out of a sandbox is untrusted: frames are size-capped, malformed
-frames end the run, and the run's deadline bounds every wait (the caller then kills).
+frames end the run, and the run's deadline bounds every wait, including writes to a
+sandbox that stopped reading and host calls the parent serves (the caller then kills).
+
+Every run has its own id, sent with the request; the sandbox host tags each host call
+with the run it belongs to, and the parent only serves calls of the run it is serving
+(issue 8, class 3): a call left over from an earlier run is refused, never answered with
+another run's bindings.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import select
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.core.errors import TreadleError
+from treadle.sandbox import wirejson
 from treadle.sandbox.bindings import HostCallError, HostCalls
 
 log = logging.getLogger("treadle.sandbox")
@@ -39,6 +49,19 @@ class ChannelOverflow(ChannelError):
 
 class WatchdogTripped(ChannelError):
     """The poll function reported an overrun (memory, CPU) while waiting."""
+
+
+# Writes without a run deadline (greetings, drops) still never wait longer than this.
+SEND_TIMEOUT = 5.0
+_RUN_IDS = itertools.count(1)
+# Host calls run on these threads so that the run's deadline bounds them: a binding that
+# hangs (a slow server behind env.fetch) is abandoned at the deadline, the sandbox killed.
+# Long-lived threads, because stores keep per-thread connections.
+_HOST_CALLS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="treadle-host-call")
+
+
+def next_run_id() -> int:
+    return next(_RUN_IDS)
 
 
 def attach_logs(err: TreadleError, logs: list[str]) -> TreadleError:
@@ -66,14 +89,27 @@ class Channel:
         self.max_frame = max_frame
         self._buf = bytearray()
         os.set_blocking(rfd, False)
+        # A sandbox that stops reading must not block us: writes wait with a deadline.
+        os.set_blocking(wfd, False)
 
-    def send(self, msg: dict[str, Any]) -> None:
-        data = encode(msg)
+    def send(self, msg: dict[str, Any], deadline: float | None = None) -> None:
+        """Write one frame, waiting for the pipe at most until ``deadline``."""
+        if deadline is None:
+            deadline = time.monotonic() + SEND_TIMEOUT
+        view = memoryview(encode(msg))
         try:
-            view = memoryview(data)
             while view:
-                n = os.write(self.wfd, view)
+                try:
+                    n = os.write(self.wfd, view)
+                except BlockingIOError:
+                    n = 0
                 view = view[n:]
+                if not view:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ChannelTimeout("deadline passed while writing to the sandbox")
+                select.select([], [self.wfd], [], remaining)
         except (BrokenPipeError, OSError) as exc:
             raise ChannelClosed(f"sandbox pipe closed: {exc}") from None
 
@@ -120,9 +156,9 @@ class Channel:
         raw = bytes(self._buf[4 : 4 + size])
         del self._buf[: 4 + size]
         try:
-            msg = json.loads(raw)
-        except ValueError:
-            raise ChannelError("malformed frame from sandbox") from None
+            msg = wirejson.loads(raw)
+        except wirejson.UnsafeJSON as exc:
+            raise ChannelError(f"malformed frame from sandbox ({exc})") from None
         if not isinstance(msg, dict):
             raise ChannelError("malformed frame from sandbox")
         return msg
@@ -138,6 +174,9 @@ class Exchange:
     log_bytes: int = 0
     started_at: float | None = None
     binding_errors: int = 0
+    run_id: int = field(default_factory=next_run_id)
+    stale_calls: int = 0  # call frames of another run: refused (the instance is discarded)
+    deadline: float | None = None
 
     def add_logs(self, lines: Any) -> None:
         for line in lines if isinstance(lines, list) else [lines]:
@@ -148,23 +187,44 @@ class Exchange:
             self.logs.append(text)
 
     def reply_to(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """The reply frame for one host call. Never raises: whatever a binding does, the
-        sandbox waiting for this reply gets one (an error reply when the binding failed),
-        so a warm instance or a JavaScript host never falls out of step."""
+        """The reply frame for one host call. Whatever a binding does, the sandbox waiting
+        for this reply gets one (an error reply when the binding failed), so a warm
+        instance or a JavaScript host never falls out of step. Only the run's deadline
+        passing during the call raises (``ChannelTimeout``): the caller then kills."""
         call_id = msg.get("id")
+        if msg.get("run") != self.run_id:
+            # Bindings belong to a run, never to the connection: a call of a finished run
+            # (or a forged one) gets no answer from this run's bindings.
+            self.stale_calls += 1
+            return {"t": "reply", "id": call_id, "run": msg.get("run"), "ok": False,
+                    "error": "host call refused: its run has finished"}
         try:
-            value = self.calls.handle(msg.get("op"), msg.get("args"))
+            value = self._call(msg.get("op"), msg.get("args"))
             # Check the value now: a binding returning something that is not JSON must
             # become an error reply, not an exception from Channel.send().
             json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except ChannelTimeout:
+            raise  # the run is over: the caller kills the sandbox
         except HostCallError as exc:
-            return {"t": "reply", "id": call_id, "ok": False, "error": str(exc)}
+            return {"t": "reply", "id": call_id, "run": self.run_id, "ok": False,
+                    "error": str(exc)}
         except Exception as exc:  # a buggy binding; its details stay out of the sandbox
             self.binding_errors += 1
             log.warning("binding %r failed: %r", msg.get("op"), exc)
-            return {"t": "reply", "id": call_id, "ok": False,
+            return {"t": "reply", "id": call_id, "run": self.run_id, "ok": False,
                     "error": f"host call {msg.get('op')!r} failed in the host"}
-        return {"t": "reply", "id": call_id, "ok": True, "value": value}
+        return {"t": "reply", "id": call_id, "run": self.run_id, "ok": True, "value": value}
+
+    def _call(self, op: Any, args: Any) -> Any:
+        """One binding call, abandoned (``ChannelTimeout``) when the run's deadline passes."""
+        if self.deadline is None:
+            return self.calls.handle(op, args)
+        future = _HOST_CALLS.submit(self.calls.handle, op, args)
+        try:
+            return future.result(timeout=max(0.0, self.deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()
+            raise ChannelTimeout("deadline passed during a host call") from None
 
     def run(
         self,
@@ -173,15 +233,19 @@ class Exchange:
         deadline: float,
         poll: Callable[[], str | None] | None = None,
     ) -> dict[str, Any]:
-        """Send ``request`` and serve frames until the result frame arrives."""
-        chan.send(request)
+        """Send ``request`` (tagged with this run's id) and serve frames until the result.
+
+        Every wait, write and host call is bounded by ``deadline`` (``ChannelTimeout``).
+        """
+        self.deadline = deadline
+        chan.send({**request, "run": self.run_id}, deadline)
         while True:
             msg = chan.recv(deadline, poll)
             kind = msg.get("t")
             if kind == "log":
                 self.add_logs(msg.get("line", ""))
             elif kind == "call":
-                chan.send(self.reply_to(msg))
+                chan.send(self.reply_to(msg), deadline)
             elif kind == "started":
                 self.started_at = time.perf_counter()
             elif kind == "result":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -60,6 +59,9 @@ class JsHost:
         self.proc: Any = None
         self.chan: Channel | None = None
         self.pids: list[int] = []
+        # Contexts to drop, queued while the host was busy with a run: whoever holds the
+        # lock next sends them (a busy host must not block the caller that evicts).
+        self.pending_drops: list[tuple[str, int]] = []
 
     def ensure(self) -> Channel:
         """The live channel, (re)starting the host process when needed."""
@@ -94,12 +96,26 @@ class JsHost:
         self.chan = None
 
     def drop(self, key: str, generation: int) -> None:
-        """Forget a cached context (no-op when the host restarted since)."""
+        """Forget a cached context (no-op when the host restarted since); holds ``lock``."""
         if generation == self.generation and self.chan is not None:
             try:
                 self.chan.send({"t": "drop", "key": key})
             except ChannelError:
                 self.kill()
+
+    def drop_later(self, key: str, generation: int) -> None:
+        """Drop a context now if the host is free, else when it next runs."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self.drop(key, generation)
+            finally:
+                self.lock.release()
+        else:
+            self.pending_drops.append((key, generation))
+
+    def _flush_drops(self) -> None:
+        while self.pending_drops:
+            self.drop(*self.pending_drops.pop())
 
     def _watchdog(self, limits: Limits) -> Callable[[], str | None]:
         pids = self.pids
@@ -125,6 +141,7 @@ class JsHost:
         key: str | None,
     ) -> tuple[Any, list[str], float | None, bool]:
         """One run; returns (output, logs, started_at, reused). Caller holds ``lock``."""
+        self._flush_drops()
         chan = self.ensure()
         chan.max_frame = limits.max_output_bytes + 4 * limits.max_log_bytes + (64 << 10)
         request = {
@@ -171,16 +188,18 @@ class JsHost:
         except ChannelError as exc:
             self.kill()
             raise SandboxViolation(f"protocol violation: {exc}") from None
+        if ex.stale_calls:
+            # The host tags calls with their run and refuses leftovers itself: a frame of
+            # another run means it is out of step (or subverted). Start a new one.
+            self.kill()
+            raise SandboxViolation("protocol violation: host call of another run")
         reused = bool(reply.get("reused"))
         if not reply.get("ok") or calls.limit_hit:
             raise outcome.from_reply(reply, calls.limit_hit, limits.max_host_calls)
-        try:
-            output = json.loads(str(reply.get("output")))
-        except ValueError:
-            raise SandboxViolation("protocol violation: result is not JSON") from None
-        if len(str(reply.get("output")).encode()) > limits.max_output_bytes:
+        text = str(reply.get("output"))
+        if len(text.encode("utf-8", "surrogatepass")) > limits.max_output_bytes:
             raise ResourceExhausted(
                 f"output limit exceeded: larger than {limits.max_output_bytes} bytes",
                 detail={"kind": "output"},
             )
-        return output, ex.logs, ex.started_at, reused
+        return outcome.parse_output(text), ex.logs, ex.started_at, reused

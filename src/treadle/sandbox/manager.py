@@ -208,7 +208,7 @@ class SandboxManager:
             old.inst.kill()
         if warm is not None and warm.lock.acquire(blocking=False):
             try:
-                if not warm.inst.dead:
+                if warm.inst.reusable():
                     try:
                         out, logs, started = warm.inst.run(
                             spec, limits, input_json, calls, keep=True, tmp_bytes=self._tmp_bytes

@@ -13,6 +13,7 @@ from treadle.core.errors import (
     Timeout,
     TreadleError,
 )
+from treadle.sandbox import wirejson
 
 # Result kinds reported by the sandbox hosts (_pyboot.py, _jsboot.py).
 _INVALID = frozenset({"syntax", "no_handler", "bad_output", "bad_input"})
@@ -73,12 +74,34 @@ def from_exit(returncode: int | None, language: str) -> TreadleError:
     if sig in (signal.SIGXCPU, signal.SIGXFSZ):
         name = "CPU time" if sig == signal.SIGXCPU else "file size"
         return ResourceExhausted(f"{name} limit exceeded", detail=detail)
-    if sig in (signal.SIGKILL, signal.SIGABRT, signal.SIGTRAP, signal.SIGSEGV) and (
-        language == "javascript"
-    ):
+    if sig == signal.SIGKILL and language == "python":
+        # The sandboxed interpreter is PID 1 of its namespace: SIGXCPU (soft limit) is
+        # ignored by a PID 1 without a handler, so the CPU limit ends it with the hard
+        # limit's SIGKILL. Nothing inside can send it SIGKILL, and our own kills are
+        # classified before we get here (timeouts).
+        return ResourceExhausted("CPU time limit exceeded", detail=detail)
+    if sig in (
+        signal.SIGKILL, signal.SIGABRT, signal.SIGTRAP, signal.SIGSEGV, signal.SIGILL
+    ) and (language == "javascript"):
         # V8 aborts (or is killed by the OOM killer) when memory runs out outside the heap.
         return ResourceExhausted("the JavaScript host ran out of memory", detail=detail)
     return Permanent(f"the sandbox process died (exit status {returncode})", detail=detail)
+
+
+def parse_output(text: str) -> Any:
+    """The handler's result, parsed from the JSON text its sandbox sent.
+
+    Non-finite numbers and nesting deeper than ``wirejson.MAX_DEPTH`` are refused here,
+    whether the handler returned them or a hostile run forged its result frame: the
+    value could not be stored. Classified ``invalid_input`` like every other result that
+    is not acceptable JSON (docs/dynamic-workers.md, "Errors and retries").
+    """
+    try:
+        return wirejson.loads(text)
+    except wirejson.UnsafeJSON as exc:
+        raise InvalidInput(
+            f"handler result is not storable JSON: {exc}", detail={"kind": "bad_output"}
+        ) from None
 
 
 def timeout(seconds: float) -> Timeout:

@@ -12,7 +12,7 @@ import sysconfig
 from functools import cache
 
 from treadle.core.errors import TreadleError
-from treadle.sandbox import seccomp
+from treadle.sandbox import procstat, seccomp
 
 NOBODY = 65534
 
@@ -54,6 +54,10 @@ def bwrap_argv(*, tmp_bytes: int, ro_binds: tuple[tuple[str, str], ...] = ()) ->
         "--unshare-all",  # user, pid, net, ipc, uts, cgroup namespaces; no network at all
         "--die-with-parent",
         "--new-session",  # no TIOCSTI into our terminal
+        # The sandboxed program itself is PID 1: no bwrap init inside the namespace whose
+        # /proc/1/{environ,mem} user code could read or write (issue 8, classes 1 and 2).
+        # When PID 1 dies the kernel kills whatever else is left in the namespace.
+        "--as-pid-1",
         "--uid", str(NOBODY), "--gid", str(NOBODY),
         "--cap-drop", "ALL",
         "--clearenv",
@@ -70,6 +74,9 @@ def bwrap_argv(*, tmp_bytes: int, ro_binds: tuple[tuple[str, str], ...] = ()) ->
     argv += [
         "--proc", "/proc",
         "--dev", "/dev",
+        # /dev is an uncapped tmpfs (and /dev/shm a directory on it): read-only. Device
+        # nodes such as /dev/null stay writable (a read-only mount does not stop those).
+        "--remount-ro", "/dev",
         "--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
         "--remount-ro", "/",  # the root tmpfs has no size cap: nothing may write there
         "--chdir", "/tmp",
@@ -82,6 +89,10 @@ def spawn(argv: list[str], boot_source: str, boot_args: list[str]) -> subprocess
     """Start ``python -I -S -B -c boot_source boot_args...`` inside bwrap.
 
     The seccomp program travels in a fresh memfd: bwrap consumes it while starting.
+    bwrap itself starts from an empty environment (``env={}``): ``--clearenv`` only
+    clears the sandboxed program's, and nothing of the worker's (``TREADLE_ADMIN_KEY``,
+    database URLs) may exist in any process of the sandbox. Only the two pipes and the
+    memfd are inherited (``close_fds``).
     """
     fd = seccomp.filter_fd(seccomp.bwrap_filter())
     try:
@@ -95,6 +106,7 @@ def spawn(argv: list[str], boot_source: str, boot_args: list[str]) -> subprocess
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             pass_fds=(fd,),
+            env={},
             start_new_session=True,  # our own process group: one killpg ends everything
             close_fds=True,
         )
@@ -107,7 +119,17 @@ def bwrap_argv_with_fd(argv: list[str], fd: int) -> list[str]:
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the sandbox's process group (bwrap takes its namespace down with it)."""
+    """SIGKILL the sandbox: bwrap's process group and every process below bwrap.
+
+    The sandboxed program runs in its own session (``--new-session``), so it is killed
+    by pid as well as by bwrap's parent-death signal; it is PID 1 of its namespace, so
+    nothing it could have left behind survives it.
+    """
+    # Innermost first: the pids stay ours (unreaped) until bwrap itself is gone.
+    tree = procstat.descendants(proc.pid) if proc.poll() is None else []
+    for pid in reversed(tree[1:]):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     for stream in (proc.stdin, proc.stdout):

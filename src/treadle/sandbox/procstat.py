@@ -43,3 +43,11 @@ def usage(pids: list[int]) -> tuple[int, float]:
         cpu += (int(fields[11]) + int(fields[12])) / _TICK
         rss += int(fields[21]) * _PAGE
     return rss, cpu
+
+
+def threads(pid: int) -> int:
+    """How many threads ``pid`` has (0 when it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from treadle.core.errors import ResourceExhausted, SandboxViolation, TreadleError
-from treadle.sandbox import outcome, process, seccomp
+from treadle.sandbox import outcome, process, procstat, seccomp
 from treadle.sandbox.bindings import HostCalls
 from treadle.sandbox.channel import (
     Channel,
@@ -18,12 +19,15 @@ from treadle.sandbox.channel import (
     ChannelOverflow,
     ChannelTimeout,
     Exchange,
+    WatchdogTripped,
     attach_logs,
 )
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.spec import WorkerSpec
 
 READY_TIMEOUT = 10.0
+# CPU a warm instance may use between two runs (finishing the reply, blocking on read).
+IDLE_CPU_SLACK = 0.02
 
 
 @cache
@@ -48,6 +52,8 @@ class PyInstance:
         self.dead = False
         self.created = time.monotonic()
         self.last_used = self.created
+        self._inner = 0  # pid of the sandboxed interpreter (PID 1 of its namespace)
+        self._idle_cpu: float | None = None  # its CPU time when its last run ended
 
     def wait_ready(self, deadline: float | None = None) -> None:
         if self.ready:
@@ -105,10 +111,15 @@ class PyInstance:
         deadline = time.monotonic() + limits.timeout
         self.last_used = time.monotonic()
         try:
-            reply = ex.run(self.chan, request, deadline)
+            reply = ex.run(self.chan, request, deadline, self._cpu_watchdog(limits))
         except ChannelTimeout:
             self.kill()
             raise outcome.timeout(limits.timeout) from None
+        except WatchdogTripped:
+            self.kill()
+            raise ResourceExhausted(
+                "CPU time limit exceeded (sandbox killed)", detail={"kind": "cpu"}
+            ) from None
         except ChannelOverflow as exc:
             self.kill()
             raise ResourceExhausted(str(exc), detail={"kind": "output"}) from None
@@ -119,6 +130,12 @@ class PyInstance:
             self.kill()
             raise SandboxViolation(f"protocol violation: {exc}") from None
         self.initialised = True
+        if ex.stale_calls or reply.get("dirty"):
+            # A warm instance with threads or timers left, or calls made outside their
+            # run, is never reused: its leftovers would run (and call) during the next run.
+            self.kill()
+        if ex.stale_calls:
+            raise SandboxViolation("protocol violation: host call of another run")
         if not reply.get("ok"):
             err = outcome.from_reply(reply, calls.limit_hit, limits.max_host_calls)
             if reply.get("kind") not in ("user", "host") or not keep:
@@ -127,16 +144,64 @@ class PyInstance:
         if calls.limit_hit:
             self.kill()
             raise outcome.from_reply({"kind": "host"}, True, limits.max_host_calls)
-        import json
-
         try:
-            output = json.loads(str(reply.get("output")))
-        except ValueError:
+            output = outcome.parse_output(str(reply.get("output")))
+        except TreadleError:
             self.kill()
-            raise SandboxViolation("protocol violation: result is not JSON") from None
+            raise
         if not keep:
             self.kill()
+        else:
+            self._end_of_run()
         return output, ex.logs, ex.started_at
+
+    def _cpu_watchdog(self, limits: Limits) -> Callable[[], str | None]:
+        """CPU time of this run, polled only while the run lasts (not per fast run).
+
+        RLIMIT_CPU's soft signal can be ignored by user code, and a warm instance's hard
+        limit spans all its runs: the parent's count is the one that holds per run.
+        """
+        base: list[float] = []
+
+        def poll() -> str | None:
+            pid = self.inner_pid()
+            if not pid:
+                return None
+            cpu = procstat.usage([pid])[1]
+            if not base:
+                # A warm instance counts from the end of its last run; a fresh one from
+                # the first poll (the first 10 ms go uncounted, start-up is not the run's).
+                base.append(self._idle_cpu if self._idle_cpu is not None else cpu)
+            return "cpu" if cpu - base[0] > limits.cpu_seconds else None
+
+        return poll
+
+    def inner_pid(self) -> int:
+        """The sandboxed interpreter's pid (PID 1 of its namespace), found once."""
+        if not self._inner:
+            tree = procstat.descendants(self.proc.pid)
+            self._inner = tree[-1] if len(tree) > 1 else 0
+        return self._inner
+
+    # The sandbox's own report of leftovers ("dirty") comes from code the user can patch;
+    # these checks are made from outside, in /proc, and do not trust it.
+    def _end_of_run(self) -> None:
+        if not self.inner_pid() or procstat.threads(self._inner) > 1:
+            self.kill()
+            return
+        self._idle_cpu = procstat.usage([self._inner])[1]
+
+    def reusable(self) -> bool:
+        """A warm instance that burnt no CPU since its last run (a signal handler or a
+        timer would show up here); one that did is killed, and a fresh one is used."""
+        if self.dead:
+            return False
+        if self._idle_cpu is None or not self._inner:
+            return True
+        if procstat.usage([self._inner])[1] - self._idle_cpu < IDLE_CPU_SLACK:
+            return True
+        self.kill()
+        return False
 
     def kill(self) -> None:
         if not self.dead:

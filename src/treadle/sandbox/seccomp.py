@@ -9,7 +9,8 @@ Two programs, both x86_64 only (any other architecture, and the x32 ABI, is kill
 * ``exec_filter()`` is installed by the sandbox host itself (``prctl(PR_SET_SECCOMP)``) once
   the interpreter is up and before any user code: it forbids ``execve``/``execveat`` and
   every process-creating ``clone`` (threads, i.e. ``CLONE_THREAD``, stay allowed; ``clone3``
-  answers ``ENOSYS`` so libc falls back to the inspectable ``clone``).
+  answers ``ENOSYS`` so libc falls back to the inspectable ``clone``), and
+  ``prctl(PR_SET_PDEATHSIG)`` (the sandbox must die with its parent).
 
 Forbidden syscalls kill the whole process (``SECCOMP_RET_KILL_PROCESS``): the parent sees
 ``SIGSYS`` and classifies the run as a sandbox violation. No libseccomp needed (ADR 0101-b).
@@ -112,6 +113,8 @@ DENY_ALWAYS: dict[str, int] = {
 NR_SOCKETPAIR = 53
 NR_CLONE = 56
 NR_CLONE3 = 435
+NR_PRCTL = 157
+PR_SET_PDEATHSIG = 1
 DENY_AFTER_BOOT: dict[str, int] = {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322}
 
 
@@ -196,9 +199,14 @@ def exec_filter() -> bytes:
     for nr in sorted(DENY_AFTER_BOOT.values()):
         asm.jump(_JEQ_K, nr, "kill", 0)
     asm.jump(_JEQ_K, NR_CLONE3, "enosys", 0)
+    asm.jump(_JEQ_K, NR_PRCTL, "prctl", 0)
     asm.jump(_JEQ_K, NR_CLONE, 0, "allow")
     asm.ld(_OFF_ARG0_LO)  # clone(flags, ...): only threads may be created
     asm.jump(_JSET_K, CLONE_THREAD, "allow", "kill")
+    # Clearing the parent-death signal would let the sandbox outlive a dead worker.
+    asm.label("prctl")
+    asm.ld(_OFF_ARG0_LO)
+    asm.jump(_JEQ_K, PR_SET_PDEATHSIG, "kill", "allow")
     asm.label("enosys")
     asm.ret(RET_ERRNO | ENOSYS)
     _epilogue(asm)

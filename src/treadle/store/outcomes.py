@@ -2,15 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from treadle.core.errors import ErrorClass, ErrorInfo
-from treadle.store.base import Outcome, OutcomeKind
+from treadle.core import storable
+from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
+from treadle.core.outcome import Outcome, OutcomeKind
 
 # Released, continued and suspended attempts do not use up the job's retry budget.
 _FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED, OutcomeKind.WAITING})
+
+
+def storable_outcome(outcome: Outcome) -> Outcome:
+    """``outcome`` as it can be written by either store (ADR 0006).
+
+    The last line of defence, whoever built the outcome (the worker checks first): a
+    result or continuation payload that cannot be stored turns the outcome into a
+    failure classified ``invalid_output``; error text and details are repaired.
+    A store must never raise on content: that would stop the thread writing it.
+    """
+    try:
+        if outcome.kind is OutcomeKind.SUCCEEDED:
+            storable.check(outcome.result, "result", error=InvalidOutput)
+        elif outcome.payload is not None:
+            storable.check(outcome.payload, "continuation payload", error=InvalidOutput)
+    except InvalidOutput as exc:
+        return replace(
+            outcome, kind=OutcomeKind.FAILED, result=None, payload=None, run_at=None,
+            reason="failed", error=ErrorInfo(exc.error_class, exc.message, exc.detail),
+            worker=storable.clean_text(outcome.worker),
+        )
+    error = outcome.error
+    if error is not None:
+        error = ErrorInfo(error.error_class, storable.clean_text(error.message),
+                          storable.repair(error.detail), error.retry_after)
+    return replace(outcome, error=error, worker=storable.clean_text(outcome.worker))
+
+
+def storable_lines(lines: Sequence[str]) -> list[str]:
+    """Log lines made storable: invalid text replaced, never refused (ADR 0006)."""
+    return [storable.clean_text(line if isinstance(line, str) else str(line)) for line in lines]
 
 
 def finish_params(

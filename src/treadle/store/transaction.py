@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, LiteralString
 
-from treadle.core.job import NewJob
-from treadle.store.base import Enqueued
+from treadle.core.job import Enqueued, NewJob
 from treadle.store.rows import Codec
 
 Rows = list[Mapping[str, Any]]

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 from treadle.context import Continue, Suspend
+from treadle.core import storable
 from treadle.core.classify import classify
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import ErrorClass, InvalidInput
+from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
 from treadle.core.job import Job
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.core.retry import decide
 from treadle.executors.base import Runnable
-from treadle.store import Outcome, OutcomeKind
 
 MAX_RESULT_BYTES = 1 << 20
 
 
 def outcome_for_result(job: Job, result: Any, runnable: Runnable, worker: str) -> Outcome:
+    """Success, unless the result cannot be stored: then that job fails as
+    ``invalid_output`` (never retried) and the worker carries on (ADR 0006)."""
     try:
-        size = len(json.dumps(result, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        err = InvalidInput(f"task result is not JSON-serialisable: {exc}")
-        return outcome_for_error(job, err, runnable, worker)
-    if size > MAX_RESULT_BYTES:
-        err = InvalidInput(f"task result is {size} bytes; the limit is {MAX_RESULT_BYTES}")
+        storable.check(result, "result", error=InvalidOutput, max_bytes=MAX_RESULT_BYTES)
+    except InvalidOutput as err:
         return outcome_for_error(job, err, runnable, worker)
     return Outcome(job.id, job.lease_token, OutcomeKind.SUCCEEDED, worker, result=result)
 
@@ -35,8 +33,15 @@ def outcome_for_error(
 ) -> Outcome:
     """Classify, then let the retry policy decide: retry later, or fail now."""
     if isinstance(exc, Continue):
-        return Outcome(job.id, job.lease_token, OutcomeKind.CONTINUED, worker,
-                       payload=exc.payload)
+        try:
+            payload = storable.check(exc.payload, "continuation payload", error=InvalidOutput,
+                                     max_bytes=MAX_RESULT_BYTES)
+        except InvalidOutput as err:
+            return outcome_for_error(job, err, runnable, worker, clock)
+        if not isinstance(payload, dict):
+            bad = InvalidOutput("continuation payload must be a JSON object")
+            return outcome_for_error(job, bad, runnable, worker, clock)
+        return Outcome(job.id, job.lease_token, OutcomeKind.CONTINUED, worker, payload=payload)
     if isinstance(exc, Suspend):
         return Outcome(job.id, job.lease_token, OutcomeKind.WAITING, worker)
     info = classify(exc, runnable.error_overrides, default=runnable.default_error_class)
@@ -53,3 +58,17 @@ def outcome_for_error(
         reason = "timeout"
     return Outcome(job.id, job.lease_token, OutcomeKind.FAILED, worker, error=info,
                    reason=reason)
+
+
+def outcome_for_crash(job: Job, exc: BaseException, worker: str) -> Outcome:
+    """The worker itself failed while handling this attempt (not the task): fail the job,
+    classified ``invalid_output`` and never retried, built without touching anything the
+    attempt produced (that may be what failed). See ADR 0006."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    info = ErrorInfo(
+        ErrorClass.INVALID_OUTPUT,
+        f"the worker could not record this attempt's outcome ({type(exc).__name__})",
+        {"type": kind},
+    )
+    return Outcome(job.id, job.lease_token, OutcomeKind.FAILED, worker, error=info,
+                   reason="failed")

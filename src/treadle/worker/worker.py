@@ -6,6 +6,9 @@ Threads, and why:
 - a flusher writes outcomes in batches (one transaction per batch), retrying
   through database outages so nothing is lost;
 - a maintenance thread heartbeats leases, enforces hard timeouts and reaps.
+
+Every one of them is supervised (``worker/supervise.py``): an unexpected exception is
+logged, the job in hand is failed with a classified error, and the thread goes on.
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ from treadle.core.errors import (
 )
 from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
 from treadle.observe import NULL_OBSERVER, Observer
-from treadle.store import Outcome, OutcomeKind, Store
-from treadle.worker.outcome import outcome_for_error, outcome_for_result
+from treadle.store import Store
+from treadle.worker.attempt_log import AttemptLog
+from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
 from treadle.worker.reaper import Reaper
 from treadle.worker.scheduler import Scheduler
+from treadle.worker.supervise import describe, supervised
 
 log = get_logger("treadle.worker")
 
@@ -89,7 +95,7 @@ class _Running:
     job: Job
     ctx: JobContext
     runnable: Runnable
-    logs: list[str] = field(default_factory=list)
+    logs: AttemptLog = field(default_factory=AttemptLog)
     thread_id: int | None = None
     future: Any = None  # concurrent.futures.Future for async tasks
     finalized: bool = False
@@ -154,18 +160,35 @@ class Worker:
     def _start_threads(self) -> None:
         for _ in range(self.config.concurrency):
             self._spawn_executor()
-        for target, name in ((self._flush_loop, "flusher"), (self._maintenance_loop, "maint")):
+        for body, name in ((self._flush_loop, "flusher"), (self._maintenance_loop, "maint")):
+            target = supervised(name, body, pause=self._stopped)
             t = threading.Thread(target=target, name=f"treadle-{name}", daemon=True)
             t.start()
             self._threads.append(t)
 
     def _spawn_executor(self) -> None:
-        t = threading.Thread(target=self._executor_loop, name="treadle-exec", daemon=True)
+        target = supervised("executor", self._executor_loop, pause=self._stopped)
+        t = threading.Thread(target=target, name="treadle-exec", daemon=True)
         t.start()
 
     # -- claiming --------------------------------------------------------------
 
     def _claim_loop(self) -> None:
+        # Runs in the caller's thread: supervised here, not restarted by a wrapper, so
+        # run() keeps its shape. A failure other than an outage is logged and retried.
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                if self._claim_until_stopped():
+                    return
+            except Exception as exc:
+                log.error("claim loop failed; retrying", worker=self.id, error=describe(exc),
+                          exc_info=exc)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _claim_until_stopped(self) -> bool:
+        """Claim what fits, start it, wait for wake-ups; True once a burst run is done."""
         backoff = 0.05
         cfg = self.config
         while not self._stopping.is_set():
@@ -194,7 +217,7 @@ class Worker:
                     with self._lock:
                         idle = not self._running
                     if idle and self._outcomes.empty():
-                        return
+                        return True
                     # let in-flight work finish, then look again
                     self._stopping.wait(0.01)
                     continue
@@ -202,12 +225,13 @@ class Worker:
                     self.store.wait_for_work(cfg.poll_interval)
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
+        return False
 
     def _start(self, job: Job) -> None:
         log.debug("job claimed", job_id=job.id, attempt=job.attempt, worker=self.id)
         deadline = Deadline.after(job.timeout, self.clock)
         entry = _Running(job, JobContext(job, self.id, deadline), Runnable())
-        entry.ctx._log_sink = entry.logs.append
+        entry.ctx._log_sink = entry.logs.add
         with self._lock:
             self._running[job.id] = entry
         executor = self.executors.get(job.kind)
@@ -216,7 +240,7 @@ class Worker:
                 raise Permanent(f"this worker has no executor for jobs of kind {job.kind.value}")
             entry.runnable = executor.prepare(job)
         except BaseException as exc:  # a job that cannot even start is reported, never lost
-            self._finalize(entry, outcome_for_error(job, exc, Runnable(), self.id, self.clock))
+            self._finalize(entry, self._error_outcome(job, exc, Runnable()))
             return
         if entry.runnable.acall is not None:
             loop = self._ensure_loop()
@@ -230,6 +254,16 @@ class Worker:
         # A _HardStop may arrive after the stopped job ended; a replacement thread runs.
         with contextlib.suppress(_HardStop):
             self._executor_body()
+
+    def _error_outcome(self, job: Job, exc: BaseException, runnable: Runnable) -> Outcome:
+        """``outcome_for_error``, or a classified failure if even that fails (the exception
+        comes from user code and may be hostile: a ``__str__`` that raises, say)."""
+        try:
+            return outcome_for_error(job, exc, runnable, self.id, self.clock)
+        except Exception as crash:
+            log.error("could not classify a job's failure; failing the job", job_id=job.id,
+                      worker=self.id, error=describe(crash), exc_info=crash)
+            return outcome_for_crash(job, crash, self.id)
 
     def _executor_body(self) -> None:
         me = threading.get_ident()
@@ -245,7 +279,7 @@ class Worker:
             except _HardStop:
                 return  # finalized by whoever stopped us; a replacement thread runs
             except BaseException as exc:
-                outcome = outcome_for_error(entry.job, exc, entry.runnable, self.id, self.clock)
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
             self._finalize(entry, outcome)
             if entry.thread_id is None:
                 return  # this thread was abandoned after a hard stop; a replacement runs
@@ -261,19 +295,26 @@ class Worker:
             return  # finalized by whoever cancelled us
         except TimeoutError:
             exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
-            outcome = outcome_for_error(entry.job, exc, entry.runnable, self.id, self.clock)
+            outcome = self._error_outcome(entry.job, exc, entry.runnable)
         except BaseException as exc:
-            outcome = outcome_for_error(entry.job, exc, entry.runnable, self.id, self.clock)
+            outcome = self._error_outcome(entry.job, exc, entry.runnable)
         self._finalize(entry, outcome)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                t = threading.Thread(target=loop.run_forever, name="treadle-async", daemon=True)
+                loop.set_exception_handler(self._loop_error)
+                target = supervised("async", loop.run_forever, pause=self._stopped)
+                t = threading.Thread(target=target, name="treadle-async", daemon=True)
                 t.start()
                 self._loop = loop
             return self._loop
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        log.error("async loop error", worker=self.id, message=str(context.get("message")),
+                  error=describe(exc) if exc else None, exc_info=exc)
 
     def _finalize(self, entry: _Running, outcome: Outcome) -> bool:
         """Hand an attempt's outcome to the flusher, once; frees its slot."""
@@ -328,11 +369,7 @@ class Worker:
         backoff = 0.05
         while True:
             try:
-                for entry, _ in batch:
-                    if entry.logs:
-                        self.store.add_logs(entry.job.id, entry.job.attempt, entry.logs)
-                        entry.logs = []
-                accepted = self.store.complete([oc for _, oc in batch])
+                accepted = self._store_batch(batch)
                 break
             except StoreUnavailable as exc:
                 # Outcomes are never dropped: the guarded write is safe to repeat.
@@ -340,6 +377,51 @@ class Worker:
                             error=str(exc), pending=len(batch))
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception as exc:
+                # Not an outage: something in this batch cannot be written. Write the
+                # outcomes one by one so one bad outcome cannot hold back the others.
+                log.error("writing outcomes failed; writing them one by one", worker=self.id,
+                          error=describe(exc), pending=len(batch), exc_info=exc)
+                batch, accepted = self._store_each(batch)
+                break
+        self._report(batch, accepted)
+
+    def _store_batch(self, batch: list[tuple[_Running, Outcome]]) -> list[bool]:
+        for entry, _ in batch:
+            lines = entry.logs.take()
+            if lines:
+                try:
+                    self.store.add_logs(entry.job.id, entry.job.attempt, lines)
+                except BaseException:
+                    entry.logs.put_back(lines)  # written with the retry, not lost
+                    raise
+        return self.store.complete([oc for _, oc in batch])
+
+    def _store_each(
+        self, batch: list[tuple[_Running, Outcome]]
+    ) -> tuple[list[tuple[_Running, Outcome]], list[bool]]:
+        """Write each outcome alone; one that still fails fails its job, classified. If
+        even that cannot be written, the job is left to the reaper (its lease expires)."""
+        written: list[tuple[_Running, Outcome]] = []
+        accepted: list[bool] = []
+        for entry, oc in batch:
+            for attempt in (oc, outcome_for_crash(entry.job, RuntimeError(), self.id)):
+                try:
+                    ok = self._store_batch([(entry, attempt)])
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:
+                    log.error("could not write a job's outcome", job_id=entry.job.id,
+                              worker=self.id, outcome=attempt.kind.value, error=describe(exc),
+                              exc_info=exc)
+                    entry.logs.take()  # the lines are the likely cause; the outcome matters
+                    continue
+                written.append((entry, attempt))
+                accepted.extend(ok)
+                break
+        return written, accepted
+
+    def _report(self, batch: list[tuple[_Running, Outcome]], accepted: list[bool]) -> None:
         for (entry, oc), ok in zip(batch, accepted, strict=True):
             self.processed += 1
             log.info(
@@ -349,7 +431,11 @@ class Worker:
                 error_class=oc.error.error_class.value if oc.error else None,
             )
             if ok:
-                self.observer.finished(self.id, entry.job, oc, time.perf_counter() - entry.started)
+                try:
+                    self.observer.finished(self.id, entry.job, oc,
+                                           time.perf_counter() - entry.started)
+                except Exception as exc:  # metrics must never break the worker
+                    log.error("observer failed", error=describe(exc))
                 for hook in self.on_finished:
                     try:
                         hook(entry.job, oc)
@@ -366,12 +452,8 @@ class Worker:
         next_service = [0.0] * len(self.services)
         while not self._stopped.is_set():
             now = time.monotonic()
-            self._enforce_deadlines()
             try:
-                for i, service in enumerate(self.services):
-                    if now >= next_service[i]:
-                        next_service[i] = now + service.interval
-                        service.run_once()
+                self._enforce_deadlines()
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
@@ -383,11 +465,16 @@ class Worker:
                     if reaped.total:
                         self.observer.reaped(reaped)
                     next_reap = now + cfg.reap_interval
+                # Kinds' periodic work (the workflow waker) after the leases are safe.
+                for i, service in enumerate(self.services):
+                    if now >= next_service[i]:
+                        next_service[i] = now + service.interval
+                        service.run_once()
             except StoreUnavailable as exc:
                 log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
                 next_beat = now + 0.5
             except Exception as exc:
-                log.error("maintenance error", worker=self.id, error=repr(exc))
+                log.error("maintenance error", worker=self.id, error=describe(exc), exc_info=exc)
             self._stopped.wait(0.05)
 
     def _heartbeat(self) -> None:
@@ -414,7 +501,7 @@ class Worker:
             late = [e for e in self._running.values() if e.ctx.deadline.expired]
         for e in late:
             exc = Timeout(f"task exceeded its timeout of {e.job.timeout}s")
-            self._hard_stop(e, outcome_for_error(e.job, exc, e.runnable, self.id, self.clock))
+            self._hard_stop(e, self._error_outcome(e.job, exc, e.runnable))
 
     # -- shutdown --------------------------------------------------------------
 

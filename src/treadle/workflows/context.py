@@ -14,15 +14,17 @@ import asyncio
 import contextvars
 import inspect
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from treadle.context import JobContext
+from treadle.core import storable
 from treadle.core.classify import classify
 from treadle.core.clock import Clock
 from treadle.core.errors import InvalidInput, TreadleError
-from treadle.core.job import NewJob
+from treadle.core.job import NewJob, validate_name
 from treadle.workflows.log import StepLog
 from treadle.workflows.model import (
     ChildFailed,
@@ -36,6 +38,7 @@ from treadle.workflows.model import (
     StepStatus,
     SuspendSignal,
 )
+from treadle.workflows.timer import TIMERS
 
 T = TypeVar("T")
 # Builds a child job from (task or task name, payload): the executor binds it to the app.
@@ -43,6 +46,7 @@ ChildFactory = Callable[[Any, Mapping[str, Any]], NewJob]
 
 MAX_STEP_RESULT_BYTES = 16 << 20  # a step result above this is refused (stored apart above 64 KiB)
 FAIL_FAST, COLLECT = "fail_fast", "collect"
+STEP_START_GRACE = 0.5  # seconds a step runs before its start is written on its own
 
 _step_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("treadle_step_key",
                                                                        default=None)
@@ -97,19 +101,28 @@ class WorkflowContext:
         seq, rec = self._next(name, StepKind.STEP)
         if rec is not None and rec.status is StepStatus.COMPLETED:
             return self._stored_result(rec)  # type: ignore[no-any-return]
-        self._log.start(seq, name, StepKind.STEP)
+        # The start is written with the outcome (one commit per step), or at once by a
+        # timer if the step runs longer than STEP_START_GRACE.
+        started_at = self._clock.now()
+        early = TIMERS.after(STEP_START_GRACE,
+                             lambda: self._log.start(seq, name, StepKind.STEP))
         token = _step_key.set(self.idempotency_key(name))
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
-                value = asyncio.run(_awaited(value))
+                value = _run_awaitable(value)
         except Exception as exc:
-            self._log.fail(seq, name, StepKind.STEP, classify(exc))
+            unrecorded = None if early.settle() else started_at
+            self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
+            raise
+        except BaseException:
+            early.settle()
             raise
         finally:
             _step_key.reset(token)
-        text = self._encode(seq, name, StepKind.STEP, value)
-        self._log.complete(seq, name, StepKind.STEP, text)
+        unrecorded = None if early.settle() else started_at
+        text = self._encode(seq, name, StepKind.STEP, value, started_at=unrecorded)
+        self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
         # The first run sees what a replay will see (tuples become lists, and so on).
         return json.loads(text)  # type: ignore[no-any-return]
 
@@ -194,7 +207,7 @@ class WorkflowContext:
             self._log.retry_children(seq)
             self._log.wait(seq, name, StepKind.MAP, fail_fast=fail_fast)
             raise SuspendSignal
-        return self._map_result(self._fan_in(seq, name, StepKind.MAP, fail_fast), on_error)
+        return self._map_result(self._fan_in(rec, fail_fast), on_error)
 
     def spawn(self, name: str, task: Any, payload: Mapping[str, Any], *,
               wait: bool = True) -> Any:
@@ -214,8 +227,7 @@ class WorkflowContext:
             self._log.retry_children(seq)
             self._log.wait(seq, name, StepKind.SPAWN)
             raise SuspendSignal
-        results = self._fan_in(seq, name, StepKind.SPAWN, True)
-        return results[0]
+        return self._fan_in(rec, True)[0]
 
     # -- the engine ------------------------------------------------------------
 
@@ -223,8 +235,7 @@ class WorkflowContext:
         if self._broken is not None:
             raise self._broken
         self.job_ctx.check()  # a cancel request or a spent budget stops at a step boundary
-        if not isinstance(name, str) or not name:
-            raise InvalidInput("a step name must be a non-empty string")
+        validate_name("step name", name)
         if name in self._names:
             raise DuplicateStep(f"step name {name!r} is used twice in one run of the workflow",
                                 detail={"step": name})
@@ -260,19 +271,23 @@ class WorkflowContext:
             return self._log.load_result(rec.result_ref)
         return rec.result
 
-    def _encode(self, seq: int, name: str, kind: StepKind, value: Any) -> str:
+    def _encode(self, seq: int, name: str, kind: StepKind, value: Any, *,
+                started_at: datetime | None = None) -> str:
         try:
+            # Storable: JSON that both stores keep exactly (no NUL, finite numbers, ...).
+            storable.check(value, f"the result of step {name!r}", error=StepResultNotJson)
             text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            err = StepResultNotJson(f"step {name!r} returned a value that is not JSON: {exc}",
-                                    detail={"step": name})
-            self._log.fail(seq, name, kind, classify(err))
+        except (TypeError, ValueError, StepResultNotJson) as exc:
+            err = exc if isinstance(exc, StepResultNotJson) else StepResultNotJson(
+                f"step {name!r} returned a value that is not JSON: {exc}")
+            err.detail = {"step": name, **(err.detail or {})}
+            self._log.fail(seq, name, kind, classify(err), started_at=started_at)
             raise err from None
         if len(text) > MAX_STEP_RESULT_BYTES:
             err = StepResultNotJson(
                 f"step {name!r} returned {len(text)} bytes of JSON; the limit is "
                 f"{MAX_STEP_RESULT_BYTES}", detail={"step": name})
-            self._log.fail(seq, name, kind, classify(err))
+            self._log.fail(seq, name, kind, classify(err), started_at=started_at)
             raise err
         return text
 
@@ -285,8 +300,16 @@ class WorkflowContext:
         return replace(job, parent_id=self.job.id, tenant=self.job.tenant,
                        idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}")
 
-    def _fan_in(self, seq: int, name: str, kind: StepKind, fail_fast: bool) -> list[Any]:
+    def _fan_in(self, rec: Step, fail_fast: bool) -> list[Any]:
+        seq, name, kind = rec.seq, rec.name, rec.kind
         states = self._log.children(seq)
+        if (any(c.status == "cancelled" for c in states) and rec.started_at is not None
+                and self._log.retried_after_cancel(rec.started_at)):
+            # The workflow was cancelled while it waited (its children with it) and then
+            # retried: resume by running those children again, not by failing on them.
+            self._log.retry_children(seq)
+            self._log.wait(seq, name, kind, fail_fast=fail_fast)
+            raise SuspendSignal
         failed = [c for c in states if c.finished and not c.ok]
         if fail_fast and failed:
             self._child_failed(seq, name, kind, failed[0])
@@ -323,3 +346,26 @@ class WorkflowContext:
 
 async def _awaited(value: Any) -> Any:
     return await value
+
+
+def _run_awaitable(value: Any) -> Any:
+    """Await an async step's result from sync workflow code. Worker threads have no event
+    loop; a thread that runs one (a test, an embedding app) gets a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_awaited(value))
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(_awaited(value))
+        except BaseException as exc:  # handed back to the step's thread
+            out["error"] = exc
+
+    helper = threading.Thread(target=run, name="treadle-wf-async-step")
+    helper.start()
+    helper.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from treadle.core import storable
 from treadle.core.errors import InvalidInput
 from treadle.core.job import DEFAULT_TENANT, validate_name
 from treadle.workflows.db import WorkflowDb
@@ -18,6 +19,7 @@ class EventTooLarge(InvalidInput):
 
 
 def encode_payload(payload: Any) -> str:
+    storable.check(payload, "event payload")  # InvalidInput naming the bad part
     try:
         text = json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:

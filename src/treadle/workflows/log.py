@@ -32,11 +32,16 @@ class StepLog(Protocol):
     def complete(
         self, seq: int, name: str, kind: StepKind, result_json: str, *,
         event_key: str | None = None, event_id: int | None = None,
+        started_at: datetime | None = None,
     ) -> None:
-        """Checkpoint the result, encoded as JSON text (event ``step_completed``)."""
+        """Checkpoint the result, encoded as JSON text (event ``step_completed``).
+
+        ``started_at``: the run's start was not written yet; write it (a new attempt,
+        event ``step_started``) in the same transaction."""
         ...
 
-    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo) -> None:
+    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo, *,
+             started_at: datetime | None = None) -> None:
         """Record the step's failure (event ``step_failed``); a later attempt re-runs it."""
         ...
 
@@ -62,6 +67,10 @@ class StepLog(Protocol):
 
     def children(self, seq: int) -> list[ChildState]:
         """The step's child jobs in input order, with their status and result."""
+        ...
+
+    def retried_after_cancel(self, since: datetime) -> bool:
+        """Whether the job was cancelled, then retried by hand, at or after ``since``."""
         ...
 
     def retry_children(self, seq: int) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from treadle.core import storable
 from treadle.core.errors import ErrorInfo
 from treadle.core.job import Job, NewJob
 from treadle.workflows.db import WorkflowDb
@@ -23,9 +24,13 @@ class SqlStepLog:
         self.db = db
         self.job = job
 
-    def _base(self, seq: int, name: str, kind: StepKind) -> dict[str, Any]:
+    def _base(self, seq: int, name: str, kind: StepKind,
+              started_at: datetime | None = None) -> dict[str, Any]:
+        now = self.db.now()
         return {"job_id": self.job.id, "token": self.job.lease_token, "seq": seq,
-                "name": name, "kind": kind.value, "now": self.db.ts_in(self.db.now()),
+                "name": name, "kind": kind.value, "now": self.db.ts_in(now),
+                "started_at": self.db.ts_in(started_at or now),
+                "unstarted": 1 if started_at is not None else 0,
                 "detail": json.dumps({"step": name, "seq": seq, "kind": kind.value})}
 
     def _fenced(self, op: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -47,24 +52,27 @@ class SqlStepLog:
     def complete(
         self, seq: int, name: str, kind: StepKind, result_json: str, *,
         event_key: str | None = None, event_id: int | None = None,
+        started_at: datetime | None = None,
     ) -> None:
         ref = None
         if len(result_json) > INLINE_RESULT_BYTES:
             ref = hashlib.sha256(result_json.encode()).hexdigest()
             self.db.write("put_blob", {"hash": ref, "data": result_json})
         self._fenced("step_complete", {
-            **self._base(seq, name, kind), "result": None if ref else result_json,
+            **self._base(seq, name, kind, started_at), "result": None if ref else result_json,
             "result_ref": ref, "event_key": event_key, "event_id": event_id,
         })
 
-    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo) -> None:
+    def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo, *,
+             started_at: datetime | None = None) -> None:
         info = error.to_json()
         if isinstance(info.get("detail"), dict):  # tracebacks live in the job's error
             info["detail"] = {k: v for k, v in info["detail"].items() if k != "traceback"}
-        base = self._base(seq, name, kind)
+        info = storable.repair(info)  # what user code raised is recorded, whatever it holds
+        base = self._base(seq, name, kind, started_at)
         self._fenced("step_fail", {**base, "error": json.dumps(info),
-                                   "detail": json.dumps({**json.loads(base["detail"]),
-                                                         "error": info})})
+                                   "error_detail": json.dumps({**json.loads(base["detail"]),
+                                                               "error": info})})
 
     def wait(
         self, seq: int, name: str, kind: StepKind, *, wake_at: datetime | None = None,
@@ -112,6 +120,10 @@ class SqlStepLog:
                                   self.db.json_out(r["result"]),
                                   ErrorInfo.from_json(err) if err else None))
         return out
+
+    def retried_after_cancel(self, since: datetime) -> bool:
+        return bool(self.db.read("retried_after_cancel",
+                                 {"job_id": self.job.id, "since": self.db.ts_in(since)}))
 
     def retry_children(self, seq: int) -> int:
         now = self.db.ts_in(self.db.now())

@@ -151,7 +151,7 @@ class _Spy:
 )
 def test_reply_to_never_raises(calls: _Spy, ok: bool, fragment: str | None) -> None:
     ex = Exchange(calls, 1024)  # type: ignore[arg-type]
-    reply = ex.reply_to({"t": "call", "id": 9, "op": "kv.get", "args": ["k"]})
+    reply = ex.reply_to({"t": "call", "id": 9, "run": ex.run_id, "op": "kv.get", "args": ["k"]})
     assert reply["t"] == "reply" and reply["id"] == 9 and reply["ok"] is ok
     if fragment is not None:
         assert fragment in reply["error"]

@@ -24,14 +24,14 @@ class WorkerProcs:
     def start(self, *, concurrency: int = 1, lease: float = 2.0) -> subprocess.Popen[bytes]:
         env = {**os.environ, "TREADLE_DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT),
                "WF_MARKS": str(self.marks)}
-        log = open(self.logs / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen(
-            [sys.executable, "-m", "treadle", "worker",
-             "--app", "tests.integration.workflows.wf_app:app",
-             "--concurrency", str(concurrency), "--lease-seconds", str(lease),
-             "--log-level", "warning"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-        )
+        with open(self.logs / f"worker-{len(self.procs)}.log", "wb") as log:
+            p = subprocess.Popen(  # the child keeps its own copy of the log's descriptor
+                [sys.executable, "-m", "treadle", "worker",
+                 "--app", "tests.integration.workflows.wf_app:app",
+                 "--concurrency", str(concurrency), "--lease-seconds", str(lease),
+                 "--log-level", "warning"],
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+            )
         self.procs.append(p)
         return p
 

@@ -152,7 +152,11 @@ def test_cancel_a_waiting_workflow_cancels_its_children(mapp: Treadle) -> None:
                 assert job.status is JobStatus.CANCELLED
         gate.set()
         wait_until(lambda: all(mapp.get_job(k).is_finished for k in kids), 20, "children")
-    assert status(mapp, h.id) is JobStatus.CANCELLED
+        assert status(mapp, h.id) is JobStatus.CANCELLED
+        # A retry resumes: the children cancelled with it run again; none is created anew.
+        mapp.retry(h.id)
+        assert h.wait(30).result == list(range(6))
+    assert mapp.job_steps(h.id)[0].children == kids
 
 
 def test_retry_resumes_from_the_last_checkpoint(mapp: Treadle) -> None:

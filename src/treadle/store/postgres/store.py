@@ -23,12 +23,19 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import StoreUnavailable
-from treadle.core.job import Job, NewJob, QueueInfo
-from treadle.store.base import Enqueued, HeartbeatResult, Outcome, ReapResult
+from treadle.core.errors import StoreError, StoreUnavailable, ValueOutOfRange
+from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult
+from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
-from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.outcomes import (
+    finish_params,
+    lease_lost_detail,
+    reap_decision,
+    storable_lines,
+    storable_outcome,
+)
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.listener import Listener
 from treadle.store.queries import load_queries
@@ -41,6 +48,11 @@ _SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notifica
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
 
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _ts(value: datetime) -> datetime:
@@ -89,6 +101,11 @@ class PostgresStore(SqlReads):
                         yield cur
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
             raise StoreUnavailable(f"PostgreSQL unavailable: {e}") from e
+        # Callers never see the driver: a refused statement is a Treadle error too.
+        except psycopg.DataError as e:  # e.g. a number or date the column cannot hold
+            raise ValueOutOfRange("a value is out of range") from e
+        except psycopg.Error as e:
+            raise StoreError(f"database error: {_first_line(e)}") from e
 
     def _read(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         with self._cursor(tx=False) as cur:
@@ -331,6 +348,7 @@ class PostgresStore(SqlReads):
         )
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         if not outcomes:
             return []
         if len(outcomes) > _NOTIFY_CHUNK:  # one statement notifies all its ids at once
@@ -386,7 +404,8 @@ class PostgresStore(SqlReads):
         with self._cursor(tx=True) as cur:
             cur.executemany(
                 Q["insert_log"],
-                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
+                 for m in storable_lines(lines)],
             )
 
     def interrupt(self) -> None:

@@ -27,16 +27,18 @@ from treadle.core.errors import (
     ConfigurationError,
     StoreUnavailable,
 )
-from treadle.core.job import Job, NewJob, QueueInfo
-from treadle.store.base import (
-    Enqueued,
-    HeartbeatResult,
-    Outcome,
-    ReapResult,
-)
+from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult
+from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
-from treadle.store.outcomes import finish_params, lease_lost_detail, reap_decision
+from treadle.store.outcomes import (
+    finish_params,
+    lease_lost_detail,
+    reap_decision,
+    storable_lines,
+    storable_outcome,
+)
 from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
@@ -44,6 +46,7 @@ from treadle.store.rows import (
     job_from_row,
     sort_claimed,
 )
+from treadle.store.sqlite.errors import translated
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
@@ -102,14 +105,15 @@ class SQLiteStore(SqlReads):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front."""
         conn = self._conn()
-        self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with translated():  # the driver's errors, from the body too, become Treadle's
+            self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     codec = SQLITE_CODEC
     backend = "sqlite"
@@ -125,13 +129,15 @@ class SQLiteStore(SqlReads):
             with self._tx() as conn:
                 return list(conn.execute(sql, params).fetchall())
         conn = self._conn()
-        return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
+        with translated():
+            return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         conn = self._conn()
-        rows: list[sqlite3.Row] = self._busy_retry(
-            lambda: conn.execute(Q[name], params).fetchall()
-        )
+        with translated():
+            rows: list[sqlite3.Row] = self._busy_retry(
+                lambda: conn.execute(Q[name], params).fetchall()
+            )
         return rows  # type: ignore[return-value]  # sqlite3.Row is a read-only mapping
 
     @staticmethod
@@ -221,10 +227,12 @@ class SQLiteStore(SqlReads):
         return [r["version"] for r in self._read("applied_migrations", {})]
 
     def migrate(self) -> list[int]:
-        return self._migrations().migrate()
+        with translated():
+            return self._migrations().migrate()
 
     def check_schema(self) -> None:
-        self._migrations().check()
+        with translated():
+            self._migrations().check()
 
     def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
         def run(sql: str, version: int, name: str) -> None:
@@ -238,10 +246,12 @@ class SQLiteStore(SqlReads):
         return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
 
     def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
-        return self._plugin_migrations(plugin, sql_package).migrate()
+        with translated():
+            return self._plugin_migrations(plugin, sql_package).migrate()
 
     def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
-        self._plugin_migrations(plugin, sql_package).check()
+        with translated():
+            self._plugin_migrations(plugin, sql_package).check()
 
     # -- producers -----------------------------------------------------------
 
@@ -368,6 +378,7 @@ class SQLiteStore(SqlReads):
         return HeartbeatResult(lost=lost, cancel_requested=frozenset(cancel))
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         now = self.clock.now()
         accepted: list[bool] = []
         with self._tx() as conn:
@@ -407,7 +418,8 @@ class SQLiteStore(SqlReads):
         with self._tx() as conn:
             conn.executemany(
                 Q["insert_log"],
-                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m} for m in lines],
+                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
+                 for m in storable_lines(lines)],
             )
 
     def _data_version(self) -> int:

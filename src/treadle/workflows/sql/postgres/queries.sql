@@ -41,6 +41,8 @@ WITH j AS (
 SELECT attempt FROM s;
 
 -- name: step_complete
+-- unstarted = 1: the run's start was not written on its own (a short step): this is a
+-- new attempt of the step, and its step_started event is written here too.
 WITH j AS (
     SELECT id, attempt, lease_owner FROM treadle_jobs
     WHERE id = %(job_id)s AND status = 'running' AND lease_token = %(token)s
@@ -49,19 +51,25 @@ WITH j AS (
     INSERT INTO treadle_wf_steps (job_id, seq, name, kind, status, attempt, result, result_ref,
                                   event_key, event_id, started_at, finished_at)
     SELECT id, %(seq)s, %(name)s, %(kind)s, 'completed', 1, %(result)s::jsonb, %(result_ref)s,
-           %(event_key)s, %(event_id)s, %(now)s, %(now)s
+           %(event_key)s, %(event_id)s, %(started_at)s, %(now)s
     FROM j
     ON CONFLICT (job_id, seq) DO UPDATE SET
         status = 'completed', result = excluded.result, result_ref = excluded.result_ref,
         error = NULL, event_key = coalesce(excluded.event_key, treadle_wf_steps.event_key),
-        event_id = excluded.event_id, wake_at = NULL, finished_at = excluded.finished_at
+        event_id = excluded.event_id, wake_at = NULL, finished_at = excluded.finished_at,
+        attempt = treadle_wf_steps.attempt + %(unstarted)s::int,
+        started_at = CASE WHEN %(unstarted)s::int = 1 THEN excluded.started_at
+                          ELSE treadle_wf_steps.started_at END
     RETURNING seq
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
                                 detail)
-    SELECT j.id, 'running', 'running', j.attempt, j.lease_owner, 'step_completed', %(now)s,
+    SELECT j.id, 'running', 'running', j.attempt, j.lease_owner, e.reason, e.at,
            %(detail)s::jsonb
-    FROM j, s
+    FROM j, s, (VALUES (1, 'step_started', %(started_at)s::timestamptz),
+                       (2, 'step_completed', %(now)s::timestamptz)) AS e(n, reason, at)
+    WHERE e.n = 2 OR %(unstarted)s::int = 1
+    ORDER BY e.n
 )
 SELECT seq FROM s;
 
@@ -73,17 +81,24 @@ WITH j AS (
 ), s AS (
     INSERT INTO treadle_wf_steps (job_id, seq, name, kind, status, attempt, error, started_at,
                                   finished_at)
-    SELECT id, %(seq)s, %(name)s, %(kind)s, 'failed', 1, %(error)s::jsonb, %(now)s, %(now)s
+    SELECT id, %(seq)s, %(name)s, %(kind)s, 'failed', 1, %(error)s::jsonb, %(started_at)s,
+           %(now)s
     FROM j
     ON CONFLICT (job_id, seq) DO UPDATE SET
-        status = 'failed', error = excluded.error, finished_at = excluded.finished_at
+        status = 'failed', error = excluded.error, finished_at = excluded.finished_at,
+        attempt = treadle_wf_steps.attempt + %(unstarted)s::int,
+        started_at = CASE WHEN %(unstarted)s::int = 1 THEN excluded.started_at
+                          ELSE treadle_wf_steps.started_at END
     RETURNING seq
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
                                 detail)
-    SELECT j.id, 'running', 'running', j.attempt, j.lease_owner, 'step_failed', %(now)s,
-           %(detail)s::jsonb
-    FROM j, s
+    SELECT j.id, 'running', 'running', j.attempt, j.lease_owner, e.reason, e.at, e.detail
+    FROM j, s, (VALUES (1, 'step_started', %(started_at)s::timestamptz, %(detail)s::jsonb),
+                       (2, 'step_failed', %(now)s::timestamptz, %(error_detail)s::jsonb))
+                AS e(n, reason, at, detail)
+    WHERE e.n = 2 OR %(unstarted)s::int = 1
+    ORDER BY e.n
 )
 SELECT seq FROM s;
 
@@ -101,7 +116,8 @@ FROM j
 ON CONFLICT (job_id, seq) DO UPDATE SET
     status = 'waiting', attempt = treadle_wf_steps.attempt + 1, wake_at = excluded.wake_at,
     event_key = excluded.event_key, event_after = excluded.event_after,
-    fail_fast = excluded.fail_fast, error = NULL, finished_at = NULL
+    fail_fast = excluded.fail_fast, error = NULL, finished_at = NULL,
+    started_at = excluded.started_at
 RETURNING seq;
 
 -- name: fence
@@ -110,6 +126,14 @@ RETURNING seq;
 SELECT id FROM treadle_jobs
 WHERE id = %(job_id)s AND status = 'running' AND lease_token = %(token)s
 FOR SHARE;
+
+-- name: retried_after_cancel
+-- Was this job cancelled and then retried by hand since :since? (Its children were
+-- cancelled with it; the retry should run them again, not fail on them.)
+SELECT 1 AS hit FROM treadle_events
+WHERE job_id = %(job_id)s AND reason = 'manual_retry' AND from_status = 'cancelled'
+  AND at >= %(since)s
+LIMIT 1;
 
 -- name: find_event
 SELECT e.id, e.payload FROM treadle_wf_events e, treadle_jobs j

@@ -34,18 +34,29 @@ SELECT id, 'running', 'running', attempt, lease_owner, 'step_started', :now, :de
 FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :token;
 
 -- name: step_complete
+-- :unstarted = 1: the run's start was not written on its own (a short step): this is a
+-- new attempt of the step, and its step_started event is written here too.
 INSERT INTO treadle_wf_steps (job_id, seq, name, kind, status, attempt, result, result_ref,
                               event_key, event_id, started_at, finished_at)
 SELECT id, :seq, :name, :kind, 'completed', 1, :result, :result_ref, :event_key, :event_id,
-       :now, :now
+       :started_at, :now
 FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :token
 ON CONFLICT (job_id, seq) DO UPDATE SET
     status = 'completed', result = excluded.result, result_ref = excluded.result_ref,
     error = NULL, event_key = coalesce(excluded.event_key, treadle_wf_steps.event_key),
-    event_id = excluded.event_id, wake_at = NULL, finished_at = excluded.finished_at
+    event_id = excluded.event_id, wake_at = NULL, finished_at = excluded.finished_at,
+    attempt = treadle_wf_steps.attempt + :unstarted,
+    started_at = CASE WHEN :unstarted THEN excluded.started_at
+                      ELSE treadle_wf_steps.started_at END
 RETURNING seq;
 
 -- name: step_complete__2
+INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at, detail)
+SELECT id, 'running', 'running', attempt, lease_owner, 'step_started', :started_at, :detail
+FROM treadle_jobs
+WHERE id = :job_id AND status = 'running' AND lease_token = :token AND :unstarted = 1;
+
+-- name: step_complete__3
 INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at, detail)
 SELECT id, 'running', 'running', attempt, lease_owner, 'step_completed', :now, :detail
 FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :token;
@@ -53,15 +64,24 @@ FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :t
 -- name: step_fail
 INSERT INTO treadle_wf_steps (job_id, seq, name, kind, status, attempt, error, started_at,
                               finished_at)
-SELECT id, :seq, :name, :kind, 'failed', 1, :error, :now, :now
+SELECT id, :seq, :name, :kind, 'failed', 1, :error, :started_at, :now
 FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :token
 ON CONFLICT (job_id, seq) DO UPDATE SET
-    status = 'failed', error = excluded.error, finished_at = excluded.finished_at
+    status = 'failed', error = excluded.error, finished_at = excluded.finished_at,
+    attempt = treadle_wf_steps.attempt + :unstarted,
+    started_at = CASE WHEN :unstarted THEN excluded.started_at
+                      ELSE treadle_wf_steps.started_at END
 RETURNING seq;
 
 -- name: step_fail__2
 INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at, detail)
-SELECT id, 'running', 'running', attempt, lease_owner, 'step_failed', :now, :detail
+SELECT id, 'running', 'running', attempt, lease_owner, 'step_started', :started_at, :detail
+FROM treadle_jobs
+WHERE id = :job_id AND status = 'running' AND lease_token = :token AND :unstarted = 1;
+
+-- name: step_fail__3
+INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at, detail)
+SELECT id, 'running', 'running', attempt, lease_owner, 'step_failed', :now, :error_detail
 FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :token;
 
 -- name: step_wait
@@ -73,7 +93,8 @@ FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_token = :t
 ON CONFLICT (job_id, seq) DO UPDATE SET
     status = 'waiting', attempt = treadle_wf_steps.attempt + 1, wake_at = excluded.wake_at,
     event_key = excluded.event_key, event_after = excluded.event_after,
-    fail_fast = excluded.fail_fast, error = NULL, finished_at = NULL
+    fail_fast = excluded.fail_fast, error = NULL, finished_at = NULL,
+    started_at = excluded.started_at
 RETURNING seq;
 
 -- name: fence
@@ -83,6 +104,14 @@ SELECT id FROM treadle_jobs WHERE id = :job_id AND status = 'running' AND lease_
 -- name: retried_child_event
 INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at, detail)
 VALUES (:id, :from_status, 'queued', :attempt, NULL, 'manual_retry', :now, :detail);
+
+-- name: retried_after_cancel
+-- Was this job cancelled and then retried by hand since :since? (Its children were
+-- cancelled with it; the retry should run them again, not fail on them.)
+SELECT 1 AS hit FROM treadle_events
+WHERE job_id = :job_id AND reason = 'manual_retry' AND from_status = 'cancelled'
+  AND at >= :since
+LIMIT 1;
 
 -- name: find_event
 SELECT e.id, e.payload FROM treadle_wf_events e, treadle_jobs j
