@@ -28,8 +28,8 @@ import os
 def _read(path, limit=1 << 16):
     try:
         with open(path, 'rb') as fh:
-            # NUL-separated (cmdline, environ): shown as spaces, or the result could not
-            # be stored at all (invalid_output) and the secrets check would not run.
+            # NUL separators become spaces: a result holding NUL cannot be stored
+            # (ADR 0006); the secrets, if any, would still show.
             return fh.read(limit).decode('utf-8', 'replace').replace('\0', ' ')
     except Exception as exc:
         return 'ERR ' + type(exc).__name__

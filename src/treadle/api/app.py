@@ -52,7 +52,7 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
     problems.install(app)
     app.include_router(jobs.router)
-    # Each job-kind plug-in the app uses brings its own routes (ADR 0007).
+    # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)
         if router is not None:

@@ -19,7 +19,7 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     # Suspended without a lease or a worker slot until the store wakes it (a workflow
-    # sleeping, waiting for an event or for its child jobs): see ADR 0007.
+    # sleeping, waiting for an event or for its child jobs): see ADR 0009.
     WAITING = "waiting"
 
     @property

@@ -1,4 +1,4 @@
-"""Durable workflows: checkpointed steps, durable sleep and events, child jobs (ADR 0007).
+"""Durable workflows: checkpointed steps, durable sleep and events, child jobs (ADR 0009).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Workflow routes: ``POST /v1/events`` and ``GET /v1/jobs/{id}/steps`` (ADR 0008).
+"""Workflow routes: ``POST /v1/events`` and ``GET /v1/jobs/{id}/steps`` (ADR 0009).
 
 The API router of the :class:`~treadle.workflows.plugin.Workflows` plug-in. Workflows
 themselves are submitted like tasks (``POST /v1/jobs {"task": "report", ...}``).

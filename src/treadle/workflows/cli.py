@@ -1,4 +1,4 @@
-"""``treadle events send``: the command of the workflow plug-in (ADR 0008)."""
+"""``treadle events send``: the command of the workflow plug-in (ADR 0009)."""
 
 from __future__ import annotations
 

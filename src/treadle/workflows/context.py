@@ -1,4 +1,4 @@
-"""``ctx`` of a workflow: the replay engine (ADR 0007).
+"""``ctx`` of a workflow: the replay engine (ADR 0009).
 
 A workflow function is re-run from the top on every attempt (after a crash, a retry or a
 wake-up). Each ``ctx`` call is one step at the next position (``seq``): a step already
@@ -16,6 +16,7 @@ import inspect
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from treadle.context import JobContext
 from treadle.core import storable
 from treadle.core.classify import classify
 from treadle.core.clock import Clock
-from treadle.core.errors import InvalidInput, TreadleError
+from treadle.core.errors import ErrorClass, InvalidInput, TreadleError
 from treadle.core.job import NewJob, validate_name
 from treadle.workflows.log import StepLog
 from treadle.workflows.model import (
@@ -292,8 +293,6 @@ class WorkflowContext:
         return text
 
     def _child_job(self, task: Any, payload: Mapping[str, Any], seq: int, idx: int) -> NewJob:
-        from dataclasses import replace
-
         job = self._make_child(task, payload)
         # The key makes the child unique per (parent, step, index) on top of the
         # transaction that writes it with the checkpoint.
@@ -326,8 +325,6 @@ class WorkflowContext:
     def _child_failed(self, seq: int, name: str, kind: StepKind, child: ChildState) -> None:
         err = child.error
         cls = err.error_class if err is not None else None
-        from treadle.core.errors import ErrorClass
-
         exc = ChildFailed(
             f"step {name!r}: child job {child.id} (#{child.idx}) {child.status}"
             + (f": {err.message}" if err else ""),

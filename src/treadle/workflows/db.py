@@ -1,4 +1,4 @@
-"""The workflow plug-in's SQL, over the store's connections (ADR 0008).
+"""The workflow plug-in's SQL, over the store's connections (ADR 0009).
 
 Named queries live in ``sql/<backend>/queries.sql`` (run through
 :class:`~treadle.store.extension.ExtensionSql`); ``transaction()`` is the store's

@@ -1,4 +1,4 @@
-"""Runs jobs of kind ``workflow``: replays the function over its step log (ADR 0007)."""
+"""Runs jobs of kind ``workflow``: replays the function over its step log (ADR 0009)."""
 
 from __future__ import annotations
 

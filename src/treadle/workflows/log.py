@@ -1,4 +1,4 @@
-"""The replay engine's view of storage: one attempt's step log (ADR 0007).
+"""The replay engine's view of storage: one attempt's step log (ADR 0009).
 
 Every write names the attempt's lease token; a write refused because the lease moved on
 raises :class:`~treadle.workflows.model.FencedSignal`. ``SqlStepLog`` implements it over

@@ -1,5 +1,5 @@
 """The values of durable workflows: steps as stored and shown, children, and the errors
-a replay raises (ADR 0007)."""
+a replay raises (ADR 0009)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class ChildResult:
 class NonDeterministic(Permanent):
     """On replay the workflow called steps in another order or under other names.
 
-    Workflow code outside steps must be deterministic (ADR 0007); retrying cannot help."""
+    Workflow code outside steps must be deterministic (ADR 0009); retrying cannot help."""
 
 
 class DuplicateStep(Permanent):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from treadle.core.job import DEFAULT_TENANT
@@ -35,6 +36,4 @@ class WorkflowService:
         kids: dict[int, list[int]] = {}
         for r in self.db.read("links", {"job_id": job_id}):
             kids.setdefault(int(r["seq"]), []).append(int(r["child_id"]))
-        from dataclasses import replace
-
         return [replace(s, children=tuple(kids.get(s.seq, ()))) for s in steps]

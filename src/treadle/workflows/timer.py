@@ -1,7 +1,7 @@
 """One daemon thread that runs callbacks after a delay unless they were settled first.
 
 Used to record a step's start only when the step runs long enough for anyone to look
-(ADR 0008): short steps write their start together with their result, one commit per
+(ADR 0009): short steps write their start together with their result, one commit per
 step; a long one shows as started while it runs.
 """
 

@@ -1,4 +1,4 @@
-"""Waking waiting workflows: the guarded ``waiting -> queued`` update (ADR 0007).
+"""Waking waiting workflows: the guarded ``waiting -> queued`` update (ADR 0009).
 
 Three paths, one guarded statement (so a job wakes once however many paths fire):
 - right after a job suspends, and right after one of its children finishes, the worker

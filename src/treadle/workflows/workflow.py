@@ -7,13 +7,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from treadle.app import Task, TaskOptions
 from treadle.core.errors import ConfigurationError, InvalidInput
 from treadle.core.job import JobKind, NewJob
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
-
-from treadle.app import Task, TaskOptions
 
 
 class Workflow(Task[..., Any]):

@@ -182,3 +182,30 @@ def test_retry_resumes_from_the_last_checkpoint(mapp: Treadle) -> None:
     assert runs == ["a", "b", "b", "c"]
     b = mapp.job_steps(h.id)[1]
     assert b.attempt == 2 and b.status is StepStatus.COMPLETED
+
+
+def test_spawn_a_child_workflow_and_fire_and_forget(mapp: Treadle) -> None:
+    @mapp.task(name="note", retries=0)
+    def note(text: str) -> str:
+        return text.upper()
+
+    @mapp.workflow(name="inner")
+    def inner(ctx: WorkflowContext, n: int) -> int:
+        return ctx.step("square", lambda: n * n) + ctx.map("one", note, [{"text": "x"}]).count("X")
+
+    @mapp.workflow(name="outer")
+    def outer(ctx: WorkflowContext) -> list[Any]:
+        child_result = ctx.spawn("inner", inner, {"n": 4})  # waits, no slot held
+        fired = ctx.spawn("note", "note", {"text": "later"}, wait=False)  # an id, at once
+        return [child_result, fired]
+
+    h = outer.defer()
+    with Running(mapp, concurrency=1):  # one slot: outer waits while inner runs
+        result = h.wait(30).result
+    assert result[0] == 17
+    fired = mapp.get_job(result[1])
+    assert fired.parent_id == h.id and fired.task == "note"
+    steps = mapp.job_steps(h.id)
+    assert [s.kind.value for s in steps] == ["spawn", "spawn"]
+    inner_job = mapp.get_job(steps[0].children[0])
+    assert inner_job.kind.value == "workflow" and inner_job.parent_id == h.id

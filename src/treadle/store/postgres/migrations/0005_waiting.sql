@@ -1,4 +1,4 @@
--- The `waiting` status (ADR 0007): a job suspended without a lease or a worker slot.
+-- The `waiting` status (ADR 0009): a job suspended without a lease or a worker slot.
 ALTER TABLE treadle_jobs DROP CONSTRAINT treadle_jobs_status_check;
 ALTER TABLE treadle_jobs ADD CONSTRAINT treadle_jobs_status_check
     CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'waiting'));

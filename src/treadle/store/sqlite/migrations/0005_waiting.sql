@@ -1,5 +1,5 @@
 -- treadle: foreign_keys=off
--- The `waiting` status (ADR 0007): a job suspended without a lease or a worker slot.
+-- The `waiting` status (ADR 0009): a job suspended without a lease or a worker slot.
 -- SQLite cannot alter a CHECK constraint, so the jobs table is rebuilt the documented way
 -- (https://sqlite.org/lang_altertable.html#otheralter): the runner turns foreign keys off
 -- for this script (so dropping the old table neither cascades nor nulls anything) and

@@ -1,4 +1,4 @@
--- Durable workflows (issue 9, ADR 0007).
+-- Durable workflows (issue 9, ADR 0009).
 
 -- One row per step of a workflow job, in program order (seq). Written fenced by the
 -- job's lease token, so a zombie attempt cannot checkpoint anything.
