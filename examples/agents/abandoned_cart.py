@@ -24,6 +24,7 @@ from treadle import Treadle
 from treadle.agents import tool
 from treadle.api import ApiConfig, create_app
 from treadle.api.auth import keystore_for
+from treadle.egress import EgressPolicy
 from treadle.webhooks import register_builtin_tasks, verify
 
 SECRET = "example-webhook-secret"  # in production: TREADLE_WEBHOOK_SECRET, read by the CLI
@@ -36,7 +37,9 @@ def customer_history(email: str) -> dict[str, Any]:
 
 
 def build(url: str) -> Treadle:
-    app = Treadle(url)
+    # The receiver runs on loopback here; callbacks to private addresses are refused
+    # unless allowed (ADR 0305: TREADLE_EGRESS_ALLOW=127.0.0.1/32 for `treadle` commands).
+    app = Treadle(url, egress=EgressPolicy.parse("127.0.0.1/32"))
     app.agent(
         name="cart_followup", model=f"scripted:{SCRIPTS / 'cart.json'}",
         instructions="Draft a short, personal follow-up for an abandoned cart.",
@@ -84,7 +87,7 @@ def main(url: str | None = None) -> int:
                        json={"task": "cart_followup", "callback_url": hook,
                              "payload": {"input": {"email": "ada@example.com",
                                                    "cart": ["green mug", "teapot"]}}})
-        print("webhook accepted:", r.status_code, "job", r.json()["id"])
+        print("webhook accepted:", r.status_code, r.json().get("id", r.text))
         deadline = time.monotonic() + 60
         while not Receiver.received and time.monotonic() < deadline:
             time.sleep(0.1)
