@@ -49,10 +49,10 @@ class Ledger:
 
     def over_cap(self, tenant: str) -> tuple[float, float] | None:
         """(spent, cap) when the tenant has a cap and has reached it, else None."""
-        cap = self.cap(tenant)
-        if cap is None:
+        rows = self.sql.run("cap_and_spend", {"tenant": tenant})
+        if not rows:
             return None
-        spent = self.spent(tenant)
+        cap, spent = float(rows[0]["cap_usd"]), float(rows[0]["spent_usd"] or 0.0)
         return (spent, cap) if spent >= cap else None
 
     def set_cap(self, tenant: str, cap_usd: float | None) -> None:

@@ -29,3 +29,10 @@ GROUP BY s.tenant ORDER BY sum(s.cost_usd) DESC, s.tenant LIMIT %(limit)s;
 -- name: job_spend
 SELECT turn, model, tokens_in, tokens_out, cost_usd FROM treadle_agent_spend
 WHERE job_id = %(job_id)s ORDER BY turn;
+
+-- name: cap_and_spend
+-- One round trip before each model call; no row when the tenant has no cap (no sum).
+SELECT c.cap_usd,
+       (SELECT coalesce(sum(s.cost_usd), 0) FROM treadle_agent_spend s
+        WHERE s.tenant = c.tenant) AS spent_usd
+FROM treadle_agent_caps c WHERE c.tenant = %(tenant)s;
