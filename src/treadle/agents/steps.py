@@ -1,6 +1,6 @@
 """A model call as a workflow step whose checkpoint carries its ledger row.
 
-``ctx.step`` already writes a short step once (its start with its result, ADR 0008). A
+``ctx.step`` already writes a short step once (its start with its result, ADR 0009). A
 model call is also paid: here its checkpoint and its row in the spending ledger are one
 transaction, so spend is recorded exactly when the call's result is — a replay finds
 both, a crash before the commit leaves neither, and nothing is counted twice.
