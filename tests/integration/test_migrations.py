@@ -60,14 +60,9 @@ def test_both_backends_have_the_same_numbered_migrations() -> None:
 def test_both_backends_migrate_to_the_same_tables_and_columns(
     sqlite_url: str, pg_url: str
 ) -> None:
-    from treadle.store.sqlite.store import SQLiteStore
+    from treadle.testing import migrated
 
-    s = SQLiteStore(sqlite_url)
-    s.migrate()
-    for p in builtin_plugins():
-        if p.sql_package:
-            s.migrate_plugin(p.name, p.sql_package)
-    s.close()
+    migrated(sqlite_url)  # as the PostgreSQL template: core, built-in kinds, streams
     conn = sqlite3.connect(sqlite_path(sqlite_url))
     tables = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'treadle_%'")]
