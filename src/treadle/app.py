@@ -45,6 +45,7 @@ from treadle.worker.scheduler import Periodic
 if TYPE_CHECKING:
     from treadle.agents.agent import Agent
     from treadle.dynamic.registry import WorkerRegistry
+    from treadle.streams.follow import JobStream
     from treadle.workflows import Step, Workflow
     from treadle.workflows.service import WorkflowService
 
@@ -101,6 +102,13 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle id={self.id} task={self.job.task!r}>"
+
+    def stream(self, *, after: int = 0, poll: float = 0.05) -> JobStream:
+        """The job's live stream: iterate (or ``async for``) its state changes, items
+        (logs, progress, emitted data) and final record; ``after`` resumes (docs/streams.md)."""
+        from treadle.streams.follow import JobStream
+
+        return JobStream(self.app, self.id, after=after, poll=poll)
 
     def refresh(self) -> Job:
         return self.app.get_job(self.id)
@@ -567,13 +575,17 @@ class Treadle:
         kinds than the one that migrated (``treadle worker`` after ``app.migrate()``) finds
         its tables."""
         applied = self.store.migrate()
+        self.migrate_plugins()
+        return applied
+
+    def migrate_plugins(self) -> dict[str, list[int]]:
+        """Apply the plug-ins' own migrations (after the core's); the versions applied now,
+        by plug-in name."""
         tracks = {p.name: p.sql_package for p in builtin_plugins()}
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
-        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0010)
-        for name, sql_package in tracks.items():
-            if sql_package is not None:
-                self.store.migrate_plugin(name, sql_package)
-        return applied
+        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0011)
+        return {name: self.store.migrate_plugin(name, sql_package)
+                for name, sql_package in tracks.items() if sql_package is not None}
 
     def check_schema(self) -> None:
         """Refuse a database that is behind (run ``treadle migrate``) or ahead of the code,

@@ -1,4 +1,4 @@
-"""``treadle jobs list|show|cancel|retry`` and ``treadle submit``."""
+"""``treadle jobs list|show|watch|cancel|retry`` and ``treadle submit``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail,
 from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
 from treadle.kinds import use_builtin
+from treadle.streams import cli as streams_cli
 
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
@@ -60,6 +61,10 @@ def list_jobs(
                           j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                           f"{j.error.error_class.value}: {j.error.message[:60]}" if j.error else "")
         console.print(table)
+
+
+# Live streams bring their own command (docs/streams.md).
+jobs_app.command("watch")(streams_cli.watch)
 
 
 @jobs_app.command("show")

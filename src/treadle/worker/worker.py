@@ -146,7 +146,7 @@ class Worker:
         self._tasks: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | Literal["streams"] | None]
         self._outcomes = queue.SimpleQueue()
-        # Live stream items ride with the flusher's writes (docs/adr/0010-live-job-streams.md).
+        # Live stream items ride with the flusher's writes (docs/streams.md, ADR 0011).
         self.streams = StreamBuffer(StreamRepo(store), lambda: self._outcomes.put(_STREAMS),
                                     clock)
         self._threads: list[threading.Thread] = []
