@@ -43,6 +43,7 @@ from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
+    from treadle.agents.agent import Agent
     from treadle.dynamic.registry import WorkerRegistry
     from treadle.streams.follow import JobStream
     from treadle.workflows import Step, Workflow
@@ -358,6 +359,13 @@ class Treadle:
             return wf
 
         return wrap
+
+    def agent(self, *, name: str, model: Any, **options: Any) -> Agent:
+        """Register a durable LLM agent; its runs are jobs of kind ``agent``
+        (docs/agents.md). ``agent.defer(input=...)`` starts one."""
+        from treadle.agents.agent import register as register_agent
+
+        return register_agent(self, name=name, model=model, **options)
 
     @property
     def workflows(self) -> WorkflowService:

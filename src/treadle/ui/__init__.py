@@ -36,6 +36,7 @@ def ui_router(treadle: Treadle, *, secret: str | bytes | None = None) -> APIRout
     templates = make_templates([p.templates for p in pages if p.templates is not None])
     nav = [*CORE_NAV, *(entry for p in pages for entry in p.nav)]
     ctx = UIContext(treadle, Signer.from_env(secret), templates, nav=nav)
+    ctx.panels = [p.dashboard for p in pages if p.dashboard is not None]
     router = APIRouter()
     pages_auth.register(router, ctx)
     pages_ops.register(router, ctx)
