@@ -53,7 +53,7 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
     problems.install(app)
     app.include_router(jobs.router)
-    app.include_router(streams_sse.router)  # GET /v1/jobs/{id}/stream (ADR 0010)
+    app.include_router(streams_sse.router)  # GET /v1/jobs/{id}/stream (ADR 0011)
     # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)
