@@ -3,6 +3,9 @@
 PostgreSQL: ``TREADLE_TEST_POSTGRES_URL`` if set, else the server on
 127.0.0.1:5432, else a throwaway cluster from local binaries. A template
 database is migrated once per session and cloned for every test.
+
+After every test that used one of these databases, every event in it is checked
+against the lifecycle table (``tests/support/events.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.support import pg
+from tests.support.events import assert_events_legal
 from treadle.store.postgres.store import PostgresStore
 
 
@@ -48,20 +52,23 @@ def pg_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for one test."""
     with pg.database(pg_admin_url, template=pg_template) as url:
         yield url
+        assert_events_legal(url)
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'treadle.db'}"
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'treadle.db'}"
+    yield url
+    assert_events_legal(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest) -> str:
     """A migrated database URL, once per backend."""
     if request.param == "sqlite":
         from treadle.store.sqlite.store import SQLiteStore
 
-        url = f"sqlite:///{tmp_path / 'treadle.db'}"
+        url = str(request.getfixturevalue("sqlite_url"))
         s = SQLiteStore(url)
         s.migrate()
         s.close()

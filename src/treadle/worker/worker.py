@@ -123,6 +123,7 @@ class Worker:
         self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self.processed = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -294,7 +295,7 @@ class Worker:
                 target = supervised("async", loop.run_forever, pause=self._stopped)
                 t = threading.Thread(target=target, name="treadle-async", daemon=True)
                 t.start()
-                self._loop = loop
+                self._loop, self._loop_thread = loop, t
             return self._loop
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -502,8 +503,27 @@ class Worker:
         # Join flusher and maintenance so nothing touches the store after run() returns.
         for t in self._threads:
             t.join()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Cancel what async work is left, stop the loop and close it (its sockets too)."""
+        loop, thread = self._loop, self._loop_thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):  # a task that ignores cancellation: close anyway
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        if not thread.is_alive():
+            loop.close()
+
+
+async def _cancel_all() -> None:
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _cancelled_info() -> ErrorInfo:
