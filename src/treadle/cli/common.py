@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from treadle.app import DEFAULT_URL, Treadle
 from treadle.core.errors import ConfigurationError, StoreUnavailable, TreadleError
+from treadle.egress import EgressPolicy
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,6 +49,10 @@ def clean_errors() -> Iterator[None]:
         raise
     except TreadleError as exc:
         fail(exc.message)
+    except UnicodeError:
+        # An argument that is not valid text (a non-UTF-8 byte on the command line becomes
+        # a lone surrogate): nothing can store or look it up.
+        fail("an argument is not valid Unicode text (lone surrogate or undecodable byte)")
     except sqlite3.Error as exc:
         fail(f"database error: {exc}")
     except OSError as exc:
@@ -75,7 +80,18 @@ def probe(url: str) -> None:
 
 
 def load_app(spec: str | None, db: str | None) -> Treadle:
-    """Import ``module:attr`` (a Treadle instance), bound to ``db`` when given."""
+    """Import ``module:attr`` (a Treadle instance), bound to ``db`` when given.
+
+    ``TREADLE_EGRESS_ALLOW`` (CIDR ranges, comma-separated), when set, becomes the app's
+    egress policy: the private ranges env.fetch and callbacks may reach (ADR 0305)."""
+    app = _load_app(spec, db)
+    allow = os.environ.get("TREADLE_EGRESS_ALLOW")
+    if allow is not None:
+        app.egress = EgressPolicy.parse(allow)
+    return app
+
+
+def _load_app(spec: str | None, db: str | None) -> Treadle:
     url = db or DEFAULT_URL
     probe(url)
     if not spec:

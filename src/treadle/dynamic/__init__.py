@@ -69,7 +69,7 @@ def enable(
     if existing is not None:
         return existing
     repo = open_repo(app.store)
-    executor = CodeExecutor(repo, manager)
+    executor = CodeExecutor(repo, manager, egress=lambda: app.egress)
     registry = WorkerRegistry(app, repo, executor, queue=queue, retries=retries)
     app.workers = registry
     app.extra_executors = {**app.extra_executors, JobKind.CODE: executor}

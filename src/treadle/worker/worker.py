@@ -72,6 +72,9 @@ class WorkerConfig:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
+        if self.name is not None and not (self.name.isprintable() and 0 < len(self.name) <= 200):
+            # The name is stored with every claim and heartbeat (ADR 0006).
+            raise ConfigurationError("a worker name must be 1-200 printable characters")
 
 
 class _HardStop(BaseException):
