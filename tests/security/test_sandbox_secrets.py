@@ -91,16 +91,21 @@ def test_get_instances_and_js_hosts_hold_no_secret_in_any_process(
     fresh_manager.get(py("def handler(i, env):\n    return 1"), None, tenant=t)
     fresh_manager.get(js("function handler() { return 1 }"), None, tenant=t)
     roots = [host.proc.pid for host in fresh_manager._js.started()]
-    roots += [w.inst.proc.pid for w in fresh_manager._py_cache.clear()]
-    for root in roots:
-        tree = procstat.descendants(root)
-        assert len(tree) == 2, tree  # bwrap outside, the sandboxed program inside
-        for pid in tree:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                environ = fh.read().decode()
-            assert leaked(environ) == [], (pid, environ[:200])
-        with open(f"/proc/{tree[0]}/environ", "rb") as fh:
-            assert fh.read() == b""  # bwrap itself: empty
+    warm = fresh_manager._py_cache.clear()  # out of the manager: this test must end them
+    roots += [w.inst.proc.pid for w in warm]
+    try:
+        for root in roots:
+            tree = procstat.descendants(root)
+            assert len(tree) == 2, tree  # bwrap outside, the sandboxed program inside
+            for pid in tree:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    environ = fh.read().decode()
+                assert leaked(environ) == [], (pid, environ[:200])
+            with open(f"/proc/{tree[0]}/environ", "rb") as fh:
+                assert fh.read() == b""  # bwrap itself: empty
+    finally:
+        for w in warm:
+            w.inst.kill(wait=True)
 
 
 def test_clearing_the_parent_death_signal_is_a_violation(manager: SandboxManager) -> None:
