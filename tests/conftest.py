@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import pg
 from tests.support.events import assert_events_legal
-from treadle.store.postgres.store import PostgresStore
+from treadle.testing import migrated, sqlite_url
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +37,7 @@ def pg_template(pg_admin_url: str) -> Iterator[str]:
     name = f"treadle_tmpl_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    store = PostgresStore(pg.with_db(pg_admin_url, name))
-    store.migrate()
-    store.close()
+    migrated(pg.with_db(pg_admin_url, name))  # core schema and the built-in kinds'
     try:
         yield name
     finally:
@@ -55,9 +53,10 @@ def pg_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
         assert_events_legal(url)
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'treadle.db'}"
+@pytest.fixture(name="sqlite_url")
+def sqlite_url_fixture(tmp_path: Path) -> Iterator[str]:
+    """An unmigrated SQLite database URL in the test's temp dir."""
+    url = sqlite_url(tmp_path)
     yield url
     assert_events_legal(url)
 
@@ -66,11 +65,5 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 def db_url(request: pytest.FixtureRequest) -> str:
     """A migrated database URL, once per backend."""
     if request.param == "sqlite":
-        from treadle.store.sqlite.store import SQLiteStore
-
-        url = str(request.getfixturevalue("sqlite_url"))
-        s = SQLiteStore(url)
-        s.migrate()
-        s.close()
-        return url
+        return migrated(str(request.getfixturevalue("sqlite_url")))
     return str(request.getfixturevalue("pg_url"))
