@@ -1,4 +1,4 @@
-"""The library entry point: ``Treadle``, tasks and job handles (DESIGN §4)."""
+"""The library entry point: ``Treadle``, tasks and job handles (docs/glossary.md: task, job)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from treadle.core.job import Job
 class Continue(TreadleError):
     """Raise from a task to checkpoint: re-run the job in a fresh attempt with ``payload``.
 
-    Use it when the deadline is near and work remains (DESIGN §1.3). The
+    Use it when the deadline is near and work remains (docs/glossary.md: continuation). The
     continued attempt does not count against the job's retries.
     """
 

@@ -147,7 +147,9 @@ def test_heartbeat_extends_the_lease_and_reports_lost_ones(
     assert res.requeued == 1
     assert store.get_job(a.id).status is JobStatus.RUNNING
     assert store.get_job(b.id).status is JobStatus.QUEUED
-    assert [w.id for w in store.workers()] == ["w1"]
+    assert [w.id for w in store.worker_processes()] == ["w1"]
+    with pytest.deprecated_call(match="use Store.worker_processes"):
+        assert store.workers() == store.worker_processes()  # type: ignore[attr-defined]
 
 
 def test_reaper_fails_a_job_whose_attempts_are_exhausted(store: Store, clock: ManualClock) -> None:

@@ -216,7 +216,7 @@ class ErrorOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    """The job JSON of DESIGN §4."""
+    """The job JSON (ADR 0301)."""
 
     id: int
     queue: str

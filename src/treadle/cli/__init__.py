@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -29,7 +30,7 @@ app.add_typer(jobs_app, name="jobs")
 
 
 def _plugin_commands() -> None:
-    """Sub-commands of the built-in job-kind plug-ins (``treadle workers`` for ``code``).
+    """Sub-commands of the built-in job-kind plug-ins (``treadle dynamic`` for ``code``).
 
     The command line is built before any app is loaded (``--app`` is an option of each
     command), so it offers the kinds that ship with Treadle; each command then finds the
@@ -38,6 +39,18 @@ def _plugin_commands() -> None:
         sub = plugin.cli()
         if sub is not None and plugin.cli_name:
             app.add_typer(sub, name=plugin.cli_name)
+            for old in plugin.cli_old_names:
+                app.add_typer(sub, name=old, hidden=True,
+                              callback=_deprecated_name(old, plugin.cli_name))
+
+
+def _deprecated_name(old: str, new: str) -> Callable[[], None]:
+    """A group callback that keeps ``treadle <old> ...`` working and says what replaced it."""
+
+    def warn() -> None:
+        typer.echo(f"warning: `treadle {old}` is deprecated; use `treadle {new}`", err=True)
+
+    return warn
 
 
 _plugin_commands()

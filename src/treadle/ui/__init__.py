@@ -1,4 +1,4 @@
-"""The web control plane (issue 5): server-rendered pages with HTMX, served by the API app.
+"""The web control plane (ADR 0501): server-rendered pages with HTMX, served by the API app.
 
 Mount it on the API's FastAPI app::
 

@@ -53,7 +53,9 @@ from treadle.worker.writing import store_batch, store_each
 
 log = get_logger("treadle.worker")
 
-FinishedHook = Callable[[Job, Outcome], None]
+# Called after an outcome is recorded. "Listener", not "hook": a hook is an inbound
+# webhook binding (docs/glossary.md).
+FinishListener = Callable[[Job, Outcome], None]
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Worker:
         executors: dict[JobKind, Executor],
         config: WorkerConfig | None = None,
         *,
-        on_finished: Sequence[FinishedHook] = (),
+        on_finished: Sequence[FinishListener] = (),
         clock: Clock = SYSTEM_CLOCK,
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
@@ -401,11 +403,11 @@ class Worker:
                                            time.perf_counter() - entry.started)
                 except Exception as exc:  # metrics must never break the worker
                     log.error("observer failed", error=describe(exc))
-                for hook in self.on_finished:
+                for listener in self.on_finished:
                     try:
-                        hook(entry.job, oc)
-                    except Exception as exc:  # a hook must never break the worker
-                        log.error("on_finished hook failed", error=repr(exc))
+                        listener(entry.job, oc)
+                    except Exception as exc:  # a listener must never break the worker
+                        log.error("on_finished listener failed", error=repr(exc))
 
     # -- maintenance -----------------------------------------------------------
 

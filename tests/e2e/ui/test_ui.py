@@ -1,4 +1,4 @@
-"""Browser tests of the control plane (issue 5): log in, submit, watch live, steer, escape."""
+"""Browser tests of the control plane (ADR 0501): log in, submit, watch live, steer, escape."""
 
 from __future__ import annotations
 
