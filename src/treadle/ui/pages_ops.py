@@ -47,6 +47,7 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         ("/ui/dashboard/live", "_dashboard_live.html", _dashboard),
         ("/queues", "queues.html", _queues),
         ("/ui/queues/live", "_queues_table.html", _queues),
+        ("/schedules", "schedules.html", _schedules),
     ):
         router.get(path, response_class=HTMLResponse, include_in_schema=False)(
             _page(ctx, template, build)
@@ -136,6 +137,11 @@ def _queues(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
             "notice": None}
 
 
+def _schedules(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
+    # Schedules are the app's code, shared like queues (ADR 0010).
+    return {"schedules": ctx.treadle.schedules(upcoming=5)}
+
+
 def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
     now = datetime.now(UTC)
     counts = ctx.store.count_by_status(tenant=user.tenant_filter)
@@ -153,6 +159,7 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
         "workers": [(w, now - w.last_heartbeat < WORKER_STALE) for w in workers],
         "failures": failures,
         "hour": hour,
+        "panels": [panel(ctx, user) for panel in ctx.panels],
     }
 
 
