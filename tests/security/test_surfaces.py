@@ -32,9 +32,10 @@ from tests.support.pg import free_port
 from treadle import Treadle
 from treadle.api import ApiConfig, start_in_thread
 from treadle.core.job import JobKind
-from treadle.dynamic import enable
+from treadle.dynamic import DynamicWorkers
 from treadle.egress import REFUSED
 from treadle.executors import TaskExecutor
+from treadle.testing import migrated
 from treadle.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,16 +239,13 @@ def test_a_worker_process_survives_a_lone_surrogate_and_nul(db_url: str, tmp_pat
 def test_cli_worker_fetch_to_loopback_needs_the_operator_setting(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from treadle.store.sqlite.store import SQLiteStore
-
-    store = SQLiteStore(sqlite_url)
-    store.migrate()
-    store.close()
+    migrated(sqlite_url)  # core and the built-in kinds' tables, as `treadle migrate` does
     with loopback_target() as target:
         app = Treadle(sqlite_url)
         try:
-            wid = enable(app).register(FETCH, "python", {"timeout": 10},
-                                       fetch_allow=["127.0.0.1"]).id
+            registry = app.use(DynamicWorkers()).registry
+            wid = registry.register(FETCH, "python", {"timeout": 10},
+                                    fetch_allow=["127.0.0.1"]).id
         finally:
             app.close()
         run_args = ("workers", "run", wid, "--input", json.dumps(target.url + "/x"),

@@ -202,3 +202,13 @@ def test_a_worker_name_that_cannot_be_stored_is_refused() -> None:
     for name in ("w\ud800", "w\x00", ""):
         with pytest.raises(ConfigurationError):
             WorkerConfig(name=name)
+
+
+def test_async_tasks_with_hostile_output_fail_and_the_loop_carries_on(app: Treadle) -> None:
+    with Running(app):
+        failed_as_invalid_output(app, app.defer("async_surrogate").id)
+        hostile = finished(app, app.defer("async_hostile").id)
+        assert hostile.status is JobStatus.FAILED and hostile.error is not None
+        assert hostile.error.message == "HostileStr"
+        failed_as_invalid_output(app, app.defer("async_surrogate").id)  # loop still runs
+        still_works(app)

@@ -9,7 +9,7 @@ from typing import Any
 
 from treadle.core import storable
 from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
-from treadle.store.base import Outcome, OutcomeKind
+from treadle.core.outcome import Outcome, OutcomeKind
 
 # Released and continued attempts do not use up the job's retry budget.
 _FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})
@@ -35,6 +35,8 @@ def storable_outcome(outcome: Outcome) -> Outcome:
             worker=storable.clean_text(outcome.worker),
         )
     error = outcome.error
+    if error is None and storable.is_valid_text(outcome.worker):
+        return outcome  # the hot path: a success, nothing to repair
     if error is not None:
         error = ErrorInfo(error.error_class, storable.clean_text(error.message),
                           storable.repair(error.detail), error.retry_after)

@@ -39,15 +39,17 @@ from treadle.core.errors import (
 )
 from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
 from treadle.observe import NULL_OBSERVER, Observer
-from treadle.store import Outcome, OutcomeKind, Store
+from treadle.store import Store
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
 from treadle.worker.reaper import Reaper
 from treadle.worker.scheduler import Scheduler
 from treadle.worker.supervise import describe, supervised
+from treadle.worker.writing import store_batch, store_each
 
 log = get_logger("treadle.worker")
 
@@ -113,6 +115,9 @@ class Worker:
         self.observer = observer
         self.store = store
         self.executors = executors
+        # Claim only jobs this worker can run (ADR 0008): a job of another kind waits for a
+        # worker that has its executor instead of failing here.
+        self.kinds = tuple(sorted(k.value for k in executors))
         self.config = config or WorkerConfig()
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
@@ -137,7 +142,7 @@ class Worker:
 
     def run(self) -> None:
         log.info("worker starting", worker=self.id, queues=self.config.queues,
-                 concurrency=self.config.concurrency)
+                 kinds=self.kinds, concurrency=self.config.concurrency)
         self._start_threads()
         try:
             self._claim_loop()
@@ -190,7 +195,7 @@ class Worker:
                 t0 = time.perf_counter()
                 jobs = self.store.claim(
                     queues=cfg.queues, worker=self.id, limit=room,
-                    lease_seconds=cfg.lease.seconds,
+                    lease_seconds=cfg.lease.seconds, kinds=self.kinds,
                 )
                 self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
                 backoff = 0.05
@@ -356,9 +361,13 @@ class Worker:
 
     def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
         backoff = 0.05
+        one_by_one = False
         while True:
             try:
-                accepted = self._store_batch(batch)
+                if one_by_one:
+                    batch, accepted = store_each(self.store, self.id, batch)
+                else:
+                    accepted = store_batch(self.store, batch)
                 break
             except StoreUnavailable as exc:
                 # Outcomes are never dropped: the guarded write is safe to repeat.
@@ -367,48 +376,14 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as exc:
+                if one_by_one:
+                    raise  # store_each deals with every failure but an outage
                 # Not an outage: something in this batch cannot be written. Write the
                 # outcomes one by one so one bad outcome cannot hold back the others.
                 log.error("writing outcomes failed; writing them one by one", worker=self.id,
                           error=describe(exc), pending=len(batch), exc_info=exc)
-                batch, accepted = self._store_each(batch)
-                break
+                one_by_one = True
         self._report(batch, accepted)
-
-    def _store_batch(self, batch: list[tuple[_Running, Outcome]]) -> list[bool]:
-        for entry, _ in batch:
-            lines = entry.logs.take()
-            if lines:
-                try:
-                    self.store.add_logs(entry.job.id, entry.job.attempt, lines)
-                except BaseException:
-                    entry.logs.put_back(lines)  # written with the retry, not lost
-                    raise
-        return self.store.complete([oc for _, oc in batch])
-
-    def _store_each(
-        self, batch: list[tuple[_Running, Outcome]]
-    ) -> tuple[list[tuple[_Running, Outcome]], list[bool]]:
-        """Write each outcome alone; one that still fails fails its job, classified. If
-        even that cannot be written, the job is left to the reaper (its lease expires)."""
-        written: list[tuple[_Running, Outcome]] = []
-        accepted: list[bool] = []
-        for entry, oc in batch:
-            for attempt in (oc, outcome_for_crash(entry.job, RuntimeError(), self.id)):
-                try:
-                    ok = self._store_batch([(entry, attempt)])
-                except StoreUnavailable:
-                    raise
-                except Exception as exc:
-                    log.error("could not write a job's outcome", job_id=entry.job.id,
-                              worker=self.id, outcome=attempt.kind.value, error=describe(exc),
-                              exc_info=exc)
-                    entry.logs.take()  # the lines are the likely cause; the outcome matters
-                    continue
-                written.append((entry, attempt))
-                accepted.extend(ok)
-                break
-        return written, accepted
 
     def _report(self, batch: list[tuple[_Running, Outcome]], accepted: list[bool]) -> None:
         for (entry, oc), ok in zip(batch, accepted, strict=True):

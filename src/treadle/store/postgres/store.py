@@ -25,11 +25,12 @@ from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import StoreUnavailable
-from treadle.core.job import Job, NewJob, QueueInfo
+from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult
+from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
-from treadle.store.base import Enqueued, HeartbeatResult, Outcome, ReapResult
 from treadle.store.common import SqlReads
-from treadle.store.migrations import MigrationRunner
+from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
     lease_lost_detail,
@@ -38,10 +39,12 @@ from treadle.store.outcomes import (
     storable_outcome,
 )
 from treadle.store.postgres.connect import check_url, connect_kwargs
+from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
+from treadle.store.transaction import StoreTransaction
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
@@ -98,7 +101,7 @@ class PostgresStore(SqlReads):
     # -- plumbing ------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _cursor(self, *, tx: bool) -> Iterator[Cursor]:
+    def _raw_cursor(self, *, tx: bool) -> Iterator[Cursor]:
         try:
             with borrow(self._pool, self._timeout) as conn:
                 if tx:
@@ -107,13 +110,20 @@ class PostgresStore(SqlReads):
                 else:
                     with conn.cursor(row_factory=dict_row) as cur:
                         yield cur
-        except (psycopg.OperationalError, psycopg.InterfaceError, NotSent) as e:
+        except NotSent as e:
             raise StoreUnavailable(f"PostgreSQL unavailable: {e}") from e
+
+    @contextlib.contextmanager
+    def _cursor(self, *, tx: bool) -> Iterator[Cursor]:
+        # Callers never see the driver: a refused statement is a Treadle error too.
+        with translated(), self._raw_cursor(tx=tx) as cur:
+            yield cur
 
     def _retrying(
         self, what: str, op: Callable[[Cursor], T], *, tx: bool, idempotent: bool
     ) -> T:
-        return self._reconnect.on_pool(self._pool, what, op, tx=tx, idempotent=idempotent)
+        with translated():
+            return self._reconnect.on_pool(self._pool, what, op, tx=tx, idempotent=idempotent)
 
     def _read(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """A read for callers (producers, the API, waiters): rides out a lost connection."""
@@ -161,15 +171,24 @@ class PostgresStore(SqlReads):
     def _migrations(self) -> MigrationRunner:
         return MigrationRunner("treadle.store.postgres.migrations", self._run_script, self._applied)
 
-    def _run_script(self, sql: LiteralString, version: int, name: str) -> None:
+    def _run_script(
+        self, sql: LiteralString, version: int, name: str, plugin: str | None = None
+    ) -> None:
         with self._cursor(tx=True) as cur:
             cur.execute(Q["migration_lock"])
             cur.execute(Q["create_migrations_table"])
-            cur.execute(Q["applied_migrations"])
+            if plugin is None:
+                cur.execute(Q["applied_migrations"])
+            else:
+                cur.execute(Q["plugin_applied_migrations"], {"plugin": plugin})
             if version in {r["version"] for r in cur.fetchall()}:
                 return  # another process applied it while we waited for the lock
             cur.execute(sql)
-            cur.execute(Q["record_migration"], {"version": version, "name": name})
+            if plugin is None:
+                cur.execute(Q["record_migration"], {"version": version, "name": name})
+            else:
+                cur.execute(Q["record_plugin_migration"],
+                            {"plugin": plugin, "version": version, "name": name})
 
     def _applied(self) -> list[int]:
         with self._cursor(tx=True) as cur:
@@ -184,9 +203,50 @@ class PostgresStore(SqlReads):
     def check_schema(self) -> None:
         self._migrations().check()
 
+    def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
+        def run(sql: LiteralString, version: int, name: str) -> None:
+            self._run_script(sql, version, name, plugin)
+
+        def applied() -> list[int]:
+            rows = self._read("plugin_applied_migrations", {"plugin": plugin})
+            return [r["version"] for r in rows]
+
+        package = plugin_migrations_package(sql_package, "postgres")
+        return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
+
+    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
+        return self._plugin_migrations(plugin, sql_package).migrate()
+
+    def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
+        self._plugin_migrations(plugin, sql_package).check()
+
     # -- producers -----------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if not jobs:
+            return []
+        keyed = sum(nj.idempotency_key is not None for nj in jobs)
+        # Without idempotency keys the insert (with its events and wake-up) is one
+        # atomic statement: one round trip. Keys need a second look in the same transaction.
+        # Only a batch whose every job has a key may be re-sent after a lost connection:
+        # the keys turn a repeat into a lookup (docs/adr/0007-reconnecting-to-postgresql.md).
+        return self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs),
+                              tx=bool(keyed), idempotent=keyed == len(jobs))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One transaction for a plug-in's statements and new jobs (notifications of new
+        work are delivered by PostgreSQL at commit)."""
+
+        def execute(sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+
+        with self._cursor(tx=True) as cur:
+            yield StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs),
+                                   self.codec)
+
+    def _enqueue_in(self, cur: Cursor, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
         now = self.clock.now()
@@ -213,32 +273,30 @@ class PostgresStore(SqlReads):
             cols["parent_id"].append(nj.parent_id)
             cols["callback_url"].append(nj.callback_url)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
-
-        def op(cur: Cursor) -> list[Enqueued]:
-            cur.execute(Q["insert_jobs"], {**cols, "now": now})
-            inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
-            existing: dict[tuple[str, str], Job] = {}
-            if keyed:
-                cur.execute(
-                    Q["jobs_by_idempotency_keys"],
-                    {"tenant": [nj.tenant for nj in keyed],
-                     "idempotency_key": [nj.idempotency_key for nj in keyed]},
-                )
-                for r in cur.fetchall():
-                    job = job_from_row(r, self.codec)
-                    existing[(job.tenant, job.idempotency_key or "")] = job
-            return _match_inserted(jobs, inserted, existing)
-
-        # Without idempotency keys the insert (with its events and wake-up) is one
-        # atomic statement: one round trip. Keys need a second look in the same transaction.
-        # Only a batch whose every job has a key may be re-sent after a lost connection:
-        # the keys turn a repeat into a lookup (docs/adr/0007-reconnecting-to-postgresql.md).
-        return self._retrying("enqueue", op, tx=bool(keyed), idempotent=len(keyed) == len(jobs))
+        existing: dict[tuple[str, str], Job] = {}
+        cur.execute(Q["insert_jobs"], {**cols, "now": now})
+        inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
+        if keyed:
+            cur.execute(
+                Q["jobs_by_idempotency_keys"],
+                {"tenant": [nj.tenant for nj in keyed],
+                 "idempotency_key": [nj.idempotency_key for nj in keyed]},
+            )
+            for r in cur.fetchall():
+                job = job_from_row(r, self.codec)
+                existing[(job.tenant, job.idempotency_key or "")] = job
+        return _match_inserted(jobs, inserted, existing)
 
     # -- workers -------------------------------------------------------------
 
     def claim(
-        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,
     ) -> list[Job]:
         if limit <= 0:
             return []
@@ -247,7 +305,8 @@ class PostgresStore(SqlReads):
         self._listener.ensure_started()
         self._claim_mark.seen = self._listener.work_seq()
         now = self.clock.now()
-        base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds)}
+        base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
+                "kinds": None if kinds is None else list(kinds)}
         claimed: list[Job] = []
         limited = self._limited_queues()
         # Fast path: one statement per queue (or one for all queues), each atomic on its
