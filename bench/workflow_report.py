@@ -94,6 +94,8 @@ def render_markdown(doc: dict[str, Any], json_name: str) -> str:
         f"- SQLite journal for DBOS: `{cfg.get('dbos_sqlite_journal', 'wal')}` (Treadle: WAL)",
         "",
     ]
+    if doc.get("note"):
+        lines += [f"> {doc['note']}", ""]
     errors: dict[str, str] = doc.get("errors", {})
     if errors:
         lines += ["## Not measured / failed", ""]
