@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from treadle.core.budget import Deadline
 from treadle.core.errors import TreadleError
 from treadle.core.job import Job
+
+if TYPE_CHECKING:
+    from treadle.streams.buffer import StreamWriter
 
 
 class Continue(TreadleError):
@@ -24,6 +27,17 @@ class Continue(TreadleError):
         self.payload = payload
 
 
+class Suspend(TreadleError):
+    """Raised by an executor (never by user code) to end an attempt in ``waiting``.
+
+    The job keeps no lease and no worker slot; the kind that suspended it wakes it
+    through the store when its condition holds (ADR 0009). Does not count as a retry.
+    """
+
+    def __init__(self, message: str = "waiting") -> None:
+        super().__init__(message)
+
+
 @dataclass
 class JobContext:
     """Passed to tasks registered with ``pass_context=True`` as the ``ctx`` keyword."""
@@ -33,6 +47,7 @@ class JobContext:
     deadline: Deadline
     cancelled: threading.Event = field(default_factory=threading.Event)
     _log_sink: Callable[[str], None] | None = None
+    _stream: StreamWriter | None = None  # the job's live stream (docs/streams.md)
 
     @property
     def attempt(self) -> int:
@@ -42,6 +57,23 @@ class JobContext:
         """Append a line to this attempt's job log (stored with the job)."""
         if self._log_sink is not None:
             self._log_sink(str(message))
+        if self._stream is not None:
+            self._stream.log(str(message))
+
+    def emit(self, kind: str, data: Any = None) -> None:
+        """Append an item to this job's live stream (``GET /v1/jobs/{id}/stream``).
+
+        Written with the worker's next batch, numbered per job and marked with this
+        attempt. Data that cannot be stored, or is over the per-item cap, is refused here
+        with a classified error (``InvalidOutput``, ``ResourceExhausted``)."""
+        if self._stream is not None:
+            self._stream.emit(kind, data)
+
+    def progress(self, done: float, total: float | None = None,
+                 message: str | None = None) -> None:
+        """Report progress (``done`` of ``total``) on this job's live stream."""
+        if self._stream is not None:
+            self._stream.progress(done, total, message)
 
     def check(self) -> None:
         """Raise if the job was cancelled or its budget is spent; call it in long loops."""

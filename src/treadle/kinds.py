@@ -37,8 +37,11 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from treadle.app import Treadle
+    from treadle.core.job import Job
     from treadle.executors.base import Executor
+    from treadle.store import Outcome
     from treadle.ui.web import UIContext
+    from treadle.worker.worker import Service
 
 __all__ = ["JobKindPlugin", "UiPages", "builtin_plugins", "use_builtin"]
 
@@ -93,6 +96,14 @@ class JobKindPlugin(abc.ABC):
         load theirs (``treadle.cli.common.load_app``) and look the plug-in up there."""
         return None
 
+    def on_finished(self, job: Job, outcome: Outcome) -> None:  # noqa: B027 - optional hook
+        """Called by a worker after it committed the outcome of any job (of any kind): a
+        kind may react to others' jobs ending (a workflow waits for its child tasks)."""
+
+    def services(self, app: Treadle) -> Sequence[Service]:
+        """Periodic maintenance every worker of the app runs (a workflow's wake-up sweep)."""
+        return ()
+
     def close(self) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Release what the plug-in started (called when the app closes)."""
 
@@ -115,8 +126,9 @@ class JobKindPlugin(abc.ABC):
 def builtin_plugins() -> list[JobKindPlugin]:
     """Fresh instances of the kinds that ship with Treadle (what ``treadle`` serves)."""
     from treadle.dynamic.plugin import DynamicWorkers
+    from treadle.workflows.plugin import Workflows
 
-    return [DynamicWorkers()]
+    return [DynamicWorkers(), Workflows()]
 
 
 def use_builtin(app: Treadle) -> Treadle:

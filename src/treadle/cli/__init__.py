@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from treadle.cli.common import clean_errors, fail, load_app
+from treadle.cli.flow import schedules_app, tenants_app
 from treadle.cli.jobs import jobs_app, submit
 from treadle.cli.run import migrate, up, worker
 from treadle.kinds import builtin_plugins
@@ -26,6 +27,8 @@ app.command()(worker)
 app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(tenants_app, name="tenants")
 
 
 def _plugin_commands() -> None:

@@ -27,10 +27,12 @@ from treadle.core.errors import (
     ConfigurationError,
     StoreUnavailable,
 )
+from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
+from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -54,13 +56,14 @@ _POLL_SECONDS = 0.002
 _BUSY_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 T = TypeVar("T")
+_FK_OFF_MARK = "-- treadle: foreign_keys=off"
 
 
 def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads):
+class SQLiteStore(SqlReads, FlowOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -131,6 +134,10 @@ class SQLiteStore(SqlReads):
         with translated():
             return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
 
+    def _write(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        with self._tx() as conn:
+            return list(conn.execute(Q[name], params).fetchall())
+
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         conn = self._conn()
         with translated():
@@ -187,22 +194,35 @@ class SQLiteStore(SqlReads):
 
     def _run_script(self, sql: str, version: int, name: str, plugin: str | None = None) -> None:
         conn = self._conn()
-        # executescript cannot take parameters; open the transaction in the script
-        # and record the migration with a bound statement before committing.
-        self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
+        # A script that rebuilds a referenced table asks for foreign keys off (SQLite's
+        # documented procedure): the pragma is a no-op inside a transaction, so it is
+        # set before BEGIN, and the keys are checked before COMMIT instead.
+        fk_off = sql.startswith(_FK_OFF_MARK)
+        if fk_off:
+            conn.execute("PRAGMA foreign_keys=OFF")
         try:
-            if plugin is None:
-                conn.execute(
-                    "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
-            else:
-                conn.execute(Q["record_plugin_migration"], {
-                    "plugin": plugin, "version": version, "name": name, "now": time.time()})
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            # executescript cannot take parameters; open the transaction in the script
+            # and record the migration with a bound statement before committing.
+            self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
+            try:
+                if fk_off and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise ConfigurationError(f"migration {version} broke a foreign key")
+                if plugin is None:
+                    conn.execute(
+                        "INSERT INTO treadle_migrations (version, name, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (version, name, time.time()),
+                    )
+                else:
+                    conn.execute(Q["record_plugin_migration"], {
+                        "plugin": plugin, "version": version, "name": name, "now": time.time()})
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if fk_off:
+                conn.execute("PRAGMA foreign_keys=ON")
 
     def _applied(self) -> list[int]:
         conn = self._conn()
@@ -276,6 +296,8 @@ class SQLiteStore(SqlReads):
                 "timeout": nj.timeout,
                 "idempotency_key": nj.idempotency_key,
                 "concurrency_key": nj.concurrency_key,
+                "concurrency_limit": nj.concurrency_limit,
+                "rate_period": nj.rate_period,
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
@@ -314,13 +336,45 @@ class SQLiteStore(SqlReads):
         }
         claimed: list[Job] = []
         with self._tx() as conn:
+            scope = {**base, "queues": None if queues is None else dumps(list(queues))}
+            plan = conn.execute(Q["claim_plan"], {**scope, "scan": limit * 8,
+                                                  "max_tenants": MAX_TENANTS}).fetchall()
+            for r in plan:
+                if r["what"] == "rate":
+                    self.rate_wait(timedelta(seconds=r["period"]))
+            # Per-key limited jobs first (ADR 0010): the other paths never take them.
+            for cand in (r for r in plan if r["what"] == "key"):
+                period = cand["period"]
+                used = cand["running"]
+                if period is not None:  # rate limit: starts within the sliding window
+                    win = conn.execute(Q["started_in_window"], {
+                        "key": cand["name"], "since": base["now"] - period}).fetchone()
+                    used = win["n"]
+                    if used >= cand["n"]:
+                        self.rate_wait(timedelta(seconds=win["oldest"] + period - base["now"]))
+                n = min(limit - len(claimed), cand["n"] - used)
+                if n > 0:
+                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["name"],
+                                                         "limit": n, "period": period}).fetchall()
+                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
+            tenants = [TenantLoad(r["name"], r["n"], r["running"])
+                       for r in plan if r["what"] == "tenant"]
+            if len(tenants) > 1 and limit > len(claimed):
+                # Several tenants waiting: share the slots by weight (limited queues keep
+                # their own path below).
+                fair = {**scope, "excluded": dumps(list(special))}
+                for tenant, n in allocate(tenants, limit - len(claimed)).items():
+                    rows = conn.execute(Q["claim_tenant"], {**fair, "tenant": tenant,
+                                                            "limit": n}).fetchall()
+                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             if queues is None:
                 excluded = [n for n, r in special.items() if r["paused"]]
                 # Limited queues are claimed one by one below, under their limit.
                 limited = [n for n, r in special.items() if not r["paused"]]
                 rows = conn.execute(
-                    Q["claim_any"], {**base, "limit": limit, "excluded": dumps(excluded + limited)}
+                    Q["claim_any"],
+                    {**base, "limit": limit - len(claimed), "excluded": dumps(excluded + limited)},
                 ).fetchall()
                 claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
                 queues = limited
@@ -450,6 +504,7 @@ class SQLiteStore(SqlReads):
                     self._wake.wait(min(_POLL_SECONDS, remaining))
 
     def wait_for_work(self, timeout: float) -> bool:
+        timeout = self.rate_clamp(timeout)
         mark = getattr(self._local, "claim_mark", None) or self._mark()
         self._local.claim_mark = None
         return self._wait_change(time.monotonic() + timeout, mark)
@@ -499,15 +554,26 @@ class SQLiteStore(SqlReads):
         job = self.get_job(job_id, tenant=tenant)
         now = self.clock.now()
         with self._tx() as conn:
-            row = conn.execute(Q["cancel_queued"], {"id": job_id, "now": _ts(now)}).fetchone()
-            if row is not None:
-                self._event(conn, job_id, "queued", "cancelled", row["attempt"], None,
-                            "cancelled", now)
-                self._callback(conn, job_id, now)
-            else:
-                conn.execute(Q["request_cancel"], {"id": job_id})
+            self._cancel_tree(conn, job_id, now)
         self._notify()
         return self.get_job(job.id)
+
+    def _cancel_tree(self, conn: sqlite3.Connection, job_id: int, now: datetime) -> None:
+        """Cancel a job and, first, its unfinished children (a workflow's fan-out), so
+        nothing keeps running for a parent that is gone. Children go first: a cancelled
+        job's callback delivery is its child too, and must not be cancelled with it."""
+        cur = conn.execute(Q["job_status_token"], {"id": job_id}).fetchone()
+        if cur is None or cur["status"] in ("succeeded", "failed", "cancelled"):
+            return
+        for child in conn.execute(Q["unfinished_children"], {"id": job_id}).fetchall():
+            self._cancel_tree(conn, child["id"], now)
+        row = conn.execute(Q["cancel_queued"], {"id": job_id, "now": _ts(now)}).fetchone()
+        if row is not None:
+            self._event(conn, job_id, cur["status"], "cancelled", row["attempt"], None,
+                        "cancelled", now)
+            self._callback(conn, job_id, now)
+        else:
+            conn.execute(Q["request_cancel"], {"id": job_id})
 
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
         job = self.get_job(job_id, tenant=tenant)
