@@ -1,0 +1,128 @@
+"""``app.artifacts``: put, find, read and delete the files jobs produce."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from treadle.artifacts.blobstore import ArtifactStore, Blob, BlobMissing, hash_file, spool
+from treadle.artifacts.model import Artifact, ArtifactNotFound
+from treadle.artifacts.names import check_content_type, check_name
+from treadle.artifacts.records import ArtifactRecords
+from treadle.core import storable
+from treadle.core.errors import InvalidInput
+from treadle.store import Store
+
+Source = Path | str | bytes | BinaryIO
+MAX_META_BYTES = 16 << 10
+
+
+class ArtifactService:
+    """One app's artifacts: rows in its database, bytes in an :class:`ArtifactStore`."""
+
+    def __init__(self, store: Store, backend: ArtifactStore) -> None:
+        self.backend = backend
+        self.records = ArtifactRecords(store)
+
+    def __repr__(self) -> str:
+        return f"<ArtifactService {self.backend!r}>"
+
+    # -- writing ---------------------------------------------------------------
+
+    def put(
+        self,
+        job_id: int,
+        name: str,
+        source: Source,
+        *,
+        tenant: str,
+        step: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Store ``source`` (a path, bytes, or a binary stream) as artifact ``name`` of the
+        job. Idempotent: the same name and bytes again change nothing; new bytes under the
+        same name replace the old (whose object goes if nothing else references it)."""
+        name = check_name(name)
+        ctype = check_content_type(content_type, name)
+        meta = dict(meta or {})
+        storable.check(meta, "artifact meta", max_bytes=MAX_META_BYTES)
+        path, blob, temporary = self._materialise(source)
+        try:
+            self.backend.ensure(path, blob)
+            artifact, replaced = self.records.record(
+                tenant=tenant, job_id=job_id, step=step, name=name, blob=blob,
+                content_type=ctype, meta=meta)
+            # A delete that held the blob's row before our pin may have removed the object
+            # after the first ensure: now that the pin is committed nothing can, so check.
+            self.backend.ensure(path, blob)
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
+        if replaced is not None:
+            self.records.collect([replaced], self.backend.delete)
+        return artifact
+
+    def _materialise(self, source: Source) -> tuple[Path, Blob, bool]:
+        """A file holding the content, its address, and whether it is ours to remove."""
+        if isinstance(source, str | os.PathLike):
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidInput(f"not a file: {str(path)[:200]!r}")
+            return path, hash_file(path), False
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = io.BytesIO(bytes(source))
+        if not hasattr(source, "read"):
+            raise InvalidInput("an artifact is a path, bytes or a binary stream")
+        path, blob = spool(source, self.backend.spool_dir())
+        return path, blob, True
+
+    def delete_job(self, job_id: int) -> list[str]:
+        """Forget a job's artifacts; delete the objects no other job references (returns
+        their sha256). What a job's retention calls when the job goes."""
+        return self.records.delete_job(job_id, self.backend.delete)
+
+    # -- reading ---------------------------------------------------------------
+
+    def get(self, artifact_id: int, *, tenant: str | None = None) -> Artifact:
+        """By id; another tenant's artifact is ``ArtifactNotFound`` like a missing one."""
+        return self.records.get(artifact_id, tenant)
+
+    def by_name(self, job_id: int, name: str, *, tenant: str | None = None) -> Artifact:
+        return self.records.by_name(job_id, name, tenant)
+
+    def for_job(self, job_id: int, *, tenant: str | None = None) -> list[Artifact]:
+        return self.records.for_job(job_id, tenant)
+
+    def open(self, artifact: Artifact, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``[start, end)``, streamed in chunks."""
+        try:
+            return self.backend.read(artifact.sha256, start, end)
+        except BlobMissing:
+            raise ArtifactNotFound(
+                f"the content of artifact {artifact.id} is missing from the artifact store",
+                detail={"id": artifact.id}) from None
+
+    def read_bytes(self, artifact: Artifact) -> bytes:
+        return b"".join(self.open(artifact))
+
+    def download(self, artifact: Artifact, path: Path) -> Path:
+        try:
+            self.backend.download(artifact.sha256, path)
+        except BlobMissing:
+            raise ArtifactNotFound(f"the content of artifact {artifact.id} is missing",
+                                   detail={"id": artifact.id}) from None
+        return path
+
+    def presigned_url(self, artifact: Artifact, *, expires: int = 300) -> str | None:
+        from treadle.artifacts.names import download_name
+
+        return self.backend.presigned_url(
+            artifact.sha256, filename=download_name(artifact.name),
+            content_type=artifact.content_type, expires=expires)
+
+    def close(self) -> None:
+        self.backend.close()

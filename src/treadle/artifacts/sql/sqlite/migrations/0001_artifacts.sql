@@ -1,0 +1,26 @@
+-- Artifacts (issue 11, ADR 0009): the files jobs produce, content-addressed.
+
+-- One row per stored object (sha256 -> bytes in the artifact store). The row is what
+-- puts and reference-counted deletes serialise on: a delete removes the object while it
+-- holds this row, a put (re)writes the row before trusting the object is there.
+CREATE TABLE treadle_artifact_blobs (
+    sha256     TEXT    PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    created_at REAL    NOT NULL
+);
+
+-- One row per named file of a job (and, within a workflow, the step that made it).
+CREATE TABLE treadle_artifacts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant       TEXT    NOT NULL,
+    job_id       INTEGER NOT NULL REFERENCES treadle_jobs (id),
+    step         TEXT,
+    name         TEXT    NOT NULL,
+    sha256       TEXT    NOT NULL REFERENCES treadle_artifact_blobs (sha256),
+    size         INTEGER NOT NULL,
+    content_type TEXT    NOT NULL,
+    meta         TEXT    NOT NULL DEFAULT '{}',
+    created_at   REAL    NOT NULL,
+    UNIQUE (job_id, name)
+);
+CREATE INDEX treadle_artifacts_sha256 ON treadle_artifacts (sha256);
