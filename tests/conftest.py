@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.support import pg
-from treadle.store.postgres.store import PostgresStore
+from treadle.testing import migrated, sqlite_url
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +33,7 @@ def pg_template(pg_admin_url: str) -> Iterator[str]:
     name = f"treadle_tmpl_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    store = PostgresStore(pg.with_db(pg_admin_url, name))
-    store.migrate()
-    store.close()
+    migrated(pg.with_db(pg_admin_url, name))  # core schema and the built-in kinds'
     try:
         yield name
     finally:
@@ -50,20 +48,15 @@ def pg_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'treadle.db'}"
+@pytest.fixture(name="sqlite_url")
+def sqlite_url_fixture(tmp_path: Path) -> str:
+    """An unmigrated SQLite database URL in the test's temp dir."""
+    return sqlite_url(tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated database URL, once per backend."""
     if request.param == "sqlite":
-        from treadle.store.sqlite.store import SQLiteStore
-
-        url = f"sqlite:///{tmp_path / 'treadle.db'}"
-        s = SQLiteStore(url)
-        s.migrate()
-        s.close()
-        return url
+        return migrated(sqlite_url(tmp_path))
     return str(request.getfixturevalue("pg_url"))

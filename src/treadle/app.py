@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from treadle.core import storable
 from treadle.core.classify import Overrides
@@ -23,18 +23,25 @@ from treadle.core.job import (
     DEFAULT_TENANT,
     Job,
     JobEvent,
+    JobFilter,
     JobKind,
     JobLog,
     NewJob,
 )
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.executors.base import Executor
+from treadle.executors.task import TaskExecutor
+from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
-from treadle.store import JobFilter, Store, open_store
+from treadle.store import Store, open_store
 from treadle.worker.scheduler import Periodic
+
+if TYPE_CHECKING:
+    from treadle.dynamic.registry import WorkerRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
+PluginT = TypeVar("PluginT", bound=JobKindPlugin)
 
 DEFAULT_URL = "sqlite:///treadle.db"
 
@@ -188,10 +195,10 @@ class Treadle:
         self.store: Store = store if store is not None else open_store(url, clock=clock)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodics: list[Periodic] = []
-        # Extension points, filled by optional packages (dynamic workers, metrics):
-        self.extra_executors: dict[JobKind, Executor] = {}
-        self.observer: Observer | None = None
-        self.workers: Any = None  # treadle.dynamic.enable() puts a WorkerRegistry here
+        self.observer: Observer | None = None  # metrics, set by the API server or CLI
+        self._plugins: dict[JobKind, JobKindPlugin] = {}
+        self._legacy_executors: dict[JobKind, Executor] = {}
+        self._task_executor: TaskExecutor | None = None
         self._on_close: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -270,6 +277,94 @@ class Treadle:
                 f"unknown task {name!r} (registered: {known})", detail={"task": name}
             ) from None
 
+    # -- job kinds (plug-ins) -----------------------------------------------------
+
+    def use(self, plugin: PluginT) -> PluginT:
+        """Register a job-kind plug-in (see :mod:`treadle.kinds`); returns it.
+
+        Idempotent for the same object; another plug-in for a kind (or a name) already
+        served is refused, as is anything that is not a valid :class:`JobKindPlugin`.
+        """
+        if not isinstance(plugin, JobKindPlugin):
+            raise ConfigurationError(
+                f"app.use() takes a treadle.kinds.JobKindPlugin, got {type(plugin).__name__}"
+            )
+        try:
+            type(plugin).check_declaration()
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        existing = self._plugins.get(plugin.kind)
+        if existing is plugin:
+            return plugin
+        if existing is not None:
+            raise ConfigurationError(
+                f"jobs of kind {plugin.kind.value!r} are already served by {existing!r}"
+            )
+        if any(p.name == plugin.name for p in self._plugins.values()):
+            raise ConfigurationError(f"a plug-in named {plugin.name!r} is already registered")
+        if plugin.kind in self._legacy_executors:
+            raise ConfigurationError(
+                f"kind {plugin.kind.value!r} already has an executor in app.extra_executors"
+            )
+        plugin.setup(self)
+        self._plugins[plugin.kind] = plugin
+        self.on_close(plugin.close)
+        return plugin
+
+    @property
+    def plugins(self) -> tuple[JobKindPlugin, ...]:
+        """The registered plug-ins, in registration order."""
+        return tuple(self._plugins.values())
+
+    def plugin_for(self, kind: JobKind) -> JobKindPlugin | None:
+        return self._plugins.get(kind)
+
+    def plugin(self, cls: type[PluginT]) -> PluginT:
+        """The registered plug-in of class ``cls`` (typed), or ConfigurationError."""
+        found = self.find_plugin(cls)
+        if found is None:
+            raise ConfigurationError(
+                f"{cls.__name__} is not registered on this app: call app.use({cls.__name__}())"
+            )
+        return found
+
+    def find_plugin(self, cls: type[PluginT]) -> PluginT | None:
+        for p in self._plugins.values():
+            if isinstance(p, cls):
+                return p
+        return None
+
+    def executors(self) -> dict[JobKind, Executor]:
+        """One executor per kind this app can run: ``task`` plus every plug-in's.
+
+        A worker built from them claims only these kinds."""
+        if self._task_executor is None:
+            self._task_executor = TaskExecutor(self)
+        out: dict[JobKind, Executor] = {JobKind.TASK: self._task_executor}
+        out.update(self._legacy_executors)
+        for kind, plugin in self._plugins.items():
+            out[kind] = plugin.executor(self)
+        return out
+
+    @property
+    def extra_executors(self) -> dict[JobKind, Executor]:
+        """Deprecated: the plug-ins' executors (use :meth:`executors` or :meth:`use`)."""
+        return {k: e for k, e in self.executors().items() if k is not JobKind.TASK}
+
+    @extra_executors.setter
+    def extra_executors(self, value: dict[JobKind, Executor]) -> None:
+        # Deprecated path for executors without a plug-in; kept for code written before
+        # app.use() existed. Such kinds get no SQL, routes, pages or commands.
+        self._legacy_executors = {k: v for k, v in value.items() if k not in self._plugins}
+
+    @property
+    def workers(self) -> WorkerRegistry | None:
+        """Deprecated: ``app.plugin(DynamicWorkers).registry`` (None when not registered)."""
+        from treadle.dynamic.plugin import DynamicWorkers
+
+        found = self.find_plugin(DynamicWorkers)
+        return found.registry if found is not None else None
+
     # -- producing -------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[JobHandle]:
@@ -282,7 +377,27 @@ class Treadle:
     # -- reading and steering --------------------------------------------------
 
     def migrate(self) -> list[int]:
-        return self.store.migrate()
+        """Apply the core migrations, then the plug-ins' own; returns the core versions.
+
+        The plug-ins are this app's and the built-in kinds' (``treadle.kinds``), registered
+        or not: a database is migrated for the installation, so a process that serves more
+        kinds than the one that migrated (``treadle worker`` after ``app.migrate()``) finds
+        its tables."""
+        applied = self.store.migrate()
+        tracks = {p.name: p.sql_package for p in builtin_plugins()}
+        tracks.update({p.name: p.sql_package for p in self._plugins.values()})
+        for name, sql_package in tracks.items():
+            if sql_package is not None:
+                self.store.migrate_plugin(name, sql_package)
+        return applied
+
+    def check_schema(self) -> None:
+        """Refuse a database that is behind (run ``treadle migrate``) or ahead of the code,
+        for the core schema and every registered plug-in's."""
+        self.store.check_schema()
+        for plugin in self._plugins.values():
+            if plugin.sql_package is not None:
+                self.store.check_plugin_schema(plugin.name, plugin.sql_package)
 
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job:
         return self.store.get_job(job_id, tenant=tenant)

@@ -7,7 +7,8 @@ Prometheus observer, tests may provide their own.
 from __future__ import annotations
 
 from treadle.core.job import Job
-from treadle.store.base import Outcome, ReapResult
+from treadle.core.lease import ReapResult
+from treadle.core.outcome import Outcome
 
 
 class Observer:

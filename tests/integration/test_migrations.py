@@ -9,20 +9,28 @@ from pathlib import Path
 
 import psycopg
 
+from treadle.kinds import builtin_plugins
 from treadle.store.queries import load_migrations
 from treadle.store.sqlite.store import sqlite_path
 
 LOCK = Path(__file__).parent / "migrations.lock.json"
 PACKAGES = ("treadle.store.sqlite.migrations", "treadle.store.postgres.migrations")
+# Each built-in job-kind plug-in's own track (ADR 0007), locked as "<plugin>/<backend>".
+PLUGIN_TRACKS = {
+    f"{p.name}/{backend}": f"{p.sql_package}.{backend}.migrations"
+    for p in builtin_plugins() if p.sql_package
+    for backend in ("sqlite", "postgres")
+}
 
 
 def checksums() -> dict[str, dict[str, str]]:
+    tracks = {pkg.split(".")[2]: pkg for pkg in PACKAGES} | PLUGIN_TRACKS
     return {
-        pkg.split(".")[2]: {
+        track: {
             f"{n:04d}_{name}": hashlib.sha256(sql.encode()).hexdigest()
             for n, name, sql in load_migrations(pkg)
         }
-        for pkg in PACKAGES
+        for track, pkg in tracks.items()
     }
 
 
@@ -43,6 +51,10 @@ def test_shipped_migrations_are_never_edited() -> None:
 def test_both_backends_have_the_same_numbered_migrations() -> None:
     sqlite, postgres = ([(n, name) for n, name, _ in load_migrations(p)] for p in PACKAGES)
     assert sqlite == postgres
+    for plugin in {track.split("/")[0] for track in PLUGIN_TRACKS}:
+        lite, pg = ([(n, name) for n, name, _ in load_migrations(PLUGIN_TRACKS[f"{plugin}/{b}"])]
+                    for b in ("sqlite", "postgres"))
+        assert lite == pg, plugin
 
 
 def test_both_backends_migrate_to_the_same_tables_and_columns(
@@ -52,6 +64,9 @@ def test_both_backends_migrate_to_the_same_tables_and_columns(
 
     s = SQLiteStore(sqlite_url)
     s.migrate()
+    for p in builtin_plugins():
+        if p.sql_package:
+            s.migrate_plugin(p.name, p.sql_package)
     s.close()
     conn = sqlite3.connect(sqlite_path(sqlite_url))
     tables = [r[0] for r in conn.execute(

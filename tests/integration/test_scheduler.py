@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from treadle import Treadle
-from treadle.core.clock import ManualClock
 from treadle.store import JobFilter
+from treadle.testing import ManualClock
 from treadle.worker import Scheduler
 
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from treadle.core.clock import ManualClock
 from treadle.core.errors import ErrorClass, ErrorInfo, JobNotFound, SchemaTooNew
 from treadle.core.job import NewJob
 from treadle.core.lifecycle import JobStatus
 from treadle.store import JobFilter, Outcome, OutcomeKind, Store, open_store
+from treadle.testing import ManualClock
 
 
 @pytest.fixture

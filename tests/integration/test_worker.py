@@ -11,9 +11,9 @@ import pytest
 
 from treadle import Continue, JobContext, JobStatus, Permanent, RateLimited, RetryPolicy, Treadle
 from treadle.core.errors import ErrorClass
-from treadle.core.job import JobKind, NewJob
-from treadle.executors import TaskExecutor
-from treadle.worker import Worker, WorkerConfig
+from treadle.core.job import NewJob
+from treadle.core.lease import LeaseConfig
+from treadle.testing import run_worker
 
 
 @pytest.fixture
@@ -21,22 +21,6 @@ def app(db_url: str) -> Iterator[Treadle]:
     a = Treadle(db_url)
     yield a
     a.close()
-
-
-class Running:
-    def __init__(self, app: Treadle, **cfg: object) -> None:
-        config = WorkerConfig(**{"concurrency": 4, "poll_interval": 0.2, **cfg})  # type: ignore[arg-type]
-        self.worker = Worker(app.store, {JobKind.TASK: TaskExecutor(app)}, config)
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-
-    def __enter__(self) -> Worker:
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 def test_sync_and_async_tasks_return_results(app: Treadle) -> None:
@@ -50,7 +34,7 @@ def test_sync_and_async_tasks_return_results(app: Treadle) -> None:
         return a * 2
 
     h1, h2 = add.defer(a=2, b=3), aadd.defer(a=21)
-    with Running(app):
+    with run_worker(app):
         assert h1.wait(20).result == 5
         assert h2.wait(20).result == 42
 
@@ -71,7 +55,7 @@ def test_sync_task_past_its_timeout_is_stopped_and_the_slot_freed(app: Treadle) 
         return "ok"
 
     h = spin.defer()
-    with Running(app, concurrency=1):
+    with run_worker(app, concurrency=1):
         job = h.wait(20)
         assert job.status is JobStatus.FAILED and job.error is not None
         assert job.error.error_class is ErrorClass.TIMEOUT
@@ -85,7 +69,7 @@ def test_async_task_timeout_is_cancelled(app: Treadle) -> None:
     async def asleep() -> None:
         await asyncio.sleep(60)
 
-    with Running(app):
+    with run_worker(app):
         job = asleep.defer().wait(20)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.error_class is ErrorClass.TIMEOUT
@@ -102,7 +86,7 @@ def test_cancelling_a_running_job_stops_it(app: Treadle) -> None:
             time.sleep(0.01)
 
     h = long.defer()
-    with Running(app, lease=__import__("treadle.core.lease").core.lease.LeaseConfig(seconds=0.6)):
+    with run_worker(app, lease=LeaseConfig(seconds=0.6)):
         assert started.wait(20)
         app.cancel(h.id)
         job = h.wait(20)
@@ -121,7 +105,7 @@ def test_transient_errors_retry_with_backoff_then_succeed(app: Treadle) -> None:
             raise ConnectionError("blip")
         return ctx.attempt
 
-    with Running(app):
+    with run_worker(app):
         h = flaky.defer()
         deadline = time.monotonic() + 20
         while not app.get_job(h.id).is_finished and time.monotonic() < deadline:
@@ -140,7 +124,7 @@ def test_permanent_and_bad_payload_fail_at_once(app: Treadle) -> None:
     def typed(x: int) -> int:
         return x
 
-    with Running(app):
+    with run_worker(app):
         p = perm.defer().wait(20)
         # A producer running other code than the worker (deployment skew) can still
         # enqueue a mismatched payload; the worker refuses it as invalid input.
@@ -157,7 +141,7 @@ def test_non_json_result_fails_as_invalid_output(app: Treadle) -> None:
     def obj() -> object:
         return object()
 
-    with Running(app):
+    with run_worker(app):
         job = obj.defer().wait(20)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.error_class is ErrorClass.INVALID_OUTPUT and job.attempt == 1
@@ -170,7 +154,7 @@ def test_continue_checkpoints_into_a_fresh_attempt(app: Treadle) -> None:
             raise Continue({"step": step + 1})
         return step
 
-    with Running(app):
+    with run_worker(app):
         job = steps.defer(step=1).wait(20)
     assert job.status is JobStatus.SUCCEEDED and job.result == 3 and job.attempt == 3
     assert [e.reason for e in app.job_events(job.id)].count("continued") == 2
@@ -181,7 +165,7 @@ def test_rate_limited_is_retried_no_sooner_than_retry_after(app: Treadle) -> Non
     def rl() -> None:
         raise RateLimited(retry_after=120)
 
-    with Running(app):
+    with run_worker(app):
         h = rl.defer()
         deadline = time.monotonic() + 20
         while app.get_job(h.id).attempt < 1 or app.get_job(h.id).status is JobStatus.RUNNING:
@@ -197,7 +181,7 @@ def test_job_logs_are_stored_per_attempt(app: Treadle) -> None:
     def chatty(ctx: JobContext) -> None:
         ctx.log("hello from attempt 1")
 
-    with Running(app):
+    with run_worker(app):
         h = chatty.defer()
         h.wait(20)
     logs = app.job_logs(h.id)

@@ -3,10 +3,10 @@ from datetime import UTC, datetime
 import pytest
 
 from treadle.core.budget import Deadline
-from treadle.core.clock import ManualClock
 from treadle.core.errors import ConfigurationError, InvalidInput, Timeout
 from treadle.core.job import NewJob
 from treadle.core.lease import LeaseConfig, is_expired
+from treadle.testing import ManualClock
 
 
 def test_deadline_counts_down_with_the_injected_clock() -> None:

@@ -12,13 +12,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from treadle.api import admin, jobs, problems, routes_workers
+from treadle.api import admin, jobs, problems
 from treadle.api.auth import _bearer, principal_from_request
 from treadle.api.config import ApiConfig
 from treadle.api.metrics import ASGIApp, Metrics, Scope
 from treadle.api.models import Health
 from treadle.api.problems import PROBLEM_JSON, BodyTooLarge, Problem
-from treadle.dynamic import enable as enable_dynamic
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -47,17 +46,17 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     )
     m = metrics or Metrics()
     m.bind(treadle)
-    # Dynamic workers (POST /v1/workers, inline /v1/run): idempotent, so an app the caller
-    # already enabled (with its own SandboxManager) keeps that registry. Enabling starts no
-    # sandbox: only processes that run `code` jobs do.
-    enable_dynamic(treadle)
     app.state.treadle = treadle
     app.state.api_config = config
     app.state.metrics = m
     app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
     problems.install(app)
     app.include_router(jobs.router)
-    app.include_router(routes_workers.router)
+    # Each job-kind plug-in the app uses brings its own routes (ADR 0007).
+    for plugin in treadle.plugins:
+        router = plugin.api_router(treadle)
+        if router is not None:
+            app.include_router(router)
     app.include_router(admin.router)
     _ops_routes(app)
     # Order: size limit innermost so its 413 is counted by the metrics middleware.

@@ -24,9 +24,8 @@ from treadle.api.models import (
     SubmitJob,
 )
 from treadle.api.problems import Problem
-from treadle.core.job import Job
+from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
-from treadle.store import JobFilter
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -112,7 +111,7 @@ async def run_job(
     request: Request, body: RunRequest, principal: Submitter, key: IdempotencyKey = None,
 ) -> JSONResponse:
     if body.code is not None:  # inline code: a one-off sandbox `load` (DESIGN §4)
-        from treadle.api.routes_workers import run_inline
+        from treadle.dynamic.api import run_inline
 
         return await run_inline(request, body, principal, key)
     treadle, config = _ctx(request)

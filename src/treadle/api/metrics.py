@@ -20,8 +20,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from treadle.core.job import Job
+from treadle.core.lease import ReapResult
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.observe import Observer
-from treadle.store import Outcome, OutcomeKind, ReapResult
 
 if TYPE_CHECKING:
     from treadle.app import Treadle

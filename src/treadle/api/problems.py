@@ -128,14 +128,6 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out[:50]
 
 
-def _is_data_error(exc: BaseException) -> bool:
-    if isinstance(exc, OverflowError):  # sqlite3: int beyond 64 bits
-        return True
-    return type(exc).__module__.startswith("psycopg") and any(
-        c.__name__ == "DataError" for c in type(exc).__mro__
-    )
-
-
 def install(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -162,10 +154,8 @@ def install(app: FastAPI) -> None:
         return problem_response(request, Problem(exc.status_code, detail, headers=headers))
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        if _is_data_error(exc):
-            # A value the database cannot represent (an out-of-range number or date)
-            # is bad input, not a server fault; nothing was written (the tx rolled back).
-            return problem_response(request, Problem(422, "a value is out of range"))
+        # Database errors arrive as TreadleErrors (the stores translate their drivers'):
+        # a value out of range is ValueOutOfRange, a 422 like any invalid input.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(request, Problem(500, "internal error"))
 

@@ -12,7 +12,7 @@ import typer
 from treadle.cli.common import clean_errors, fail, load_app
 from treadle.cli.jobs import jobs_app, submit
 from treadle.cli.run import migrate, up, worker
-from treadle.cli.workers import workers_app
+from treadle.kinds import builtin_plugins
 
 app = typer.Typer(
     name="treadle",
@@ -26,7 +26,21 @@ app.command()(worker)
 app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
-app.add_typer(workers_app, name="workers")
+
+
+def _plugin_commands() -> None:
+    """Sub-commands of the built-in job-kind plug-ins (``treadle workers`` for ``code``).
+
+    The command line is built before any app is loaded (``--app`` is an option of each
+    command), so it offers the kinds that ship with Treadle; each command then finds the
+    plug-in on the app it loads (ADR 0007)."""
+    for plugin in builtin_plugins():
+        sub = plugin.cli()
+        if sub is not None and plugin.cli_name:
+            app.add_typer(sub, name=plugin.cli_name)
+
+
+_plugin_commands()
 
 
 def _optional_commands() -> None:

@@ -6,7 +6,6 @@ import contextlib
 import importlib
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
@@ -16,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from treadle.app import DEFAULT_URL, Treadle
-from treadle.core.errors import ConfigurationError, StoreUnavailable, TreadleError
+from treadle.core.errors import ConfigurationError, TreadleError
+from treadle.store import probe as probe_store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -46,32 +46,16 @@ def clean_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except TreadleError as exc:
+    except TreadleError as exc:  # stores translate their drivers' errors (StoreError)
         fail(exc.message)
-    except sqlite3.Error as exc:
-        fail(f"database error: {exc}")
     except OSError as exc:
         fail(str(exc))
-    except Exception as exc:
-        if type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
-            fail(f"database error: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
-        raise
 
 
 def probe(url: str) -> None:
     """Fail fast, with the driver's own reason, when a server database is unreachable."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        return
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # we report it ourselves
-    try:
-        import psycopg
-    except ImportError:
-        return  # open_store names the missing extra
-    try:
-        psycopg.connect(url, connect_timeout=5).close()
-    except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
-        raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
+    probe_store(url)
 
 
 def load_app(spec: str | None, db: str | None) -> Treadle:

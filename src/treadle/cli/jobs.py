@@ -11,9 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
-from treadle.core.job import Job
+from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
-from treadle.store import JobFilter
 
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
@@ -48,7 +47,7 @@ def list_jobs(
             except ValueError:
                 fail(f"unknown status {s!r}; use one of {', '.join(x.value for x in JobStatus)}")
         app = load_app(None, db)
-        app.store.check_schema()
+        app.check_schema()
         jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task, limit=limit,
                                        before_id=before))
         if as_json:
@@ -141,7 +140,7 @@ def submit(
             fail("--idempotency-key names one job; it cannot be used with --count > 1")
         app = load_app(app_spec, db)
         t = app.get_task(task)
-        app.store.check_schema()
+        app.check_schema()
         handles = []
         with _progress(count > 1 and not as_json) as progress:
             bar = progress.add_task("enqueued", total=count)

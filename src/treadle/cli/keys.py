@@ -25,7 +25,7 @@ def _keystore(db: str | None):  # type: ignore[no-untyped-def]  # avoids importi
     from treadle.cli.common import load_app
 
     app = load_app(None, db)
-    app.store.check_schema()
+    app.check_schema()
     return keystore_for(app)
 
 
@@ -93,12 +93,13 @@ def server_command(
     """Serve the HTTP API (no workers; run `treadle worker` for those)."""
     from treadle.cli.common import clean_errors, load_app
     from treadle.core.errors import MissingExtra
+    from treadle.kinds import use_builtin
 
     with clean_errors():
         try:
             from treadle.api.server import config_from_env, serve
         except ImportError as exc:
             raise MissingExtra("server", exc.name or "fastapi") from exc
-        app = load_app(app_spec, db)
-        app.store.check_schema()
+        app = use_builtin(load_app(app_spec, db))
+        app.check_schema()
         serve(app, config_from_env(host), host=host, port=port, log_level=log_level)

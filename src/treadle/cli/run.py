@@ -22,7 +22,8 @@ from treadle.cli.common import (
 from treadle.core.errors import MissingExtra
 from treadle.core.job import JobKind
 from treadle.core.lease import LeaseConfig
-from treadle.executors import Executor, TaskExecutor
+from treadle.executors import Executor
+from treadle.kinds import use_builtin
 from treadle.logs import configure_logging, get_logger
 from treadle.worker import Scheduler, Worker, WorkerConfig
 
@@ -32,7 +33,7 @@ log = get_logger("treadle.cli")
 def migrate(db: DbOption = None) -> None:
     """Create or upgrade the database schema."""
     with clean_errors():
-        app = load_app(None, db)
+        app = use_builtin(load_app(None, db))
         applied = app.migrate()
         if applied:
             console.print(f"applied migrations {', '.join(map(str, applied))} to {app.url}")
@@ -41,16 +42,18 @@ def migrate(db: DbOption = None) -> None:
 
 
 def executors_for(app: Treadle) -> dict[JobKind, Executor]:
-    return {JobKind.TASK: TaskExecutor(app), **app.extra_executors}
+    """Deprecated: ``app.executors()``."""
+    return app.executors()
 
 
 def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
+    """A worker for every kind the app serves (it claims only those kinds)."""
     install_builtins(app)
-    enable_dynamic_workers(app)
+    use_builtin(app)
     kwargs: dict[str, Any] = {"observer": app.observer} if app.observer is not None else {}
     if app.periodics:
         kwargs["scheduler"] = Scheduler(app)
-    return Worker(app.store, executors_for(app), config, **kwargs)
+    return Worker(app.store, app.executors(), config, **kwargs)
 
 
 class GracefulSignals:
@@ -109,8 +112,8 @@ def worker(
     configure_logging(level=log_level)
     signals = GracefulSignals()
     with clean_errors():
-        app = load_app(app_spec, db)
-        app.store.check_schema()
+        app = use_builtin(load_app(app_spec, db))
+        app.check_schema()
         if metrics_port is not None:
             serve_worker_metrics(app, metrics_host, metrics_port)
         qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
@@ -134,11 +137,10 @@ def up(
     configure_logging(level=log_level)
     signals = GracefulSignals()
     with clean_errors():
-        app = load_app(app_spec, db)
+        app = use_builtin(load_app(app_spec, db))
         applied = app.migrate()
         if applied:
             log.info("migrated", versions=applied, db=app.url)
-        enable_dynamic_workers(app)
         if server:
             _start_server(app, host, port)
         console.print(f"[bold green]treadle up[/] on {app.url} — tasks: "
@@ -162,10 +164,8 @@ def serve_worker_metrics(app: Treadle, host: str, port: int) -> None:
 
 
 def enable_dynamic_workers(app: Treadle) -> None:
-    """Run `code` jobs too; sandboxes start lazily, on the first such job."""
-    from treadle import dynamic
-
-    dynamic.enable(app)
+    """Deprecated: ``treadle.kinds.use_builtin(app)`` (registers the built-in kinds)."""
+    use_builtin(app)
 
 
 def _start_server(app: Treadle, host: str, port: int) -> None:

@@ -172,6 +172,20 @@ class StoreUnavailable(TreadleError):
     error_class = ErrorClass.TRANSIENT
 
 
+class StoreError(TreadleError):
+    """The database refused a statement (not a lost connection: that is StoreUnavailable).
+
+    Stores raise it in place of their driver's exceptions, so callers (the CLI, the API)
+    never import a driver to tell a database failure from a bug."""
+
+    error_class = ErrorClass.PERMANENT
+
+
+class ValueOutOfRange(InvalidInput):
+    """A value the database cannot represent (a number beyond 64 bits, a date past 9999);
+    nothing was written."""
+
+
 class MissingExtra(TreadleError, ImportError):
     """An optional dependency is not installed; names the extra to install."""
 

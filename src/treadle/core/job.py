@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -228,3 +229,25 @@ class QueueInfo:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """One job handed back by an enqueue."""
+
+    job: Job
+    created: bool  # False when an idempotency key matched an existing job
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs to list (newest first); every field narrows."""
+
+    tenant: str | None = None
+    statuses: Sequence[JobStatus] = ()
+    queue: str | None = None
+    task: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    before_id: int | None = None  # cursor: ids strictly below (newest first)
+    limit: int = 50

@@ -1,9 +1,11 @@
-"""Lease math: how long a lease lasts and when to renew it."""
+"""Lease math (how long a lease lasts, when to renew it) and what heartbeats and the
+reaper of expired leases report."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from treadle.core.errors import ConfigurationError
 
@@ -35,3 +37,34 @@ class LeaseConfig:
 
 def is_expired(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is not None and expires_at <= now
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """What a heartbeat learnt about the leases a worker holds."""
+
+    lost: frozenset[int] = frozenset()  # leases this worker no longer holds
+    cancel_requested: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    """What one reaper pass did with expired leases."""
+
+    requeued: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.requeued + self.failed + self.cancelled
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker's liveness record (written by its heartbeats)."""
+
+    id: str
+    started_at: datetime
+    last_heartbeat: datetime
+    info: dict[str, Any] = field(default_factory=dict)

@@ -1,27 +1,28 @@
 """Dynamic workers as durable jobs: stored sandboxed code, each run a job of kind ``code``.
 
-``enable(app)`` attaches the feature to a :class:`treadle.Treadle` app::
+The feature is the job-kind plug-in :class:`DynamicWorkers` (ADR 0007)::
 
     from treadle import Treadle
-    from treadle import dynamic
+    from treadle.dynamic import DynamicWorkers
 
     app = Treadle("sqlite:///treadle.db")
-    workers = dynamic.enable(app)              # also reachable as app.workers
+    workers = app.use(DynamicWorkers()).registry
     w = workers.register("def handler(input, env):\\n    return input['x'] * 2", "python")
     job = workers.run(w.id, {"x": 21}, wait=10).job   # 42 once a worker ran it
 
-Workers built from the app afterwards (``treadle.cli.run.executors_for``) pick up the
-code executor from ``app.extra_executors``. The engine is :mod:`treadle.sandbox`; the
-storage is migration 0003 (``treadle_dynamic_workers``, ``treadle_kv``). See
-docs/dynamic-workers.md and docs/adr/0401-dynamic-workers-as-jobs.md.
+Workers built from the app (``app.executors()``) then claim ``code`` jobs too. The engine
+is :mod:`treadle.sandbox`; the storage is core migration 0003 (``treadle_dynamic_workers``,
+``treadle_kv``) and this package's SQL. See docs/dynamic-workers.md and
+docs/adr/0401-dynamic-workers-as-jobs.md.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
-from treadle.core.job import JobKind
 from treadle.dynamic.executor import CODE_RETRY_POLICY, CodeExecutor, RunRequest, WorkerNotFound
+from treadle.dynamic.plugin import DynamicWorkers
 from treadle.dynamic.registry import (
     SANDBOX_SLACK_SECONDS,
     TASK_PREFIX,
@@ -41,6 +42,7 @@ __all__ = [
     "CodeExecutor",
     "DynamicRepo",
     "DynamicWorker",
+    "DynamicWorkers",
     "RunRequest",
     "StoreKV",
     "WorkerNotFound",
@@ -59,25 +61,22 @@ def enable(
     queue: str = "default",
     retries: int = 2,
 ) -> WorkerRegistry:
-    """Attach dynamic workers to ``app``: sets ``app.workers`` and the ``code`` executor.
+    """Deprecated: ``app.use(DynamicWorkers(manager, queue=..., retries=...)).registry``.
 
-    Idempotent: a second call returns the registry already attached (``manager`` and the
-    options of the first call stay). Without ``manager`` the sandboxes are started on the
-    first run, only in processes that run code; ``app.workers.close()`` stops them.
+    Kept for code written before job-kind plug-ins; idempotent as it always was (a second
+    call returns the registry already attached; its manager and options stay).
     """
-    existing = registry_of(app)
-    if existing is not None:
-        return existing
-    repo = open_repo(app.store)
-    executor = CodeExecutor(repo, manager)
-    registry = WorkerRegistry(app, repo, executor, queue=queue, retries=retries)
-    app.workers = registry
-    app.extra_executors = {**app.extra_executors, JobKind.CODE: executor}
-    app.on_close(registry.close)
-    return registry
+    warnings.warn(
+        "treadle.dynamic.enable(app) is deprecated: use app.use(DynamicWorkers(...))",
+        DeprecationWarning, stacklevel=2,
+    )
+    existing = app.find_plugin(DynamicWorkers)
+    if existing is None:
+        existing = app.use(DynamicWorkers(manager, queue=queue, retries=retries))
+    return existing.registry
 
 
 def registry_of(app: Treadle) -> WorkerRegistry | None:
-    """``app.workers`` when dynamic workers are enabled on ``app``, else None."""
-    found = getattr(app, "workers", None)
-    return found if isinstance(found, WorkerRegistry) else None
+    """The registry of the app's :class:`DynamicWorkers` plug-in, or None."""
+    found = app.find_plugin(DynamicWorkers)
+    return found.registry if found is not None else None

@@ -1,8 +1,8 @@
 """Rows of dynamic workers and of the tenant KV store, over either store backend.
 
-These tables belong to dynamic workers (migration 0003), not to the job core, so they
-have their own named queries (``dynamic_queries.sql`` per backend) and this small adapter
-instead of growing the ``Store`` protocol (same pattern as ``treadle.api.keystore``).
+These tables belong to dynamic workers, not to the job core, so this package owns their
+named queries (``treadle/dynamic/sql/<backend>/queries.sql``) and runs them through this
+small adapter instead of growing the ``Store`` protocol (ADR 0007).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 from treadle.sandbox import Limits, WorkerSpec
 from treadle.store import Store
 from treadle.store.extension import ExtensionSql
+
+SQL_PACKAGE = "treadle.dynamic.sql"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class DynamicRepo:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._sql = ExtensionSql(store, "dynamic_queries.sql")
+        self._sql = ExtensionSql.of_package(store, SQL_PACKAGE)
 
     def _now(self) -> Any:
         return self._sql.ts_in(self._sql.now())

@@ -25,7 +25,20 @@ __all__ = [
     "Store",
     "WorkerInfo",
     "open_store",
+    "probe",
 ]
+
+
+def probe(url: str) -> None:
+    """Raise ``StoreUnavailable`` (with the server's reason) if a server database cannot be
+    reached now; the embedded SQLite needs no probe."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return
+    try:
+        from treadle.store.postgres.connect import probe as probe_postgres
+    except ImportError:
+        return  # open_store names the missing extra
+    probe_postgres(url)
 
 
 def open_store(url: str, *, clock: Clock = SYSTEM_CLOCK) -> Store:

@@ -1,5 +1,8 @@
 """The one narrow storage seam every backend implements (DESIGN §2).
 
+The values that cross it (outcomes, reap and heartbeat results, filters) live in
+``treadle.core`` (shared with the worker); they are re-exported here for older imports.
+
 Every state change of a running job is a *guarded* update: it names the lease
 token it holds, and a write with a stale token is refused and recorded as
 ``lease_lost``. Operations that touch many jobs take batches, so the hot path
@@ -8,111 +11,34 @@ token it holds, and a write with a stale token is refused and recorded as
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, LiteralString, Protocol, runtime_checkable
 
-from treadle.core.errors import ErrorInfo
-from treadle.core.job import Job, JobEvent, JobLog, NewJob, QueueInfo
-from treadle.core.lifecycle import JobStatus
+from treadle.core.job import Enqueued, Job, JobEvent, JobFilter, JobLog, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult, WorkerInfo
+from treadle.core.outcome import Outcome, OutcomeKind
 
-
-class OutcomeKind(enum.StrEnum):
-    """What a worker reports about an attempt it ran."""
-
-    SUCCEEDED = "succeeded"  # running -> succeeded
-    FAILED = "failed"  # running -> failed
-    RETRY = "retry"  # running -> queued, run_at pushed out by backoff
-    CANCELLED = "cancelled"  # running -> cancelled (a user asked)
-    RELEASED = "released"  # running -> queued at once (graceful shutdown); not counted
-    CONTINUED = "continued"  # running -> queued with a new payload; not counted
-
-    @property
-    def to_status(self) -> JobStatus:
-        return _OUTCOME_STATUS[self]
+__all__ = [
+    "Enqueued",
+    "HeartbeatResult",
+    "JobFilter",
+    "Outcome",
+    "OutcomeKind",
+    "ReapResult",
+    "Store",
+    "Transaction",
+    "WorkerInfo",
+]
 
 
-_OUTCOME_STATUS = {
-    OutcomeKind.SUCCEEDED: JobStatus.SUCCEEDED,
-    OutcomeKind.FAILED: JobStatus.FAILED,
-    OutcomeKind.RETRY: JobStatus.QUEUED,
-    OutcomeKind.CANCELLED: JobStatus.CANCELLED,
-    OutcomeKind.RELEASED: JobStatus.QUEUED,
-    OutcomeKind.CONTINUED: JobStatus.QUEUED,
-}
+class Transaction(Protocol):
+    """An open write transaction: a plug-in's statements and new jobs commit together."""
 
+    def execute(self, sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        ...
 
-@dataclass(frozen=True)
-class Outcome:
-    """The end of one attempt, fenced by the lease token it ran under."""
-
-    job_id: int
-    lease_token: int
-    kind: OutcomeKind
-    worker: str
-    result: Any = None
-    error: ErrorInfo | None = None
-    run_at: datetime | None = None  # for RETRY
-    payload: dict[str, Any] | None = None  # for CONTINUED
-    reason: str | None = None  # event reason; defaults per kind
-
-    @property
-    def event_reason(self) -> str:
-        if self.reason:
-            return self.reason
-        return {
-            OutcomeKind.SUCCEEDED: "completed",
-            OutcomeKind.FAILED: "failed",
-            OutcomeKind.RETRY: "retry",
-            OutcomeKind.CANCELLED: "cancelled",
-            OutcomeKind.RELEASED: "released",
-            OutcomeKind.CONTINUED: "continued",
-        }[self.kind]
-
-
-@dataclass(frozen=True)
-class Enqueued:
-    job: Job
-    created: bool  # False when an idempotency key matched an existing job
-
-
-@dataclass(frozen=True)
-class HeartbeatResult:
-    lost: frozenset[int] = frozenset()  # leases this worker no longer holds
-    cancel_requested: frozenset[int] = frozenset()
-
-
-@dataclass(frozen=True)
-class ReapResult:
-    requeued: int = 0
-    failed: int = 0
-    cancelled: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.requeued + self.failed + self.cancelled
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    tenant: str | None = None
-    statuses: Sequence[JobStatus] = ()
-    queue: str | None = None
-    task: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    before_id: int | None = None  # cursor: ids strictly below (newest first)
-    limit: int = 50
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    id: str
-    started_at: datetime
-    last_heartbeat: datetime
-    info: dict[str, Any] = field(default_factory=dict)
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]: ...
 
 
 @runtime_checkable
@@ -124,14 +50,24 @@ class Store(Protocol):
     # schema
     def migrate(self) -> list[int]: ...
     def check_schema(self) -> None: ...
+    # a job-kind plug-in's own migrations: <sql_package>.<backend>.migrations
+    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]: ...
+    def check_plugin_schema(self, plugin: str, sql_package: str) -> None: ...
     def close(self) -> None: ...
 
     # producers
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]: ...
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     # workers (hot path)
     def claim(
-        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,  # None: every kind
     ) -> list[Job]: ...
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float

@@ -13,8 +13,8 @@ from typing import Any
 
 from treadle.core.clock import Clock
 from treadle.core.errors import JobNotFound
-from treadle.core.job import Job, JobEvent, JobLog, QueueInfo
-from treadle.store.base import JobFilter, WorkerInfo
+from treadle.core.job import Job, JobEvent, JobFilter, JobLog, QueueInfo
+from treadle.core.lease import WorkerInfo
 from treadle.store.rows import Codec, event_from_row, job_from_row, log_from_row
 
 _STAT_COLUMNS = (

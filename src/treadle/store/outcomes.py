@@ -9,7 +9,7 @@ from typing import Any
 
 from treadle.core import storable
 from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
-from treadle.store.base import Outcome, OutcomeKind
+from treadle.core.outcome import Outcome, OutcomeKind
 
 # Released and continued attempts do not use up the job's retry budget.
 _FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})

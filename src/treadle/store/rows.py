@@ -29,10 +29,29 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _sorted_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _jsonb(value: Any) -> Any:
+    from psycopg.types.json import Jsonb  # only PostgreSQL stores encode with it
+
+    return Jsonb(value)
+
+
 @dataclass(frozen=True)
 class Codec:
+    """How one backend stores JSON and time, both ways (extension SQL uses the ``_in``
+    side, so it never asks which backend it runs on)."""
+
     json_out: Callable[[Any], Any]  # database value -> Python
     ts_out: Callable[[Any], datetime]
+    json_in: Callable[[Any], Any] = _identity  # Python -> query parameter
+    ts_in: Callable[[datetime], Any] = _identity
 
     def opt_ts(self, value: Any) -> datetime | None:
         return None if value is None else self.ts_out(value)
@@ -41,8 +60,8 @@ class Codec:
         return None if value is None else self.json_out(value)
 
 
-SQLITE_CODEC = Codec(json_out=json.loads, ts_out=epoch_to_dt)
-POSTGRES_CODEC = Codec(json_out=_identity, ts_out=_identity)
+SQLITE_CODEC = Codec(json_out=json.loads, ts_out=epoch_to_dt, json_in=_sorted_json, ts_in=_epoch)
+POSTGRES_CODEC = Codec(json_out=_identity, ts_out=_identity, json_in=_jsonb, ts_in=_identity)
 
 
 def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:

@@ -5,9 +5,10 @@ Mount it on the API's FastAPI app::
     from treadle.ui import mount
     mount(fastapi_app, treadle)               # session secret from TREADLE_UI_SECRET
 
-Pages: ``/login``, ``/`` (dashboard), ``/jobs``, ``/jobs/{id}``, ``/workers/new``,
-``/queues``, ``/metrics`` (for browsers; Prometheus clients still reach the API's text
-endpoint there). Fragments, JSON for charts and static assets live under ``/ui/``.
+Pages: ``/login``, ``/`` (dashboard), ``/jobs``, ``/jobs/{id}``, ``/queues``, ``/metrics``
+(for browsers; Prometheus clients still reach the API's text
+endpoint there), plus the pages of the app's job-kind plug-ins (``/workers/new`` for
+dynamic workers). Fragments, JSON for charts and static assets live under ``/ui/``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
 
-from treadle.ui import pages_auth, pages_jobs, pages_ops, pages_workers
+from treadle.ui import pages_auth, pages_jobs, pages_ops
 from treadle.ui.session import Signer
-from treadle.ui.web import HERE, STATIC_PREFIX, UIContext, make_templates
+from treadle.ui.web import CORE_NAV, HERE, STATIC_PREFIX, UIContext, make_templates
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -29,12 +30,17 @@ __all__ = ["mount", "ui_router"]
 
 def ui_router(treadle: Treadle, *, secret: str | bytes | None = None) -> APIRouter:
     """The UI's routes (without static files; ``mount`` adds those)."""
-    ctx = UIContext(treadle, Signer.from_env(secret), make_templates())
+    # Each job-kind plug-in the app uses brings its pages, templates and menu entries.
+    pages = [p for p in (plugin.ui_pages(treadle) for plugin in treadle.plugins) if p]
+    templates = make_templates([p.templates for p in pages if p.templates is not None])
+    nav = [*CORE_NAV, *(entry for p in pages for entry in p.nav)]
+    ctx = UIContext(treadle, Signer.from_env(secret), templates, nav=nav)
     router = APIRouter()
     pages_auth.register(router, ctx)
     pages_ops.register(router, ctx)
     pages_jobs.register(router, ctx)
-    pages_workers.register(router, ctx)
+    for p in pages:
+        p.register(router, ctx)
     return router
 
 

@@ -14,9 +14,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from treadle.core.errors import JobNotFound, TreadleError
-from treadle.core.job import Job
+from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
-from treadle.store import JobFilter
 from treadle.ui import timeline
 from treadle.ui.auth import can_write_jobs
 from treadle.ui.session import SessionUser

@@ -15,9 +15,8 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from treadle.core.errors import TreadleError
-from treadle.core.job import validate_name
+from treadle.core.job import JobFilter, validate_name
 from treadle.core.lifecycle import JobStatus
-from treadle.store import JobFilter
 from treadle.ui import queries
 from treadle.ui.auth import can_steer_queues
 from treadle.ui.session import SessionUser

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,9 +86,15 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else _duration(value / 1000)
 
 
-def make_templates() -> Jinja2Templates:
+CORE_NAV: tuple[tuple[str, str], ...] = (
+    ("/", "Dashboard"), ("/jobs", "Jobs"), ("/queues", "Queues"), ("/metrics", "Metrics"),
+)
+
+
+def make_templates(extra_dirs: Sequence[Path] = ()) -> Jinja2Templates:
+    """The UI's templates, then each plug-in's folder (``extra_dirs``) in order."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        loader=jinja2.FileSystemLoader([HERE / "templates", *extra_dirs]),
         autoescape=True,  # every template, whatever its extension
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -102,10 +108,18 @@ def make_templates() -> Jinja2Templates:
 class UIContext:
     """What every page handler needs; one per mounted UI."""
 
-    def __init__(self, treadle: Treadle, signer: Signer, templates: Jinja2Templates) -> None:
+    def __init__(
+        self,
+        treadle: Treadle,
+        signer: Signer,
+        templates: Jinja2Templates,
+        *,
+        nav: Sequence[tuple[str, str]] = CORE_NAV,
+    ) -> None:
         self.treadle = treadle
         self.signer = signer
         self.templates = templates
+        self.nav = tuple(nav)  # (href, label) of the main menu: core pages, then plug-ins'
 
     @property
     def store(self) -> Any:
@@ -139,6 +153,7 @@ class UIContext:
             "csrf": self.signer.csrf_for(user.sid) if user else "",
             "flash": flash,
             "path": request.url.path,
+            "nav": self.nav,
             **context,
         }
         html = self.templates.get_template(template).render(full)

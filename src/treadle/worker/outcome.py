@@ -11,9 +11,9 @@ from treadle.core.classify import classify
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
 from treadle.core.job import Job
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.core.retry import decide
 from treadle.executors.base import Runnable
-from treadle.store import Outcome, OutcomeKind
 
 MAX_RESULT_BYTES = 1 << 20
 

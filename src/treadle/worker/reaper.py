@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from treadle.core.errors import ConfigurationError
+from treadle.core.lease import ReapResult
 from treadle.logs import get_logger
-from treadle.store import ReapResult, Store
+from treadle.store import Store
 
 log = get_logger("treadle.reaper")
 

@@ -39,10 +39,11 @@ from treadle.core.errors import (
 )
 from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
+from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
 from treadle.observe import NULL_OBSERVER, Observer
-from treadle.store import Outcome, OutcomeKind, Store
+from treadle.store import Store
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
 from treadle.worker.reaper import Reaper
@@ -110,6 +111,9 @@ class Worker:
         self.observer = observer
         self.store = store
         self.executors = executors
+        # Claim only jobs this worker can run (ADR 0007): a job of another kind waits for a
+        # worker that has its executor instead of failing here.
+        self.kinds = tuple(sorted(k.value for k in executors))
         self.config = config or WorkerConfig()
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
@@ -134,7 +138,7 @@ class Worker:
 
     def run(self) -> None:
         log.info("worker starting", worker=self.id, queues=self.config.queues,
-                 concurrency=self.config.concurrency)
+                 kinds=self.kinds, concurrency=self.config.concurrency)
         self._start_threads()
         try:
             self._claim_loop()
@@ -187,7 +191,7 @@ class Worker:
                 t0 = time.perf_counter()
                 jobs = self.store.claim(
                     queues=cfg.queues, worker=self.id, limit=room,
-                    lease_seconds=cfg.lease.seconds,
+                    lease_seconds=cfg.lease.seconds, kinds=self.kinds,
                 )
                 self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
                 backoff = 0.05

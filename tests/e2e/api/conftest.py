@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,11 +24,10 @@ from tests.support.pg import free_port
 from treadle.api import ApiConfig, start_in_thread
 from treadle.api.auth import keystore_for
 from treadle.app import Treadle
-from treadle.core.job import JobKind
 from treadle.core.retry import RetryPolicy
-from treadle.executors import TaskExecutor
+from treadle.testing import run_worker
 from treadle.webhooks import register_builtin_tasks
-from treadle.worker import Worker, WorkerConfig
+from treadle.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[3]
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -44,14 +44,6 @@ class Api:
     def client(self, key: str | None = "a", **kw: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys.get(key, key)}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kw)  # type: ignore[arg-type]
-
-
-def start_worker(treadle: Treadle, **cfg: object) -> tuple[Worker, threading.Thread]:
-    config = WorkerConfig(concurrency=4, poll_interval=0.5, reap_interval=0.5, **cfg)  # type: ignore[arg-type]
-    worker = Worker(treadle.store, {JobKind.TASK: TaskExecutor(treadle)}, config)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    return worker, thread
 
 
 def tenant_keys(treadle: Treadle) -> dict[str, str]:
@@ -83,12 +75,16 @@ def api(db_url: str) -> Iterator[Api]:
         treadle.close()
 
 
+def api_worker(treadle: Treadle, **cfg: Any) -> AbstractContextManager[Worker]:
+    """An in-process worker tuned for these tests (treadle.testing.run_worker)."""
+    options: dict[str, Any] = {"poll_interval": 0.5, "reap_interval": 0.5, **cfg}
+    return run_worker(treadle, **options)
+
+
 @pytest.fixture
 def worker(api: Api) -> Iterator[Worker]:
-    w, t = start_worker(api.treadle)
-    yield w
-    w.stop()
-    t.join(10)
+    with api_worker(api.treadle) as w:
+        yield w
 
 
 def treadle_cli(*args: str, env: dict[str, str] | None = None,

@@ -8,6 +8,8 @@ from typing import Any
 
 from treadle.app import Treadle
 from treadle.core.errors import Permanent
+from treadle.dynamic import DynamicWorkers
+from treadle.sandbox import SandboxManager
 
 
 def register(app: Treadle) -> Treadle:
@@ -39,8 +41,11 @@ def register(app: Treadle) -> Treadle:
     return app
 
 
-def build_app(url: str) -> Treadle:
-    return register(Treadle(url))
+def build_app(url: str, sandboxes: SandboxManager | None = None) -> Treadle:
+    """The test app, serving dynamic workers (kind ``code``) like `treadle server` does."""
+    app = register(Treadle(url))
+    app.use(DynamicWorkers(sandboxes))
+    return app
 
 
 # Loaded by `python -m treadle server|worker --app tests.e2e.api.tasks_app:app --db URL`.

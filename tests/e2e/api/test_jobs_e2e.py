@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.e2e.api.conftest import ADMIN_KEY, Api, start_worker, treadle_cli, wait_finished
+from tests.e2e.api.conftest import ADMIN_KEY, Api, api_worker, treadle_cli, wait_finished
 from tests.support.pg import free_port
 
 
@@ -169,11 +169,6 @@ def test_real_processes_server_and_worker(db_url: str) -> None:
 
 
 def test_extra_worker_thread_helper_smoke(api: Api) -> None:
-    w, t = start_worker(api.treadle, queues=("only-this",))
-    try:
-        with api.client() as c:
-            job = c.post("/v1/jobs", json={"task": "noop", "queue": "only-this"}).json()
-            assert wait_finished(c, job["id"])["status"] == "succeeded"
-    finally:
-        w.stop()
-        t.join(10)
+    with api_worker(api.treadle, queues=("only-this",)), api.client() as c:
+        job = c.post("/v1/jobs", json={"task": "noop", "queue": "only-this"}).json()
+        assert wait_finished(c, job["id"])["status"] == "succeeded"

@@ -3,7 +3,6 @@ real sandboxes (bubblewrap, V8), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,11 +15,8 @@ from tests.e2e.api.tasks_app import build_app
 from tests.support.pg import free_port
 from tests.support.sandbox import require_bwrap
 from treadle.api import ApiConfig, start_in_thread
-from treadle.core.job import JobKind
-from treadle.dynamic import enable
-from treadle.executors import TaskExecutor
 from treadle.sandbox import SandboxManager
-from treadle.worker import Worker, WorkerConfig
+from treadle.testing import run_worker
 
 PY_ECHO = "def handler(input, env):\n    print('py got', input)\n    return {'double': input * 2}"
 JS_COUNTER = (
@@ -41,25 +37,16 @@ def sandboxes() -> Iterator[SandboxManager]:
 @pytest.fixture
 def dapi(db_url: str, sandboxes: SandboxManager) -> Iterator[Api]:
     """The API with dynamic workers enabled, and one worker process-thread running them."""
-    treadle = build_app(db_url)
+    treadle = build_app(db_url, sandboxes)
     treadle.migrate()
-    enable(treadle, sandboxes)
     keys = tenant_keys(treadle)
     port = free_port()
     server = start_in_thread(treadle, host="127.0.0.1", port=port,
                              config=ApiConfig(admin_key=ADMIN_KEY, sync_window=15.0))
-    worker = Worker(
-        treadle.store,
-        {JobKind.TASK: TaskExecutor(treadle), **treadle.extra_executors},
-        WorkerConfig(concurrency=2, poll_interval=0.2, shutdown_grace=5.0),
-    )
-    thread = threading.Thread(target=worker.run, name="http-dyn-worker", daemon=True)
-    thread.start()
     try:
-        yield Api(f"http://127.0.0.1:{port}", treadle, keys)
+        with run_worker(treadle, concurrency=2):
+            yield Api(f"http://127.0.0.1:{port}", treadle, keys)
     finally:
-        worker.stop()
-        thread.join(15)
         server.should_exit = True
         time.sleep(0.05)
         treadle.close()

@@ -28,10 +28,9 @@ from treadle.api.auth import keystore_for
 from treadle.app import Treadle
 from treadle.context import JobContext
 from treadle.core.errors import Permanent
-from treadle.core.job import JobKind
-from treadle.executors.task import TaskExecutor
+from treadle.dynamic import DynamicWorkers
+from treadle.testing import run_worker
 from treadle.ui import mount
-from treadle.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -79,6 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pytest.skip("Chromium is missing and scripts/deps/chromium.sh could not install it")
     db = tmp_path_factory.mktemp("ui") / "ui.db"
     app = Treadle(f"sqlite:///{db}")
+    app.use(DynamicWorkers())  # the /workers/new page and `code` jobs
     app.migrate()
     _register_tasks(app)
     _, tenant_key = keystore_for(app).create_key("acme", "read,submit", name="ui-tests")
@@ -88,28 +88,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     uv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
-    # create_app enabled dynamic workers (app.workers); this worker runs their `code` jobs
-    # too (its SandboxManager starts on the first run and is closed at the end).
-    executors = {JobKind.TASK: TaskExecutor(app), **getattr(app, "extra_executors", {})}
-    worker = Worker(app.store, executors,
-                    WorkerConfig(concurrency=2, poll_interval=0.2, name="ui-test-worker",
-                                 shutdown_grace=2.0))
-    wthread = threading.Thread(target=worker.run, daemon=True)
-    wthread.start()
     deadline = time.monotonic() + 10
     while not uv.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
     try:
-        yield Server(f"http://127.0.0.1:{port}", app, tenant_key)
+        # This worker runs `code` jobs too (the plug-in's SandboxManager starts on the
+        # first run and is closed with the app).
+        with run_worker(app, concurrency=2, name="ui-test-worker", shutdown_grace=2.0):
+            yield Server(f"http://127.0.0.1:{port}", app, tenant_key)
     finally:
-        worker.stop()
-        wthread.join(10)
         uv.should_exit = True
         thread.join(10)
-        registry = getattr(app, "workers", None)
-        if registry is not None:
-            registry.close()
         app.close()
 
 

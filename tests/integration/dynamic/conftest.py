@@ -3,7 +3,6 @@ real sandboxes (bubblewrap, V8)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ import pytest
 
 from tests.support.sandbox import require_bwrap
 from treadle import Treadle
-from treadle.core.job import Job, JobKind
-from treadle.dynamic import WorkerRegistry, enable
-from treadle.executors import TaskExecutor
+from treadle.core.job import Job
+from treadle.dynamic import DynamicWorkers, WorkerRegistry
 from treadle.sandbox import SandboxManager
-from treadle.worker import Worker, WorkerConfig
+from treadle.testing import run_worker
+from treadle.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,32 +45,13 @@ class Dyn:
         return job
 
 
-def start_worker(app: Treadle) -> tuple[Worker, threading.Thread]:
-    # poll_interval is only the safety net for missed wake-ups; keep the tests snappy.
-    worker = Worker(
-        app.store,
-        {JobKind.TASK: TaskExecutor(app), **app.extra_executors},  # type: ignore[attr-defined]
-        WorkerConfig(concurrency=2, poll_interval=0.2, shutdown_grace=5.0),
-    )
-    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
-    thread.start()
-    return worker, thread
-
-
-def stop_worker(worker: Worker, thread: threading.Thread) -> None:
-    worker.stop()
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "worker did not stop"  # run() joins its own threads
-
-
 @pytest.fixture
 def dyn(db_url: str, sandboxes: SandboxManager) -> Iterator[Dyn]:
     app = Treadle(db_url)
-    workers = enable(app, sandboxes)
-    worker, thread = start_worker(app)
+    workers = app.use(DynamicWorkers(sandboxes)).registry
     try:
-        yield Dyn(app, workers, worker, f"t-{uuid.uuid4().hex[:8]}")
+        # poll_interval is only the safety net for missed wake-ups; keep the tests snappy.
+        with run_worker(app, concurrency=2, poll_interval=0.2) as worker:
+            yield Dyn(app, workers, worker, f"t-{uuid.uuid4().hex[:8]}")
     finally:
-        stop_worker(worker, thread)
-        workers.close()
         app.close()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
-from tests.integration.dynamic.conftest import start_worker, stop_worker
 from treadle import Treadle
 from treadle.cli import app as cli
-from treadle.dynamic import enable
+from treadle.dynamic import DynamicWorkers
 from treadle.sandbox import SandboxManager
+from treadle.testing import run_worker
 
 HANDLER = (
     "def handler(input, env):\n"
@@ -49,26 +49,25 @@ def test_register_then_run_from_the_command_line(
     assert again.stdout.strip() == wid  # same code + config, same id
 
     app = Treadle(db_url)
-    enable(app, sandboxes)
-    worker, thread = start_worker(app)
+    app.use(DynamicWorkers(sandboxes))
     try:
-        run = treadle("workers", "run", wid, "--input", '{"x": 21}', "--db", db_url,
-                      cwd=tmp_path)
-        assert run.returncode == 0, run.stderr
-        assert json.loads(run.stdout) == {"y": 42}  # stdout is exactly the result
-        assert "doubling 21" in run.stderr
-        # A subprocess again: in-process, the worker thread's log lines share stdout.
-        as_json = treadle("workers", "run", wid, "--input", '{"x": 2}', "--mode", "get",
-                          "--json", "--db", db_url, cwd=tmp_path)
-        assert as_json.returncode == 0, as_json.stderr
-        job = json.loads(as_json.stdout)
-        assert job["kind"] == "code" and job["status"] == "succeeded"
-        assert job["result"] == {"y": 4} and job["payload"]["mode"] == "get"
-        assert [entry["message"] for entry in job["logs"]] == ["doubling 2"]
-        failing = in_process("workers", "run", wid, "--input", '{"z": 1}', "--db", db_url)
-        assert failing.exit_code == 1 and "permanent" in failing.output
+        with run_worker(app, concurrency=2):
+            run = treadle("workers", "run", wid, "--input", '{"x": 21}', "--db", db_url,
+                          cwd=tmp_path)
+            assert run.returncode == 0, run.stderr
+            assert json.loads(run.stdout) == {"y": 42}  # stdout is exactly the result
+            assert "doubling 21" in run.stderr
+            # A subprocess again: in-process, the worker thread's log lines share stdout.
+            as_json = treadle("workers", "run", wid, "--input", '{"x": 2}', "--mode", "get",
+                              "--json", "--db", db_url, cwd=tmp_path)
+            assert as_json.returncode == 0, as_json.stderr
+            job = json.loads(as_json.stdout)
+            assert job["kind"] == "code" and job["status"] == "succeeded"
+            assert job["result"] == {"y": 4} and job["payload"]["mode"] == "get"
+            assert [entry["message"] for entry in job["logs"]] == ["doubling 2"]
+            failing = in_process("workers", "run", wid, "--input", '{"z": 1}', "--db", db_url)
+            assert failing.exit_code == 1 and "permanent" in failing.output
     finally:
-        stop_worker(worker, thread)
         app.close()
 
     listed = in_process("workers", "list", "--json", "--db", db_url)

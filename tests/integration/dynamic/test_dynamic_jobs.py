@@ -9,7 +9,7 @@ from treadle import Treadle
 from treadle.core.errors import ErrorClass, InvalidInput
 from treadle.core.job import JobKind, NewJob
 from treadle.core.lifecycle import JobStatus
-from treadle.dynamic import WorkerNotFound, enable
+from treadle.dynamic import DynamicWorkers, WorkerNotFound
 from treadle.sandbox import InvalidLimits
 
 LANGS = ("javascript", "python")
@@ -160,7 +160,7 @@ def test_kv_persists_across_runs_and_is_scoped_to_the_tenant(dyn: Dyn, lang: str
     assert [run(a, wa.id), run(a, wa.id), run(b, wb.id), run(a, wa.id)] == [1, 2, 1, 3]
     # Durable: a new app on the same database reads what the runs wrote.
     with Treadle(dyn.app.url) as fresh:
-        repo = enable(fresh).repo
+        repo = fresh.use(DynamicWorkers()).registry.repo
         assert repo.kv_get(a, "n") == "3" and repo.kv_get(b, "n") == "1"
         assert repo.kv_get(f"{a}-c", "n") is None
 

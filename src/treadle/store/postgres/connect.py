@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from treadle.core.errors import ConfigurationError
+import psycopg
+
+from treadle.core.errors import ConfigurationError, StoreUnavailable
 
 
 def connect_kwargs() -> dict[str, Any]:
@@ -23,3 +25,12 @@ def check_url(url: str) -> str:
     if not url.startswith(("postgresql://", "postgres://")):
         raise ConfigurationError(f"not a PostgreSQL URL (expected postgresql://...): {url!r}")
     return url
+
+
+def probe(url: str) -> None:
+    """Connect once, without the pool's retries: the server's own reason if it fails."""
+    try:
+        psycopg.connect(check_url(url), connect_timeout=5).close()
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None

@@ -19,6 +19,8 @@ WITH cand AS (
       AND NOT EXISTS (
           SELECT 1 FROM treadle_queues q WHERE q.name = %(queue)s
             AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
+      -- Only kinds this worker can run (ADR 0007): a filter on the ordered index scan.
+      AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -40,6 +42,7 @@ WITH cand AS (
     WHERE status = 'queued' AND run_at <= %(now)s
       AND queue <> ALL (ARRAY(
           SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
+      AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -308,3 +311,9 @@ WITH ins AS (
     SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM ins
 )
 SELECT pg_notify('treadle_jobs', 'treadle.callbacks') FROM ins LIMIT 1;
+
+-- name: plugin_applied_migrations
+SELECT version FROM treadle_plugin_migrations WHERE plugin = %(plugin)s ORDER BY version;
+
+-- name: record_plugin_migration
+INSERT INTO treadle_plugin_migrations (plugin, version, name) VALUES (%(plugin)s, %(version)s, %(name)s);

@@ -23,11 +23,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import StoreUnavailable
-from treadle.core.job import Job, NewJob, QueueInfo
-from treadle.store.base import Enqueued, HeartbeatResult, Outcome, ReapResult
+from treadle.core.errors import StoreError, StoreUnavailable, ValueOutOfRange
+from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult
+from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
-from treadle.store.migrations import MigrationRunner
+from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
     lease_lost_detail,
@@ -39,6 +40,7 @@ from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.listener import Listener
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
+from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.postgres")
 _SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notification is lost
@@ -46,6 +48,11 @@ _SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notifica
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
 
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _ts(value: datetime) -> datetime:
@@ -94,6 +101,11 @@ class PostgresStore(SqlReads):
                         yield cur
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
             raise StoreUnavailable(f"PostgreSQL unavailable: {e}") from e
+        # Callers never see the driver: a refused statement is a Treadle error too.
+        except psycopg.DataError as e:  # e.g. a number or date the column cannot hold
+            raise ValueOutOfRange("a value is out of range") from e
+        except psycopg.Error as e:
+            raise StoreError(f"database error: {_first_line(e)}") from e
 
     def _read(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         with self._cursor(tx=False) as cur:
@@ -123,15 +135,24 @@ class PostgresStore(SqlReads):
     def _migrations(self) -> MigrationRunner:
         return MigrationRunner("treadle.store.postgres.migrations", self._run_script, self._applied)
 
-    def _run_script(self, sql: LiteralString, version: int, name: str) -> None:
+    def _run_script(
+        self, sql: LiteralString, version: int, name: str, plugin: str | None = None
+    ) -> None:
         with self._cursor(tx=True) as cur:
             cur.execute(Q["migration_lock"])
             cur.execute(Q["create_migrations_table"])
-            cur.execute(Q["applied_migrations"])
+            if plugin is None:
+                cur.execute(Q["applied_migrations"])
+            else:
+                cur.execute(Q["plugin_applied_migrations"], {"plugin": plugin})
             if version in {r["version"] for r in cur.fetchall()}:
                 return  # another process applied it while we waited for the lock
             cur.execute(sql)
-            cur.execute(Q["record_migration"], {"version": version, "name": name})
+            if plugin is None:
+                cur.execute(Q["record_migration"], {"version": version, "name": name})
+            else:
+                cur.execute(Q["record_plugin_migration"],
+                            {"plugin": plugin, "version": version, "name": name})
 
     def _applied(self) -> list[int]:
         with self._cursor(tx=True) as cur:
@@ -146,9 +167,50 @@ class PostgresStore(SqlReads):
     def check_schema(self) -> None:
         self._migrations().check()
 
+    def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
+        def run(sql: LiteralString, version: int, name: str) -> None:
+            self._run_script(sql, version, name, plugin)
+
+        def applied() -> list[int]:
+            rows = self._read("plugin_applied_migrations", {"plugin": plugin})
+            return [r["version"] for r in rows]
+
+        package = plugin_migrations_package(sql_package, "postgres")
+        return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
+
+    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
+        return self._plugin_migrations(plugin, sql_package).migrate()
+
+    def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
+        self._plugin_migrations(plugin, sql_package).check()
+
     # -- producers -----------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if not jobs:
+            return []
+        # Without idempotency keys the insert (with its events and wake-up) is one
+        # atomic statement: one round trip. Keys need a second look in the same transaction.
+        keyed = any(nj.idempotency_key is not None for nj in jobs)
+        with self._cursor(tx=keyed) as cur:
+            return self._enqueue_in(cur, jobs)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One transaction for a plug-in's statements and new jobs (notifications of new
+        work are delivered by PostgreSQL at commit)."""
+
+        def execute(sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+
+        with self._cursor(tx=True) as cur:
+            yield StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs),
+                                   self.codec)
+
+    def _enqueue_in(
+        self, cur: psycopg.Cursor[dict[str, Any]], jobs: Sequence[NewJob]
+    ) -> list[Enqueued]:
         if not jobs:
             return []
         now = self.clock.now()
@@ -176,26 +238,29 @@ class PostgresStore(SqlReads):
             cols["callback_url"].append(nj.callback_url)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
-        # Without idempotency keys the insert (with its events and wake-up) is one
-        # atomic statement: one round trip. Keys need a second look in the same transaction.
-        with self._cursor(tx=bool(keyed)) as cur:
-            cur.execute(Q["insert_jobs"], {**cols, "now": now})
-            inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
-            if keyed:
-                cur.execute(
-                    Q["jobs_by_idempotency_keys"],
-                    {"tenant": [nj.tenant for nj in keyed],
-                     "idempotency_key": [nj.idempotency_key for nj in keyed]},
-                )
-                for r in cur.fetchall():
-                    job = job_from_row(r, self.codec)
-                    existing[(job.tenant, job.idempotency_key or "")] = job
+        cur.execute(Q["insert_jobs"], {**cols, "now": now})
+        inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
+        if keyed:
+            cur.execute(
+                Q["jobs_by_idempotency_keys"],
+                {"tenant": [nj.tenant for nj in keyed],
+                 "idempotency_key": [nj.idempotency_key for nj in keyed]},
+            )
+            for r in cur.fetchall():
+                job = job_from_row(r, self.codec)
+                existing[(job.tenant, job.idempotency_key or "")] = job
         return _match_inserted(jobs, inserted, existing)
 
     # -- workers -------------------------------------------------------------
 
     def claim(
-        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,
     ) -> list[Job]:
         if limit <= 0:
             return []
@@ -204,7 +269,8 @@ class PostgresStore(SqlReads):
         self._listener.ensure_started()
         self._claim_mark.seen = self._listener.work_seq()
         now = self.clock.now()
-        base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds)}
+        base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
+                "kinds": None if kinds is None else list(kinds)}
         claimed: list[Job] = []
         limited = self._limited_queues()
         # Fast path: one statement per queue (or one for all queues), each atomic on its

@@ -14,6 +14,7 @@ SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
 WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_claim
     WHERE status = 'queued' AND queue = :queue AND run_at <= :now
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -26,6 +27,7 @@ WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_claim_any
     WHERE status = 'queued' AND run_at <= :now
       AND queue NOT IN (SELECT value FROM json_each(:excluded))
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -171,3 +173,10 @@ SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
        json_object('job_id', id), :now, 11, 30, id, :now
 FROM treadle_jobs WHERE id = :id AND callback_url IS NOT NULL
 RETURNING id;
+
+-- name: plugin_applied_migrations
+SELECT version FROM treadle_plugin_migrations WHERE plugin = :plugin ORDER BY version;
+
+-- name: record_plugin_migration
+INSERT INTO treadle_plugin_migrations (plugin, version, name, applied_at)
+VALUES (:plugin, :version, :name, :now);

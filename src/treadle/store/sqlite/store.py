@@ -27,15 +27,11 @@ from treadle.core.errors import (
     ConfigurationError,
     StoreUnavailable,
 )
-from treadle.core.job import Job, NewJob, QueueInfo
-from treadle.store.base import (
-    Enqueued,
-    HeartbeatResult,
-    Outcome,
-    ReapResult,
-)
+from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.lease import HeartbeatResult, ReapResult
+from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
-from treadle.store.migrations import MigrationRunner
+from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
     lease_lost_detail,
@@ -50,6 +46,8 @@ from treadle.store.rows import (
     job_from_row,
     sort_claimed,
 )
+from treadle.store.sqlite.errors import translated
+from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
 _POLL_SECONDS = 0.002
@@ -106,14 +104,15 @@ class SQLiteStore(SqlReads):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front."""
         conn = self._conn()
-        self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with translated():  # the driver's errors, from the body too, become Treadle's
+            self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     codec = SQLITE_CODEC
     backend = "sqlite"
@@ -129,13 +128,15 @@ class SQLiteStore(SqlReads):
             with self._tx() as conn:
                 return list(conn.execute(sql, params).fetchall())
         conn = self._conn()
-        return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
+        with translated():
+            return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         conn = self._conn()
-        rows: list[sqlite3.Row] = self._busy_retry(
-            lambda: conn.execute(Q[name], params).fetchall()
-        )
+        with translated():
+            rows: list[sqlite3.Row] = self._busy_retry(
+                lambda: conn.execute(Q[name], params).fetchall()
+            )
         return rows  # type: ignore[return-value]  # sqlite3.Row is a read-only mapping
 
     @staticmethod
@@ -184,16 +185,20 @@ class SQLiteStore(SqlReads):
     def _migrations(self) -> MigrationRunner:
         return MigrationRunner("treadle.store.sqlite.migrations", self._run_script, self._applied)
 
-    def _run_script(self, sql: str, version: int, name: str) -> None:
+    def _run_script(self, sql: str, version: int, name: str, plugin: str | None = None) -> None:
         conn = self._conn()
         # executescript cannot take parameters; open the transaction in the script
         # and record the migration with a bound statement before committing.
         self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
         try:
-            conn.execute(
-                "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, time.time()),
-            )
+            if plugin is None:
+                conn.execute(
+                    "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+            else:
+                conn.execute(Q["record_plugin_migration"], {
+                    "plugin": plugin, "version": version, "name": name, "now": time.time()})
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -208,49 +213,93 @@ class SQLiteStore(SqlReads):
         return [r["version"] for r in self._read("applied_migrations", {})]
 
     def migrate(self) -> list[int]:
-        return self._migrations().migrate()
+        with translated():
+            return self._migrations().migrate()
 
     def check_schema(self) -> None:
-        self._migrations().check()
+        with translated():
+            self._migrations().check()
+
+    def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
+        def run(sql: str, version: int, name: str) -> None:
+            self._run_script(sql, version, name, plugin)
+
+        def applied() -> list[int]:
+            rows = self._read("plugin_applied_migrations", {"plugin": plugin})
+            return [r["version"] for r in rows]
+
+        package = plugin_migrations_package(sql_package, "sqlite")
+        return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
+
+    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
+        with translated():
+            return self._plugin_migrations(plugin, sql_package).migrate()
+
+    def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
+        with translated():
+            self._plugin_migrations(plugin, sql_package).check()
 
     # -- producers -----------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        with self._tx() as conn:
+            out = self._enqueue_in(conn, jobs)
+        self._notify()
+        return out
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One ``BEGIN IMMEDIATE`` transaction for a plug-in's statements and new jobs."""
+        with self._tx() as conn:
+            tx = StoreTransaction(
+                lambda sql, params: list(conn.execute(sql, params).fetchall()),
+                lambda jobs: self._enqueue_in(conn, jobs),
+                SQLITE_CODEC,
+            )
+            yield tx
+        if tx.enqueued:
+            self._notify()
+
+    def _enqueue_in(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
         now = self.clock.now()
         out: list[Enqueued] = []
-        with self._tx() as conn:
-            for nj in jobs:
-                params = {
-                    "tenant": nj.tenant,
-                    "queue": nj.queue,
-                    "kind": nj.kind.value,
-                    "task": nj.task,
-                    "payload": dumps(nj.payload),
-                    "priority": nj.priority,
-                    "run_at": _ts(nj.run_at or now),
-                    "max_attempts": nj.max_attempts,
-                    "timeout": nj.timeout,
-                    "idempotency_key": nj.idempotency_key,
-                    "concurrency_key": nj.concurrency_key,
-                    "parent_id": nj.parent_id,
-                    "callback_url": nj.callback_url,
-                    "created_at": _ts(now),
-                }
-                row = conn.execute(Q["insert_job"], params).fetchone()
-                if row is None:  # idempotency key already used: hand back that job
-                    row = conn.execute(Q["job_by_idempotency_key"], params).fetchone()
-                    out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
-                    continue
-                job = job_from_row(row, SQLITE_CODEC)
-                self._event(conn, job.id, None, "queued", 0, None, "enqueued", now)
-                out.append(Enqueued(job, created=True))
-        self._notify()
+        for nj in jobs:
+            params = {
+                "tenant": nj.tenant,
+                "queue": nj.queue,
+                "kind": nj.kind.value,
+                "task": nj.task,
+                "payload": dumps(nj.payload),
+                "priority": nj.priority,
+                "run_at": _ts(nj.run_at or now),
+                "max_attempts": nj.max_attempts,
+                "timeout": nj.timeout,
+                "idempotency_key": nj.idempotency_key,
+                "concurrency_key": nj.concurrency_key,
+                "parent_id": nj.parent_id,
+                "callback_url": nj.callback_url,
+                "created_at": _ts(now),
+            }
+            row = conn.execute(Q["insert_job"], params).fetchone()
+            if row is None:  # idempotency key already used: hand back that job
+                row = conn.execute(Q["job_by_idempotency_key"], params).fetchone()
+                out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
+                continue
+            job = job_from_row(row, SQLITE_CODEC)
+            self._event(conn, job.id, None, "queued", 0, None, "enqueued", now)
+            out.append(Enqueued(job, created=True))
         return out
 
     # -- workers -------------------------------------------------------------
 
     def claim(
-        self, *, queues: Sequence[str] | None, worker: str, limit: int, lease_seconds: float
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,
     ) -> list[Job]:
         if limit <= 0:
             return []
@@ -260,6 +309,8 @@ class SQLiteStore(SqlReads):
             "worker": worker,
             "now": _ts(now),
             "expires": _ts(now + timedelta(seconds=lease_seconds)),
+            # Only kinds this worker can run (ADR 0007); None: all.
+            "kinds": None if kinds is None else dumps(list(kinds)),
         }
         claimed: list[Job] = []
         with self._tx() as conn:

@@ -1,4 +1,6 @@
-"""``treadle workers register|run|list|show``: dynamic workers from the command line."""
+"""``treadle workers register|run|list|show``: dynamic workers from the command line.
+
+The sub-command of the :class:`~treadle.dynamic.DynamicWorkers` plug-in (ADR 0007)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from treadle.app import Treadle
 from treadle.cli.common import DbOption, clean_errors, console, err_console, fail, load_app
 from treadle.core.job import DEFAULT_TENANT, Job
 from treadle.core.lifecycle import JobStatus
-from treadle.dynamic import DynamicWorker, WorkerRegistry, as_language, enable
+from treadle.dynamic.plugin import DynamicWorkers
+from treadle.dynamic.registry import WorkerRegistry, as_language
+from treadle.dynamic.repo import DynamicWorker
+from treadle.kinds import use_builtin
 
 workers_app = typer.Typer(
     help="Dynamic workers: register sandboxed JavaScript/Python code and run it as jobs.",
@@ -36,10 +41,10 @@ def _print_json(data: Any) -> None:
 
 @contextlib.contextmanager
 def _open(db: str | None) -> Iterator[tuple[Treadle, WorkerRegistry]]:
-    app = load_app(None, db)
+    app = use_builtin(load_app(None, db))
     try:
-        app.store.check_schema()  # a clear "run treadle migrate" instead of a missing table
-        yield app, enable(app)
+        app.check_schema()  # a clear "run treadle migrate" instead of a missing table
+        yield app, app.plugin(DynamicWorkers).registry
     finally:
         app.close()  # PostgreSQL pools have threads; do not leave them to the GC
 

@@ -6,13 +6,14 @@ Running is what the API's ``POST /v1/run`` with code does: the snippet is regist
 process to finish it, then shows the result, the console output (the attempt's logs) and,
 for a failure, the error class, with a link to the job's page. Saving registers the code
 under a name (``POST /v1/workers``). The feature is detected per request: without a
-``workers`` registry on the app (dynamic workers not enabled) the page says so.
+``DynamicWorkers`` plug-in on the app the page is not mounted at all (ADR 0007); the
+"not available" branch remains for a registry that cannot be reached.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -21,8 +22,13 @@ from starlette.responses import HTMLResponse, Response
 
 from treadle.core.errors import TreadleError
 from treadle.core.job import validate_name
+from treadle.dynamic.plugin import DynamicWorkers
+from treadle.dynamic.registry import WorkerRegistry
 from treadle.ui.auth import can_write_jobs
 from treadle.ui.web import UIContext
+
+if TYPE_CHECKING:
+    from treadle.app import Treadle
 
 LIMIT_FIELDS = ("timeout", "cpu_seconds", "memory_mb", "max_output_bytes")
 _INT_LIMITS = frozenset({"memory_mb", "max_output_bytes"})
@@ -44,13 +50,14 @@ DEFAULT_CODE = {
 }
 
 
-def registry(ctx: UIContext) -> Any | None:
-    """The app's dynamic-worker registry (``app.workers``), or None when not enabled."""
-    try:
-        from treadle.dynamic import registry_of
-    except ImportError:  # pragma: no cover - the sandbox package is part of treadle
-        return None
+def registry(ctx: UIContext) -> WorkerRegistry | None:
+    """The app's dynamic-worker registry, or None when the plug-in is not used."""
     return registry_of(ctx.treadle)
+
+
+def registry_of(app: Treadle) -> WorkerRegistry | None:
+    plugin = app.find_plugin(DynamicWorkers)
+    return plugin.registry if plugin is not None else None
 
 
 def register(router: APIRouter, ctx: UIContext) -> None:

@@ -1,5 +1,8 @@
 """Dynamic-worker routes (DESIGN §4, issue 4): register, read, list, run; inline ``/v1/run``.
 
+The API router of the :class:`~treadle.dynamic.DynamicWorkers` plug-in: ``create_app``
+includes it when the served app uses the plug-in (ADR 0007).
+
 Every run is a job of kind ``code`` (see :mod:`treadle.dynamic`): the routes only enqueue
 it and, in sync mode, wait up to the server's sync window for a worker process to finish
 it. The answers:
@@ -38,8 +41,9 @@ from treadle.api.jobs import IdempotencyKey, Reader, Submitter
 from treadle.api.models import JobOut, RegisterWorker, RunRequest, RunWorker, WorkerList, WorkerOut
 from treadle.api.problems import Problem
 from treadle.core.job import Job
-from treadle.dynamic import WorkerNotFound, WorkerRegistry, as_language, enable, registry_of
-from treadle.dynamic.registry import as_limits
+from treadle.dynamic.executor import WorkerNotFound
+from treadle.dynamic.plugin import DynamicWorkers
+from treadle.dynamic.registry import WorkerRegistry, as_language, as_limits
 from treadle.sandbox import WorkerSpec, worker_id
 
 if TYPE_CHECKING:
@@ -54,9 +58,14 @@ _SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def registry(request: Request) -> WorkerRegistry:
-    """``app.workers`` of the served Treadle (enabled by ``create_app`` when missing)."""
+    """The served app's dynamic-worker registry. Only ``POST /v1/run`` with code reaches
+    here without the plug-in (its other routes exist only with it): a 422 then."""
     treadle: Treadle = request.app.state.treadle
-    return registry_of(treadle) or enable(treadle)
+    plugin = treadle.find_plugin(DynamicWorkers)
+    if plugin is None:
+        raise Problem(422, "running code needs dynamic workers (kind 'code'), which this "
+                      "server does not enable")
+    return plugin.registry
 
 
 def _not_found(worker_id: str) -> Problem:
