@@ -13,11 +13,13 @@ from treadle.core.job import Job
 
 def current_step() -> str | None:
     """The workflow step running now (``ctx.step``), recorded with what it puts."""
-    try:
-        from treadle.workflows.context import current_step_key
+    import importlib
+
+    try:  # workflows are optional here: artifacts are older than any one kind
+        workflows = importlib.import_module("treadle.workflows.context")
     except ImportError:
         return None
-    key = current_step_key()
+    key = workflows.current_step_key()
     # "treadle:<job id>:<step name>": the name may itself contain colons.
     return key.split(":", 2)[2] if key and key.count(":") >= 2 else None
 
