@@ -428,9 +428,12 @@ class Treadle:
                 )
 
                 source = self._artifacts_source
-                if source is None:
-                    source = default_artifacts_url(self.url)
-                backend = open_artifact_store(source) if isinstance(source, str) else source
+
+                def backend() -> ArtifactStore:
+                    if source is None:
+                        return open_artifact_store(default_artifacts_url(self.url))
+                    return open_artifact_store(source) if isinstance(source, str) else source
+
                 self._artifacts = ArtifactService(self.store, backend)
                 self.on_close(self._artifacts.close)
             return self._artifacts

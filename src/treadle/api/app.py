@@ -18,6 +18,7 @@ from treadle.api.config import ApiConfig
 from treadle.api.metrics import ASGIApp, Metrics, Scope
 from treadle.api.models import Health
 from treadle.api.problems import PROBLEM_JSON, BodyTooLarge, Problem
+from treadle.artifacts import api as artifacts_api
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -52,6 +53,7 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(artifacts_api.router)  # every kind's jobs may have files
     # Each job-kind plug-in the app uses brings its own routes (ADR 0007).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)

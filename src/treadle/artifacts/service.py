@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,12 +24,26 @@ MAX_META_BYTES = 16 << 10
 class ArtifactService:
     """One app's artifacts: rows in its database, bytes in an :class:`ArtifactStore`."""
 
-    def __init__(self, store: Store, backend: ArtifactStore) -> None:
-        self.backend = backend
+    def __init__(
+        self, store: Store, backend: ArtifactStore | Callable[[], ArtifactStore]
+    ) -> None:
+        # A factory defers the choice (and its errors: a server database with no artifacts
+        # URL) to the first use of bytes; rows can be listed without a backend.
+        self._backend = backend if isinstance(backend, ArtifactStore) else None
+        self._factory = None if isinstance(backend, ArtifactStore) else backend
+        self._lock = threading.Lock()
         self.records = ArtifactRecords(store)
 
+    @property
+    def backend(self) -> ArtifactStore:
+        with self._lock:
+            if self._backend is None:
+                assert self._factory is not None
+                self._backend = self._factory()
+            return self._backend
+
     def __repr__(self) -> str:
-        return f"<ArtifactService {self.backend!r}>"
+        return f"<ArtifactService {self._backend or 'unopened'!r}>"
 
     # -- writing ---------------------------------------------------------------
 
@@ -125,4 +140,5 @@ class ArtifactService:
             content_type=artifact.content_type, expires=expires)
 
     def close(self) -> None:
-        self.backend.close()
+        if self._backend is not None:
+            self._backend.close()

@@ -11,8 +11,8 @@ from treadle.core.job import Job
 from treadle.executors.base import Runnable
 
 if TYPE_CHECKING:
-    from treadle.artifacts.context import JobArtifacts
     from treadle.app import Task, Treadle
+    from treadle.artifacts.context import JobArtifacts
 
 
 class TaskExecutor:
