@@ -446,6 +446,11 @@ class Treadle:
                 raise ConfigurationError("artifacts are in use: configure them before")
             self._artifacts_source = artifacts
 
+    @property
+    def artifacts_configured(self) -> bool:
+        """Whether a store was chosen (else: the directory beside the SQLite file)."""
+        return self._artifacts_source is not None
+
     def job_artifacts(self, job_id: int, *, tenant: str | None = None) -> list[Artifact]:
         """The files job ``job_id`` produced, oldest first."""
         return self.artifacts.for_job(job_id, tenant=tenant)

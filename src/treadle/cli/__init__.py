@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from treadle.artifacts.cli import artifacts_app
 from treadle.cli.common import clean_errors, fail, load_app
 from treadle.cli.jobs import jobs_app, submit
 from treadle.cli.run import migrate, up, worker
@@ -26,6 +27,7 @@ app.command()(worker)
 app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(artifacts_app, name="artifacts")
 
 
 def _plugin_commands() -> None:

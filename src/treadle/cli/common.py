@@ -63,7 +63,7 @@ def load_app(spec: str | None, db: str | None) -> Treadle:
     url = db or DEFAULT_URL
     probe(url)
     if not spec:
-        return Treadle(url)
+        return _with_artifacts(Treadle(url))
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigurationError(f"--app must look like module:attribute, got {spec!r}")
@@ -83,6 +83,14 @@ def load_app(spec: str | None, db: str | None) -> Treadle:
         app.store.close()
         rebound = Treadle(db, clock=app.clock)
         app.store, app.url = rebound.store, db
+    return _with_artifacts(app)
+
+
+def _with_artifacts(app: Treadle) -> Treadle:
+    """``TREADLE_ARTIFACTS_URL`` (read here, at the edge) unless the app chose a store."""
+    url = os.environ.get("TREADLE_ARTIFACTS_URL")
+    if url and not app.artifacts_configured:
+        app.configure_artifacts(url)
     return app
 
 
