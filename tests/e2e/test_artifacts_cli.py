@@ -58,7 +58,7 @@ def test_list_get_purge(tmp_path: Path) -> None:
 def test_artifacts_url_from_the_environment(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
     store = tmp_path / "elsewhere"
-    job, art = _seed(url, artifacts=store.as_uri())
+    _, art = _seed(url, artifacts=store.as_uri())
     env = {"TREADLE_ARTIFACTS_URL": store.as_uri()}
     got = _cli("artifacts", "get", str(art), "-o", "-", "--db", url, cwd=tmp_path, env=env)
     assert got.returncode == 0 and got.stdout == "hello cli"
