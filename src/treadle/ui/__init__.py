@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
 
-from treadle.ui import pages_auth, pages_jobs, pages_ops
+from treadle.ui import pages_artifacts, pages_auth, pages_jobs, pages_ops
 from treadle.ui.session import Signer
 from treadle.ui.web import CORE_NAV, HERE, STATIC_PREFIX, UIContext, make_templates
 
@@ -39,6 +39,7 @@ def ui_router(treadle: Treadle, *, secret: str | bytes | None = None) -> APIRout
     pages_auth.register(router, ctx)
     pages_ops.register(router, ctx)
     pages_jobs.register(router, ctx)
+    pages_artifacts.register(router, ctx)
     for p in pages:
         p.register(router, ctx)
     return router

@@ -18,6 +18,7 @@ from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
 from treadle.ui import timeline
 from treadle.ui.auth import can_write_jobs
+from treadle.ui.pages_artifacts import job_artifacts
 from treadle.ui.session import SessionUser
 from treadle.ui.web import UIContext, form_str, query_str
 
@@ -214,6 +215,7 @@ def _detail(ctx: UIContext, user: SessionUser, job_id: int) -> dict[str, Any] | 
         "can_retry": job.status in {JobStatus.FAILED, JobStatus.CANCELLED},
         "can_cancel": not job.is_finished and not job.cancel_requested,
         "traceback": _traceback(job),
+        "artifacts": job_artifacts(ctx, job_id, user.tenant_filter),
     }
 
 
