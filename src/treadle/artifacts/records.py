@@ -79,6 +79,11 @@ class ArtifactRecords:
             rows = self.sql.run("delete_job_artifacts", {"job_id": job_id}, tx=tx)
             return self._collect(tx, sorted({r["sha256"] for r in rows}), delete_object)
 
+    def delete_one(self, artifact_id: int, delete_object: Callable[[str], None]) -> list[str]:
+        with self.store.transaction() as tx:
+            rows = self.sql.run("delete_artifact", {"id": artifact_id}, tx=tx)
+            return self._collect(tx, [r["sha256"] for r in rows], delete_object)
+
     def collect(self, shas: list[str], delete_object: Callable[[str], None]) -> list[str]:
         """Delete the objects among ``shas`` that nothing references any more."""
         with self.store.transaction() as tx:
@@ -111,6 +116,10 @@ class ArtifactRecords:
             raise ArtifactNotFound(f"job {job_id} has no artifact named {name!r}",
                                    detail={"job_id": job_id, "name": name[:80]})
         return self._artifact(rows[0])
+
+    def find(self, tenant: str, name: str) -> Artifact | None:
+        rows = self.sql.run("find_by_name", {"tenant": tenant, "name": name})
+        return self._artifact(rows[0]) if rows else None
 
     def for_job(self, job_id: int, tenant: str | None = None) -> list[Artifact]:
         rows = self.sql.run("job_artifacts", {"job_id": job_id, "tenant": tenant})

@@ -81,6 +81,37 @@ class ArtifactService:
             self.records.collect([replaced], self.backend.delete)
         return artifact
 
+    def reuse(
+        self,
+        job_id: int,
+        name: str,
+        *,
+        tenant: str,
+        step: str | None = None,
+        like: str | None = None,
+    ) -> Artifact | None:
+        """Record for this job the newest artifact of ``tenant`` named ``like`` (default:
+        ``name``) whose object still exists, without touching its bytes; None if there is
+        none. Outputs named by a key of their inputs are found again this way."""
+        found = self.records.find(tenant, like or name)
+        if found is None:
+            return None
+        if found.job_id == job_id and found.name == name:
+            return found if self.backend.exists(found.sha256) else None
+        from treadle.artifacts.blobstore import Blob
+
+        blob = Blob(found.sha256, found.size)
+        artifact, replaced = self.records.record(
+            tenant=tenant, job_id=job_id, step=step, name=check_name(name), blob=blob,
+            content_type=found.content_type, meta=found.meta)
+        # Pinned now: if the object went before the pin, this row must not stay.
+        if not self.backend.exists(found.sha256):
+            self.records.delete_one(artifact.id, self.backend.delete)
+            return None
+        if replaced is not None:
+            self.records.collect([replaced], self.backend.delete)
+        return artifact
+
     def _materialise(self, source: Source) -> tuple[Path, Blob, bool]:
         """A file holding the content, its address, and whether it is ours to remove."""
         if isinstance(source, str | os.PathLike):

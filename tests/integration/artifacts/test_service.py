@@ -169,3 +169,14 @@ def test_default_store_is_beside_the_sqlite_file(tmp_path: Path) -> None:
         assert (tmp_path / "q.db-artifacts" / "sha256").is_dir()
     finally:
         app.close()
+
+
+def test_reuse_records_an_existing_object_for_another_job(app: Treadle) -> None:
+    a, b = _job(app), _job(app)
+    first = app.artifacts.put(a, "cache/k1.mp4", b"encoded once", tenant="default")
+    assert app.artifacts.reuse(b, "cache/k1.mp4", tenant="default") is not None
+    assert app.artifacts.reuse(b, "other.mp4", tenant="default") is None
+    assert app.artifacts.reuse(b, "cache/k1.mp4", tenant="elsewhere") is None
+    app.artifacts.delete_job(a)
+    again = app.artifacts.by_name(b, "cache/k1.mp4")
+    assert again.sha256 == first.sha256 and app.artifacts.backend.exists(first.sha256)

@@ -32,6 +32,14 @@ WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text);
 SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
 FROM treadle_artifacts WHERE job_id = %(job_id)s AND name = %(name)s;
 
+-- name: find_by_name
+-- The newest artifact of this tenant with this name whose object is still recorded.
+SELECT a.id, a.tenant, a.job_id, a.step, a.name, a.sha256, a.size, a.content_type, a.meta,
+       a.created_at
+FROM treadle_artifacts a JOIN treadle_artifact_blobs b ON b.sha256 = a.sha256
+WHERE a.tenant = %(tenant)s AND a.name = %(name)s
+ORDER BY a.id DESC LIMIT 1;
+
 -- name: job_artifacts
 SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
 FROM treadle_artifacts
@@ -40,6 +48,9 @@ ORDER BY id;
 
 -- name: delete_job_artifacts
 DELETE FROM treadle_artifacts WHERE job_id = %(job_id)s RETURNING sha256;
+
+-- name: delete_artifact
+DELETE FROM treadle_artifacts WHERE id = %(id)s RETURNING sha256;
 
 -- name: lock_blob
 -- Waits for a put that pinned this blob and has not committed: its reference is then

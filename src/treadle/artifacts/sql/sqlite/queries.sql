@@ -29,6 +29,14 @@ FROM treadle_artifacts WHERE id = :id AND (:tenant IS NULL OR tenant = :tenant);
 SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
 FROM treadle_artifacts WHERE job_id = :job_id AND name = :name;
 
+-- name: find_by_name
+-- The newest artifact of this tenant with this name whose object is still recorded.
+SELECT a.id, a.tenant, a.job_id, a.step, a.name, a.sha256, a.size, a.content_type, a.meta,
+       a.created_at
+FROM treadle_artifacts a JOIN treadle_artifact_blobs b ON b.sha256 = a.sha256
+WHERE a.tenant = :tenant AND a.name = :name
+ORDER BY a.id DESC LIMIT 1;
+
 -- name: job_artifacts
 SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
 FROM treadle_artifacts WHERE job_id = :job_id AND (:tenant IS NULL OR tenant = :tenant)
@@ -36,6 +44,9 @@ ORDER BY id;
 
 -- name: delete_job_artifacts
 DELETE FROM treadle_artifacts WHERE job_id = :job_id RETURNING sha256;
+
+-- name: delete_artifact
+DELETE FROM treadle_artifacts WHERE id = :id RETURNING sha256;
 
 -- name: lock_blob
 -- PostgreSQL takes a row lock here; SQLite's writer lock already serialises.

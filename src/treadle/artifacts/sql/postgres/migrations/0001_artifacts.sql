@@ -24,3 +24,6 @@ CREATE TABLE treadle_artifacts (
     UNIQUE (job_id, name)
 );
 CREATE INDEX treadle_artifacts_sha256 ON treadle_artifacts (sha256);
+-- Outputs named by a key of their inputs (a media segment: input sha256 + parameters) are
+-- found again across a tenant's jobs, so the same work is not done twice.
+CREATE INDEX treadle_artifacts_tenant_name ON treadle_artifacts (tenant, name);
