@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from treadle.artifacts.records import SQL_PACKAGE as ARTIFACTS_SQL
+from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.kinds import builtin_plugins
 from treadle.store.queries import load_migrations
 from treadle.store.sqlite.store import sqlite_path
@@ -19,6 +21,9 @@ PACKAGES = ("treadle.store.sqlite.migrations", "treadle.store.postgres.migration
 PLUGIN_TRACKS = {
     f"{p.name}/{backend}": f"{p.sql_package}.{backend}.migrations"
     for p in builtin_plugins() if p.sql_package
+    for backend in ("sqlite", "postgres")
+} | {  # artifacts are no kind but own a track the same way (ADR 0009)
+    f"{ARTIFACTS_TRACK}/{backend}": f"{ARTIFACTS_SQL}.{backend}.migrations"
     for backend in ("sqlite", "postgres")
 }
 
@@ -67,6 +72,7 @@ def test_both_backends_migrate_to_the_same_tables_and_columns(
     for p in builtin_plugins():
         if p.sql_package:
             s.migrate_plugin(p.name, p.sql_package)
+    s.migrate_plugin(ARTIFACTS_TRACK, ARTIFACTS_SQL)
     s.close()
     conn = sqlite3.connect(sqlite_path(sqlite_url))
     tables = [r[0] for r in conn.execute(
