@@ -132,6 +132,10 @@ class ArtifactStore(abc.ABC):
     def delete(self, sha256: str) -> None:
         """Remove the object; nothing happens if it is absent."""
 
+    def local_path(self, sha256: str) -> Path | None:
+        """The object as a local file to read (never write), if the backend has one."""
+        return None
+
     def presigned_url(
         self, sha256: str, *, filename: str, content_type: str, expires: int = 300
     ) -> str | None:

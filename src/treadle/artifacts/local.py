@@ -71,6 +71,10 @@ class LocalArtifactStore(ArtifactStore):
             raise BlobMissing(sha256) from None
         return _chunks(f, start, end)
 
+    def local_path(self, sha256: str) -> Path | None:
+        path = self._path(sha256)
+        return path if path.is_file() else None
+
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
 

@@ -98,14 +98,32 @@ class ArtifactService:
             return None
         if found.job_id == job_id and found.name == name:
             return found if self.backend.exists(found.sha256) else None
-        from treadle.artifacts.blobstore import Blob
+        return self.put_blob(job_id, name, Blob(found.sha256, found.size), tenant=tenant,
+                             step=step, content_type=found.content_type, meta=found.meta)
 
-        blob = Blob(found.sha256, found.size)
+    def put_blob(
+        self,
+        job_id: int,
+        name: str,
+        blob: Blob,
+        *,
+        tenant: str,
+        step: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Artifact | None:
+        """Record an object already in the store as artifact ``name`` (no bytes move);
+        None if the object is not there (any more). Callers must know the sha256 is the
+        tenant's to use: it is never taken from an untrusted request."""
+        name = check_name(name)
+        ctype = check_content_type(content_type, name)
+        if not self.backend.exists(blob.sha256):
+            return None
         artifact, replaced = self.records.record(
-            tenant=tenant, job_id=job_id, step=step, name=check_name(name), blob=blob,
-            content_type=found.content_type, meta=found.meta)
+            tenant=tenant, job_id=job_id, step=step, name=name, blob=blob,
+            content_type=ctype, meta=dict(meta or {}))
         # Pinned now: if the object went before the pin, this row must not stay.
-        if not self.backend.exists(found.sha256):
+        if not self.backend.exists(blob.sha256):
             self.records.delete_one(artifact.id, self.backend.delete)
             return None
         if replaced is not None:
