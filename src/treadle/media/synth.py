@@ -40,7 +40,9 @@ def make_video(
                                         "keyint_min": str(gop or fps), "sc_threshold": "0"}
         as_ = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
         assert as_ is None or isinstance(as_, av.AudioStream)
-        if seconds > 0:  # testsrc2 reads duration=0 as "forever"
+        if seconds <= 0:  # testsrc2 reads duration=0 as "forever": a file with no frames
+            out.start_encoding()
+        else:
             _video(out, vs, seconds, width, height, fps)
         if as_ is not None and seconds > 0:
             _audio(out, as_, seconds)
