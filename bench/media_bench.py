@@ -143,7 +143,7 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait()
                 killed_at = time.perf_counter() - start
-        second = subprocess.Popen([*worker_cmd, "--burst"], env=env, stdout=subprocess.DEVNULL,
+        second = subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         job = handle.wait(timeout=1800)
         second.terminate()
