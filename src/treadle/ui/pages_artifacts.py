@@ -1,9 +1,9 @@
 """Artifacts in the UI: the job page's list with previews, and session-scoped downloads.
 
 ``/ui/artifacts/{id}`` serves a logged-in user's own tenant's artifact (admins: any), as
-the API does for keys: streamed with ranges (an HTML5 ``<video>`` seeks with them), or a
-presigned redirect on S3. ``?inline=1`` shows images, video and audio in the page;
-everything else is an attachment, served under a sandboxing CSP either way.
+the API does for keys, streamed with ranges (an HTML5 ``<video>`` seeks with them).
+``?inline=1`` shows images, video and audio in the page; everything else is an
+attachment, served under a sandboxing CSP either way.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from treadle.artifacts.api import stream_response
 from treadle.artifacts.model import Artifact, ArtifactNotFound
@@ -27,13 +27,14 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         if user is None:
             return ctx.login_redirect(request)
         try:
+            if not 1 <= artifact_id < 2**63:
+                raise ArtifactNotFound(f"artifact {artifact_id} not found")
             art = await run_in_threadpool(ctx.treadle.artifacts.get, artifact_id,
                                           tenant=user.tenant_filter)
-        except (ArtifactNotFound, OverflowError):
+        except ArtifactNotFound:
             return ctx.error(request, user, 404, f"No artifact {artifact_id}.")
-        url = await run_in_threadpool(ctx.treadle.artifacts.presigned_url, art)
-        if url is not None:
-            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+        # Always streamed through here (also on S3): the page's CSP allows media from this
+        # origin only, and a browser's <video> seeks with ranges, which are honoured.
         inline = request.query_params.get("inline") == "1"
         return await run_in_threadpool(stream_response, ctx.treadle, art,
                                        request.headers.get("range"), inline)
@@ -49,7 +50,9 @@ def job_artifacts(ctx: UIContext, job_id: int, tenant: str | None) -> list[dict[
 
 
 def _view(a: Artifact) -> dict[str, Any]:
-    if a.content_type.startswith("image/") and a.content_type != "image/svg+xml":
+    if a.name.startswith("work/"):
+        preview = None  # a media pipeline's intermediate segments: listed, not previewed
+    elif a.content_type.startswith("image/") and a.content_type != "image/svg+xml":
         preview = "image"
     elif a.content_type in ("video/mp4", "video/webm"):
         preview = "video"
