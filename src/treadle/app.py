@@ -32,6 +32,7 @@ from treadle.core.job import (
     NewJob,
 )
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
+from treadle.egress import EgressError, EgressPolicy
 from treadle.executors.base import Executor
 from treadle.executors.task import TaskExecutor
 from treadle.kinds import JobKindPlugin, builtin_plugins
@@ -197,10 +198,14 @@ class Treadle:
         *,
         clock: Clock = SYSTEM_CLOCK,
         store: Store | None = None,
+        egress: EgressPolicy | None = None,
         artifacts: str | ArtifactStore | None = None,
     ) -> None:
         self.url = url
         self.clock = clock
+        # Where env.fetch and callbacks may connect: public addresses unless an operator
+        # allowed private ranges (the CLI reads TREADLE_EGRESS_ALLOW; ADR 0305).
+        self.egress = egress or EgressPolicy()
         self.store: Store = store if store is not None else open_store(url, clock=clock)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodics: list[Periodic] = []
@@ -381,7 +386,23 @@ class Treadle:
     # -- producing -------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[JobHandle]:
+        for nj in jobs:
+            if nj.callback_url is not None:
+                self.check_callback_url(nj.callback_url)
         return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs)]
+
+    def check_callback_url(self, url: str) -> None:
+        """Refuse, before anything is stored, a callback URL the egress policy can never
+        deliver to (bad scheme, credentials, a loopback/private literal address, a
+        ``localhost`` name). Delivery resolves and checks the address again."""
+        try:
+            self.egress.check_static(url)
+        except EgressError:
+            raise InvalidInput(
+                "callback_url must be an http(s) URL without credentials whose host is "
+                "a public address (private ranges only if the operator allowed them)",
+                detail={"setting": "TREADLE_EGRESS_ALLOW"},
+            ) from None
 
     def defer(self, task: str, payload: Mapping[str, Any] | None = None, **opts: Any) -> JobHandle:
         """Enqueue a job of a registered task by name."""

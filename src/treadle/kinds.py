@@ -9,7 +9,7 @@ A kind of job other than ``task`` (``code`` today; ``workflow`` next) is a subcl
 From then on everything that serves the app finds the kind there: workers claim only the
 kinds they have an executor for (``app.executors()``), ``app.migrate()`` applies the
 kind's own numbered migrations, the API includes its router, the UI its pages, and the
-``treadle`` command its sub-command. See docs/adr/0007-job-kinds-as-plugins.md.
+``treadle`` command its sub-command. See docs/adr/0008-job-kinds-as-plugins.md.
 
 A plug-in's SQL lives in its own package (``sql_package``) with one folder per backend::
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from treadle.context import JobContext
 from treadle.core.errors import InvalidInput, Permanent, RateLimited, Transient
 from treadle.core.retry import RetryPolicy
+from treadle.egress import REFUSED, EgressError, Response
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -141,9 +142,6 @@ def register_builtin_tasks(
     if not secret:
         # Deliver anyway (a callback is still wanted) but say loudly that it is unsigned.
         _log.warning("no webhook secret (TREADLE_WEBHOOK_SECRET): callbacks are sent UNSIGNED")
-    import httpx
-
-    client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def deliver_callback(job_id: int, ctx: JobContext) -> dict[str, Any]:
         job = treadle.get_job(int(job_id))
@@ -158,10 +156,16 @@ def register_builtin_tasks(
             **(signed_headers(secret, body) if secret else {}),
         }
         try:
-            resp = client.post(job.callback_url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise Transient(f"callback to {job.callback_url} failed: {exc!r}") from exc
-        status = resp.status_code
+            # The egress policy of the app (ADR 0305): resolved, checked, connected to the
+            # checked address; redirects are not followed.
+            resp = treadle.egress.request("POST", job.callback_url, content=body,
+                                          headers=headers, timeout=timeout, max_bytes=64 << 10)
+        except EgressError as exc:
+            # One message whatever happened (no port-open oracle); only the class differs:
+            # a refused address will stay refused, a failed connection may recover.
+            cls = Transient if not exc.permanent else Permanent
+            raise cls(f"callback not delivered: {REFUSED}") from None
+        status = resp.status
         if 200 <= status < 300:
             return {"delivered": True, "status": status, "attempt": ctx.attempt}
         if status == 429:
@@ -177,8 +181,8 @@ def register_builtin_tasks(
     )(deliver_callback)
 
 
-def _retry_after(resp: Any) -> float | None:
-    value = resp.headers.get("Retry-After")
+def _retry_after(resp: Response) -> float | None:
+    value = next((v for k, v in resp.headers.items() if k.lower() == "retry-after"), None)
     try:
         return min(float(value), 3600.0) if value is not None else None
     except ValueError:

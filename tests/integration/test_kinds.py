@@ -1,4 +1,4 @@
-"""Job kinds as plug-ins (ADR 0007): registration, claim by kind, transactions, SQL tracks."""
+"""Job kinds as plug-ins (ADR 0008): registration, claim by kind, transactions, SQL tracks."""
 
 from __future__ import annotations
 

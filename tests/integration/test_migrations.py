@@ -17,7 +17,7 @@ from treadle.store.sqlite.store import sqlite_path
 
 LOCK = Path(__file__).parent / "migrations.lock.json"
 PACKAGES = ("treadle.store.sqlite.migrations", "treadle.store.postgres.migrations")
-# Each built-in job-kind plug-in's own track (ADR 0007), locked as "<plugin>/<backend>".
+# Each built-in job-kind plug-in's own track (ADR 0008), locked as "<plugin>/<backend>".
 PLUGIN_TRACKS = {
     f"{p.name}/{backend}": f"{p.sql_package}.{backend}.migrations"
     for p in builtin_plugins() if p.sql_package

@@ -1,14 +1,13 @@
 """The hostile-tenant layer (issue 8): attacks on the sandbox through the public surfaces.
 
-Every test here is an attack a tenant can mount with only the library (``app.workers``,
-``SandboxManager``), the CLI (``treadle workers run``) or HTTP (``POST /v1/run``). The
-worker's secrets are planted in the environment of this (the worker's) process as
-canaries; a sandbox must never see them.
+Every test here is an attack a tenant can mount with only the library (the registry of
+``DynamicWorkers``, ``SandboxManager``), the CLI (``treadle workers run``) or HTTP
+(``POST /v1/run``). The worker's secrets are planted in the environment of this (the
+worker's) process as canaries; a sandbox must never see them.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,11 +21,11 @@ from tests.support.pg import free_port
 from tests.support.sandbox import require_bwrap
 from treadle import Treadle
 from treadle.api import ApiConfig, start_in_thread
-from treadle.core.job import Job, JobKind
-from treadle.dynamic import WorkerRegistry, enable
-from treadle.executors import TaskExecutor
+from treadle.core.job import Job
+from treadle.dynamic import DynamicWorkers, WorkerRegistry
 from treadle.sandbox import Limits, SandboxManager, WorkerSpec
-from treadle.worker import Worker, WorkerConfig
+from treadle.testing import migrated, run_worker
+from treadle.worker import Worker
 
 # What a worker process may hold in its environment. Canaries: unique, easy to find.
 SECRETS = {
@@ -100,52 +99,30 @@ class Dyn:
         return job
 
 
-def start_worker(app: Treadle) -> tuple[Worker, threading.Thread]:
-    worker = Worker(
-        app.store,
-        {JobKind.TASK: TaskExecutor(app), **app.extra_executors},  # type: ignore[attr-defined]
-        WorkerConfig(concurrency=2, poll_interval=0.2, shutdown_grace=5.0),
-    )
-    thread = threading.Thread(target=worker.run, name="security-worker", daemon=True)
-    thread.start()
-    return worker, thread
-
-
 @pytest.fixture
 def dyn(sqlite_url: str, fresh_manager: SandboxManager) -> Iterator[Dyn]:
-    from treadle.store.sqlite.store import SQLiteStore
-
-    store = SQLiteStore(sqlite_url)
-    store.migrate()
-    store.close()
-    app = Treadle(sqlite_url)
-    workers = enable(app, fresh_manager)
-    worker, thread = start_worker(app)
+    app = Treadle(migrated(sqlite_url))
+    workers = app.use(DynamicWorkers(fresh_manager)).registry
     try:
-        yield Dyn(app, workers, worker)
+        with run_worker(app, concurrency=2) as worker:
+            yield Dyn(app, workers, worker)
     finally:
-        worker.stop()
-        thread.join(timeout=15)
-        workers.close()
         app.close()
 
 
 @pytest.fixture
 def dapi(sqlite_url: str, fresh_manager: SandboxManager) -> Iterator[Api]:
     """The HTTP API with dynamic workers and one worker running them (secrets planted)."""
-    treadle = build_app(sqlite_url)
+    treadle = build_app(sqlite_url, fresh_manager)
     treadle.migrate()
-    enable(treadle, fresh_manager)
     keys = tenant_keys(treadle)
     port = free_port()
     server = start_in_thread(treadle, host="127.0.0.1", port=port,
                              config=ApiConfig(admin_key=ADMIN_KEY, sync_window=20.0))
-    worker, thread = start_worker(treadle)
     try:
-        yield Api(f"http://127.0.0.1:{port}", treadle, keys)
+        with run_worker(treadle, concurrency=2):
+            yield Api(f"http://127.0.0.1:{port}", treadle, keys)
     finally:
-        worker.stop()
-        thread.join(15)
         server.should_exit = True
         time.sleep(0.05)
         treadle.close()

@@ -28,7 +28,9 @@ import os
 def _read(path, limit=1 << 16):
     try:
         with open(path, 'rb') as fh:
-            return fh.read(limit).decode('utf-8', 'replace')
+            # NUL separators become spaces: a result holding NUL cannot be stored
+            # (ADR 0006); the secrets, if any, would still show.
+            return fh.read(limit).decode('utf-8', 'replace').replace('\0', ' ')
     except Exception as exc:
         return 'ERR ' + type(exc).__name__
 

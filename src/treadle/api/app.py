@@ -57,7 +57,7 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     media = _media_router()
     if media is not None:
         app.include_router(media)
-    # Each job-kind plug-in the app uses brings its own routes (ADR 0007).
+    # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)
         if router is not None:

@@ -46,7 +46,7 @@ def _plugin_commands() -> None:
 
     The command line is built before any app is loaded (``--app`` is an option of each
     command), so it offers the kinds that ship with Treadle; each command then finds the
-    plug-in on the app it loads (ADR 0007)."""
+    plug-in on the app it loads (ADR 0008)."""
     for plugin in builtin_plugins():
         sub = plugin.cli()
         if sub is not None and plugin.cli_name:

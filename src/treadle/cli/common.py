@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from treadle.app import DEFAULT_URL, Treadle
 from treadle.core.errors import ConfigurationError, TreadleError
+from treadle.egress import EgressPolicy
 from treadle.store import probe as probe_store
 
 console = Console()
@@ -59,7 +60,18 @@ def probe(url: str) -> None:
 
 
 def load_app(spec: str | None, db: str | None) -> Treadle:
-    """Import ``module:attr`` (a Treadle instance), bound to ``db`` when given."""
+    """Import ``module:attr`` (a Treadle instance), bound to ``db`` when given.
+
+    ``TREADLE_EGRESS_ALLOW`` (CIDR ranges, comma-separated), when set, becomes the app's
+    egress policy: the private ranges env.fetch and callbacks may reach (ADR 0305)."""
+    app = _load_app(spec, db)
+    allow = os.environ.get("TREADLE_EGRESS_ALLOW")
+    if allow is not None:
+        app.egress = EgressPolicy.parse(allow)
+    return app
+
+
+def _load_app(spec: str | None, db: str | None) -> Treadle:
     url = db or DEFAULT_URL
     probe(url)
     if not spec:

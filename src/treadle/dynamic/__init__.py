@@ -1,6 +1,6 @@
 """Dynamic workers as durable jobs: stored sandboxed code, each run a job of kind ``code``.
 
-The feature is the job-kind plug-in :class:`DynamicWorkers` (ADR 0007)::
+The feature is the job-kind plug-in :class:`DynamicWorkers` (ADR 0008)::
 
     from treadle import Treadle
     from treadle.dynamic import DynamicWorkers

@@ -1,7 +1,7 @@
 """Dynamic-worker routes (DESIGN §4, issue 4): register, read, list, run; inline ``/v1/run``.
 
 The API router of the :class:`~treadle.dynamic.DynamicWorkers` plug-in: ``create_app``
-includes it when the served app uses the plug-in (ADR 0007).
+includes it when the served app uses the plug-in (ADR 0008).
 
 Every run is a job of kind ``code`` (see :mod:`treadle.dynamic`): the routes only enqueue
 it and, in sync mode, wait up to the server's sync window for a worker process to finish

@@ -1,6 +1,6 @@
 """``treadle workers register|run|list|show``: dynamic workers from the command line.
 
-The sub-command of the :class:`~treadle.dynamic.DynamicWorkers` plug-in (ADR 0007)."""
+The sub-command of the :class:`~treadle.dynamic.DynamicWorkers` plug-in (ADR 0008)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from treadle.core.errors import ErrorClass, InvalidInput, Transient, TreadleErro
 from treadle.core.job import Job
 from treadle.core.retry import RetryPolicy
 from treadle.dynamic.repo import DynamicRepo, DynamicWorker, StoreKV
+from treadle.egress import EgressPolicy
 from treadle.executors.base import Runnable
 from treadle.logs import get_logger
 from treadle.sandbox import Bindings, Limits, Mode, RunResult, SandboxManager
@@ -118,8 +119,17 @@ class CodeExecutor:
     spawned by processes that actually run code) and closed by :meth:`close`.
     """
 
-    def __init__(self, repo: DynamicRepo, manager: SandboxManager | None = None) -> None:
+    def __init__(
+        self,
+        repo: DynamicRepo,
+        manager: SandboxManager | None = None,
+        *,
+        egress: Callable[[], EgressPolicy] = EgressPolicy,
+    ) -> None:
         self.repo = repo
+        # Looked up per run: the CLI sets the app's policy after the app module (which
+        # may enable dynamic workers at import) was loaded.
+        self.egress = egress
         self._manager = manager
         self._owns_manager = manager is None
         self._lock = threading.Lock()
@@ -176,7 +186,8 @@ class CodeExecutor:
         run = self.manager.get if request.mode == "get" else self.manager.load
         try:
             result: RunResult = run(
-                worker.spec, request.input, tenant=job.tenant, bindings=Bindings(kv=kv),
+                worker.spec, request.input, tenant=job.tenant,
+                bindings=Bindings(kv=kv, egress=self.egress()),
                 limits=limits,
             )
         except TreadleError as exc:

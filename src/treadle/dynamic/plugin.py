@@ -1,6 +1,6 @@
 """``DynamicWorkers``: dynamic workers as the job-kind plug-in for kind ``code``.
 
-Everything the feature adds to an app comes from here (ADR 0007): the executor, the SQL
+Everything the feature adds to an app comes from here (ADR 0008): the executor, the SQL
 (``treadle/dynamic/sql``), the ``/v1/workers`` routes, the ``/workers/new`` page and the
 ``treadle workers`` command. ``app.use(DynamicWorkers())`` is the only wiring.
 """
@@ -69,7 +69,8 @@ class DynamicWorkers(JobKindPlugin):
                     raise ConfigurationError("DynamicWorkers is not registered: app.use(it)")
                 app = self._app
                 repo = open_repo(app.store)
-                executor = CodeExecutor(repo, self._manager)
+                # The app's egress policy is read per run: the CLI may set it after import.
+                executor = CodeExecutor(repo, self._manager, egress=lambda: app.egress)
                 self._registry = WorkerRegistry(
                     app, repo, executor, queue=self._queue, retries=self._retries
                 )

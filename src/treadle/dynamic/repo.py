@@ -2,7 +2,7 @@
 
 These tables belong to dynamic workers, not to the job core, so this package owns their
 named queries (``treadle/dynamic/sql/<backend>/queries.sql``) and runs them through this
-small adapter instead of growing the ``Store`` protocol (ADR 0007).
+small adapter instead of growing the ``Store`` protocol (ADR 0008).
 """
 
 from __future__ import annotations

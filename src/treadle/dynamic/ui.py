@@ -6,7 +6,7 @@ Running is what the API's ``POST /v1/run`` with code does: the snippet is regist
 process to finish it, then shows the result, the console output (the attempt's logs) and,
 for a failure, the error class, with a link to the job's page. Saving registers the code
 under a name (``POST /v1/workers``). The feature is detected per request: without a
-``DynamicWorkers`` plug-in on the app the page is not mounted at all (ADR 0007); the
+``DynamicWorkers`` plug-in on the app the page is not mounted at all (ADR 0008); the
 "not available" branch remains for a registry that cannot be reached.
 """
 

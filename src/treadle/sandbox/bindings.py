@@ -2,20 +2,18 @@
 
 Sandboxed code has no network and no file system. What it may do outside is a *host call*
 sent over the pipe: ``kv.get``/``kv.put``/``kv.delete`` on the tenant's store and ``fetch``
-through the worker's egress allow-list. Every call is counted against
-``Limits.max_host_calls``; the arguments are untrusted input and are checked here.
+through the worker's egress allow-list and the host's egress policy (``treadle.egress``).
+Every call is counted against ``Limits.max_host_calls``; the arguments are untrusted
+input and are checked here.
 """
 
 from __future__ import annotations
 
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from treadle.egress import REFUSED, AllowList, EgressError, EgressPolicy, parse_url
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.spec import WorkerSpec
 
@@ -76,13 +74,14 @@ class Bindings:
     """Per-run capabilities. ``kv`` must already be scoped to the run's tenant.
 
     Leave ``kv`` unset to use the manager's store for the tenant. ``fetch`` is only
-    available when the worker has a non-empty ``fetch_allow``.
+    available when the worker has a non-empty ``fetch_allow``, and then only to addresses
+    ``egress`` allows (by default: public addresses only; see ADR 0305).
     """
 
     kv: KVStore | None = None
     fetch_timeout: float = 10.0
     fetch_max_bytes: int = 1 << 20
-    opener: Callable[..., Any] | None = field(default=None, repr=False)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
 class HostCallError(Exception):
@@ -94,33 +93,12 @@ class HostCallLimit(HostCallError):
 
 
 def url_allowed(url: str, allow: tuple[str, ...]) -> bool:
-    """True when ``url`` is http(s) and matches a host name or URL prefix in ``allow``."""
+    """True when ``url`` is http(s) and, normalised, matches a host name or URL prefix in
+    ``allow`` (the address policy is checked separately, when the call is made)."""
     try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
+        return AllowList.parse(allow).matches(parse_url(url))
+    except EgressError:
         return False
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-        return False
-    for entry in allow:
-        if "://" in entry:
-            # A prefix only matches at a path boundary: "http://h/api" must not allow
-            # "http://h/apiary" nor "http://h.evil.com".
-            if url == entry or (
-                url.startswith(entry) and (entry.endswith("/") or url[len(entry)] in "/?#")
-            ):
-                return True
-        elif parts.hostname.lower() == entry.lower():
-            return True
-    return False
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead anywhere, so it is handed back to the code as a 3xx answer.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 class HostCalls:
@@ -135,6 +113,7 @@ class HostCalls:
         self.kv = kv
         self.count = 0
         self.limit_hit = False
+        self._allow: AllowList | None = None
 
     def handle(self, op: Any, args: Any) -> Any:
         """Run one call; raises :class:`HostCallError` with a message for the code."""
@@ -172,8 +151,6 @@ class HostCalls:
         if not self.spec.fetch_allow:
             raise HostCallError("env.fetch is not bound for this worker (no egress allowed)")
         url, method, headers, body = (list(args) + [None] * 4)[:4]
-        if not isinstance(url, str) or not url_allowed(url, self.spec.fetch_allow):
-            raise HostCallError(f"fetch to {url!r} is not in the egress allow-list")
         method = str(method or "GET").upper()
         if method not in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
             raise HostCallError(f"unsupported fetch method {method!r}")
@@ -182,19 +159,17 @@ class HostCalls:
             if isinstance(headers, dict)
             else {}
         )
-        data = None if body is None else str(body).encode()
-        request = urllib.request.Request(url, data=data, headers=hdrs, method=method)
-        opener = self.bindings.opener or _OPENER.open
-        limit = self.bindings.fetch_max_bytes
+        data = None if body is None else str(body).encode("utf-8", "replace")
+        if self._allow is None:
+            self._allow = AllowList.parse(self.spec.fetch_allow)
         try:
-            with opener(request, timeout=self.bindings.fetch_timeout) as resp:
-                raw = resp.read(limit + 1)
-                status, resp_headers = resp.status, dict(resp.headers.items())
-        except urllib.error.HTTPError as exc:
-            raw = exc.read(limit + 1) if exc.fp is not None else b""
-            status, resp_headers = exc.code, dict(exc.headers.items())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise HostCallError(f"fetch failed: {exc}") from None
-        if len(raw) > limit:
-            raise HostCallError(f"fetch response larger than {limit} bytes")
-        return {"status": status, "headers": resp_headers, "body": raw.decode("utf-8", "replace")}
+            # Allow-list, address policy, connection and size: one message for every
+            # refusal and failure, so the code learns nothing about the host's ports.
+            resp = self.bindings.egress.request(
+                method, url, headers=hdrs, content=data, timeout=self.bindings.fetch_timeout,
+                max_bytes=self.bindings.fetch_max_bytes, allow=self._allow,
+            )
+        except EgressError:
+            raise HostCallError(REFUSED) from None
+        body_text = resp.body.decode("utf-8", "replace")
+        return {"status": resp.status, "headers": resp.headers, "body": body_text}

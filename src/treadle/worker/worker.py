@@ -111,7 +111,7 @@ class Worker:
         self.observer = observer
         self.store = store
         self.executors = executors
-        # Claim only jobs this worker can run (ADR 0007): a job of another kind waits for a
+        # Claim only jobs this worker can run (ADR 0008): a job of another kind waits for a
         # worker that has its executor instead of failing here.
         self.kinds = tuple(sorted(k.value for k in executors))
         self.config = config or WorkerConfig()

@@ -25,6 +25,7 @@ from treadle.api import ApiConfig, start_in_thread
 from treadle.api.auth import keystore_for
 from treadle.app import Treadle
 from treadle.core.retry import RetryPolicy
+from treadle.egress import EgressPolicy
 from treadle.testing import run_worker
 from treadle.webhooks import register_builtin_tasks
 from treadle.worker import Worker
@@ -61,6 +62,9 @@ def tenant_keys(treadle: Treadle) -> dict[str, str]:
 def api(db_url: str) -> Iterator[Api]:
     """Server in a thread of this process, with keys for tenants a and b."""
     treadle = build_app(db_url)
+    # Callback receivers in these tests listen on loopback, which the egress policy
+    # refuses by default: allow it explicitly, as an operator would (TREADLE_EGRESS_ALLOW).
+    treadle.egress = EgressPolicy.parse("127.0.0.1/32")
     treadle.migrate()
     register_builtin_tasks(treadle, WEBHOOK_SECRET, retry_policy=FAST_DELIVERY)
     keys = tenant_keys(treadle)

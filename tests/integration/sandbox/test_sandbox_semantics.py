@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from treadle.core.errors import InvalidInput, Permanent, ResourceExhausted
+from treadle.egress import EgressPolicy
 from treadle.sandbox import (
     Bindings,
     InvalidLimits,
@@ -205,12 +206,16 @@ def test_fetch(manager: SandboxManager, lang: str, http_url: str) -> None:
     }[lang]
     assert manager.load(spec(lang, code), http_url, tenant="t").output == "no fetch"
     allowed = spec(lang, code, fetch_allow=(http_url + "/ok",))
-    out = manager.load(allowed, http_url + "/ok/x", tenant="t").output
+    # The server is on loopback: refused unless the egress policy allows it (ADR 0305).
+    with pytest.raises(Permanent, match="allow-list"):
+        manager.load(allowed, http_url + "/ok/x", tenant="t")
+    loopback = Bindings(egress=EgressPolicy.parse("127.0.0.1/32"))
+    out = manager.load(allowed, http_url + "/ok/x", tenant="t", bindings=loopback).output
     assert out == [200, {"hello": "from the host"}]
     with pytest.raises(Permanent, match="allow-list"):
-        manager.load(allowed, http_url + "/secret", tenant="t")
+        manager.load(allowed, http_url + "/secret", tenant="t", bindings=loopback)
     with pytest.raises(Permanent, match="allow-list"):
-        manager.load(allowed, "file:///etc/passwd", tenant="t")
+        manager.load(allowed, "file:///etc/passwd", tenant="t", bindings=loopback)
 
 
 def test_url_allow_list() -> None:

@@ -19,7 +19,7 @@ WITH cand AS (
       AND NOT EXISTS (
           SELECT 1 FROM treadle_queues q WHERE q.name = %(queue)s
             AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
-      -- Only kinds this worker can run (ADR 0007): a filter on the ordered index scan.
+      -- Only kinds this worker can run (ADR 0008): a filter on the ordered index scan.
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s

@@ -11,11 +11,12 @@ the Store protocol, kept together so every guarded write reads next to the other
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -23,10 +24,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import StoreError, StoreUnavailable, ValueOutOfRange
+from treadle.core.errors import StoreUnavailable
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
+from treadle.logs import route_stdlib
 from treadle.store.common import SqlReads
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
@@ -37,22 +39,20 @@ from treadle.store.outcomes import (
     storable_outcome,
 )
 from treadle.store.postgres.connect import check_url, connect_kwargs
+from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
+from treadle.store.postgres.retry import NotSent, Reconnect, borrow
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
 from treadle.store.transaction import StoreTransaction
 
+T = TypeVar("T")
+Cursor = psycopg.Cursor[dict[str, Any]]
 Q = load_queries("treadle.store.postgres")
 _SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notification is lost
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
-
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
 
 
 def _ts(value: datetime) -> datetime:
@@ -68,10 +68,21 @@ class PostgresStore(SqlReads):
     backend = "postgres"
 
     def __init__(
-        self, url: str, *, clock: Clock = SYSTEM_CLOCK, pool_size: int = 4, timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        pool_size: int = 4,
+        timeout: float = 10.0,
+        reconnect: Reconnect | None = None,
     ) -> None:
         self.url = check_url(url)
         self.clock = clock
+        # The pool warns about connections it discards and replaces (a server restart):
+        # handled here, so those go to structlog at info level, not raw to stderr.
+        route_stdlib("psycopg", demote={logging.WARNING: logging.INFO})
+        self._reconnect = reconnect or Reconnect()
+        self._timeout = timeout
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -90,24 +101,41 @@ class PostgresStore(SqlReads):
     # -- plumbing ------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _cursor(self, *, tx: bool) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+    def _raw_cursor(self, *, tx: bool) -> Iterator[Cursor]:
         try:
-            with self._pool.connection() as conn:
+            with borrow(self._pool, self._timeout) as conn:
                 if tx:
                     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                         yield cur
                 else:
                     with conn.cursor(row_factory=dict_row) as cur:
                         yield cur
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as e:
+        except NotSent as e:
             raise StoreUnavailable(f"PostgreSQL unavailable: {e}") from e
+
+    @contextlib.contextmanager
+    def _cursor(self, *, tx: bool) -> Iterator[Cursor]:
         # Callers never see the driver: a refused statement is a Treadle error too.
-        except psycopg.DataError as e:  # e.g. a number or date the column cannot hold
-            raise ValueOutOfRange("a value is out of range") from e
-        except psycopg.Error as e:
-            raise StoreError(f"database error: {_first_line(e)}") from e
+        with translated(), self._raw_cursor(tx=tx) as cur:
+            yield cur
+
+    def _retrying(
+        self, what: str, op: Callable[[Cursor], T], *, tx: bool, idempotent: bool
+    ) -> T:
+        with translated():
+            return self._reconnect.on_pool(self._pool, what, op, tx=tx, idempotent=idempotent)
 
     def _read(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A read for callers (producers, the API, waiters): rides out a lost connection."""
+
+        def op(cur: Cursor) -> list[dict[str, Any]]:
+            cur.execute(Q[name], params)
+            return cur.fetchall()
+
+        return self._retrying(name, op, tx=False, idempotent=True)
+
+    def _read_once(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A read on a worker's hot path: fails fast, the worker loop retries and logs."""
         with self._cursor(tx=False) as cur:
             cur.execute(Q[name], params)
             return cur.fetchall()
@@ -115,10 +143,18 @@ class PostgresStore(SqlReads):
     def execute(
         self, sql: LiteralString, params: Mapping[str, Any], *, write: bool
     ) -> list[Mapping[str, Any]]:
-        """Run one statement for an extension (see ``store/extension.py``)."""
-        with self._cursor(tx=write) as cur:
+        """Run one statement for an extension (see ``store/extension.py``).
+
+        Reads (``write=False``) ride out a lost connection like the store's own."""
+
+        def op(cur: Cursor) -> list[Mapping[str, Any]]:
             cur.execute(sql, params)
             return list(cur.fetchall()) if cur.description else []
+
+        if write:
+            with self._cursor(tx=True) as cur:
+                return op(cur)
+        return self._retrying("extension read", op, tx=False, idempotent=True)
 
     def _enc_ts(self, value: datetime) -> datetime:
         return value
@@ -189,11 +225,13 @@ class PostgresStore(SqlReads):
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
+        keyed = sum(nj.idempotency_key is not None for nj in jobs)
         # Without idempotency keys the insert (with its events and wake-up) is one
         # atomic statement: one round trip. Keys need a second look in the same transaction.
-        keyed = any(nj.idempotency_key is not None for nj in jobs)
-        with self._cursor(tx=keyed) as cur:
-            return self._enqueue_in(cur, jobs)
+        # Only a batch whose every job has a key may be re-sent after a lost connection:
+        # the keys turn a repeat into a lookup (docs/adr/0007-reconnecting-to-postgresql.md).
+        return self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs),
+                              tx=bool(keyed), idempotent=keyed == len(jobs))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
@@ -208,9 +246,7 @@ class PostgresStore(SqlReads):
             yield StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs),
                                    self.codec)
 
-    def _enqueue_in(
-        self, cur: psycopg.Cursor[dict[str, Any]], jobs: Sequence[NewJob]
-    ) -> list[Enqueued]:
+    def _enqueue_in(self, cur: Cursor, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
         now = self.clock.now()
@@ -302,7 +338,7 @@ class PostgresStore(SqlReads):
         only delay a newly limited queue's jobs (never run them past the limit)."""
         now = time.monotonic()
         if now >= self._limited_expires:
-            rows = self._read("limited_queues", {})
+            rows = self._read_once("limited_queues", {})
             self._limited = {r["name"]: r["concurrency_limit"] for r in rows}
             self._limited_expires = now + _LIMITED_TTL
         return self._limited
@@ -374,7 +410,7 @@ class PostgresStore(SqlReads):
 
     def _record_refused(
         self,
-        cur: psycopg.Cursor[dict[str, Any]],
+        cur: Cursor,
         refused: list[tuple[Outcome, dict[str, Any]]],
         now: datetime,
     ) -> set[int]:
@@ -436,7 +472,7 @@ class PostgresStore(SqlReads):
 
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock.now()
-        if not self._read("any_expired", {"now": now}):
+        if not self._read_once("any_expired", {"now": now}):
             return ReapResult()  # the common case: one indexed probe, no locks
         with self._cursor(tx=True) as cur:
             cur.execute(Q["expired_leases"], {"now": now, "limit": limit})

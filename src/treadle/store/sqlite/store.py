@@ -309,7 +309,7 @@ class SQLiteStore(SqlReads):
             "worker": worker,
             "now": _ts(now),
             "expires": _ts(now + timedelta(seconds=lease_seconds)),
-            # Only kinds this worker can run (ADR 0007); None: all.
+            # Only kinds this worker can run (ADR 0008); None: all.
             "kinds": None if kinds is None else dumps(list(kinds)),
         }
         claimed: list[Job] = []

@@ -1,5 +1,5 @@
 -- Named queries of dynamic workers (treadle.dynamic.repo), SQLite. :name parameters.
--- Owned by this package (ADR 0007); run through treadle.store.extension.ExtensionSql.
+-- Owned by this package (ADR 0008); run through treadle.store.extension.ExtensionSql.
 
 -- name: upsert_worker
 -- Registering the same code again is idempotent; a new non-null name relabels it.

@@ -1,4 +1,4 @@
--- Job kinds as plug-ins (ADR 0007): each plug-in's package owns its numbered migrations,
+-- Job kinds as plug-ins (ADR 0008): each plug-in's package owns its numbered migrations,
 -- recorded here by plug-in name, so two plug-ins never compete for a number.
 CREATE TABLE treadle_plugin_migrations (
     plugin      text        NOT NULL,
