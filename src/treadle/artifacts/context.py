@@ -11,19 +11,6 @@ from treadle.artifacts.service import ArtifactService, Source
 from treadle.core.job import Job
 
 
-def current_step() -> str | None:
-    """The workflow step running now (``ctx.step``), recorded with what it puts."""
-    import importlib
-
-    try:  # workflows are optional here: artifacts are older than any one kind
-        workflows = importlib.import_module("treadle.workflows.context")
-    except ImportError:
-        return None
-    key = workflows.current_step_key()
-    # "treadle:<job id>:<step name>": the name may itself contain colons.
-    return key.split(":", 2)[2] if key and key.count(":") >= 2 else None
-
-
 class JobArtifacts:
     """Put and get the artifacts of one job (a retried attempt sees what earlier ones put)."""
 
@@ -41,7 +28,7 @@ class JobArtifacts:
     ) -> Artifact:
         """Store a path, bytes or binary stream as ``name``; idempotent (see ArtifactService)."""
         return self._service.put(
-            self._job.id, name, source, tenant=self._job.tenant, step=current_step(),
+            self._job.id, name, source, tenant=self._job.tenant,
             content_type=content_type, meta=meta)
 
     def get(self, name: str) -> Artifact:

@@ -13,6 +13,7 @@ from treadle.artifacts.blobstore import ArtifactStore, Blob, BlobMissing, hash_f
 from treadle.artifacts.model import Artifact, ArtifactNotFound
 from treadle.artifacts.names import check_content_type, check_name
 from treadle.artifacts.records import ArtifactRecords
+from treadle.artifacts.steps import current_step
 from treadle.core import storable
 from treadle.core.errors import InvalidInput
 from treadle.store import Store
@@ -63,6 +64,7 @@ class ArtifactService:
         same name replace the old (whose object goes if nothing else references it)."""
         name = check_name(name)
         ctype = check_content_type(content_type, name)
+        step = step if step is not None else current_step()
         meta = dict(meta or {})
         storable.check(meta, "artifact meta", max_bytes=MAX_META_BYTES)
         path, blob, temporary = self._materialise(source)
@@ -117,6 +119,7 @@ class ArtifactService:
         tenant's to use: it is never taken from an untrusted request."""
         name = check_name(name)
         ctype = check_content_type(content_type, name)
+        step = step if step is not None else current_step()
         if not self.backend.exists(blob.sha256):
             return None
         artifact, replaced = self.records.record(

@@ -59,7 +59,7 @@ class MediaSteps:
             try:
                 info = self._probe(path, needs_video)
                 name = "source/" + _url_name(source["url"])
-                art = self.svc.put(job.id, name, path, tenant=job.tenant, step="ingest",
+                art = self.svc.put(job.id, name, path, tenant=job.tenant,
                                    meta=info.summary())
             finally:
                 path.unlink(missing_ok=True)
@@ -71,7 +71,7 @@ class MediaSteps:
             blob = Blob(source["sha256"], self.svc.backend.size(source["sha256"]))
             name = source["name"]
         info = self._probe(local_copy(self.svc, blob.sha256, work), needs_video)
-        if self.svc.put_blob(job.id, f"source/{name}", blob, tenant=job.tenant, step="ingest",
+        if self.svc.put_blob(job.id, f"source/{name}", blob, tenant=job.tenant,
                              meta=info.summary()) is None:
             raise InvalidInput("the input is no longer in the artifact store")
         return {"sha256": blob.sha256, "size": blob.size, "info": info.to_json()}
