@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
     from treadle.app import Treadle
 
 
-def workdir_for(job: Job) -> Path:
-    return Path(tempfile.gettempdir()) / "treadle-media" / f"job-{job.id}"
-
-
 class MediaSteps:
     """The step functions, bound to an app (its artifacts and egress policy)."""
 
@@ -42,6 +39,12 @@ class MediaSteps:
 
     def __init__(self, app: Treadle) -> None:
         self.app = app
+        # Scratch space of this process's steps: job ids repeat across databases, so the
+        # folder is this object's own (a crash leaves it to the system's temp cleanup).
+        self.root = Path(tempfile.gettempdir()) / f"treadle-media-{uuid.uuid4().hex[:12]}"
+
+    def workdir(self, job: Job) -> Path:
+        return self.root / f"job-{job.id}"
 
     @property
     def svc(self) -> ArtifactService:
@@ -52,7 +55,7 @@ class MediaSteps:
     def ingest(self, job: Job, source: dict[str, Any], needs_video: bool) -> dict[str, Any]:
         """Bring the input in, probe it, and only then record it as ``source/<name>``:
         input that cannot be processed leaves nothing behind."""
-        work = workdir_for(job)
+        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         if "url" in source:
             path = fetch_url(source["url"], work, getattr(self.app, "egress", None))
@@ -95,7 +98,7 @@ class MediaSteps:
         found = self.svc.reuse(job.id, name, tenant=job.tenant)
         if found is not None:
             return {"name": name, "frames": found.meta.get("frames", 0), "reused": True}
-        work = workdir_for(job)
+        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         src = local_copy(self.svc, sha256, work)
         out = work / f"{key}.part.mp4"
@@ -121,7 +124,7 @@ class MediaSteps:
 
     def concat(self, job: Job, rendition: Rendition, parts: list[tuple[str, float]]
                ) -> dict[str, Any]:
-        work = workdir_for(job)
+        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         files = []
         for name, start in parts:
@@ -141,7 +144,7 @@ class MediaSteps:
     # -- the rest --------------------------------------------------------------
 
     def thumbnails(self, job: Job, sha256: str, info: MediaInfo, count: int) -> list[str]:
-        work = workdir_for(job)
+        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         src = local_copy(self.svc, sha256, work)
         names = []
@@ -158,7 +161,7 @@ class MediaSteps:
         return names
 
     def audio(self, job: Job, sha256: str, info: MediaInfo) -> str:
-        work = workdir_for(job)
+        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         out = work / "audio.m4a"
         try:
@@ -170,14 +173,14 @@ class MediaSteps:
         return "audio.m4a"
 
     def hls(self, job: Job, renditions: list[str]) -> list[str]:
-        work = workdir_for(job) / "hls"
+        work = self.workdir(job) / "hls"
         shutil.rmtree(work, ignore_errors=True)
         names: list[str] = []
         variants: list[tuple[str, MediaInfo]] = []
         try:
             for r in renditions:
                 art = self.svc.by_name(job.id, f"renditions/{r}.mp4", tenant=job.tenant)
-                mp4 = local_copy(self.svc, art.sha256, workdir_for(job))
+                mp4 = local_copy(self.svc, art.sha256, self.workdir(job))
                 variants.append((r, probe(mp4)))
                 for path in hls.package(mp4, work / r):
                     name = f"hls/{r}/{path.name}"
@@ -190,7 +193,7 @@ class MediaSteps:
         return ["hls/master.m3u8", *names]
 
     def cleanup(self, job: Job) -> None:
-        shutil.rmtree(workdir_for(job), ignore_errors=True)
+        shutil.rmtree(self.workdir(job), ignore_errors=True)
 
 
 def _url_name(url: str) -> str:
