@@ -31,6 +31,8 @@ class MediaRequest(BaseModel):
     source: MediaSource
     renditions: list[str] = Field(default_factory=lambda: ["360p", "720p"], max_length=6)
     thumbnails: int = Field(4, ge=0, le=100)
+    thumbnail_times: list[float] = Field(default_factory=list, max_length=100,
+                                         description="Exact times (seconds) for thumbnails")
     hls: bool = False
     audio: bool = False
 
@@ -53,6 +55,7 @@ def start(request: Request, body: MediaRequest, principal: Submitter) -> JSONRes
     try:
         handle = submit(treadle, src, renditions=body.renditions, thumbnails=body.thumbnails,
                         hls=body.hls, audio=body.audio, tenant=principal.tenant,
+                        thumbnail_times=body.thumbnail_times,
                         trusted=False)
     except ArtifactNotFound:
         raise Problem(404, "source artifact not found", slug="artifact-not-found") from None

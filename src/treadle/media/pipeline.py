@@ -42,8 +42,8 @@ def budget_for(duration: float | None, renditions: int) -> float:
 
 def check_request(payload: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
     """Validate a pipeline request fully before anything is stored or enqueued."""
-    known = {"source", "renditions", "thumbnails", "hls", "audio", "segment_seconds",
-             "stall_seconds"}
+    known = {"source", "renditions", "thumbnails", "thumbnail_times", "hls", "audio",
+             "segment_seconds", "stall_seconds"}
     extra = set(payload) - known
     if extra:
         raise InvalidInput(f"unknown media options: {', '.join(sorted(extra))[:200]}")
@@ -53,6 +53,12 @@ def check_request(payload: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
     if isinstance(thumbs, bool) or not isinstance(thumbs, int) or not 0 <= thumbs <= 100:
         raise InvalidInput("thumbnails must be an integer from 0 to 100")
     out["thumbnails"] = thumbs
+    times = payload.get("thumbnail_times", [])
+    if not isinstance(times, list) or len(times) > 100 or any(
+            isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 86_400
+            for t in times):
+        raise InvalidInput("thumbnail_times must be a list of at most 100 times in seconds")
+    out["thumbnail_times"] = [float(t) for t in times]
     for flag in ("hls", "audio"):
         value = payload.get(flag, False)
         if not isinstance(value, bool):
@@ -67,7 +73,7 @@ def check_request(payload: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
                 or not low <= value <= high:
             raise InvalidInput(f"{name} must be a number from {low:g} to {high:g}")
         out[name] = float(value)
-    if not (out["renditions"] or out["thumbnails"] or out["audio"]):
+    if not (out["renditions"] or out["thumbnails"] or out["thumbnail_times"] or out["audio"]):
         raise InvalidInput("nothing to do: ask for renditions, thumbnails or audio")
     return out
 
@@ -91,7 +97,7 @@ def register(app: Treadle) -> Workflow:
 
 def run(ctx: WorkflowContext, steps: MediaSteps, req: dict[str, Any]) -> dict[str, Any]:
     job = ctx.job
-    needs_video = bool(req["renditions"] or req["thumbnails"])
+    needs_video = bool(req["renditions"] or req["thumbnails"] or req["thumbnail_times"])
     src = ctx.step("ingest", steps.ingest, job, req["source"], needs_video)
     sha, info = src["sha256"], MediaInfo.from_json(src["info"])
 
@@ -108,9 +114,9 @@ def run(ctx: WorkflowContext, steps: MediaSteps, req: dict[str, Any]) -> dict[st
             parts.append((done["name"], seg.start))
         joined = ctx.step(f"concat:{rendition.name}", steps.concat, job, rendition, parts)
         result["renditions"][rendition.name] = joined
-    if req["thumbnails"]:
+    if req["thumbnails"] or req["thumbnail_times"]:
         result["thumbnails"] = ctx.step("thumbnails", steps.thumbnails, job, sha, info,
-                                        req["thumbnails"])
+                                        req["thumbnails"], req["thumbnail_times"])
     if req["audio"]:
         result["audio"] = ctx.step("audio", steps.audio, job, sha, info)
     if req["hls"]:

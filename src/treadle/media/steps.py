@@ -143,15 +143,19 @@ class MediaSteps:
 
     # -- the rest --------------------------------------------------------------
 
-    def thumbnails(self, job: Job, sha256: str, info: MediaInfo, count: int) -> list[str]:
+    def thumbnails(self, job: Job, sha256: str, info: MediaInfo, count: int,
+                   times: list[float]) -> list[str]:
+        """``count`` evenly spaced (keyframes only), then the frames at ``times`` exactly."""
         work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         src = local_copy(self.svc, sha256, work)
         names = []
-        for i, at in enumerate(stills.even_times(info, count)):
+        wanted = [(at, False) for at in (stills.even_times(info, count) if count else [])]
+        wanted += [(min(at, info.duration), True) for at in times]
+        for i, (at, exact) in enumerate(wanted):
             out = work / f"thumb_{i:02d}.jpg"
             try:
-                stills.thumbnail(src, info, at, out)
+                stills.thumbnail(src, info, at, out, exact=exact)
                 name = f"thumbnails/thumb_{i:02d}.jpg"
                 self.svc.put(job.id, name, out, tenant=job.tenant, content_type="image/jpeg",
                              meta={"at": at})

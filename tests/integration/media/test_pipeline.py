@@ -38,7 +38,7 @@ def _names(app: Treadle, job_id: int) -> list[str]:
 
 def test_pipeline_end_to_end(app: Treadle, clip: Path, tmp_path: Path) -> None:
     handle = submit(app, clip, renditions="144p,240p", thumbnails=2, hls=True, audio=True,
-                    segment_seconds=2)
+                    segment_seconds=2, thumbnail_times=[1.52])
     with run_worker(app):
         job = handle.wait(120)
     assert job.status.value == "succeeded", job.error
@@ -62,6 +62,8 @@ def test_pipeline_end_to_end(app: Treadle, clip: Path, tmp_path: Path) -> None:
     assert b"144p/index.m3u8" in master and b"RESOLUTION=320x240" in master
     assert job.result["renditions"]["144p"]["info"]["height"] == 144
     assert any("progress 144p segment 0" in log.message for log in app.job_logs(job.id))
+    exact = app.artifacts.by_name(job.id, "thumbnails/thumb_02.jpg")  # at 1.52 s exactly
+    assert exact.meta == {"at": 1.52} and exact.step == "thumbnails"
 
 
 def test_a_second_job_on_the_same_input_reencodes_nothing(app: Treadle, clip: Path) -> None:
