@@ -1,4 +1,4 @@
--- Artifacts (issue 11, ADR 0009): the files jobs produce, content-addressed.
+-- Artifacts (issue 11): the files jobs produce, content-addressed (the artifacts ADR).
 
 -- One row per stored object (sha256 -> bytes in the artifact store). The row is what
 -- puts and reference-counted deletes serialise on: a delete removes the object while it
