@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("ffmpeg") is None:
         print("ffmpeg not found: apt-get install -y ffmpeg", file=sys.stderr)
         return 2
+    load_start = os.getloadavg()  # the machine is shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="media-bench-") as d:
         tmp = Path(d)
         src = make_video(tmp / "in720.mp4", seconds=a.seconds, width=1280, height=720, fps=30,
@@ -198,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
             (tmp / "long").mkdir()
             long = treadle_run(src10, tmp / "long", renditions="240p")
             print("long", long, flush=True)
+    load_end = os.getloadavg()
     med = {s: statistics.median(r["wall_s"] for r in rows[s]) for s in rows}
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    "loadavg_1m_start_end": [round(load_start[0], 1), round(load_end[0], 1)]},
         "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True,
                                  text=True).stdout.splitlines()[0],
         "input": {"seconds": a.seconds, "size": "1280x720", "fps": 30, "gop": GOP},
@@ -225,7 +228,8 @@ def report(r: dict[str, Any]) -> str:
     res = r["resume_after_sigkill"]
     lines = [
         "# Media pipeline vs ffmpeg (issue 11)", "",
-        f"{r['when']}, {r['machine']['cpus']} CPUs (shared), {r['ffmpeg']}.",
+        f"{r['when']}, {r['machine']['cpus']} CPUs shared with other work (1-min load "
+        f"{r['machine'].get('loadavg_1m_start_end')} at start/end), {r['ffmpeg']}.",
         f"Input: generated {r['input']['seconds']:.0f} s {r['input']['size']} "
         f"{r['input']['fps']} fps H.264/AAC. Work: 360p + 720p (libx264 veryfast CRF 23), "
         "HLS for both, 4 thumbnails.", "",
