@@ -43,9 +43,10 @@ GOP = 60  # 2 s at 30 fps, as the pipeline's encoder
 
 
 def peak_rss_of(cmd: list[str], env: dict[str, str] | None = None
-                ) -> tuple[float, int, str, str]:
-    """Wall seconds, the child's peak RSS (KiB), stdout and stderr (through files: a
-    chatty child never blocks on a full pipe)."""
+                ) -> tuple[float, int, str, str, float]:
+    """Wall seconds, the child's peak RSS (KiB), stdout, stderr (through files: a chatty
+    child never blocks on a full pipe) and its CPU seconds (user + system: less sensitive
+    than wall time to other work on a shared machine)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
@@ -56,7 +57,7 @@ def peak_rss_of(cmd: list[str], env: dict[str, str] | None = None
         stdout, stderr = out.read(), err.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} failed: {stderr[-3000:]}")
-    return wall, usage.ru_maxrss, stdout, stderr
+    return wall, usage.ru_maxrss, stdout, stderr, usage.ru_utime + usage.ru_stime
 
 
 def treadle_run(src: Path, tmp: Path, renditions: str = "360p,720p") -> dict[str, Any]:
@@ -64,7 +65,7 @@ def treadle_run(src: Path, tmp: Path, renditions: str = "360p,720p") -> dict[str
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     subprocess.run([PY, "-m", "treadle", "migrate", "--db", db], check=True, env=env,
                    capture_output=True)
-    wall, rss, out, _ = peak_rss_of(
+    wall, rss, out, _, cpu = peak_rss_of(
         [PY, "-m", "treadle", "media", "process", str(src), "--renditions", renditions,
          "--thumbnails", "4", "--hls", "--wait", "--worker", "--db", db], env=env)
     job_id = int(out.strip().splitlines()[-1])
@@ -75,8 +76,8 @@ def treadle_run(src: Path, tmp: Path, renditions: str = "360p,720p") -> dict[str
     finally:
         app.close()
     assert job.status.value == "succeeded", job.error
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(rss / 1024, 1), "job": job_id,
-            "artifacts": len(arts)}
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mib": round(rss / 1024, 1), "job": job_id, "artifacts": len(arts)}
 
 
 def ffmpeg_run(src: Path, tmp: Path, duration: float) -> dict[str, Any]:
@@ -102,11 +103,12 @@ def ffmpeg_run(src: Path, tmp: Path, duration: float) -> dict[str, Any]:
         steps.append(["ffmpeg", "-y", "-v", "error", "-ss", f"{at:.3f}", "-i", str(src),
                       "-frames:v", "1", "-vf", "scale=320:-2", str(out / f"thumb_{i}.jpg")])
     start = time.perf_counter()
-    peak = 0
+    peak, cpu = 0, 0.0
     for cmd in steps:
-        _, rss, _, _ = peak_rss_of(cmd)
-        peak = max(peak, rss)
-    return {"wall_s": round(time.perf_counter() - start, 2), "peak_rss_mib": round(peak / 1024, 1)}
+        _, rss, _, _, used = peak_rss_of(cmd)
+        peak, cpu = max(peak, rss), cpu + used
+    return {"wall_s": round(time.perf_counter() - start, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mib": round(peak / 1024, 1)}
 
 
 def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
         "median_wall_s": med,
         "ratio_treadle_over_ffmpeg": round(med["treadle"] / med["ffmpeg"], 3),
+        "median_cpu_s": {s: statistics.median(r["cpu_s"] for r in rows[s]) for s in rows},
         "peak_rss_mib": {s: max(r["peak_rss_mib"] for r in rows[s]) for s in rows},
         "resume_after_sigkill": resume,
         "long_input_10min_360p_to_240p": long,
@@ -233,14 +236,17 @@ def report(r: dict[str, Any]) -> str:
         f"Input: generated {r['input']['seconds']:.0f} s {r['input']['size']} "
         f"{r['input']['fps']} fps H.264/AAC. Work: 360p + 720p (libx264 veryfast CRF 23), "
         "HLS for both, 4 thumbnails.", "",
-        "| side | median wall (s) | runs (s) | peak RSS (MiB) |", "|---|---|---|---|",
+        "| side | median wall (s) | runs (s) | median CPU (s) | peak RSS (MiB) |",
+        "|---|---|---|---|---|",
     ]
+    cpu = r["median_cpu_s"]
     for side in ("treadle", "ffmpeg"):
         runs = ", ".join(f"{x['wall_s']:.1f}" for x in r["runs"][side])
-        lines.append(f"| {side} | {m[side]:.1f} | {runs} | {r['peak_rss_mib'][side]} |")
+        lines.append(f"| {side} | {m[side]:.1f} | {runs} | {cpu[side]:.1f} | "
+                     f"{r['peak_rss_mib'][side]} |")
     lines += [
-        "", f"**Ratio treadle / ffmpeg: {r['ratio_treadle_over_ffmpeg']:.2f}x** "
-        "(target: within 1.3x).", "",
+        "", f"**Ratio treadle / ffmpeg: {r['ratio_treadle_over_ffmpeg']:.2f}x wall, "
+        f"{cpu['treadle'] / cpu['ffmpeg']:.2f}x CPU** (target: within 1.3x).", "",
         "Resume after SIGKILL at ~50% of the encode steps (`treadle worker` killed -9, a "
         f"second worker finishes after the {res['lease_s']:.0f} s lease expires): "
         f"{len(res['steps_run_twice'])} of {res['encode_steps']} segment steps ran twice "
