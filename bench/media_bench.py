@@ -129,6 +129,7 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
                                  stderr=subprocess.DEVNULL, start_new_session=True)
         total_encodes = None
         killed_at = None
+        killed_wall = dt.datetime.now(dt.UTC)
         while killed_at is None:
             time.sleep(0.2)
             steps = app.job_steps(handle.id)
@@ -142,9 +143,11 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
 
                     total_encodes = 2 * len(plan_segments(MediaInfo.from_json(info), 10.0))
             if total_encodes and len(done) >= total_encodes // 2:
+                time.sleep(1.0)  # well into the next segment: its work is what a kill loses
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait()
                 killed_at = time.perf_counter() - start
+                killed_wall = dt.datetime.now(dt.UTC)
         second = subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         job = handle.wait(timeout=1800)
@@ -159,8 +162,13 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
     durations = [(s.finished_at - s.started_at).total_seconds() for s in encodes
                  if s.finished_at and s.started_at]
     rerun = [s.name for s in encodes if s.attempt > 1]
+    # Work thrown away by the kill: from the end of the last step finished before it (the
+    # checkpoint a resume starts from) to the kill.
+    before = [s.finished_at for s in steps if s.finished_at and s.finished_at <= killed_wall]
+    lost = (killed_wall - max(before)).total_seconds() if before else killed_at
     return {"wall_s": round(wall, 2), "killed_at_s": round(killed_at, 2),
             "encode_steps": len(encodes), "steps_run_twice": rerun,
+            "work_lost_s": round(lost, 2),
             "segment_step_median_s": round(statistics.median(durations), 2),
             "lease_s": LEASE}
 
@@ -250,7 +258,8 @@ def report(r: dict[str, Any]) -> str:
         "Resume after SIGKILL at ~50% of the encode steps (`treadle worker` killed -9, a "
         f"second worker finishes after the {res['lease_s']:.0f} s lease expires): "
         f"{len(res['steps_run_twice'])} of {res['encode_steps']} segment steps ran twice "
-        f"({', '.join(res['steps_run_twice']) or 'none'}); one segment step takes "
+        f"({', '.join(res['steps_run_twice']) or 'none'}); work lost to the kill "
+        f"{res.get('work_lost_s', float('nan')):.1f} s vs one segment step "
         f"{res['segment_step_median_s']:.1f} s (median); whole run {res['wall_s']:.1f} s, "
         f"killed at {res['killed_at_s']:.1f} s.",
     ]
