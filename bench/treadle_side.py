@@ -41,8 +41,20 @@ def _app(url: str) -> Any:
     from bench.apps.noop_tasks import build_app
 
     app = build_app(url)
-    app.migrate()
+    migrate_for_workers(app)
     return app
+
+
+def migrate_for_workers(app: Any) -> None:
+    """Migrate as ``treadle migrate`` does: with the built-in job kinds ``treadle worker``
+    serves (and whose schemas it checks) registered, where this Treadle has them."""
+    try:
+        from treadle.kinds import use_builtin
+    except ImportError:
+        pass
+    else:
+        use_builtin(app)
+    app.migrate()
 
 
 def _noop(app: Any) -> Any:
@@ -72,7 +84,12 @@ def _count_succeeded(app: Any) -> int:
 
 @contextlib.contextmanager
 def _workers(
-    url: str, spec: WorkerSpec, logdir: Path, tag: str, first_prefix: list[str] | None = None
+    url: str,
+    spec: WorkerSpec,
+    logdir: Path,
+    tag: str,
+    first_prefix: list[str] | None = None,
+    app_ref: str = "bench.apps.treadle_app:app",
 ) -> Iterator[ProcGroup]:
     """Start ``spec.processes`` ``treadle worker`` processes; SIGTERM them on exit.
 
@@ -89,7 +106,7 @@ def _workers(
     argv = [
         *_treadle_cmd(),
         "worker",
-        "--app", "bench.apps.treadle_app:app",
+        "--app", app_ref,
         "--db", url,
         "--queues", "default",
         "--concurrency", str(spec.concurrency),

@@ -14,10 +14,12 @@ from bench.common import PEERS_DIR, VENVS_DIR, log
 PEER_REQUIREMENTS: dict[str, list[str]] = {
     "procrastinate": ["procrastinate==3.10.0", "psycopg[binary]==3.3.9"],
     "celery": ["celery[redis]==5.7.0"],
+    "dbos": ["dbos==3.4.0", "psycopg[binary]==3.3.9"],
 }
 PEER_SCRIPTS: dict[str, str] = {
     "procrastinate": "procrastinate_bench.py",
     "celery": "celery_bench.py",
+    "dbos": "dbos_bench.py",
 }
 
 

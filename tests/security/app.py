@@ -81,6 +81,14 @@ def register(app: Treadle) -> Treadle:
         while True:  # pure Python: a hard stop interrupts it
             time.sleep(0.001)
 
+    @app.task(name="async_surrogate", retries=0)
+    async def async_surrogate() -> str:
+        return "\ud800"
+
+    @app.task(name="async_hostile", retries=0)
+    async def async_hostile() -> None:
+        raise HostileStr()
+
     @app.task(name="continue_bad", retries=0)
     def continue_bad(step: int = 0) -> None:
         raise Continue({"step": "\ud800"})

@@ -2,7 +2,7 @@
 
 Before the fix a deeply nested result escaped the manager as an unclassified
 ``RecursionError`` and a forged result frame carrying ``NaN`` was accepted.
-Unacceptable results are ``invalid_input`` (the class documented for "output not JSON").
+Results that cannot be stored are ``invalid_output`` (ADR 0006).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.security.conftest import Dyn, js, py, still_serving, tenant
-from treadle.core.errors import InvalidInput, ResourceExhausted, SandboxViolation, Timeout
+from treadle.core.errors import InvalidOutput, ResourceExhausted, SandboxViolation, Timeout
 from treadle.core.lifecycle import JobStatus
 from treadle.sandbox import SandboxManager
 
@@ -36,7 +36,7 @@ FORGED = {
 @pytest.mark.parametrize("mode", ["load", "get"])
 def test_deeply_nested_js_result_is_classified(manager: SandboxManager, mode: str) -> None:
     run = manager.get if mode == "get" else manager.load
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidOutput):
         run(js(DEEP_JS), None, tenant=tenant())
     still_serving(manager)
 
@@ -53,7 +53,7 @@ def test_result_nested_just_within_the_limit_is_accepted(manager: SandboxManager
 def test_deeply_nested_python_result_is_classified(manager: SandboxManager) -> None:
     code = ("import sys\nsys.setrecursionlimit(20000)\ndef handler(i, env):\n"
             "    v = 0\n    for _ in range(900):\n        v = [v]\n    return v")
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidOutput):
         manager.load(py(code), None, tenant=tenant())
 
 
@@ -61,7 +61,7 @@ def test_deeply_nested_python_result_is_classified(manager: SandboxManager) -> N
 def test_forged_result_frames_are_classified(manager: SandboxManager, name: str) -> None:
     spec = py(FORGE.format(output=FORGED[name]))
     for run in (manager.load, manager.get):
-        with pytest.raises((InvalidInput, SandboxViolation)):
+        with pytest.raises((InvalidOutput, SandboxViolation)):
             run(spec, None, tenant=tenant())
     still_serving(manager)
 
@@ -82,14 +82,14 @@ def handler(input, env):
 
 JS_TRICKS: dict[str, tuple[str, type[Exception]]] = {
     "throwing_getter": ("function handler() { return {get x() { throw new Error('no') }} }",
-                        InvalidInput),
+                        InvalidOutput),
     "proxy_ownkeys_throws": ("function handler() { return new Proxy({}, {ownKeys() {"
-                             " throw new Error('no') }}) }", InvalidInput),
+                             " throw new Error('no') }}) }", InvalidOutput),
     "getter_loops": ("function handler() { return {get x() { for (;;) {} }} }", Timeout),
     "tojson_loops": ("function handler() { return {toJSON() { for (;;) {} }} }", Timeout),
     "tojson_returns_function": ("function handler() { return {toJSON() { return () => 1 }} }",
-                                InvalidInput),
-    "cyclic": ("function handler() { const a = {}; a.a = a; return a }", InvalidInput),
+                                InvalidOutput),
+    "cyclic": ("function handler() { const a = {}; a.a = a; return a }", InvalidOutput),
     "huge_string_via_tojson": ("function handler() { return {toJSON() {"
                                " return 'x'.repeat(3 << 20) }} }", ResourceExhausted),
 }
@@ -121,6 +121,6 @@ def test_nested_result_through_the_registry_fails_the_job_and_the_worker_carries
     deep = dyn.workers.register(DEEP_JS, "javascript", {"timeout": 5})
     job = dyn.finished(dyn.workers.run(deep.id, None).id)
     assert job.status is JobStatus.FAILED
-    assert job.error is not None and job.error.error_class.value == "invalid_input"
+    assert job.error is not None and job.error.error_class.value == "invalid_output"
     ok = dyn.workers.register("function handler(i) { return i }", "javascript")
     assert dyn.finished(dyn.workers.run(ok.id, 7).id).result == 7

@@ -8,6 +8,8 @@ outside the second seccomp stage and the rlimits.
 from __future__ import annotations
 
 import json
+import os
+import select
 import threading
 
 import pytest
@@ -88,7 +90,7 @@ def test_get_instances_and_js_hosts_hold_no_secret_in_any_process(
     t = tenant()
     fresh_manager.get(py("def handler(i, env):\n    return 1"), None, tenant=t)
     fresh_manager.get(js("function handler() { return 1 }"), None, tenant=t)
-    roots = [fresh_manager._js[0].proc.pid]  # type: ignore[index]
+    roots = [host.proc.pid for host in fresh_manager._js.started()]
     roots += [w.inst.proc.pid for w in fresh_manager._py_cache.clear()]
     for root in roots:
         tree = procstat.descendants(root)
@@ -137,6 +139,16 @@ def test_nothing_of_a_killed_run_survives(
     with pytest.raises(Timeout):
         fresh_manager.load(py(code, Limits(timeout=0.5)), None, tenant=tenant())
     assert len(seen) == 2
+    # SIGKILLed by then; a namespace takes a few milliseconds to tear down.
+    for pid in seen:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            select.select([fd], [], [], 5.0)  # readable once the process has exited
+        finally:
+            os.close(fd)
     assert [pid for pid in seen if _alive(pid)] == []
 
 

@@ -32,9 +32,10 @@ from tests.support.pg import free_port
 from treadle import Treadle
 from treadle.api import ApiConfig, start_in_thread
 from treadle.core.job import JobKind
-from treadle.dynamic import enable
+from treadle.dynamic import DynamicWorkers
 from treadle.egress import REFUSED
 from treadle.executors import TaskExecutor
+from treadle.testing import migrated
 from treadle.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,16 +239,13 @@ def test_a_worker_process_survives_a_lone_surrogate_and_nul(db_url: str, tmp_pat
 def test_cli_worker_fetch_to_loopback_needs_the_operator_setting(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from treadle.store.sqlite.store import SQLiteStore
-
-    store = SQLiteStore(sqlite_url)
-    store.migrate()
-    store.close()
+    migrated(sqlite_url)  # core and the built-in kinds' tables, as `treadle migrate` does
     with loopback_target() as target:
         app = Treadle(sqlite_url)
         try:
-            wid = enable(app).register(FETCH, "python", {"timeout": 10},
-                                       fetch_allow=["127.0.0.1"]).id
+            registry = app.use(DynamicWorkers()).registry
+            wid = registry.register(FETCH, "python", {"timeout": 10},
+                                    fetch_allow=["127.0.0.1"]).id
         finally:
             app.close()
         run_args = ("workers", "run", wid, "--input", json.dumps(target.url + "/x"),
@@ -277,3 +275,40 @@ def test_http_registered_code_cannot_fetch_the_api_itself(dapi: Api) -> None:
             assert job["status"] == "succeeded", job
             assert job["result"] == ["refused", REFUSED], job
 
+
+
+@pytest.mark.parametrize("body", [
+    b'{"v": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # json.loads: RecursionError (was a 500)
+    b'{"v": ' + b"[" * 200 + b"]" * 200 + b"}",
+    b'{"v": "\\ud800"}',
+    b'{"v": "a\\u0000"}',
+    b'{"v": NaN}',
+])
+def test_signed_inbound_hook_bodies_that_cannot_be_stored_are_refused(
+    sapi: Api, body: bytes
+) -> None:
+    from treadle.webhooks import signed_headers
+
+    with sapi.client("admin") as admin, sapi.client(None) as sender:
+        secret = admin.post("/v1/hooks", json={"name": "h", "task": "hooked"}).json()["secret"]
+        headers = {**signed_headers(secret, body), "Content-Type": "application/json"}
+        problem(sender.post("/v1/hooks/h", content=body, headers=headers), 422)
+        weird_delivery = {**headers, "Treadle-Delivery-Id": "d\x7f1"}
+        ok = b'{"v": 1}'
+        weird_delivery.update(signed_headers(secret, ok))
+        problem(sender.post("/v1/hooks/h", content=ok, headers=weird_delivery), 422)
+    assert sapi.treadle.list_jobs() == []
+
+
+@pytest.mark.parametrize("args", [
+    ("jobs", "list", "--queue", "\udcff"),  # a non-UTF-8 byte on the command line
+    ("jobs", "list", "--task", "a\udcfe"),
+    ("submit", "give", "--payload", '{"value": "\udcff"}'),
+    ("submit", "give", "--idempotency-key", "k\udcff"),
+])
+def test_cli_arguments_that_are_not_text_get_one_line(db_url: str, args: tuple[str, ...]) -> None:
+    proc = cli(*args, "--db", db_url)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr

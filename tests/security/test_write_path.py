@@ -152,3 +152,63 @@ def test_names_and_keys_with_surrogates_or_nul_are_refused(
     with pytest.raises(InvalidInput):
         app.enqueue([NewJob(**fields)])
     assert app.list_jobs() == []
+
+
+KV_NASTY = (
+    "def handler(input, env):\n"
+    "    seen = []\n"
+    "    nasty = (('\\ud800', 'v'), ('k', 'a\\x00b'), ('k\\x00', 'v'), ('k', '\\udfff'))\n"
+    "    for key, value in nasty:\n"
+    "        try:\n"
+    "            env.kv.put(key, value)\n"
+    "            seen.append('stored')\n"
+    "        except Exception as exc:\n"
+    "            seen.append(str(exc))\n"
+    "    env.kv.put('k', 'fine')\n"
+    "    return [seen, env.kv.get('k')]\n"
+)
+
+
+def test_kv_keys_and_values_that_cannot_be_stored_are_refused_to_the_code(
+    dyn: Any,
+) -> None:
+    # Before: the store raised, the code was told env.kv was "temporarily unavailable"
+    # and the job was blamed on the infrastructure (transient).
+    w = dyn.workers.register(KV_NASTY, "python", {"timeout": 10}, kv=True)
+    job = dyn.finished(dyn.workers.run(w.id, None).id)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    seen, value = job.result
+    assert value == "fine"
+    assert all("valid Unicode" in s for s in seen), seen
+
+
+@pytest.mark.parametrize("bad", [
+    {"code": "def handler(i, env):\n    return '\ud800'\n"},
+    {"code": "def handler(i, env):\n    return 1\n", "fetch_allow": ["exa\ud800mple.com"]},
+    {"code": "def handler(i, env):\n    return 1\n", "fetch_allow": ["exa\x00mple.com"]},
+])
+def test_worker_code_and_allow_lists_that_cannot_be_stored_are_refused(
+    dyn: Any, bad: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidInput):
+        dyn.workers.register(language="python", **bad)
+    assert dyn.workers.list() == []
+
+
+def test_a_worker_name_that_cannot_be_stored_is_refused() -> None:
+    from treadle.core.errors import ConfigurationError
+    from treadle.worker import WorkerConfig
+
+    for name in ("w\ud800", "w\x00", ""):
+        with pytest.raises(ConfigurationError):
+            WorkerConfig(name=name)
+
+
+def test_async_tasks_with_hostile_output_fail_and_the_loop_carries_on(app: Treadle) -> None:
+    with Running(app):
+        failed_as_invalid_output(app, app.defer("async_surrogate").id)
+        hostile = finished(app, app.defer("async_hostile").id)
+        assert hostile.status is JobStatus.FAILED and hostile.error is not None
+        assert hostile.error.message == "HostileStr"
+        failed_as_invalid_output(app, app.defer("async_surrogate").id)  # loop still runs
+        still_works(app)

@@ -119,8 +119,8 @@ async def receive_hook(
         raise Problem(401, "unknown hook or bad signature", slug="bad-signature") from None
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(422, "request body is not valid JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: too deep
+        raise Problem(422, "request body is not valid JSON (or nested too deeply)") from None
 
     def enqueue() -> tuple[int, str, bool]:
         task = treadle.get_task(hook.task)

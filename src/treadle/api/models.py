@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from treadle.core.storable import is_valid_text
+
 # Printable ASCII without surrounding spaces: a subset of what the core accepts
 # (treadle.core.job.validate_name), so a schema-valid name is always a valid one.
 NAME_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
@@ -64,12 +66,9 @@ class LimitsIn(_Strict):
 
 
 def _encodable(value: str | None) -> str | None:
-    # A lone surrogate (valid JSON, "\ud800") cannot be stored as text: refuse it here.
-    if value is not None:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    # A lone surrogate (valid JSON, "\ud800") or NUL cannot be stored as text (ADR 0006).
+    if value is not None and not is_valid_text(value):
+        raise ValueError("must be valid Unicode without NUL (no lone surrogates)")
     return value
 
 

@@ -49,6 +49,10 @@ def clean_errors() -> Iterator[None]:
         raise
     except TreadleError as exc:  # stores translate their drivers' errors (StoreError)
         fail(exc.message)
+    except UnicodeError:
+        # An argument that is not valid text (a non-UTF-8 byte on the command line becomes
+        # a lone surrogate): nothing can store or look it up.
+        fail("an argument is not valid Unicode text (lone surrogate or undecodable byte)")
     except OSError as exc:
         fail(str(exc))
 

@@ -88,6 +88,8 @@ class _Refused:
 
 def _where(what: str, path: tuple[str | int, ...]) -> str:
     out = what
+    if len(path) > 12:  # a deep path: its start and its end say enough
+        return f"{_where(what, path[:6])}…{_where('', path[-4:])}"
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{clean_text(part, 40)}"
     return out

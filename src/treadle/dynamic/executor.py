@@ -96,6 +96,8 @@ class _RunKV:
     def _guard(self, fn: Callable[..., Any], *args: str) -> Any:
         try:
             return fn(*args)
+        except InvalidInput as exc:  # the code's own mistake (e.g. a lone surrogate key)
+            raise HostCallError(exc.message) from None
         except Exception as exc:
             self.failure = exc
             raise HostCallError("env.kv is temporarily unavailable") from None

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from treadle.core.errors import InvalidInput
+from treadle.core.storable import is_valid_text
 from treadle.sandbox import Limits, WorkerSpec
 from treadle.store import Store
 from treadle.store.extension import ExtensionSql
@@ -138,13 +140,20 @@ class StoreKV:
     tenant: str
 
     def get(self, key: str) -> str | None:
-        return self.repo.kv_get(self.tenant, key)
+        return self.repo.kv_get(self.tenant, _text(key))
 
     def put(self, key: str, value: str) -> None:
-        self.repo.kv_put(self.tenant, key, value)
+        self.repo.kv_put(self.tenant, _text(key), _text(value))
 
     def delete(self, key: str) -> None:
-        self.repo.kv_delete(self.tenant, key)
+        self.repo.kv_delete(self.tenant, _text(key))
+
+
+def _text(value: str) -> str:
+    # Keys and values come from sandboxed code; a store cannot hold what is refused here.
+    if not is_valid_text(value):
+        raise InvalidInput("kv keys and values must be valid Unicode text without NUL")
+    return value
 
 
 def open_repo(store: Store) -> DynamicRepo:

@@ -22,6 +22,8 @@ from typing import Any
 _IN = 0
 _OUT = 1
 _WRITE_LOCK = threading.Lock()
+# Memory a run may use outside its isolate heap (the parent's watchdog allows as much).
+_RUN_SLACK = 64 << 20
 
 PRELUDE = r"""
 (function (hostFn, allowWasm, hasKv, hasFetch) {
@@ -280,14 +282,16 @@ class Host:
         with contextlib.suppress(Exception):
             ctx.mr.close()
 
-    async def make_room(self, need: int, keep: str | None) -> None:
-        """Drop least recently used warm contexts until ``need`` more bytes fit.
+    async def make_room(self, heap: int, keep: str | None) -> None:
+        """Drop least recently used warm contexts until a run of ``heap`` bytes fits.
 
         Memory held by one tenant's warm contexts must not make another tenant's run
-        fail: warm state is a cache, a run's headroom is not.
+        fail: warm state is a cache, a run's headroom is not. The measure is what
+        RLIMIT_DATA counts (the data segment, V8's reservations included), and a run
+        may add its heap plus the parent watchdog's slack for memory outside the heap.
         """
-        budget = self.data_limit * 3 // 4
-        while self.contexts and _resident() + need > budget:
+        need = heap + _RUN_SLACK
+        while self.contexts and _data_size() + need > self.data_limit:
             victim = next((k for k in self.contexts if k != keep), None)
             if victim is None:
                 return
@@ -387,10 +391,10 @@ class Host:
         _send(result)
 
 
-def _resident() -> int:
-    """This process's resident memory in bytes."""
+def _data_size() -> int:
+    """This process's data segment in bytes (what RLIMIT_DATA limits)."""
     with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(fh.read().split()[5]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:

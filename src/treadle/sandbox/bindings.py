@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from treadle.core.storable import is_valid_text
 from treadle.egress import REFUSED, AllowList, EgressError, EgressPolicy, parse_url
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.spec import WorkerSpec
@@ -132,16 +133,20 @@ class HostCalls:
     def _kv(self, op: str, args: list[Any]) -> Any:
         if not self.spec.kv or self.kv is None:
             raise HostCallError("env.kv is not bound for this worker")
-        if not args or not isinstance(args[0], str) or len(args[0].encode()) > MAX_KEY_BYTES:
-            raise HostCallError(f"kv keys must be strings of at most {MAX_KEY_BYTES} bytes")
+        # Text a store cannot hold (lone surrogates, NUL) is the code's mistake (ADR 0006).
+        if (not args or not isinstance(args[0], str) or not is_valid_text(args[0])
+                or len(args[0].encode()) > MAX_KEY_BYTES):
+            raise HostCallError(
+                f"kv keys must be valid Unicode strings without NUL, of at most "
+                f"{MAX_KEY_BYTES} bytes")
         key = args[0]
         if op == "kv.get":
             return self.kv.get(key)
         if op == "kv.delete":
             self.kv.delete(key)
             return None
-        if len(args) < 2 or not isinstance(args[1], str):
-            raise HostCallError("kv values must be strings")
+        if len(args) < 2 or not isinstance(args[1], str) or not is_valid_text(args[1]):
+            raise HostCallError("kv values must be valid Unicode strings without NUL")
         if len(args[1].encode()) > MAX_VALUE_BYTES:
             raise HostCallError(f"kv values are limited to {MAX_VALUE_BYTES} bytes")
         self.kv.put(key, args[1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -12,7 +11,8 @@ from typing import Any
 from treadle.core.errors import InvalidInput, TreadleError
 from treadle.sandbox.bindings import Bindings, HostCalls, KVStore, MemoryKV
 from treadle.sandbox.cache import LruCache
-from treadle.sandbox.js_host import JsHost, mini_racer_dir
+from treadle.sandbox.js_host import mini_racer_dir
+from treadle.sandbox.js_pool import JsHostPool
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.pool import WarmPool
 from treadle.sandbox.py_host import PyInstance
@@ -60,6 +60,7 @@ class SandboxManager:
         *,
         python_pool_size: int = 2,
         js_hosts: int = 1,
+        js_hosts_max: int | None = None,
         get_cache_capacity: int = 64,
         get_idle_seconds: float = 300.0,
         tmp_mb: int = 64,
@@ -71,14 +72,16 @@ class SandboxManager:
                 "need python_pool_size >= 0, js_hosts >= 1, tmp_mb >= 1, js_host_data_mb >= 768"
             )
         self._tmp_bytes = tmp_mb << 20
-        self._js_data_mb = js_host_data_mb
-        self._js_count = js_hosts
-        self._js: list[JsHost] | None = None  # started lazily: mini-racer is optional
+        # One host serves one run at a time; more are started while all are busy, so a
+        # tenant's long run never holds another tenant's (ADR 0102).
+        self._js = JsHostPool(
+            js_hosts, max(js_hosts, 4) if js_hosts_max is None else js_hosts_max,
+            js_host_data_mb, self._tmp_bytes,
+        )
         self._pool = WarmPool(python_pool_size, self._tmp_bytes)
         self._lock = threading.Lock()
         self._py_cache: LruCache[_PyWarm] = LruCache(get_cache_capacity, get_idle_seconds)
         self._js_cache: LruCache[_JsWarm] = LruCache(get_cache_capacity, get_idle_seconds)
-        self._rr = 0
         self._closed = False
         self._kv_for_tenant = kv_for_tenant or MemoryKV().for_tenant
 
@@ -116,7 +119,7 @@ class SandboxManager:
         """Block until the Python pool is full and the JavaScript hosts are started."""
         self._pool.wait_full(timeout)
         if self._js_available():
-            for host in self._hosts():
+            for host in self._js.hosts():
                 with host.lock:
                     host.ensure()
 
@@ -126,12 +129,10 @@ class SandboxManager:
             self._closed = True
             py = self._py_cache.clear()
             self._js_cache.clear()
-            hosts = self._js or []
         self._pool.close()
         for warm in py:
             warm.inst.kill()
-        for host in hosts:
-            host.kill()
+        self._js.close()
 
     def __enter__(self) -> SandboxManager:
         return self
@@ -253,15 +254,6 @@ class SandboxManager:
             return False
         return True
 
-    def _hosts(self) -> list[JsHost]:
-        with self._lock:
-            if self._js is None:
-                mini_racer_dir()  # raises MissingExtra("sandbox", "mini-racer")
-                self._js = [
-                    JsHost(self._js_data_mb, self._tmp_bytes) for _ in range(self._js_count)
-                ]
-            return self._js
-
     def _run_js(
         self,
         mode: Mode,
@@ -271,47 +263,38 @@ class SandboxManager:
         calls: HostCalls,
         key: tuple[str, str],
     ) -> tuple[Any, list[str], float | None, bool]:
-        hosts = self._hosts()
         if mode == "load":
-            host = next((h for h in hosts if h.lock.acquire(blocking=False)), None)
-            if host is None:
-                with self._lock:
-                    self._rr = (self._rr + 1) % len(hosts)
-                    host = hosts[self._rr]
-                host.lock.acquire()
+            _, host = self._js.acquire()
             try:
                 out, logs, started, _ = host.run(spec, limits, input_json, calls, None)
             finally:
                 host.lock.release()
             return out, logs, started, False
-        # A get context is pinned to one host, chosen by a stable hash of the key; the key
-        # string the host sees contains the tenant, so tenants never share a context.
+        # A get context lives in one host; the key string the host sees contains the
+        # tenant, so tenants never share a context. When that host is busy the run goes
+        # to another one (a fresh context there), and the old context is dropped.
         ctx_key = f"{key[0]}\x00{key[1]}"
-        index = int.from_bytes(hashlib.sha256(ctx_key.encode()).digest()[:4], "big") % len(hosts)
-        host = hosts[index]
         with self._lock:
             stale = self._js_cache.expire()
+            cached = self._js_cache.get(key)
         self._drop_js(stale)
-        with host.lock:
-            try:
-                out, logs, started, reused = host.run(spec, limits, input_json, calls, ctx_key)
-            finally:
-                alive = host.chan is not None
-                gen = host.generation
+        index, host = self._js.acquire(cached.host if cached is not None else None)
+        try:
+            out, logs, started, reused = host.run(spec, limits, input_json, calls, ctx_key)
+        finally:
+            alive = host.chan is not None
+            gen = host.generation
+            host.lock.release()
             with self._lock:
                 current = self._js_cache.get(key)
-                evicted = []
-                if alive and (current is None or current.generation != gen):
+                evicted: list[_JsWarm] = []
+                if alive and (
+                    current is None or (current.host, current.generation) != (index, gen)
+                ):
                     evicted = self._js_cache.put(key, _JsWarm(index, gen, ctx_key))
-                    evicted = [e for e in evicted if e.generation == gen]
-        self._drop_js(evicted)
+            self._drop_js([e for e in evicted if (e.host, e.generation) != (index, gen)])
         return out, logs, started, reused
 
     def _drop_js(self, entries: list[_JsWarm]) -> None:
-        if not entries:
-            return
-        hosts = self._hosts()
         for entry in entries:
-            host = hosts[entry.host]
-            with host.lock:
-                host.drop(entry.ctx_key, entry.generation)
+            self._js.get(entry.host).drop_later(entry.ctx_key, entry.generation)

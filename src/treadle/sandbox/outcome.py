@@ -7,6 +7,7 @@ from typing import Any
 
 from treadle.core.errors import (
     InvalidInput,
+    InvalidOutput,
     Permanent,
     ResourceExhausted,
     SandboxViolation,
@@ -16,7 +17,7 @@ from treadle.core.errors import (
 from treadle.sandbox import wirejson
 
 # Result kinds reported by the sandbox hosts (_pyboot.py, _jsboot.py).
-_INVALID = frozenset({"syntax", "no_handler", "bad_output", "bad_input"})
+_INVALID = frozenset({"syntax", "no_handler", "bad_input"})
 _RESOURCE = frozenset({"memory", "stack", "output", "log", "fsize", "cpu"})
 _MESSAGES = {
     "memory": "memory limit exceeded",
@@ -42,6 +43,8 @@ def from_reply(reply: dict[str, Any], host_limit_hit: bool, max_host_calls: int)
         )
     if kind in _INVALID:
         return InvalidInput(message, detail=detail)
+    if kind == "bad_output":  # the result is not JSON: it cannot be stored (ADR 0006)
+        return InvalidOutput(message, detail=detail)
     if kind in _RESOURCE:
         return ResourceExhausted(f"{_MESSAGES[kind]}: {message}", detail=detail)
     if kind == "violation":
@@ -93,13 +96,13 @@ def parse_output(text: str) -> Any:
 
     Non-finite numbers and nesting deeper than ``wirejson.MAX_DEPTH`` are refused here,
     whether the handler returned them or a hostile run forged its result frame: the
-    value could not be stored. Classified ``invalid_input`` like every other result that
-    is not acceptable JSON (docs/dynamic-workers.md, "Errors and retries").
+    value could not be stored. Classified ``invalid_output`` like every other result that
+    cannot be stored (ADR 0006; docs/dynamic-workers.md, "Errors and retries").
     """
     try:
         return wirejson.loads(text)
     except wirejson.UnsafeJSON as exc:
-        raise InvalidInput(
+        raise InvalidOutput(
             f"handler result is not storable JSON: {exc}", detail={"kind": "bad_output"}
         ) from None
 

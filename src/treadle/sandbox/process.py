@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 from treadle.core.errors import TreadleError
@@ -85,6 +88,12 @@ def bwrap_argv(*, tmp_bytes: int, ro_binds: tuple[tuple[str, str], ...] = ()) ->
     return argv
 
 
+# bwrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that
+# started bwrap ends, not the process. Sandboxes are spawned from this one long-lived
+# thread, so a host started on behalf of a short-lived caller thread lives on.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treadle-sandbox-spawn")
+
+
 def spawn(argv: list[str], boot_source: str, boot_args: list[str]) -> subprocess.Popen[bytes]:
     """Start ``python -I -S -B -c boot_source boot_args...`` inside bwrap.
 
@@ -94,6 +103,10 @@ def spawn(argv: list[str], boot_source: str, boot_args: list[str]) -> subprocess
     database URLs) may exist in any process of the sandbox. Only the two pipes and the
     memfd are inherited (``close_fds``).
     """
+    return _SPAWNER.submit(_spawn, argv, boot_source, boot_args).result()
+
+
+def _spawn(argv: list[str], boot_source: str, boot_args: list[str]) -> subprocess.Popen[bytes]:
     fd = seccomp.filter_fd(seccomp.bwrap_filter())
     try:
         full = [
@@ -118,26 +131,51 @@ def bwrap_argv_with_fd(argv: list[str], fd: int) -> list[str]:
     return [str(fd) if a == "{SECCOMP_FD}" else a for a in argv]
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the sandbox: bwrap's process group and every process below bwrap.
+def kill(proc: subprocess.Popen[bytes], wait: bool = False) -> None:
+    """SIGKILL the sandbox: bwrap and every process below it.
 
     The sandboxed program runs in its own session (``--new-session``), so it is killed
-    by pid as well as by bwrap's parent-death signal; it is PID 1 of its namespace, so
-    nothing it could have left behind survives it.
+    through a pidfd (no pid-reuse race) as well as by bwrap's parent-death signal; it is
+    PID 1 of its namespace, so nothing it could have left behind survives it. SIGKILL
+    cannot be caught: the tree is doomed when this returns. Tearing a namespace down
+    takes milliseconds, so reaping happens on a background thread unless ``wait``.
     """
-    # Innermost first: the pids stay ours (unreaped) until bwrap itself is gone.
-    tree = procstat.descendants(proc.pid) if proc.poll() is None else []
-    for pid in reversed(tree[1:]):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    pidfds: list[int] = []
+    if proc.poll() is None:
+        for pid in procstat.descendants(proc.pid)[1:]:
+            with contextlib.suppress(OSError):
+                pidfds.append(os.pidfd_open(pid))
+    for fd in pidfds:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # bwrap is our child, unreaped: pid is ours
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
+    if wait:
+        _reap(proc, pidfds)
+    else:
+        _REAPER.submit(_reap, proc, pidfds)
+
+
+_REAPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treadle-sandbox-reap")
+
+
+def _reap(proc: subprocess.Popen[bytes], pidfds: list[int]) -> None:
+    """Wait for bwrap and the processes below it to be gone, then release the pidfds."""
     try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # A pidfd turns readable when its process has exited.
+        waiting, give_up = set(pidfds), time.monotonic() + 5.0
+        while waiting and time.monotonic() < give_up:
+            ready, _, _ = select.select(list(waiting), [], [], give_up - time.monotonic())
+            waiting -= set(ready)
+    finally:
+        for fd in pidfds:
+            os.close(fd)

@@ -124,7 +124,7 @@ class PyInstance:
             self.kill()
             raise ResourceExhausted(str(exc), detail={"kind": "output"}) from None
         except ChannelClosed:
-            self.kill()
+            self.kill(wait=True)  # its exit status says what happened
             raise outcome.from_exit(self.proc.returncode, "python") from None
         except ChannelError as exc:
             self.kill()
@@ -186,10 +186,11 @@ class PyInstance:
     # The sandbox's own report of leftovers ("dirty") comes from code the user can patch;
     # these checks are made from outside, in /proc, and do not trust it.
     def _end_of_run(self) -> None:
-        if not self.inner_pid() or procstat.threads(self._inner) > 1:
+        threads, cpu = procstat.threads_and_cpu(self.inner_pid()) if self.inner_pid() else (0, 0)
+        if threads != 1:
             self.kill()
             return
-        self._idle_cpu = procstat.usage([self._inner])[1]
+        self._idle_cpu = cpu
 
     def reusable(self) -> bool:
         """A warm instance that burnt no CPU since its last run (a signal handler or a
@@ -198,12 +199,12 @@ class PyInstance:
             return False
         if self._idle_cpu is None or not self._inner:
             return True
-        if procstat.usage([self._inner])[1] - self._idle_cpu < IDLE_CPU_SLACK:
+        if procstat.threads_and_cpu(self._inner)[1] - self._idle_cpu < IDLE_CPU_SLACK:
             return True
         self.kill()
         return False
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = False) -> None:
         if not self.dead:
             self.dead = True
-            process.kill(self.proc)
+            process.kill(self.proc, wait=wait)

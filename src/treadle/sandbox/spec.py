@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from treadle.core.errors import InvalidInput
+from treadle.core.storable import is_valid_text
 from treadle.sandbox.limits import Limits
 
 Language = Literal["javascript", "python"]
@@ -43,11 +44,14 @@ class WorkerSpec:
             raise InvalidInput(f"code is larger than {MAX_CODE_BYTES} bytes")
         if "\x00" in self.code:
             raise InvalidInput("code must not contain NUL characters")
+        if not is_valid_text(self.code):  # it is stored (ADR 0006)
+            raise InvalidInput("code must be valid Unicode text (no lone surrogates)")
         if not isinstance(self.limits, Limits):
             raise InvalidInput("limits must be a Limits instance")
         allow = tuple(self.fetch_allow)
         for entry in allow:
-            if not isinstance(entry, str) or not entry.strip() or any(c.isspace() for c in entry):
+            if (not isinstance(entry, str) or not entry.strip() or not is_valid_text(entry)
+                    or any(c.isspace() for c in entry)):
                 raise InvalidInput(f"fetch_allow entries must be host names or URLs: {entry!r}")
         object.__setattr__(self, "fetch_allow", tuple(sorted(set(allow))))
 

@@ -35,6 +35,8 @@ def storable_outcome(outcome: Outcome) -> Outcome:
             worker=storable.clean_text(outcome.worker),
         )
     error = outcome.error
+    if error is None and storable.is_valid_text(outcome.worker):
+        return outcome  # the hot path: a success, nothing to repair
     if error is not None:
         error = ErrorInfo(error.error_class, storable.clean_text(error.message),
                           storable.repair(error.detail), error.retry_after)

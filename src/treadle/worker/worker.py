@@ -49,6 +49,7 @@ from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome
 from treadle.worker.reaper import Reaper
 from treadle.worker.scheduler import Scheduler
 from treadle.worker.supervise import describe, supervised
+from treadle.worker.writing import store_batch, store_each
 
 log = get_logger("treadle.worker")
 
@@ -73,6 +74,9 @@ class WorkerConfig:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
+        if self.name is not None and not (self.name.isprintable() and 0 < len(self.name) <= 200):
+            # The name is stored with every claim and heartbeat (ADR 0006).
+            raise ConfigurationError("a worker name must be 1-200 printable characters")
 
 
 class _HardStop(BaseException):
@@ -357,9 +361,13 @@ class Worker:
 
     def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
         backoff = 0.05
+        one_by_one = False
         while True:
             try:
-                accepted = self._store_batch(batch)
+                if one_by_one:
+                    batch, accepted = store_each(self.store, self.id, batch)
+                else:
+                    accepted = store_batch(self.store, batch)
                 break
             except StoreUnavailable as exc:
                 # Outcomes are never dropped: the guarded write is safe to repeat.
@@ -368,48 +376,14 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as exc:
+                if one_by_one:
+                    raise  # store_each deals with every failure but an outage
                 # Not an outage: something in this batch cannot be written. Write the
                 # outcomes one by one so one bad outcome cannot hold back the others.
                 log.error("writing outcomes failed; writing them one by one", worker=self.id,
                           error=describe(exc), pending=len(batch), exc_info=exc)
-                batch, accepted = self._store_each(batch)
-                break
+                one_by_one = True
         self._report(batch, accepted)
-
-    def _store_batch(self, batch: list[tuple[_Running, Outcome]]) -> list[bool]:
-        for entry, _ in batch:
-            lines = entry.logs.take()
-            if lines:
-                try:
-                    self.store.add_logs(entry.job.id, entry.job.attempt, lines)
-                except BaseException:
-                    entry.logs.put_back(lines)  # written with the retry, not lost
-                    raise
-        return self.store.complete([oc for _, oc in batch])
-
-    def _store_each(
-        self, batch: list[tuple[_Running, Outcome]]
-    ) -> tuple[list[tuple[_Running, Outcome]], list[bool]]:
-        """Write each outcome alone; one that still fails fails its job, classified. If
-        even that cannot be written, the job is left to the reaper (its lease expires)."""
-        written: list[tuple[_Running, Outcome]] = []
-        accepted: list[bool] = []
-        for entry, oc in batch:
-            for attempt in (oc, outcome_for_crash(entry.job, RuntimeError(), self.id)):
-                try:
-                    ok = self._store_batch([(entry, attempt)])
-                except StoreUnavailable:
-                    raise
-                except Exception as exc:
-                    log.error("could not write a job's outcome", job_id=entry.job.id,
-                              worker=self.id, outcome=attempt.kind.value, error=describe(exc),
-                              exc_info=exc)
-                    entry.logs.take()  # the lines are the likely cause; the outcome matters
-                    continue
-                written.append((entry, attempt))
-                accepted.extend(ok)
-                break
-        return written, accepted
 
     def _report(self, batch: list[tuple[_Running, Outcome]], accepted: list[bool]) -> None:
         for (entry, oc), ok in zip(batch, accepted, strict=True):

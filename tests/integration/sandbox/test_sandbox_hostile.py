@@ -10,6 +10,7 @@ import pytest
 
 from treadle.core.errors import (
     InvalidInput,
+    InvalidOutput,
     Permanent,
     ResourceExhausted,
     SandboxViolation,
@@ -74,7 +75,7 @@ JS_CASES = {
     ),
     "syntax_error": ("function handler( {", InvalidInput),
     "no_handler": ("const x = 1", InvalidInput),
-    "bigint_output": ("function handler() { return 10n }", InvalidInput),
+    "bigint_output": ("function handler() { return 10n }", InvalidOutput),
     "own_exception": ("function handler() { throw new TypeError('mine') }", Permanent),
     "es_module": ("export function handler() { return 1 }", InvalidInput),
 }
@@ -154,7 +155,7 @@ PY_CASES = {
     ),
     "syntax_error": ("def handler(:", InvalidInput),
     "no_handler": ("x = 1", InvalidInput),
-    "non_json_output": ("def handler(i, env):\n    return {1, 2}", InvalidInput),
+    "non_json_output": ("def handler(i, env):\n    return {1, 2}", InvalidOutput),
     "own_exception": ("def handler(i, env):\n    raise ValueError('mine')", Permanent),
     "exit": ("import os\ndef handler(i, env):\n    os._exit(3)", Permanent),
 }
