@@ -54,9 +54,6 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     problems.install(app)
     app.include_router(jobs.router)
     app.include_router(artifacts_api.router)  # every kind's jobs may have files
-    media = _media_router()
-    if media is not None:
-        app.include_router(media)
     # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)
@@ -69,15 +66,6 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.add_middleware(_Wrap, wrap=m.middleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _media_router() -> Any:
-    """``POST /v1/media`` when the media extra (PyAV) is installed."""
-    try:
-        from treadle.media.api import router
-    except ImportError:
-        return None
-    return router
 
 
 def _ops_routes(app: FastAPI) -> None:

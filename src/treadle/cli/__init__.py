@@ -30,17 +30,6 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(artifacts_app, name="artifacts")
 
 
-def _media_commands() -> None:
-    try:
-        from treadle.media.cli import media_app
-    except ImportError:  # the media extra (PyAV) is not installed
-        return
-    app.add_typer(media_app, name="media")
-
-
-_media_commands()
-
-
 def _plugin_commands() -> None:
     """Sub-commands of the built-in job-kind plug-ins (``treadle workers`` for ``code``).
 
