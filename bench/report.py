@@ -101,6 +101,9 @@ def render_markdown(doc: dict[str, Any], json_name: str) -> str:
         f"single {cfg.get('enqueue_single_jobs'):,} jobs, batch {cfg.get('enqueue_batch_jobs'):,} "
         f"jobs in calls of {cfg.get('batch_size'):,}; latency {cfg.get('latency_jobs')} jobs "
         f"{cfg.get('latency_interval_s')} s apart with idle workers"
+        + (f"; drain and claim jobs spread round-robin over {cfg['tenants']} tenants "
+           "(weighted tenant fairness in every claim, ADR 0010)"
+           if (cfg.get("tenants") or 1) > 1 else "")
     )
     lines.append(f"- raw data: `{json_name}`" + (" (QUICK smoke run)" if cfg.get("quick") else ""))
     if cfg.get("analyze_before_drain"):

@@ -96,6 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", type=int, default=3, help="repeats of drain and enqueue")
     p.add_argument("--claim-depths", default="1000,1000000")
+    p.add_argument("--tenants", type=int, default=1,
+                   help="spread drain and claim jobs over this many tenants (fairness on)")
     p.add_argument("--claim-samples", type=int, default=200)
     p.add_argument(
         "--skip-million", action="store_true", help="skip the 1,000,000-queued claim test"
@@ -260,6 +262,7 @@ def treadle_runs(
                 logdir=logdir,
                 profile_out=prof,
                 analyze=a.analyze_before_drain,
+                tenants=a.tenants,
             )
 
     def latency() -> dict[str, Any]:
@@ -271,7 +274,7 @@ def treadle_runs(
     def claim() -> dict[str, Any]:
         with contextlib.ExitStack() as stack:
             urls = {d: stack.enter_context(_db(backend, tmp)) for d in a.depths}
-            per_depth = ts.claim_latency(urls, samples=a.claim_samples)
+            per_depth = ts.claim_latency(urls, samples=a.claim_samples, tenants=a.tenants)
         return _claim_ratios(per_depth, a.depths)
 
     return {
@@ -489,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": a.quick,
             "analyze_before_drain": a.analyze_before_drain,
             "tag": a.tag,
+            "tenants": a.tenants,
         },
     }
     log(f"results -> {out_dir}")

@@ -199,13 +199,17 @@ def drain(
     profile_out: Path | None = None,
     timeout: float = 1800,
     analyze: bool = False,
+    tenants: int = 1,
 ) -> dict[str, Any]:
-    """Enqueue `jobs` first, then start the workers; rate from first start to last finish."""
+    """Enqueue `jobs` first, then start the workers; rate from first start to last finish.
+
+    With `tenants` > 1 the jobs are spread round-robin over that many tenants, so every
+    claim goes through weighted tenant fairness (ADR 0010)."""
     app = _app(url)
     noop = _noop(app)
     try:
         for start in range(0, jobs, 1000):
-            noop.defer_many([{"x": start + k} for k in range(min(1000, jobs - start))])
+            _fill(app, noop, start, min(1000, jobs - start), tenants)
         if analyze:
             _analyze(url)
         raw = logdir / "pyspy-drain.raw"
@@ -290,8 +294,17 @@ def latency(
     return {**latency_summary(samples), "interval_s": interval}
 
 
+def _fill(app: Any, noop: Any, start: int, n: int, tenants: int) -> None:
+    if tenants <= 1:
+        noop.defer_many([{"x": start + k} for k in range(n)])
+    else:
+        app.enqueue([noop.new_job({"x": start + k}, tenant=f"t{(start + k) % tenants}")
+                     for k in range(n)])
+
+
 def claim_latency(
-    urls: dict[int, str], *, samples: int, rounds: int = 10, analyze: bool = True
+    urls: dict[int, str], *, samples: int, rounds: int = 10, analyze: bool = True,
+    tenants: int = 1,
 ) -> dict[str, Any]:
     """Time single-job claim calls with different queue depths (one fresh database each).
 
@@ -306,7 +319,7 @@ def claim_latency(
             noop = _noop(app)
             t0 = time.perf_counter()
             for start in range(0, depth, 5000):
-                noop.defer_many([{"x": start + k} for k in range(min(5000, depth - start))])
+                _fill(app, noop, start, min(5000, depth - start), tenants)
             fill_s = time.perf_counter() - t0
             log(f"  queued {depth} jobs in {fill_s:.1f}s")
             out[str(depth)] = {"depth": depth, "fill_seconds": round(fill_s, 2)}

@@ -14,6 +14,7 @@ from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.core import storable
 from treadle.core.classify import Overrides
 from treadle.core.clock import SYSTEM_CLOCK, Clock
+from treadle.core.cron import CronSchedule
 from treadle.core.errors import (
     ConfigurationError,
     ErrorClass,
@@ -21,6 +22,7 @@ from treadle.core.errors import (
     Timeout,
     UnknownTask,
 )
+from treadle.core.explain import explain
 from treadle.core.job import (
     DEFAULT_QUEUE,
     DEFAULT_TENANT,
@@ -31,6 +33,7 @@ from treadle.core.job import (
     JobLog,
     NewJob,
 )
+from treadle.core.keys import check_key_format, check_key_limit, check_rate_limit, job_key
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
 from treadle.egress import EgressError, EgressPolicy
 from treadle.executors.base import Executor
@@ -38,11 +41,15 @@ from treadle.executors.task import TaskExecutor
 from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
 from treadle.store import Store, open_store
+from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
+from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
     from treadle.artifacts import Artifact, ArtifactService, ArtifactStore
     from treadle.dynamic.registry import WorkerRegistry
+
+KeySpec = str | Callable[[dict[str, Any]], str]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,12 +72,23 @@ class TaskOptions:
     error_overrides: Overrides | None = None
     default_error_class: ErrorClass = ErrorClass.TRANSIENT
     pass_context: bool = False
+    # (key, limit): the key a format string over the payload or a callable taking it.
+    concurrency: tuple[KeySpec, int] | None = None
+    # (key, starts, per seconds): at most that many starts per key in any such window.
+    rate_limit: tuple[KeySpec, int, float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigurationError("retries must be a non-negative integer")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError("timeout must be positive (seconds) or None")
+        if self.concurrency is not None:
+            check_key_limit(self.concurrency, "concurrency")
+        if self.rate_limit is not None:
+            check_rate_limit(self.rate_limit)
+            if self.concurrency is not None:
+                raise ConfigurationError(
+                    "a task takes concurrency= or rate_limit=, not both (not supported yet)")
 
 
 class JobHandle:
@@ -146,7 +164,19 @@ class Task(Generic[P, R]):
             idempotency_key=idempotency_key,
             tenant=tenant,
             callback_url=callback_url,
+            **self._concurrency(payload),
         )
+
+    def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The per-key limit's key for this payload, computed once at submit and stored."""
+        if self.options.rate_limit is not None:
+            spec, starts, per = self.options.rate_limit
+            return {"concurrency_key": job_key(self.name, spec, payload),
+                    "concurrency_limit": starts, "rate_period": float(per)}
+        if self.options.concurrency is None:
+            return {}
+        spec, limit = self.options.concurrency
+        return {"concurrency_key": job_key(self.name, spec, payload), "concurrency_limit": limit}
 
     def check_arguments(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Refuse, before anything is stored, a payload the function cannot be called with.
@@ -209,6 +239,7 @@ class Treadle:
         self.store: Store = store if store is not None else open_store(url, clock=clock)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodics: list[Periodic] = []
+        self.crons: list[CronSchedule] = []
         self.observer: Observer | None = None  # metrics, set by the API server or CLI
         self._plugins: dict[JobKind, JobKindPlugin] = {}
         self._legacy_executors: dict[JobKind, Executor] = {}
@@ -240,6 +271,8 @@ class Treadle:
         error_overrides: Overrides | None = None,
         default_error_class: ErrorClass = ErrorClass.TRANSIENT,
         pass_context: bool = False,
+        concurrency: tuple[KeySpec, int] | None = None,
+        rate_limit: tuple[KeySpec, int, float] | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match a ParamSpec-free overload
@@ -256,16 +289,22 @@ class Treadle:
         error_overrides: Overrides | None = None,
         default_error_class: ErrorClass = ErrorClass.TRANSIENT,
         pass_context: bool = False,
+        concurrency: tuple[KeySpec, int] | None = None,
+        rate_limit: tuple[KeySpec, int, float] | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task (usable bare or with options)."""
         options = TaskOptions(
             queue=queue, retries=retries, timeout=timeout, priority=priority,
             retry_policy=retry_policy, error_overrides=error_overrides,
             default_error_class=default_error_class, pass_context=pass_context,
+            concurrency=concurrency, rate_limit=rate_limit,
         )
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
+            for spec in (options.concurrency, options.rate_limit):
+                if spec is not None and not callable(spec[0]):
+                    check_key_format(task_name, spec[0])
             if task_name in self.tasks:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
             t = Task(self, f, task_name, options)
@@ -285,6 +324,55 @@ class Treadle:
             return t
 
         return register
+
+    def cron(
+        self,
+        expr: str,
+        *,
+        tz: str = "UTC",
+        overlap: str = "skip",
+        catch_up: str = "latest",
+        window: float = 3600.0,
+        payload: Mapping[str, Any] | None = None,
+        **task_options: Any,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a task the scheduler enqueues at each fire time of ``expr`` (five cron
+        fields, or six with seconds first) in time zone ``tz`` (ADR 0010)."""
+
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            task_name = task_options.get("name") or f"{f.__module__}.{f.__qualname__}"
+            # Validated before the task exists: a bad schedule registers nothing.
+            schedule = CronSchedule.build(task_name, expr, tz=tz, overlap=overlap,
+                                          catch_up=catch_up, window=window, payload=payload)
+            t: Task[P, R] = self.task(**task_options)(f)
+            self.crons.append(schedule)
+            return t
+
+        return register
+
+    def schedules(self, *, upcoming: int = 3) -> list[dict[str, Any]]:
+        """Every cron schedule with its stored state and next fire times (CLI, API, UI)."""
+        states = self.store.schedule_states()
+        now = self.clock.now()
+        out = []
+        for c in self.crons:
+            st = states.get(c.name)
+            paused = bool(st and st.paused)
+            out.append({
+                "name": c.name, "task": c.task, "expr": c.expr, "tz": c.tz,
+                "overlap": c.overlap.value, "catch_up": c.catch_up.value, "paused": paused,
+                "last_fire": st.last_fire.isoformat() if st and st.last_fire else None,
+                "next_fires": [] if paused else [
+                    t.isoformat() for t in c.next_fires(now, upcoming)],
+            })
+        return out
+
+    def set_schedule_paused(self, name: str, paused: bool) -> None:
+        if name not in {c.name for c in self.crons}:
+            known = ", ".join(sorted(c.name for c in self.crons)) or "none"
+            raise UnknownTask(f"no cron schedule named {name!r} (registered: {known})",
+                              detail={"schedule": name})
+        self.store.set_schedule_paused(name, paused)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
@@ -418,13 +506,18 @@ class Treadle:
         kinds than the one that migrated (``treadle worker`` after ``app.migrate()``) finds
         its tables."""
         applied = self.store.migrate()
+        self.migrate_plugins()
+        return applied
+
+    def migrate_plugins(self) -> dict[str, list[int]]:
+        """Apply the plug-ins' own migrations (after the core's); the versions applied now,
+        by plug-in name."""
         tracks: dict[str, str | None] = {ARTIFACTS_TRACK: ARTIFACTS_SQL}  # every kind's files
         tracks.update({p.name: p.sql_package for p in builtin_plugins()})
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
-        for name, sql_package in tracks.items():
-            if sql_package is not None:
-                self.store.migrate_plugin(name, sql_package)
-        return applied
+        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0010)
+        return {name: self.store.migrate_plugin(name, sql_package)
+                for name, sql_package in tracks.items() if sql_package is not None}
 
     def check_schema(self) -> None:
         """Refuse a database that is behind (run ``treadle migrate``) or ahead of the code,
@@ -481,6 +574,10 @@ class Treadle:
 
     def list_jobs(self, flt: JobFilter | None = None) -> list[Job]:
         return self.store.list_jobs(flt or JobFilter())
+
+    def why_not_running(self, job: Job) -> dict[str, Any] | None:
+        """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
+        return explain(self.store, job, self.clock.now())
 
     def job_events(self, job_id: int) -> list[JobEvent]:
         return self.store.events(job_id)

@@ -13,6 +13,7 @@ from treadle.core.job import Job
 
 if TYPE_CHECKING:
     from treadle.artifacts.context import JobArtifacts
+    from treadle.streams.buffer import StreamWriter
 
 
 class Continue(TreadleError):
@@ -38,6 +39,7 @@ class JobContext:
     _log_sink: Callable[[str], None] | None = None
     # Set by the executor that knows the app (the worker does not): see ``artifacts``.
     artifacts_factory: Callable[[Job], JobArtifacts] | None = None
+    _stream: StreamWriter | None = None  # the job's live stream (docs/streams.md)
 
     @property
     def attempt(self) -> int:
@@ -56,6 +58,23 @@ class JobContext:
         """Append a line to this attempt's job log (stored with the job)."""
         if self._log_sink is not None:
             self._log_sink(str(message))
+        if self._stream is not None:
+            self._stream.log(str(message))
+
+    def emit(self, kind: str, data: Any = None) -> None:
+        """Append an item to this job's live stream (``GET /v1/jobs/{id}/stream``).
+
+        Written with the worker's next batch, numbered per job and marked with this
+        attempt. Data that cannot be stored, or is over the per-item cap, is refused here
+        with a classified error (``InvalidOutput``, ``ResourceExhausted``)."""
+        if self._stream is not None:
+            self._stream.emit(kind, data)
+
+    def progress(self, done: float, total: float | None = None,
+                 message: str | None = None) -> None:
+        """Report progress (``done`` of ``total``) on this job's live stream."""
+        if self._stream is not None:
+            self._stream.progress(done, total, message)
 
     def check(self) -> None:
         """Raise if the job was cancelled or its budget is spent; call it in long loops."""

@@ -26,5 +26,8 @@ class Observer:
     def reaped(self, result: ReapResult) -> None:
         """Expired leases were re-queued, failed or cancelled."""
 
+    def pruned(self, count: int) -> None:
+        """Retention deleted ``count`` finished jobs (with their events and logs)."""
+
 
 NULL_OBSERVER = Observer()

@@ -14,16 +14,19 @@ from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.kinds import builtin_plugins
 from treadle.store.queries import load_migrations
 from treadle.store.sqlite.store import sqlite_path
+from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
+from treadle.streams.repo import TRACK as STREAMS_TRACK
+from treadle.testing import migrated
 
 LOCK = Path(__file__).parent / "migrations.lock.json"
 PACKAGES = ("treadle.store.sqlite.migrations", "treadle.store.postgres.migrations")
 # Each built-in job-kind plug-in's own track (ADR 0008), locked as "<plugin>/<backend>".
+_TRACKS = {p.name: p.sql_package for p in builtin_plugins() if p.sql_package}
+_TRACKS[STREAMS_TRACK] = STREAMS_SQL  # not a job kind, but its own track like one
+_TRACKS[ARTIFACTS_TRACK] = ARTIFACTS_SQL  # the same: every kind's files
 PLUGIN_TRACKS = {
-    f"{p.name}/{backend}": f"{p.sql_package}.{backend}.migrations"
-    for p in builtin_plugins() if p.sql_package
-    for backend in ("sqlite", "postgres")
-} | {  # artifacts are no kind but own a track the same way (ADR 0009)
-    f"{ARTIFACTS_TRACK}/{backend}": f"{ARTIFACTS_SQL}.{backend}.migrations"
+    f"{name}/{backend}": f"{package}.{backend}.migrations"
+    for name, package in _TRACKS.items()
     for backend in ("sqlite", "postgres")
 }
 
@@ -65,15 +68,7 @@ def test_both_backends_have_the_same_numbered_migrations() -> None:
 def test_both_backends_migrate_to_the_same_tables_and_columns(
     sqlite_url: str, pg_url: str
 ) -> None:
-    from treadle.store.sqlite.store import SQLiteStore
-
-    s = SQLiteStore(sqlite_url)
-    s.migrate()
-    for p in builtin_plugins():
-        if p.sql_package:
-            s.migrate_plugin(p.name, p.sql_package)
-    s.migrate_plugin(ARTIFACTS_TRACK, ARTIFACTS_SQL)
-    s.close()
+    migrated(sqlite_url)  # core and every track app.migrate() applies, as pg_url's template
     conn = sqlite3.connect(sqlite_path(sqlite_url))
     tables = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'treadle_%'")]

@@ -117,6 +117,8 @@ JS_CASES: dict[str, tuple[str, type[TreadleError] | None]] = {
     "atomics_wait": ("function handler() { return typeof Atomics }", None),
     "webassembly": ("function handler() { return typeof WebAssembly }", None),
     "shared_array_buffer": ("function handler() { return typeof SharedArrayBuffer }", None),
+    "finalization_registry": ("function handler() { return typeof FinalizationRegistry }",
+                              None),
     "set_timeout_without_wasm": ("function handler() { setTimeout(() => 1, 10) }", Permanent),
     "busy_loop_in_finally": ("function handler() { try { throw 1 } finally { for (;;) {} } }",
                              Timeout),
@@ -135,7 +137,8 @@ def test_javascript_tricks(manager: SandboxManager, name: str) -> None:
     code, error = JS_CASES[name]
     if error is None:
         out = manager.load(js(code), None, tenant=tenant()).output
-        if name in ("atomics_wait", "webassembly", "shared_array_buffer"):
+        if name in ("atomics_wait", "webassembly", "shared_array_buffer",
+                    "finalization_registry"):
             assert out == "undefined"
         if name == "redefine_json":
             assert out == 2  # the prelude kept its own JSON

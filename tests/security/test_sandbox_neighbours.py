@@ -178,3 +178,25 @@ def test_sandboxes_started_from_a_short_lived_thread_outlive_it() -> None:
             th.join(30)
             again = mgr.get(spec, None, tenant=t)
             assert (again.output, again.reused) == (2, True)
+
+
+def test_a_python_handler_that_raises_after_starting_a_thread_is_not_reused(
+    manager: SandboxManager,
+) -> None:
+    code = """
+import threading, time
+runs = 0
+def handler(input, env):
+    global runs
+    runs += 1
+    if input == 'arm':
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        raise ValueError('left a thread behind')
+    return runs
+"""
+    t = tenant()
+    assert manager.get(py(code), "plain", tenant=t).output == 1
+    with pytest.raises(Exception, match="left a thread"):
+        manager.get(py(code), "arm", tenant=t)
+    after = manager.get(py(code), "plain", tenant=t)
+    assert (after.output, after.reused) == (1, False)

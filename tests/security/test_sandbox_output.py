@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.api.conftest import Api
 from tests.security.conftest import Dyn, js, py, still_serving, tenant
 from treadle.core.errors import InvalidOutput, ResourceExhausted, SandboxViolation, Timeout
 from treadle.core.lifecycle import JobStatus
@@ -124,3 +125,20 @@ def test_nested_result_through_the_registry_fails_the_job_and_the_worker_carries
     assert job.error is not None and job.error.error_class.value == "invalid_output"
     ok = dyn.workers.register("function handler(i) { return i }", "javascript")
     assert dyn.finished(dyn.workers.run(ok.id, 7).id).result == 7
+
+
+def test_hostile_output_over_http_fails_the_run_and_the_api_carries_on(dapi: Api) -> None:
+    """POST /v1/run with a forged NaN frame and with a 900-deep result."""
+    with dapi.client("a") as a:
+        for code in (FORGE.format(output=FORGED["nan"]),
+                     "def handler(i, env):\n    v = 0\n    for _ in range(900):\n"
+                     "        v = [v]\n    return v"):
+            r = a.post("/v1/run", json={"language": "python", "code": code, "input": None,
+                                        "limits": {"timeout": 5}})
+            assert r.status_code == 200, r.text
+            job = r.json()
+            assert job["status"] == "failed"
+            assert job["error"]["class"] in ("invalid_output", "sandbox_violation"), job
+        ok = a.post("/v1/run", json={"language": "javascript", "input": 2,
+                                     "code": "function handler(i) { return i * 21 }"})
+        assert ok.json()["result"] == 42

@@ -20,7 +20,7 @@ from tests.security.conftest import Dyn, js, leaked, py, still_serving, tenant
 from treadle.cli import app as cli
 from treadle.core.errors import SandboxViolation, Timeout
 from treadle.core.lifecycle import JobStatus
-from treadle.sandbox import Limits, SandboxManager, procstat
+from treadle.sandbox import Limits, SandboxManager, procstat, worker_id
 from treadle.sandbox.py_host import PyInstance
 
 # Everything a Python run can read about the processes and files it can see.
@@ -82,16 +82,21 @@ def test_python_run_reads_no_secret_from_any_process_it_can_see(
                for t in fds.values()), fds
 
 
+PY_ONE = "def handler(i, env):\n    return 1"
+
+
 def test_get_instances_and_js_hosts_hold_no_secret_in_any_process(
     fresh_manager: SandboxManager,
 ) -> None:
     """From the outside: bwrap itself and every process below it start with an (almost)
     empty environment, whatever the worker's environment holds."""
     t = tenant()
-    fresh_manager.get(py("def handler(i, env):\n    return 1"), None, tenant=t)
+    fresh_manager.get(py(PY_ONE), None, tenant=t)
     fresh_manager.get(js("function handler() { return 1 }"), None, tenant=t)
     roots = [host.proc.pid for host in fresh_manager._js.started()]
-    roots += [w.inst.proc.pid for w in fresh_manager._py_cache.clear()]
+    warm = fresh_manager._py_cache.get((t, worker_id(py(PY_ONE))))
+    assert warm is not None
+    roots.append(warm.inst.proc.pid)
     for root in roots:
         tree = procstat.descendants(root)
         assert len(tree) == 2, tree  # bwrap outside, the sandboxed program inside
@@ -101,6 +106,13 @@ def test_get_instances_and_js_hosts_hold_no_secret_in_any_process(
             assert leaked(environ) == [], (pid, environ[:200])
         with open(f"/proc/{tree[0]}/environ", "rb") as fh:
             assert fh.read() == b""  # bwrap itself: empty
+        # Every thread of the sandboxed program runs under both seccomp stages.
+        inner = tree[-1]
+        for tid in os.listdir(f"/proc/{inner}/task"):
+            with open(f"/proc/{inner}/task/{tid}/status") as fh:
+                status = dict(line.split(":", 1) for line in fh)
+            assert status["Seccomp_filters"].strip() == "2", (inner, tid)
+            assert status["NoNewPrivs"].strip() == "1"
 
 
 def test_clearing_the_parent_death_signal_is_a_violation(manager: SandboxManager) -> None:

@@ -23,6 +23,7 @@ from treadle.api.models import (
     QueueList,
     QueueOut,
     QueuePatch,
+    ScheduleList,
 )
 from treadle.api.problems import Problem
 from treadle.core.job import validate_name
@@ -41,6 +42,14 @@ def list_queues(request: Request, principal: Reader) -> JSONResponse:
     # Queues are shared infrastructure: their counts span tenants (ADR 0302).
     treadle: Treadle = request.app.state.treadle
     return JSONResponse({"queues": [q.to_json() for q in treadle.store.queues()]})
+
+
+@router.get("/schedules", response_model=ScheduleList, tags=["schedules"],
+            summary="Cron schedules with their next fire times")
+def list_schedules(request: Request, principal: Reader) -> JSONResponse:
+    # Schedules are the app's code, like queues shared infrastructure.
+    treadle: Treadle = request.app.state.treadle
+    return JSONResponse({"schedules": treadle.schedules()})
 
 
 @router.patch("/queues/{name}", response_model=QueueOut, tags=["queues"],

@@ -175,7 +175,8 @@ def _path_id(job_id: int) -> int:
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="Read one job")
 def get_job(request: Request, job_id: int, principal: Reader) -> JSONResponse:
     treadle, _ = _ctx(request)
-    return _job_response(treadle.get_job(_path_id(job_id), tenant=principal.tenant), 200)
+    job = treadle.get_job(_path_id(job_id), tenant=principal.tenant)
+    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job)})
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, summary="A job's event log")

@@ -107,6 +107,10 @@ class PrometheusObserver(Observer):
                 self.m.lease_expiries.labels(action).inc(n)
 
 
+    def pruned(self, count: int) -> None:
+        self.m.pruned.inc(count)
+
+
 class Metrics:
     """One registry per app (tests build many apps in one process)."""
 
@@ -120,6 +124,8 @@ class Metrics:
                                ["queue", "error_class"], registry=r)
         self.lease_expiries = Counter("treadle_lease_expiries", "Expired leases reaped",
                                       ["action"], registry=r)
+        self.pruned = Counter("treadle_jobs_pruned", "Finished jobs deleted by retention",
+                              registry=r)
         self.heartbeats = Counter("treadle_worker_heartbeats", "Worker heartbeats",
                                   ["worker"], registry=r)
         self.claim_latency = Histogram("treadle_claim_latency_seconds",

@@ -215,6 +215,31 @@ class ErrorOut(BaseModel):
     detail: Any = None
 
 
+class WaitingOn(BaseModel):
+    """Why a queued job is not running: run_at, queue_paused, queue_limit,
+    key_concurrency, behind_tenant or ready."""
+
+    rule: str
+    message: str
+    ahead: int | None = None
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    task: str
+    expr: str
+    tz: str
+    overlap: str
+    catch_up: str
+    paused: bool
+    last_fire: datetime | None
+    next_fires: list[datetime]
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleOut]
+
+
 class JobOut(BaseModel):
     """The job JSON of DESIGN §4."""
 
@@ -241,6 +266,8 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    waiting_on: WaitingOn | None = Field(
+        None, description="For a queued job: the rule that holds it (issue 10)")
 
 
 class JobPage(BaseModel):

@@ -84,3 +84,11 @@ def purge(job_id: int, db: DbOption = None) -> None:
         app = load_app(None, db)
         gone = app.artifacts.delete_job(app.get_job(job_id).id)
         console.print(f"job {job_id}: {len(gone)} stored file(s) deleted")
+
+
+@artifacts_app.command("gc")
+def gc(db: DbOption = None) -> None:
+    """Delete the stored files no artifact references (left by deleted jobs)."""
+    with clean_errors():
+        app = load_app(None, db)
+        console.print(f"{app.artifacts.collect_garbage()} stored file(s) deleted")

@@ -84,6 +84,12 @@ class ArtifactRecords:
             rows = self.sql.run("delete_artifact", {"id": artifact_id}, tx=tx)
             return self._collect(tx, [r["sha256"] for r in rows], delete_object)
 
+    def collect_orphans(self, delete_object: Callable[[str], None], limit: int) -> list[str]:
+        """Delete up to ``limit`` objects that no artifact references (each re-checked under
+        its row's lock, so a put racing the collection keeps its object)."""
+        shas = [r["sha256"] for r in self.sql.run("orphan_blobs", {"limit": limit})]
+        return self.collect(shas, delete_object) if shas else []
+
     def collect(self, shas: list[str], delete_object: Callable[[str], None]) -> list[str]:
         """Delete the objects among ``shas`` that nothing references any more."""
         with self.store.transaction() as tx:

@@ -152,6 +152,14 @@ class ArtifactService:
         their sha256). What a job's retention calls when the job goes."""
         return self.records.delete_job(job_id, self.backend.delete)
 
+    def collect_garbage(self, *, batch: int = 500) -> int:
+        """Delete every stored object no artifact references any more (jobs deleted by
+        retention take their artifact rows with them); returns how many went."""
+        total = 0
+        while gone := self.records.collect_orphans(self.backend.delete, batch):
+            total += len(gone)
+        return total
+
     # -- reading ---------------------------------------------------------------
 
     def get(self, artifact_id: int, *, tenant: str | None = None) -> Artifact:

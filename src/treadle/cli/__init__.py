@@ -11,6 +11,7 @@ import typer
 
 from treadle.artifacts.cli import artifacts_app
 from treadle.cli.common import clean_errors, fail, load_app
+from treadle.cli.flow import schedules_app, tenants_app
 from treadle.cli.jobs import jobs_app, submit
 from treadle.cli.run import migrate, up, worker
 from treadle.kinds import builtin_plugins
@@ -28,6 +29,8 @@ app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(tenants_app, name="tenants")
 
 
 def _plugin_commands() -> None:

@@ -73,8 +73,10 @@ def show(
         job = app.get_job(job_id)
         events = app.job_events(job_id)
         logs = app.job_logs(job_id)
+        why = app.why_not_running(job)
         if as_json:
-            _print_json({**job.to_json(), "events": [e.to_json() for e in events],
+            _print_json({**job.to_json(), "waiting_on": why,
+                         "events": [e.to_json() for e in events],
                          "logs": [entry.to_json() for entry in logs]})
             return
         table = Table(show_header=False, title=f"job {job.id}")
@@ -84,6 +86,8 @@ def show(
             elif isinstance(value, dict | list):
                 value = json.dumps(value)[:400]
             table.add_row(key, "" if value is None else str(value))
+        if why is not None:
+            table.add_row("waiting on", f"{why['rule']}: {why['message']}")
         console.print(table)
         ev = Table("at", "from", "to", "attempt", "worker", "reason", title="events")
         for e in events:

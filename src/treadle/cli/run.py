@@ -34,10 +34,13 @@ def migrate(db: DbOption = None) -> None:
     """Create or upgrade the database schema."""
     with clean_errors():
         app = use_builtin(load_app(None, db))
-        applied = app.migrate()
+        applied = app.store.migrate()
+        plugins = {name: v for name, v in app.migrate_plugins().items() if v}
         if applied:
             console.print(f"applied migrations {', '.join(map(str, applied))} to {app.url}")
-        else:
+        for name, versions in plugins.items():
+            console.print(f"applied {name} migrations {', '.join(map(str, versions))}")
+        if not applied and not plugins:
             console.print(f"schema of {app.url} is up to date")
 
 
@@ -51,7 +54,7 @@ def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
     install_builtins(app)
     use_builtin(app)
     kwargs: dict[str, Any] = {"observer": app.observer} if app.observer is not None else {}
-    if app.periodics:
+    if app.periodics or app.crons:
         kwargs["scheduler"] = Scheduler(app)
     return Worker(app.store, app.executors(), config, **kwargs)
 

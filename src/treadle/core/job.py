@@ -52,6 +52,10 @@ class NewJob:
     tenant: str = DEFAULT_TENANT
     parent_id: int | None = None
     callback_url: str | None = None
+    # At most this many jobs with concurrency_key run at once (ADR 0010); None: no limit.
+    concurrency_limit: int | None = None
+    # Set: a rate limit instead, at most concurrency_limit starts per rate_period seconds.
+    rate_period: float | None = None
 
     def __post_init__(self) -> None:
         validate_name("task", self.task)
@@ -78,6 +82,19 @@ class NewJob:
             validate_name("idempotency_key", self.idempotency_key)
         if self.concurrency_key is not None:
             validate_name("concurrency_key", self.concurrency_key)
+        if self.concurrency_limit is not None:
+            if isinstance(self.concurrency_limit, bool) or not isinstance(
+                self.concurrency_limit, int
+            ) or not 1 <= self.concurrency_limit <= 1_000_000:
+                raise InvalidInput("concurrency limit must be an integer from 1 to 1000000")
+            if self.concurrency_key is None:
+                raise InvalidInput("a concurrency limit needs a concurrency key")
+        if self.rate_period is not None and (
+            self.concurrency_limit is None or isinstance(self.rate_period, bool)
+            or not isinstance(self.rate_period, int | float)
+            or not 0.001 <= self.rate_period <= 24 * 3600
+        ):
+            raise InvalidInput("a rate limit needs a key, a count and a period of 1 ms to 1 day")
         if self.callback_url is not None and (
             not isinstance(self.callback_url, str)
             or not 0 < len(self.callback_url) <= MAX_URL_LENGTH
@@ -117,6 +134,8 @@ class Job:
     cancel_requested: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    concurrency_limit: int | None = None
+    rate_period: float | None = None
 
     @property
     def is_finished(self) -> bool:

@@ -34,7 +34,8 @@ PRELUDE = r"""
   const timers = g.__timer_manager;
   const waits = {n: 0};
   if (!allowWasm) {
-    for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics']) {
+    // FinalizationRegistry callbacks run whenever the GC decides, between runs too.
+    for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry']) {
       Object.defineProperty(g, name, {value: undefined, writable: false, configurable: false});
     }
   } else if (g.Atomics && typeof g.Atomics.waitAsync === 'function') {

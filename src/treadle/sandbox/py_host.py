@@ -53,6 +53,7 @@ class PyInstance:
         self.created = time.monotonic()
         self.last_used = self.created
         self._inner = 0  # pid of the sandboxed interpreter (PID 1 of its namespace)
+        self._stat: procstat.StatFile | None = None
         self._idle_cpu: float | None = None  # its CPU time when its last run ended
 
     def wait_ready(self, deadline: float | None = None) -> None:
@@ -140,6 +141,8 @@ class PyInstance:
             err = outcome.from_reply(reply, calls.limit_hit, limits.max_host_calls)
             if reply.get("kind") not in ("user", "host") or not keep:
                 self.kill()
+            else:
+                self._end_of_run()  # a handler that raised may have left threads too
             raise err
         if calls.limit_hit:
             self.kill()
@@ -167,7 +170,7 @@ class PyInstance:
             pid = self.inner_pid()
             if not pid:
                 return None
-            cpu = procstat.usage([pid])[1]
+            cpu = self._threads_and_cpu()[1]
             if not base:
                 # A warm instance counts from the end of its last run; a fresh one from
                 # the first poll (the first 10 ms go uncounted, start-up is not the run's).
@@ -183,10 +186,20 @@ class PyInstance:
             self._inner = tree[-1] if len(tree) > 1 else 0
         return self._inner
 
+    def _threads_and_cpu(self) -> tuple[int, float]:
+        if self._stat is None:
+            if not self.inner_pid():
+                return 0, 0.0
+            try:
+                self._stat = procstat.StatFile(self._inner)
+            except OSError:
+                return 0, 0.0
+        return self._stat.threads_and_cpu()
+
     # The sandbox's own report of leftovers ("dirty") comes from code the user can patch;
     # these checks are made from outside, in /proc, and do not trust it.
     def _end_of_run(self) -> None:
-        threads, cpu = procstat.threads_and_cpu(self.inner_pid()) if self.inner_pid() else (0, 0)
+        threads, cpu = self._threads_and_cpu()
         if threads != 1:
             self.kill()
             return
@@ -199,7 +212,7 @@ class PyInstance:
             return False
         if self._idle_cpu is None or not self._inner:
             return True
-        if procstat.threads_and_cpu(self._inner)[1] - self._idle_cpu < IDLE_CPU_SLACK:
+        if self._threads_and_cpu()[1] - self._idle_cpu < IDLE_CPU_SLACK:
             return True
         self.kill()
         return False
@@ -208,3 +221,5 @@ class PyInstance:
         if not self.dead:
             self.dead = True
             process.kill(self.proc, wait=wait)
+            if self._stat is not None:
+                self._stat.close()

@@ -34,10 +34,14 @@ def _finite(text: str) -> float:
     return value
 
 
+# One decoder for all calls (json.loads with hooks would build a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def loads(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
     """Parse untrusted JSON text; raises :class:`UnsafeJSON` for anything unacceptable."""
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        value = _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except UnsafeJSON:
         raise
     except RecursionError:

@@ -92,6 +92,10 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         started_at=codec.opt_ts(row["started_at"]),
         finished_at=codec.opt_ts(row["finished_at"]),
+        # keys(): `in` on an sqlite3.Row tests values; plug-in SQL may select fewer columns.
+        concurrency_limit=row["concurrency_limit"]
+        if "concurrency_limit" in row.keys() else None,  # noqa: SIM118
+        rate_period=row["rate_period"] if "rate_period" in row.keys() else None,  # noqa: SIM118
     )
 
 

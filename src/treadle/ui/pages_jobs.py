@@ -216,6 +216,7 @@ def _detail(ctx: UIContext, user: SessionUser, job_id: int) -> dict[str, Any] | 
         "can_cancel": not job.is_finished and not job.cancel_requested,
         "traceback": _traceback(job),
         "artifacts": job_artifacts(ctx, job_id, user.tenant_filter),
+        "waiting_on": ctx.treadle.why_not_running(job),
     }
 
 

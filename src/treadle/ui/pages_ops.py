@@ -47,6 +47,7 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         ("/ui/dashboard/live", "_dashboard_live.html", _dashboard),
         ("/queues", "queues.html", _queues),
         ("/ui/queues/live", "_queues_table.html", _queues),
+        ("/schedules", "schedules.html", _schedules),
     ):
         router.get(path, response_class=HTMLResponse, include_in_schema=False)(
             _page(ctx, template, build)
@@ -134,6 +135,11 @@ def _queues(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
         failed[job.queue] = failed.get(job.queue, 0) + 1
     return {"queues": queues, "failed": failed, "can_steer": can_steer_queues(user),
             "notice": None}
+
+
+def _schedules(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
+    # Schedules are the app's code, shared like queues (ADR 0010).
+    return {"schedules": ctx.treadle.schedules(upcoming=5)}
 
 
 def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def _ms(value: float | None) -> str:
 
 
 CORE_NAV: tuple[tuple[str, str], ...] = (
-    ("/", "Dashboard"), ("/jobs", "Jobs"), ("/queues", "Queues"), ("/metrics", "Metrics"),
+    ("/", "Dashboard"), ("/jobs", "Jobs"), ("/queues", "Queues"), ("/schedules", "Schedules"),
+    ("/metrics", "Metrics"),
 )
 
 

@@ -11,6 +11,9 @@ from treadle.store import Store
 
 log = get_logger("treadle.reaper")
 
+REAP_SLACK = 0.02  # seconds after the expiry, so the lease is past on the store's clock
+PROBE_INTERVAL = 0.25  # how often a worker re-reads the earliest lease expiry
+
 
 @dataclass
 class Reaper:
@@ -27,6 +30,13 @@ class Reaper:
             raise ConfigurationError("reaper interval must be positive")
         if self.batch < 1:
             raise ConfigurationError("reaper batch must be >= 1")
+
+    def due_in(self) -> float:
+        """Seconds until the next reap is worth doing: when the earliest lease runs out
+        (so a dead worker's jobs run again within lease + a moment, ADR 0010), at most
+        ``interval``."""
+        due = self.store.lease_due_in()
+        return self.interval if due is None else min(self.interval, due + REAP_SLACK)
 
     def run_once(self) -> ReapResult:
         total = ReapResult()

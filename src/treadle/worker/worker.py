@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from treadle.context import JobContext
 from treadle.core.budget import Deadline
@@ -44,9 +44,12 @@ from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
 from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Store
+from treadle.streams.buffer import StreamBuffer
+from treadle.streams.repo import StreamRepo
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
-from treadle.worker.reaper import Reaper
+from treadle.worker.pruner import Pruner
+from treadle.worker.reaper import PROBE_INTERVAL, Reaper
 from treadle.worker.scheduler import Scheduler
 from treadle.worker.supervise import describe, supervised
 from treadle.worker.writing import store_batch, store_each
@@ -54,6 +57,8 @@ from treadle.worker.writing import store_batch, store_each
 log = get_logger("treadle.worker")
 
 FinishedHook = Callable[[Job, Outcome], None]
+# Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
+_STREAMS: Literal["streams"] = "streams"
 
 
 @dataclass(frozen=True)
@@ -122,13 +127,18 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
+        self.pruner = Pruner(store)
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._tasks: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
-        self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | Literal["streams"] | None]
+        self._outcomes = queue.SimpleQueue()
+        # Live stream items ride with the flusher's writes (docs/adr/0010-live-job-streams.md).
+        self.streams = StreamBuffer(StreamRepo(store), lambda: self._outcomes.put(_STREAMS),
+                                    clock)
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
@@ -226,6 +236,7 @@ class Worker:
         deadline = Deadline.after(job.timeout, self.clock)
         entry = _Running(job, JobContext(job, self.id, deadline), Runnable())
         entry.ctx._log_sink = entry.logs.add
+        entry.ctx._stream = self.streams.writer(job.id, job.attempt)
         with self._lock:
             self._running[job.id] = entry
         executor = self.executors.get(job.kind)
@@ -346,8 +357,9 @@ class Worker:
         while True:
             item = self._outcomes.get()
             if item is None:
+                self.streams.flush(self._stopped)
                 return
-            batch = [item]
+            batch = [] if isinstance(item, str) else [item]
             while len(batch) < 1000:
                 try:
                     nxt = self._outcomes.get_nowait()
@@ -356,8 +368,12 @@ class Worker:
                 if nxt is None:
                     self._outcomes.put(None)  # keep the sentinel for after this batch
                     break
-                batch.append(nxt)
-            self._write(batch)
+                if not isinstance(nxt, str):
+                    batch.append(nxt)
+            # Stream items first: a job's final record follows its last item.
+            self.streams.flush(self._stopped)
+            if batch:
+                self._write(batch)
 
     def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
         backoff = 0.05
@@ -412,11 +428,16 @@ class Worker:
         cfg = self.config
         next_beat = 0.0
         next_reap = time.monotonic() + cfg.reap_interval
-        next_tick = 0.0
+        next_tick = next_probe = 0.0
+        next_prune = time.monotonic() + self.pruner.interval
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
                 self._enforce_deadlines()
+                if now >= next_probe:
+                    # Reap when the earliest lease runs out, not on the next fixed tick.
+                    next_reap = min(next_reap, now + self.reaper.due_in())
+                    next_probe = now + PROBE_INTERVAL
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
@@ -428,6 +449,11 @@ class Worker:
                     if reaped.total:
                         self.observer.reaped(reaped)
                     next_reap = now + cfg.reap_interval
+                if now >= next_prune:
+                    pruned = self.pruner.run_once()
+                    if pruned:
+                        self.observer.pruned(pruned)
+                    next_prune = now + self.pruner.interval
             except StoreUnavailable as exc:
                 log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
                 next_beat = now + 0.5

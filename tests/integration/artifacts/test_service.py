@@ -180,3 +180,21 @@ def test_reuse_records_an_existing_object_for_another_job(app: Treadle) -> None:
     app.artifacts.delete_job(a)
     again = app.artifacts.by_name(b, "cache/k1.mp4")
     assert again.sha256 == first.sha256 and app.artifacts.backend.exists(first.sha256)
+
+
+def test_retention_takes_the_rows_and_gc_the_objects(app: Treadle) -> None:
+    from treadle.core.outcome import Outcome, OutcomeKind
+
+    job = _job(app)
+    kept = _job(app)
+    gone = app.artifacts.put(job, "old.bin", b"old bytes", tenant="default")
+    shared = app.artifacts.put(job, "shared.bin", b"shared", tenant="default")
+    app.artifacts.put(kept, "shared.bin", b"shared", tenant="default")
+    claimed = app.store.claim(queues=None, worker="w", limit=10, lease_seconds=30)
+    app.store.complete([Outcome(j.id, j.lease_token, OutcomeKind.SUCCEEDED, "w", result=None)
+                        for j in claimed if j.id == job])
+    assert app.store.prune(limit=10, older_than=0) == 1  # the finished job goes
+    assert app.job_artifacts(job) == []
+    assert app.artifacts.collect_garbage() == 1
+    assert not app.artifacts.backend.exists(gone.sha256)
+    assert app.artifacts.backend.exists(shared.sha256)  # still referenced by the other job

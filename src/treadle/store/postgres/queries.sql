@@ -21,6 +21,7 @@ WITH cand AS (
             AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
       -- Only kinds this worker can run (ADR 0008): a filter on the ordered index scan.
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -43,6 +44,7 @@ WITH cand AS (
       AND queue <> ALL (ARRAY(
           SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -66,16 +68,19 @@ WITH input AS (
         %(payload)s::jsonb[], %(priority)s::integer[], %(run_at)s::timestamptz[],
         %(max_attempts)s::integer[], %(timeout)s::double precision[],
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
-        %(callback_url)s::text[]
+        %(callback_url)s::text[], %(concurrency_limit)s::integer[],
+        %(rate_period)s::double precision[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           ord)
+                           concurrency_limit, rate_period, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-        idempotency_key, concurrency_key, parent_id, callback_url, created_at)
+        idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+        created_at)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-           idempotency_key, concurrency_key, parent_id, callback_url, %(now)s
+           idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+           %(now)s
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -317,3 +322,174 @@ SELECT version FROM treadle_plugin_migrations WHERE plugin = %(plugin)s ORDER BY
 
 -- name: record_plugin_migration
 INSERT INTO treadle_plugin_migrations (plugin, version, name) VALUES (%(plugin)s, %(version)s, %(name)s);
+
+-- name: schedule_states
+SELECT name, paused, last_fire FROM treadle_schedules;
+
+-- name: set_schedule_paused
+INSERT INTO treadle_schedules (name, paused, updated_at) VALUES (%(name)s, %(paused)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- name: schedule_fired
+-- The last tick handled only moves forward, whichever scheduler writes last.
+INSERT INTO treadle_schedules (name, paused, last_fire, updated_at)
+VALUES (%(name)s, false, %(fire)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET
+    last_fire = greatest(coalesce(treadle_schedules.last_fire, excluded.last_fire),
+                         excluded.last_fire),
+    updated_at = excluded.updated_at;
+
+-- name: prune_finished
+-- One small batch, oldest first; events and logs go with their job (ON DELETE CASCADE).
+-- %(cutoff)s bounds the index scan by the shortest retention; each row then meets its own.
+WITH doomed AS (
+    SELECT j.id FROM treadle_jobs j LEFT JOIN treadle_queues q ON q.name = j.queue
+    WHERE j.finished_at IS NOT NULL AND j.finished_at < %(cutoff)s
+      AND j.status IN ('succeeded', 'failed', 'cancelled')
+      AND j.finished_at < %(now)s - make_interval(secs => coalesce(
+            %(override)s::double precision, q.retention_seconds, %(default)s::double precision))
+    ORDER BY j.finished_at
+    LIMIT %(limit)s
+    FOR UPDATE OF j SKIP LOCKED
+)
+DELETE FROM treadle_jobs WHERE id IN (SELECT id FROM doomed) RETURNING id;
+
+-- name: min_retention
+SELECT min(retention_seconds) AS s FROM treadle_queues;
+
+-- name: set_retention
+INSERT INTO treadle_queues (name, retention_seconds) VALUES (%(name)s, %(seconds)s)
+ON CONFLICT (name) DO UPDATE SET retention_seconds = excluded.retention_seconds;
+
+-- name: running_with_key
+SELECT count(*) AS n FROM treadle_jobs
+WHERE status = 'running' AND concurrency_key = %(key)s AND rate_period IS NULL;
+
+-- name: started_in_window
+-- A rate-limited key's starts within its window (the sliding window of ADR 0010).
+SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s;
+
+-- name: queued_ahead_in_tenant
+SELECT count(*) AS n FROM treadle_jobs
+WHERE status = 'queued' AND tenant = %(tenant)s AND queue = %(queue)s AND run_at <= %(now)s
+  AND (priority > %(priority)s OR (priority = %(priority)s AND (run_at, id) < (%(run_at)s, %(id)s)));
+
+-- name: claim_plan
+-- What a claim must share out, in one read (ADR 0010): the tenants with queued work (a
+-- skip scan of the fair index, at most %(max_tenants)s) with weight and running count, and
+-- the per-key limited keys with runnable work in claim order. Counts here only plan the
+-- claim; a key's exact count is read again under its lock.
+WITH RECURSIVE t AS (
+    (SELECT tenant, 1 AS depth FROM treadle_jobs WHERE status = 'queued'
+     ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant FROM treadle_jobs j WHERE j.status = 'queued' AND j.tenant > t.tenant
+            ORDER BY j.tenant LIMIT 1), t.depth + 1
+    FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
+), keyed AS (
+    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period FROM (
+        SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
+        WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
+          AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+          AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
+          AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+          AND CASE WHEN j.rate_period IS NULL
+          THEN (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
+                  AND r.concurrency_key = j.concurrency_key AND r.rate_period IS NULL)
+          ELSE (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                  AND r.concurrency_key = j.concurrency_key
+                  AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
+          END < j.concurrency_limit
+          -- A one-time probe of the (small) keyed index: with no such jobs queued, the
+          -- scan above never runs, whatever plan the other indexes suggest.
+          AND EXISTS (SELECT 1 FROM treadle_jobs k
+                      WHERE k.status = 'queued' AND k.concurrency_limit IS NOT NULL)
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(scan)s
+    ) c GROUP BY concurrency_key LIMIT %(keys)s
+)
+SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
+       (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
+           AS running, NULL::double precision AS period
+FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
+WHERE t.tenant IS NOT NULL
+UNION ALL
+SELECT 'key', concurrency_key, lim, 0, period FROM keyed
+UNION ALL
+-- While rate-limited work waits, idle claimers look again at its spacing (no notification
+-- says that a window moved on).
+(SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
+ WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
+   AND run_at <= %(now)s
+ LIMIT 1);
+
+-- name: claim_fair
+-- Each tenant's share of this claim (ADR 0010), in one statement: per tenant, its next
+-- jobs by priority, then due time. Paused, limited queues and per-key jobs are left out.
+WITH alloc AS (
+    SELECT * FROM unnest(%(tenants)s::text[], %(counts)s::integer[]) AS a(tenant, n)
+), cand AS (
+    SELECT c.id FROM alloc a CROSS JOIN LATERAL (
+        SELECT j.id FROM treadle_jobs j
+        WHERE j.status = 'queued' AND j.tenant = a.tenant AND j.run_at <= %(now)s
+          AND j.concurrency_limit IS NULL
+          AND (%(queues)s::text[] IS NULL OR j.queue = ANY (%(queues)s::text[]))
+          AND j.queue <> ALL (ARRAY(
+              SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
+          AND (%(kinds)s::text[] IS NULL OR j.kind = ANY (%(kinds)s::text[]))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT a.n
+        FOR UPDATE SKIP LOCKED
+    ) c
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = 'running', attempt = j.attempt + 1, lease_owner = %(worker)s,
+        lease_expires_at = %(expires)s, lease_token = j.lease_token + 1, started_at = %(now)s
+    FROM cand WHERE j.id = cand.id
+    RETURNING j.*
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
+)
+SELECT * FROM upd;
+
+-- name: set_tenant_weight
+INSERT INTO treadle_tenants (name, weight) VALUES (%(name)s, %(weight)s)
+ON CONFLICT (name) DO UPDATE SET weight = excluded.weight;
+
+-- name: tenant_weights
+SELECT name, weight FROM treadle_tenants ORDER BY name;
+
+-- name: lock_key
+-- Serialises claimers of one concurrency key, so the running count holds.
+SELECT pg_advisory_xact_lock(hashtext('treadle_key:' || %(key)s));
+
+-- name: claim_key
+WITH cand AS (
+    SELECT id FROM treadle_jobs
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = %(key)s
+      AND (rate_period IS NULL) = (%(period)s::double precision IS NULL) AND run_at <= %(now)s
+      AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+      AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
+      AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = 'running', attempt = j.attempt + 1, lease_owner = %(worker)s,
+        lease_expires_at = %(expires)s, lease_token = j.lease_token + 1, started_at = %(now)s
+    FROM cand WHERE j.id = cand.id
+    RETURNING j.*
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
+)
+SELECT * FROM upd;
+
+-- name: server_time
+SELECT clock_timestamp() AS now;
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';

@@ -25,11 +25,13 @@ from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import StoreUnavailable
+from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
 from treadle.store.common import SqlReads
+from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -39,6 +41,7 @@ from treadle.store.outcomes import (
     storable_outcome,
 )
 from treadle.store.postgres.connect import check_url, connect_kwargs
+from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
@@ -63,7 +66,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlReads, FlowOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -77,7 +80,8 @@ class PostgresStore(SqlReads):
         reconnect: Reconnect | None = None,
     ) -> None:
         self.url = check_url(url)
-        self.clock = clock
+        # Lease times come from the server's clock unless a test injected its own (ADR 0010).
+        self.clock: Clock = DatabaseClock(self._server_time) if clock is SYSTEM_CLOCK else clock
         # The pool warns about connections it discards and replaces (a server restart):
         # handled here, so those go to structlog at info level, not raw to stderr.
         route_stdlib("psycopg", demote={logging.WARNING: logging.INFO})
@@ -255,7 +259,7 @@ class PostgresStore(SqlReads):
             for k in (
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
-                "callback_url",
+                "callback_url", "concurrency_limit", "rate_period",
             )
         }
         for nj in jobs:
@@ -272,6 +276,8 @@ class PostgresStore(SqlReads):
             cols["concurrency_key"].append(nj.concurrency_key)
             cols["parent_id"].append(nj.parent_id)
             cols["callback_url"].append(nj.callback_url)
+            cols["concurrency_limit"].append(nj.concurrency_limit)
+            cols["rate_period"].append(nj.rate_period)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -307,15 +313,34 @@ class PostgresStore(SqlReads):
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
                 "kinds": None if kinds is None else list(kinds)}
-        claimed: list[Job] = []
+        scope = {**base, "queues": None if queues is None else list(queues)}
+        plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
+                                              "max_tenants": MAX_TENANTS})
+        # Per-key limited jobs first (ADR 0010): the other paths never take them.
+        keys = [(r["name"], r["n"], r["period"]) for r in plan if r["what"] == "key"]
+        for r in plan:
+            if r["what"] == "rate":
+                self.rate_wait(timedelta(seconds=r["period"]))
+        claimed: list[Job] = self._claim_keyed(keys, scope, limit) if keys else []
         limited = self._limited_queues()
-        # Fast path: one statement per queue (or one for all queues), each atomic on its
-        # own, so a claim costs a single round trip. Paused and limited queues are left
-        # out by the statement itself, reading treadle_queues live.
+        tenants = [TenantLoad(r["name"], r["n"], r["running"])
+                   for r in plan if r["what"] == "tenant"]
+        room = limit - len(claimed)
+        if room > 0 and len(tenants) > 1:
+            # Several tenants waiting: share the slots by weight, in one statement.
+            shares = allocate(tenants, room)
+            with self._cursor(tx=False) as cur:
+                cur.execute(Q["claim_fair"], {**scope, "tenants": list(shares),
+                                              "counts": list(shares.values())})
+                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        # Fast path (one tenant), and the fill-up so a share a tenant could not use never
+        # leaves a slot idle: one statement per queue (or one for all queues), each atomic
+        # on its own. Paused and limited queues are left out by the statement itself.
         with self._cursor(tx=False) as cur:
             if queues is None:
-                cur.execute(Q["claim_any"], {**base, "limit": limit})
-                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+                if len(claimed) < limit:
+                    cur.execute(Q["claim_any"], {**base, "limit": limit - len(claimed)})
+                    claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
             else:
                 for queue in queues:
                     room = limit - len(claimed)
@@ -362,6 +387,44 @@ class PostgresStore(SqlReads):
                                                "limited_ok": True})
                 out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _claim_keyed(
+        self, keys: list[tuple[str, int, float | None]], scope: dict[str, Any], room: int
+    ) -> list[Job]:
+        """Claim jobs under per-key limits, each key under its lock so the count holds."""
+        out: list[Job] = []
+        with self._cursor(tx=True) as cur:
+            for key, lim, period in keys:
+                if room - len(out) <= 0:
+                    break
+                cur.execute(Q["lock_key"], {"key": key})
+                if period is None:
+                    cur.execute(Q["running_with_key"], {"key": key})
+                else:  # rate limit: starts within the sliding window
+                    cur.execute(Q["started_in_window"], {
+                        "key": key, "since": scope["now"] - timedelta(seconds=period)})
+                row = cur.fetchone()
+                n = min(room - len(out), lim - (row["n"] if row else 0))
+                if period is not None and n <= 0 and row is not None:
+                    self.rate_wait(row["oldest"] + timedelta(seconds=period) - scope["now"])
+                if n > 0:
+                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n,
+                                                 "period": period})
+                    out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
+        return out
+
+    def _server_time(self) -> datetime:
+        with self._cursor(tx=False) as cur:
+            cur.execute(Q["server_time"], {})
+            row = cur.fetchone()
+        assert row is not None
+        now: datetime = row["now"]
+        return now
+
+    def _write(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q[name], params)
+            return cur.fetchall() if cur.description else []
 
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
@@ -448,6 +511,7 @@ class PostgresStore(SqlReads):
         self._listener.wake()
 
     def wait_for_work(self, timeout: float) -> bool:
+        timeout = self.rate_clamp(timeout)
         self._listener.ensure_started()
         seen = getattr(self._claim_mark, "seen", None)
         self._claim_mark.seen = None

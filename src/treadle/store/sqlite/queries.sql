@@ -15,6 +15,7 @@ WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_claim
     WHERE status = 'queued' AND queue = :queue AND run_at <= :now
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -28,6 +29,7 @@ WHERE id IN (
     WHERE status = 'queued' AND run_at <= :now
       AND queue NOT IN (SELECT value FROM json_each(:excluded))
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -39,10 +41,12 @@ VALUES (:job_id, :from_status, :to_status, :attempt, :worker, :reason, :at, :det
 -- name: insert_job
 INSERT INTO treadle_jobs (
     tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-    idempotency_key, concurrency_key, parent_id, callback_url, created_at)
+    idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+    created_at)
 VALUES (
     :tenant, :queue, :kind, :task, :payload, :priority, :run_at, :max_attempts, :timeout,
-    :idempotency_key, :concurrency_key, :parent_id, :callback_url, :created_at)
+    :idempotency_key, :concurrency_key, :parent_id, :callback_url, :concurrency_limit,
+    :rate_period, :created_at)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -180,3 +184,143 @@ SELECT version FROM treadle_plugin_migrations WHERE plugin = :plugin ORDER BY ve
 -- name: record_plugin_migration
 INSERT INTO treadle_plugin_migrations (plugin, version, name, applied_at)
 VALUES (:plugin, :version, :name, :now);
+
+-- name: schedule_states
+SELECT name, paused, last_fire FROM treadle_schedules;
+
+-- name: set_schedule_paused
+INSERT INTO treadle_schedules (name, paused, updated_at) VALUES (:name, :paused, :now)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- name: schedule_fired
+-- The last tick handled only moves forward, whichever scheduler writes last.
+INSERT INTO treadle_schedules (name, paused, last_fire, updated_at)
+VALUES (:name, 0, :fire, :now)
+ON CONFLICT (name) DO UPDATE SET
+    last_fire = max(coalesce(treadle_schedules.last_fire, excluded.last_fire), excluded.last_fire),
+    updated_at = excluded.updated_at;
+
+-- name: prune_finished
+-- One small batch, oldest first; events and logs go with their job (ON DELETE CASCADE).
+-- :cutoff bounds the index scan by the shortest retention; each row then meets its own.
+DELETE FROM treadle_jobs WHERE id IN (
+    SELECT j.id FROM treadle_jobs j LEFT JOIN treadle_queues q ON q.name = j.queue
+    WHERE j.finished_at IS NOT NULL AND j.finished_at < :cutoff
+      AND j.status IN ('succeeded', 'failed', 'cancelled')
+      AND j.finished_at < :now - coalesce(:override, q.retention_seconds, :default)
+    ORDER BY j.finished_at
+    LIMIT :limit)
+RETURNING id;
+
+-- name: min_retention
+SELECT min(retention_seconds) AS s FROM treadle_queues;
+
+-- name: set_retention
+INSERT INTO treadle_queues (name, retention_seconds) VALUES (:name, :seconds)
+ON CONFLICT (name) DO UPDATE SET retention_seconds = excluded.retention_seconds;
+
+-- name: running_with_key
+SELECT count(*) AS n FROM treadle_jobs
+WHERE status = 'running' AND concurrency_key = :key AND rate_period IS NULL;
+
+-- name: started_in_window
+-- A rate-limited key's starts within its window (the sliding window of ADR 0010).
+SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+WHERE rate_period IS NOT NULL AND concurrency_key = :key AND started_at > :since;
+
+-- name: queued_ahead_in_tenant
+SELECT count(*) AS n FROM treadle_jobs
+WHERE status = 'queued' AND tenant = :tenant AND queue = :queue AND run_at <= :now
+  AND (priority > :priority OR (priority = :priority AND (run_at < :run_at
+       OR (run_at = :run_at AND id < :id))));
+
+-- name: claim_plan
+-- What a claim must share out, in one read under BEGIN IMMEDIATE (ADR 0010): the tenants
+-- with queued work (a skip scan of the fair index, at most :max_tenants) with weight and
+-- running count, and the per-key limited keys with runnable work in claim order.
+WITH RECURSIVE t(tenant, depth) AS (
+    SELECT (SELECT tenant FROM treadle_jobs INDEXED BY treadle_jobs_fair
+            WHERE status = 'queued' ORDER BY tenant LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT j.tenant FROM treadle_jobs j INDEXED BY treadle_jobs_fair
+            WHERE j.status = 'queued' AND j.tenant > t.tenant ORDER BY j.tenant LIMIT 1),
+           t.depth + 1
+    FROM t WHERE t.tenant IS NOT NULL AND t.depth < :max_tenants
+)
+SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
+       (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
+           AS running, NULL AS period
+FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
+WHERE t.tenant IS NOT NULL
+UNION ALL
+SELECT 'key', concurrency_key, min(concurrency_limit),
+       (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
+          AND r.concurrency_key = c.concurrency_key AND r.rate_period IS NULL),
+       max(rate_period)
+FROM (
+    SELECT concurrency_key, concurrency_limit, rate_period
+    FROM treadle_jobs j INDEXED BY treadle_jobs_keyed_queued
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= :now
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND CASE WHEN j.rate_period IS NULL
+          THEN (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
+                  AND r.concurrency_key = j.concurrency_key AND r.rate_period IS NULL)
+          ELSE (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                  AND r.concurrency_key = j.concurrency_key
+                  AND r.started_at > :now - j.rate_period)
+          END < j.concurrency_limit
+    ORDER BY priority DESC, run_at, id
+    LIMIT :scan
+) c GROUP BY concurrency_key
+UNION ALL
+-- While rate-limited work waits, idle claimers look again at its spacing (no notification
+-- says that a window moved on).
+SELECT * FROM (
+    SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit
+    FROM treadle_jobs INDEXED BY treadle_jobs_keyed_queued
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
+      AND run_at <= :now
+    LIMIT 1);
+
+-- name: claim_tenant
+-- One tenant's share of a claim (ADR 0010): its next jobs by priority, then due time.
+UPDATE treadle_jobs
+SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
+    lease_expires_at = :expires, lease_token = lease_token + 1, started_at = :now
+WHERE id IN (
+    SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_fair
+    WHERE status = 'queued' AND tenant = :tenant AND run_at <= :now
+      AND concurrency_limit IS NULL
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT value FROM json_each(:excluded))
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit)
+RETURNING *;
+
+-- name: set_tenant_weight
+INSERT INTO treadle_tenants (name, weight) VALUES (:name, :weight)
+ON CONFLICT (name) DO UPDATE SET weight = excluded.weight;
+
+-- name: tenant_weights
+SELECT name, weight FROM treadle_tenants ORDER BY name;
+
+-- name: claim_key
+UPDATE treadle_jobs
+SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
+    lease_expires_at = :expires, lease_token = lease_token + 1, started_at = :now
+WHERE id IN (
+    SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_keyed_queued
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = :key
+      AND (rate_period IS NULL) = (:period IS NULL) AND run_at <= :now
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
+      AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit)
+RETURNING *;
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';

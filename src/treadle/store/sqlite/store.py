@@ -27,10 +27,12 @@ from treadle.core.errors import (
     ConfigurationError,
     StoreUnavailable,
 )
+from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
+from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -60,7 +62,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads):
+class SQLiteStore(SqlReads, FlowOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -130,6 +132,10 @@ class SQLiteStore(SqlReads):
         conn = self._conn()
         with translated():
             return list(self._busy_retry(lambda: conn.execute(sql, params).fetchall()))
+
+    def _write(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        with self._tx() as conn:
+            return list(conn.execute(Q[name], params).fetchall())
 
     def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         conn = self._conn()
@@ -276,6 +282,8 @@ class SQLiteStore(SqlReads):
                 "timeout": nj.timeout,
                 "idempotency_key": nj.idempotency_key,
                 "concurrency_key": nj.concurrency_key,
+                "concurrency_limit": nj.concurrency_limit,
+                "rate_period": nj.rate_period,
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
@@ -314,13 +322,45 @@ class SQLiteStore(SqlReads):
         }
         claimed: list[Job] = []
         with self._tx() as conn:
+            scope = {**base, "queues": None if queues is None else dumps(list(queues))}
+            plan = conn.execute(Q["claim_plan"], {**scope, "scan": limit * 8,
+                                                  "max_tenants": MAX_TENANTS}).fetchall()
+            for r in plan:
+                if r["what"] == "rate":
+                    self.rate_wait(timedelta(seconds=r["period"]))
+            # Per-key limited jobs first (ADR 0010): the other paths never take them.
+            for cand in (r for r in plan if r["what"] == "key"):
+                period = cand["period"]
+                used = cand["running"]
+                if period is not None:  # rate limit: starts within the sliding window
+                    win = conn.execute(Q["started_in_window"], {
+                        "key": cand["name"], "since": base["now"] - period}).fetchone()
+                    used = win["n"]
+                    if used >= cand["n"]:
+                        self.rate_wait(timedelta(seconds=win["oldest"] + period - base["now"]))
+                n = min(limit - len(claimed), cand["n"] - used)
+                if n > 0:
+                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["name"],
+                                                         "limit": n, "period": period}).fetchall()
+                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
+            tenants = [TenantLoad(r["name"], r["n"], r["running"])
+                       for r in plan if r["what"] == "tenant"]
+            if len(tenants) > 1 and limit > len(claimed):
+                # Several tenants waiting: share the slots by weight (limited queues keep
+                # their own path below).
+                fair = {**scope, "excluded": dumps(list(special))}
+                for tenant, n in allocate(tenants, limit - len(claimed)).items():
+                    rows = conn.execute(Q["claim_tenant"], {**fair, "tenant": tenant,
+                                                            "limit": n}).fetchall()
+                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
             if queues is None:
                 excluded = [n for n, r in special.items() if r["paused"]]
                 # Limited queues are claimed one by one below, under their limit.
                 limited = [n for n, r in special.items() if not r["paused"]]
                 rows = conn.execute(
-                    Q["claim_any"], {**base, "limit": limit, "excluded": dumps(excluded + limited)}
+                    Q["claim_any"],
+                    {**base, "limit": limit - len(claimed), "excluded": dumps(excluded + limited)},
                 ).fetchall()
                 claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
                 queues = limited
@@ -450,6 +490,7 @@ class SQLiteStore(SqlReads):
                     self._wake.wait(min(_POLL_SECONDS, remaining))
 
     def wait_for_work(self, timeout: float) -> bool:
+        timeout = self.rate_clamp(timeout)
         mark = getattr(self._local, "claim_mark", None) or self._mark()
         self._local.claim_mark = None
         return self._wait_change(time.monotonic() + timeout, mark)

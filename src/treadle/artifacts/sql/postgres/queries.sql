@@ -52,6 +52,12 @@ DELETE FROM treadle_artifacts WHERE job_id = %(job_id)s RETURNING sha256;
 -- name: delete_artifact
 DELETE FROM treadle_artifacts WHERE id = %(id)s RETURNING sha256;
 
+-- name: orphan_blobs
+-- Objects no artifact references any more (their jobs were deleted by retention).
+SELECT b.sha256 FROM treadle_artifact_blobs b
+WHERE NOT EXISTS (SELECT 1 FROM treadle_artifacts a WHERE a.sha256 = b.sha256)
+ORDER BY b.sha256 LIMIT %(limit)s;
+
 -- name: lock_blob
 -- Waits for a put that pinned this blob and has not committed: its reference is then
 -- visible to blob_refs (a new statement, a new snapshot under READ COMMITTED).

@@ -48,6 +48,12 @@ DELETE FROM treadle_artifacts WHERE job_id = :job_id RETURNING sha256;
 -- name: delete_artifact
 DELETE FROM treadle_artifacts WHERE id = :id RETURNING sha256;
 
+-- name: orphan_blobs
+-- Objects no artifact references any more (their jobs were deleted by retention).
+SELECT b.sha256 FROM treadle_artifact_blobs b
+WHERE NOT EXISTS (SELECT 1 FROM treadle_artifacts a WHERE a.sha256 = b.sha256)
+ORDER BY b.sha256 LIMIT :limit;
+
 -- name: lock_blob
 -- PostgreSQL takes a row lock here; SQLite's writer lock already serialises.
 SELECT sha256 FROM treadle_artifact_blobs WHERE sha256 = :sha256;

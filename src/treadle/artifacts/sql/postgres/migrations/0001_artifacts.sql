@@ -9,11 +9,12 @@ CREATE TABLE treadle_artifact_blobs (
     created_at timestamptz NOT NULL
 );
 
--- One row per named file of a job (and, within a workflow, the step that made it).
+-- One row per named file of a job (and, within a workflow, the step that made it). Rows go
+-- with their job (retention); the objects they leave unreferenced are collected by gc.
 CREATE TABLE treadle_artifacts (
     id           bigserial   PRIMARY KEY,
     tenant       text        NOT NULL,
-    job_id       bigint      NOT NULL REFERENCES treadle_jobs (id),
+    job_id       bigint      NOT NULL REFERENCES treadle_jobs (id) ON DELETE CASCADE,
     step         text,
     name         text        NOT NULL,
     sha256       text        NOT NULL REFERENCES treadle_artifact_blobs (sha256),

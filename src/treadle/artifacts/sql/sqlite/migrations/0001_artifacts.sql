@@ -9,11 +9,12 @@ CREATE TABLE treadle_artifact_blobs (
     created_at REAL    NOT NULL
 );
 
--- One row per named file of a job (and, within a workflow, the step that made it).
+-- One row per named file of a job (and, within a workflow, the step that made it). Rows go
+-- with their job (retention); the objects they leave unreferenced are collected by gc.
 CREATE TABLE treadle_artifacts (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant       TEXT    NOT NULL,
-    job_id       INTEGER NOT NULL REFERENCES treadle_jobs (id),
+    job_id       INTEGER NOT NULL REFERENCES treadle_jobs (id) ON DELETE CASCADE,
     step         TEXT,
     name         TEXT    NOT NULL,
     sha256       TEXT    NOT NULL REFERENCES treadle_artifact_blobs (sha256),

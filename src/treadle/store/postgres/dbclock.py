@@ -1,0 +1,58 @@
+"""Lease times from the database's clock (issue 10, ADR 0010).
+
+Workers on machines whose clocks disagree must still agree on when a lease expires, or a
+worker running fast would reap (and re-run) a live worker's job. The store's clock is the
+server's: local monotonic time plus an offset to ``clock_timestamp()``, re-measured every
+few seconds (half a round trip of error, well under a lease). Only the system clock is
+replaced; an injected test clock is used as given.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from treadle.logs import get_logger
+
+log = get_logger("treadle.store.postgres")
+
+RESYNC_SECONDS = 5.0
+
+
+class DatabaseClock:
+    """``now()`` in the database server's time; ``monotonic()`` is local."""
+
+    def __init__(self, read_server_time: Callable[[], datetime],
+                 resync: float = RESYNC_SECONDS) -> None:
+        self._read = read_server_time
+        self._resync = resync
+        self._offset = timedelta(0)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def _sync(self) -> None:
+        before = datetime.now(UTC)
+        server = self._read()
+        after = datetime.now(UTC)
+        self._offset = server - (before + (after - before) / 2)
+
+    def now(self) -> datetime:
+        mono = time.monotonic()
+        if mono >= self._next:
+            with self._lock:
+                if mono >= self._next:
+                    try:
+                        self._sync()
+                    except Exception as exc:  # keep the last offset; the next call retries
+                        log.warning("cannot read the database clock", error=repr(exc))
+                    self._next = mono + self._resync
+        return datetime.now(UTC) + self._offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    @property
+    def offset(self) -> timedelta:
+        return self._offset
