@@ -46,8 +46,12 @@ from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
+    from treadle.agents.agent import Agent
     from treadle.artifacts import Artifact, ArtifactService, ArtifactStore
     from treadle.dynamic.registry import WorkerRegistry
+    from treadle.streams.follow import JobStream
+    from treadle.workflows import Step, Workflow
+    from treadle.workflows.service import WorkflowService
 
 KeySpec = str | Callable[[dict[str, Any]], str]
 
@@ -102,6 +106,13 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle id={self.id} task={self.job.task!r}>"
+
+    def stream(self, *, after: int = 0, poll: float = 0.05) -> JobStream:
+        """The job's live stream: iterate (or ``async for``) its state changes, items
+        (logs, progress, emitted data) and final record; ``after`` resumes (docs/streams.md)."""
+        from treadle.streams.follow import JobStream
+
+        return JobStream(self.app, self.id, after=after, poll=poll)
 
     def refresh(self) -> Job:
         return self.app.get_job(self.id)
@@ -325,6 +336,64 @@ class Treadle:
 
         return register
 
+    def workflow(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int = 3,
+        timeout: float | None = 60.0,
+        priority: int = 0,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        error_overrides: Overrides | None = None,
+        default_error_class: ErrorClass = ErrorClass.TRANSIENT,
+    ) -> Callable[[Callable[..., Any]], Workflow]:
+        """Register ``fn(ctx, **payload)`` as a durable workflow (docs/workflows.md).
+
+        ``timeout`` bounds one attempt (one replay up to the next wait), not the workflow."""
+        from treadle.workflows.workflow import register
+
+        options = TaskOptions(
+            queue=queue, retries=retries, timeout=timeout, priority=priority,
+            retry_policy=retry_policy, error_overrides=error_overrides,
+            default_error_class=default_error_class,
+        )
+
+        def wrap(fn: Callable[..., Any]) -> Workflow:
+            from treadle.workflows.plugin import Workflows
+
+            wf = register(self, fn, name=name, options=options)
+            if self.find_plugin(Workflows) is None:  # serve the kind: "one package plus a line"
+                self.use(Workflows())
+            return wf
+
+        return wrap
+
+    def agent(self, *, name: str, model: Any, **options: Any) -> Agent:
+        """Register a durable LLM agent; its runs are jobs of kind ``agent``
+        (docs/agents.md). ``agent.defer(input=...)`` starts one."""
+        from treadle.agents.agent import register as register_agent
+
+        return register_agent(self, name=name, model=model, **options)
+
+    @property
+    def workflows(self) -> WorkflowService:
+        """The workflow plug-in's service (registers ``Workflows`` on first use)."""
+        from treadle.workflows.plugin import Workflows
+
+        plugin = self.find_plugin(Workflows)
+        if plugin is None:
+            plugin = self.use(Workflows())
+        return plugin.service
+
+    def send_event(self, key: str, payload: Any = None, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Store an event and wake the workflows waiting for ``key``; returns its id."""
+        return self.workflows.send_event(key, payload, tenant=tenant)[0]
+
+    def job_steps(self, job_id: int) -> list[Step]:
+        """A workflow job's steps, in order."""
+        return self.workflows.steps(job_id)
+
     def cron(
         self,
         expr: str,
@@ -440,6 +509,15 @@ class Treadle:
                 return p
         return None
 
+    def worker_hooks(self) -> dict[str, Any]:
+        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app:
+        ``on_finished`` hooks and periodic ``services`` (keyword arguments)."""
+        plugins = list(self._plugins.values())
+        return {
+            "on_finished": [p.on_finished for p in plugins],
+            "services": [s for p in plugins for s in p.services(self)],
+        }
+
     def executors(self) -> dict[JobKind, Executor]:
         """One executor per kind this app can run: ``task`` plus every plug-in's.
 
@@ -515,7 +593,7 @@ class Treadle:
         tracks: dict[str, str | None] = {ARTIFACTS_TRACK: ARTIFACTS_SQL}  # every kind's files
         tracks.update({p.name: p.sql_package for p in builtin_plugins()})
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
-        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0010)
+        tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0011)
         return {name: self.store.migrate_plugin(name, sql_package)
                 for name, sql_package in tracks.items() if sql_package is not None}
 

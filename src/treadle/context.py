@@ -28,6 +28,17 @@ class Continue(TreadleError):
         self.payload = payload
 
 
+class Suspend(TreadleError):
+    """Raised by an executor (never by user code) to end an attempt in ``waiting``.
+
+    The job keeps no lease and no worker slot; the kind that suspended it wakes it
+    through the store when its condition holds (ADR 0009). Does not count as a retry.
+    """
+
+    def __init__(self, message: str = "waiting") -> None:
+        super().__init__(message)
+
+
 @dataclass
 class JobContext:
     """Passed to tasks registered with ``pass_context=True`` as the ``ctx`` keyword."""

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from treadle.core.job import JobKind
 
@@ -37,8 +37,11 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from treadle.app import Treadle
+    from treadle.core.job import Job
     from treadle.executors.base import Executor
+    from treadle.store import Outcome
     from treadle.ui.web import UIContext
+    from treadle.worker.worker import Service
 
 __all__ = ["JobKindPlugin", "UiPages", "builtin_plugins", "use_builtin"]
 
@@ -51,12 +54,14 @@ class UiPages:
 
     ``register(router, ctx)`` adds its routes; ``templates`` is a folder searched after
     the UI's own (so a plug-in's pages can extend ``base.html``); ``nav`` adds
-    ``(href, label)`` entries to the main menu.
+    ``(href, label)`` entries to the main menu; ``dashboard(ctx, user)`` returns a
+    ``(template, context)`` panel shown on the dashboard.
     """
 
     register: Callable[[APIRouter, UIContext], None]
     templates: Path | None = None
     nav: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    dashboard: Callable[[UIContext, Any], tuple[str, Mapping[str, Any]]] | None = None
 
 
 class JobKindPlugin(abc.ABC):
@@ -93,6 +98,14 @@ class JobKindPlugin(abc.ABC):
         load theirs (``treadle.cli.common.load_app``) and look the plug-in up there."""
         return None
 
+    def on_finished(self, job: Job, outcome: Outcome) -> None:  # noqa: B027 - optional hook
+        """Called by a worker after it committed the outcome of any job (of any kind): a
+        kind may react to others' jobs ending (a workflow waits for its child tasks)."""
+
+    def services(self, app: Treadle) -> Sequence[Service]:
+        """Periodic maintenance every worker of the app runs (a workflow's wake-up sweep)."""
+        return ()
+
     def close(self) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Release what the plug-in started (called when the app closes)."""
 
@@ -115,8 +128,14 @@ class JobKindPlugin(abc.ABC):
 def builtin_plugins() -> list[JobKindPlugin]:
     """Fresh instances of the kinds that ship with Treadle (what ``treadle`` serves)."""
     from treadle.dynamic.plugin import DynamicWorkers
+    from treadle.workflows.plugin import Workflows
 
-    return [DynamicWorkers()]
+    plugins: list[JobKindPlugin] = [DynamicWorkers(), Workflows()]
+    try:  # agents need the agents extra (pydantic); without it the kind is not served
+        from treadle.agents.plugin import Agents
+    except ImportError:
+        return plugins
+    return [*plugins, Agents()]
 
 
 def use_builtin(app: Treadle) -> Treadle:

@@ -27,3 +27,14 @@ def slow_first_attempt(seconds: float, ctx: JobContext) -> str:
     if ctx.attempt == 1:
         time.sleep(seconds)
     return f"attempt{ctx.attempt}"
+
+
+@app.task(name="streamy_first_attempt", retries=3, timeout=120, pass_context=True)
+def streamy_first_attempt(items: int, ctx: JobContext) -> str:
+    """Emits ``items`` stream items, then hangs on its first attempt only (issue 15)."""
+    for i in range(items):
+        ctx.emit("token", {"i": i})
+    if ctx.attempt == 1:
+        time.sleep(120)
+    ctx.progress(1, 1)
+    return f"attempt{ctx.attempt}"

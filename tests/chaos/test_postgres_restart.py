@@ -23,6 +23,7 @@ from treadle.core.job import NewJob
 from treadle.store import Outcome, OutcomeKind
 from treadle.store.postgres.retry import Reconnect, ReconnectPolicy
 from treadle.store.postgres.store import PostgresStore
+from treadle.testing import migrated
 
 
 @pytest.fixture
@@ -38,8 +39,7 @@ def test_postgres_restart_mid_run_loses_nothing(cluster: Cluster, tmp_path: Path
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE chaos")
     url = with_db(cluster.url, "chaos")
-    app = Treadle(url)
-    app.migrate()
+    app = Treadle(migrated(url))  # the core schema and the built-in kinds' (workers check)
     from tests.acceptance.app import sleep
 
     ids = [h.id for h in app.enqueue([sleep.new_job({"seconds": 0.01}) for _ in range(3000)])]

@@ -68,3 +68,13 @@ def test_every_state_is_reachable_from_queued() -> None:
                 seen.add(y)
                 frontier.append(y)
     assert seen == set(JobStatus)
+
+
+def test_waiting_is_entered_by_an_attempt_and_left_by_a_wake_or_a_cancel() -> None:
+    check_transition(JobStatus.RUNNING, JobStatus.WAITING, "waiting")
+    check_transition(JobStatus.WAITING, JobStatus.QUEUED, "woken")
+    check_transition(JobStatus.WAITING, JobStatus.CANCELLED, "cancelled")
+    assert not JobStatus.WAITING.is_terminal
+    assert not is_legal(JobStatus.QUEUED, JobStatus.WAITING)  # only a running attempt waits
+    assert not is_legal(JobStatus.WAITING, JobStatus.RUNNING)  # woken jobs are claimed again
+    assert not is_legal(JobStatus.WAITING, JobStatus.SUCCEEDED)

@@ -55,7 +55,7 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     problems.install(app)
     app.include_router(jobs.router)
     app.include_router(artifacts_api.router)  # every kind's jobs may have files
-    app.include_router(streams_sse.router)  # GET /v1/jobs/{id}/stream (ADR 0010)
+    app.include_router(streams_sse.router)  # GET /v1/jobs/{id}/stream (ADR 0011)
     # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)

@@ -248,7 +248,7 @@ class JobOut(BaseModel):
     kind: str
     task: str
     payload: dict[str, Any]
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
     attempt: int
     max_attempts: int
     priority: int

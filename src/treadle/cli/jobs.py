@@ -1,4 +1,4 @@
-"""``treadle jobs list|show|cancel|retry`` and ``treadle submit``."""
+"""``treadle jobs list|show|watch|cancel|retry`` and ``treadle submit``."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
-from treadle.core.job import Job, JobFilter
+from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
+from treadle.kinds import use_builtin
+from treadle.streams import cli as streams_cli
 
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
 _STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-                 "cancelled": "dim"}
+                 "cancelled": "dim", "waiting": "magenta"}
 
 
 def _status(job: Job) -> str:
@@ -61,6 +63,10 @@ def list_jobs(
         console.print(table)
 
 
+# Live streams bring their own command (docs/streams.md).
+jobs_app.command("watch")(streams_cli.watch)
+
+
 @jobs_app.command("show")
 def show(
     job_id: int,
@@ -94,6 +100,10 @@ def show(
             ev.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.from_status or "", e.to_status.value,
                        str(e.attempt), e.worker or "", e.reason)
         console.print(ev)
+        if job.kind is JobKind.WORKFLOW:
+            from treadle.workflows.render import steps_tree
+
+            console.print(steps_tree(use_builtin(app), job))
         for entry in logs:
             console.print(f"[dim]attempt {entry.attempt}[/] {entry.message}", highlight=False)
 

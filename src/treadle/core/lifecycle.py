@@ -18,6 +18,9 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Suspended without a lease or a worker slot until the store wakes it (a workflow
+    # sleeping, waiting for an event or for its child jobs): see ADR 0009.
+    WAITING = "waiting"
 
     @property
     def is_terminal(self) -> bool:
@@ -42,6 +45,11 @@ TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[str]] = {
         {"retry", "lease_expired", "released", "continued"}
     ),
     (JobStatus.RUNNING, JobStatus.CANCELLED): frozenset({"cancelled"}),
+    # Suspension is an outcome of an attempt, fenced by its lease token like the others.
+    (JobStatus.RUNNING, JobStatus.WAITING): frozenset({"waiting"}),
+    # The store wakes a waiting job when its condition holds (time, event, children).
+    (JobStatus.WAITING, JobStatus.QUEUED): frozenset({"woken"}),
+    (JobStatus.WAITING, JobStatus.CANCELLED): frozenset({"cancelled"}),
     # A finished job may be re-run by a user (`retry`): a new attempt series.
     (JobStatus.FAILED, JobStatus.QUEUED): frozenset({"manual_retry"}),
     (JobStatus.CANCELLED, JobStatus.QUEUED): frozenset({"manual_retry"}),

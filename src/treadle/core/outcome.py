@@ -24,6 +24,7 @@ class OutcomeKind(enum.StrEnum):
     CANCELLED = "cancelled"  # running -> cancelled (a user asked)
     RELEASED = "released"  # running -> queued at once (graceful shutdown); not counted
     CONTINUED = "continued"  # running -> queued with a new payload; not counted
+    WAITING = "waiting"  # running -> waiting: suspended, no lease, no slot; not counted
 
     @property
     def to_status(self) -> JobStatus:
@@ -37,6 +38,7 @@ _OUTCOME_STATUS = {
     OutcomeKind.CANCELLED: JobStatus.CANCELLED,
     OutcomeKind.RELEASED: JobStatus.QUEUED,
     OutcomeKind.CONTINUED: JobStatus.QUEUED,
+    OutcomeKind.WAITING: JobStatus.WAITING,
 }
 
 
@@ -65,4 +67,5 @@ class Outcome:
             OutcomeKind.CANCELLED: "cancelled",
             OutcomeKind.RELEASED: "released",
             OutcomeKind.CONTINUED: "continued",
+            OutcomeKind.WAITING: "waiting",
         }[self.kind]

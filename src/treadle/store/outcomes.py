@@ -11,8 +11,8 @@ from treadle.core import storable
 from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
 from treadle.core.outcome import Outcome, OutcomeKind
 
-# Released and continued attempts do not use up the job's retry budget.
-_FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED})
+# Released, continued and suspended attempts do not use up the job's retry budget.
+_FREE_ATTEMPT = frozenset({OutcomeKind.RELEASED, OutcomeKind.CONTINUED, OutcomeKind.WAITING})
 
 
 def storable_outcome(outcome: Outcome) -> Outcome:

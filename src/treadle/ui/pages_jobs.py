@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from treadle.core.errors import JobNotFound, TreadleError
-from treadle.core.job import Job, JobFilter
+from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
 from treadle.ui import timeline
 from treadle.ui.auth import can_write_jobs
@@ -216,8 +217,30 @@ def _detail(ctx: UIContext, user: SessionUser, job_id: int) -> dict[str, Any] | 
         "can_cancel": not job.is_finished and not job.cancel_requested,
         "traceback": _traceback(job),
         "artifacts": job_artifacts(ctx, job_id, user.tenant_filter),
+        "steps": _steps(ctx, job),
         "waiting_on": ctx.treadle.why_not_running(job),
     }
+
+
+MAX_CHILDREN_SHOWN = 50
+
+
+def _steps(ctx: UIContext, job: Job) -> list[dict[str, Any]] | None:
+    """A workflow's steps, each with the child jobs it created (None for other kinds)."""
+    from treadle.workflows.plugin import Workflows
+
+    plugin = ctx.treadle.find_plugin(Workflows)
+    if job.kind is not JobKind.WORKFLOW or plugin is None:
+        return None
+    out = []
+    for step in plugin.service.steps(job.id):
+        children = []
+        for child_id in step.children[:MAX_CHILDREN_SHOWN]:
+            with contextlib.suppress(JobNotFound):
+                children.append(ctx.store.get_job(child_id))
+        out.append({"step": step, "children": children,
+                    "more": max(0, len(step.children) - MAX_CHILDREN_SHOWN)})
+    return out
 
 
 def _traceback(job: Job) -> str | None:

@@ -29,6 +29,11 @@ _TONE = {
     "failed": "bad",
     "attempts_exhausted": "bad",
     "cancelled": "muted",
+    "waiting": "info",
+    "woken": "info",
+    "step_started": "info",
+    "step_completed": "ok",
+    "step_failed": "warn",
 }
 
 _LABEL = {
@@ -45,6 +50,11 @@ _LABEL = {
     "continued": "Continued in a fresh attempt",
     "manual_retry": "Retried by a user",
     "cancelled": "Cancelled",
+    "waiting": "Waiting (no slot, no lease)",
+    "woken": "Woken",
+    "step_started": "Step started",
+    "step_completed": "Step completed",
+    "step_failed": "Step failed",
 }
 
 

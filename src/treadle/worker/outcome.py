@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from treadle.context import Continue
+from treadle.context import Continue, Suspend
 from treadle.core import storable
 from treadle.core.classify import classify
 from treadle.core.clock import SYSTEM_CLOCK, Clock
@@ -42,6 +42,8 @@ def outcome_for_error(
             bad = InvalidOutput("continuation payload must be a JSON object")
             return outcome_for_error(job, bad, runnable, worker, clock)
         return Outcome(job.id, job.lease_token, OutcomeKind.CONTINUED, worker, payload=payload)
+    if isinstance(exc, Suspend):
+        return Outcome(job.id, job.lease_token, OutcomeKind.WAITING, worker)
     info = classify(exc, runnable.error_overrides, default=runnable.default_error_class)
     if info.error_class is ErrorClass.CANCELLED:
         return Outcome(job.id, job.lease_token, OutcomeKind.CANCELLED, worker, error=info)

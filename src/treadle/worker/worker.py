@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from treadle.context import JobContext
 from treadle.core.budget import Deadline
@@ -59,6 +59,14 @@ log = get_logger("treadle.worker")
 FinishedHook = Callable[[Job, Outcome], None]
 # Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
 _STREAMS: Literal["streams"] = "streams"
+
+
+class Service(Protocol):
+    """Periodic maintenance a job kind brings (the workflow waker's sweep)."""
+
+    interval: float
+
+    def run_once(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,10 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
+        services: Sequence[Service] = (),
     ) -> None:
         self.scheduler = scheduler
+        self.services = list(services)
         self.clock = clock
         self.observer = observer
         self.store = store
@@ -136,7 +146,7 @@ class Worker:
         self._tasks: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[tuple[_Running, Outcome] | Literal["streams"] | None]
         self._outcomes = queue.SimpleQueue()
-        # Live stream items ride with the flusher's writes (docs/adr/0010-live-job-streams.md).
+        # Live stream items ride with the flusher's writes (docs/streams.md, ADR 0011).
         self.streams = StreamBuffer(StreamRepo(store), lambda: self._outcomes.put(_STREAMS),
                                     clock)
         self._threads: list[threading.Thread] = []
@@ -430,6 +440,7 @@ class Worker:
         next_reap = time.monotonic() + cfg.reap_interval
         next_tick = next_probe = 0.0
         next_prune = time.monotonic() + self.pruner.interval
+        next_service = [0.0] * len(self.services)
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
@@ -454,6 +465,11 @@ class Worker:
                     if pruned:
                         self.observer.pruned(pruned)
                     next_prune = now + self.pruner.interval
+                # Kinds' periodic work (the workflow waker) after the leases are safe.
+                for i, service in enumerate(self.services):
+                    if now >= next_service[i]:
+                        next_service[i] = now + service.interval
+                        service.run_once()
             except StoreUnavailable as exc:
                 log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
                 next_beat = now + 0.5

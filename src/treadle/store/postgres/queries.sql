@@ -125,7 +125,9 @@ WITH input AS (
         finished_at = i.finished_at,
         lease_owner = NULL,
         lease_expires_at = NULL,
-        cancel_requested = CASE WHEN i.status = 'queued' THEN j.cancel_requested ELSE false END
+        -- A pending cancel request survives a re-queue or a suspension (acted on later).
+        cancel_requested = CASE WHEN i.status IN ('queued', 'waiting') THEN j.cancel_requested
+                                ELSE false END
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.attempt, j.status, j.queue, j.tenant, j.callback_url, i.worker,
@@ -143,7 +145,7 @@ WITH input AS (
                               parent_id, created_at)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
            jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
-    FROM upd WHERE callback_url IS NOT NULL AND status <> 'queued'
+    FROM upd WHERE callback_url IS NOT NULL AND status IN ('succeeded', 'failed', 'cancelled')
     RETURNING id
 ), cb_ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
@@ -152,7 +154,7 @@ WITH input AS (
     -- Waiters learn of finished jobs, idle workers of re-queued ones and deliveries.
     SELECT count(pg_notify(channel, payload)) AS n FROM (
         SELECT 'treadle_done' AS channel, string_agg(id::text, ',') AS payload
-        FROM upd WHERE status <> 'queued' HAVING count(*) > 0
+        FROM upd WHERE status IN ('succeeded', 'failed', 'cancelled') HAVING count(*) > 0
         UNION ALL
         SELECT DISTINCT 'treadle_jobs', queue FROM upd WHERE status = 'queued'
         UNION ALL
@@ -233,10 +235,19 @@ SELECT status, count(*) AS n FROM treadle_jobs
 WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
 GROUP BY status;
 
+-- name: lock_job
+SELECT id, status, attempt FROM treadle_jobs WHERE id = %(id)s FOR UPDATE;
+
 -- name: cancel_queued
+-- Jobs holding no lease (queued, or waiting) are cancelled at once.
 UPDATE treadle_jobs SET status = 'cancelled', finished_at = %(now)s
-WHERE id = %(id)s AND status = 'queued'
+WHERE id = %(id)s AND status IN ('queued', 'waiting')
 RETURNING attempt;
+
+-- name: unfinished_children
+SELECT id FROM treadle_jobs
+WHERE parent_id = %(id)s AND status IN ('queued', 'running', 'waiting')
+ORDER BY id;
 
 -- name: request_cancel
 UPDATE treadle_jobs SET cancel_requested = true

@@ -575,19 +575,32 @@ class PostgresStore(SqlReads, FlowOps):
         self.get_job(job_id, tenant=tenant)
         now = self.clock.now()
         with self._cursor(tx=True) as cur:
-            cur.execute(Q["cancel_queued"], {"id": job_id, "now": now})
-            row = cur.fetchone()
-            if row is not None:
-                cur.execute(Q["insert_event"], {
-                    "job_id": job_id, "from_status": "queued", "to_status": "cancelled",
-                    "attempt": row["attempt"], "worker": None, "reason": "cancelled",
-                    "at": now, "detail": None,
-                })
-                cur.execute(Q["insert_callback_jobs"], {"ids": [job_id], "now": now})
-                cur.execute(Q["notify_done"], {"ids": str(job_id)})
-            else:
-                cur.execute(Q["request_cancel"], {"id": job_id})
+            self._cancel_tree(cur, job_id, now)
         return self.get_job(job_id)
+
+    def _cancel_tree(self, cur: psycopg.Cursor[dict[str, Any]], job_id: int, now: datetime) -> None:
+        """Cancel a job and, first, its unfinished children (a workflow's fan-out), so
+        nothing keeps running for a parent that is gone. Children go first: a cancelled
+        job's callback delivery is its child too, and must not be cancelled with it."""
+        cur.execute(Q["lock_job"], {"id": job_id})
+        job = cur.fetchone()
+        if job is None or job["status"] in ("succeeded", "failed", "cancelled"):
+            return
+        cur.execute(Q["unfinished_children"], {"id": job_id})
+        for child in cur.fetchall():
+            self._cancel_tree(cur, child["id"], now)
+        cur.execute(Q["cancel_queued"], {"id": job_id, "now": now})
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute(Q["insert_event"], {
+                "job_id": job_id, "from_status": job["status"], "to_status": "cancelled",
+                "attempt": row["attempt"], "worker": None, "reason": "cancelled",
+                "at": now, "detail": None,
+            })
+            cur.execute(Q["insert_callback_jobs"], {"ids": [job_id], "now": now})
+            cur.execute(Q["notify_done"], {"ids": str(job_id)})
+        else:
+            cur.execute(Q["request_cancel"], {"id": job_id})
 
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
         job = self.get_job(job_id, tenant=tenant)

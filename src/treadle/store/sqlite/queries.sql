@@ -65,7 +65,8 @@ SET status = :status,
     finished_at = :finished_at,
     lease_owner = NULL,
     lease_expires_at = NULL,
-    cancel_requested = CASE WHEN :status = 'queued' THEN cancel_requested ELSE 0 END
+    -- A pending cancel request survives a re-queue or a suspension (it is acted on later).
+    cancel_requested = CASE WHEN :status IN ('queued', 'waiting') THEN cancel_requested ELSE 0 END
 WHERE id = :id AND status = 'running' AND lease_token = :token
 RETURNING id, attempt, callback_url;
 
@@ -115,9 +116,15 @@ WHERE (:tenant IS NULL OR tenant = :tenant)
 GROUP BY status;
 
 -- name: cancel_queued
+-- Jobs holding no lease (queued, or waiting) are cancelled at once.
 UPDATE treadle_jobs SET status = 'cancelled', finished_at = :now
-WHERE id = :id AND status = 'queued'
+WHERE id = :id AND status IN ('queued', 'waiting')
 RETURNING attempt;
+
+-- name: unfinished_children
+SELECT id FROM treadle_jobs
+WHERE parent_id = :id AND status IN ('queued', 'running', 'waiting')
+ORDER BY id;
 
 -- name: request_cancel
 UPDATE treadle_jobs SET cancel_requested = 1

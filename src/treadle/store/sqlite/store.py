@@ -56,6 +56,7 @@ _POLL_SECONDS = 0.002
 _BUSY_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 T = TypeVar("T")
+_FK_OFF_MARK = "-- treadle: foreign_keys=off"
 
 
 def _ts(value: datetime) -> float:
@@ -193,22 +194,35 @@ class SQLiteStore(SqlReads, FlowOps):
 
     def _run_script(self, sql: str, version: int, name: str, plugin: str | None = None) -> None:
         conn = self._conn()
-        # executescript cannot take parameters; open the transaction in the script
-        # and record the migration with a bound statement before committing.
-        self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
+        # A script that rebuilds a referenced table asks for foreign keys off (SQLite's
+        # documented procedure): the pragma is a no-op inside a transaction, so it is
+        # set before BEGIN, and the keys are checked before COMMIT instead.
+        fk_off = sql.startswith(_FK_OFF_MARK)
+        if fk_off:
+            conn.execute("PRAGMA foreign_keys=OFF")
         try:
-            if plugin is None:
-                conn.execute(
-                    "INSERT INTO treadle_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
-            else:
-                conn.execute(Q["record_plugin_migration"], {
-                    "plugin": plugin, "version": version, "name": name, "now": time.time()})
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            # executescript cannot take parameters; open the transaction in the script
+            # and record the migration with a bound statement before committing.
+            self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
+            try:
+                if fk_off and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise ConfigurationError(f"migration {version} broke a foreign key")
+                if plugin is None:
+                    conn.execute(
+                        "INSERT INTO treadle_migrations (version, name, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (version, name, time.time()),
+                    )
+                else:
+                    conn.execute(Q["record_plugin_migration"], {
+                        "plugin": plugin, "version": version, "name": name, "now": time.time()})
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if fk_off:
+                conn.execute("PRAGMA foreign_keys=ON")
 
     def _applied(self) -> list[int]:
         conn = self._conn()
@@ -540,15 +554,26 @@ class SQLiteStore(SqlReads, FlowOps):
         job = self.get_job(job_id, tenant=tenant)
         now = self.clock.now()
         with self._tx() as conn:
-            row = conn.execute(Q["cancel_queued"], {"id": job_id, "now": _ts(now)}).fetchone()
-            if row is not None:
-                self._event(conn, job_id, "queued", "cancelled", row["attempt"], None,
-                            "cancelled", now)
-                self._callback(conn, job_id, now)
-            else:
-                conn.execute(Q["request_cancel"], {"id": job_id})
+            self._cancel_tree(conn, job_id, now)
         self._notify()
         return self.get_job(job.id)
+
+    def _cancel_tree(self, conn: sqlite3.Connection, job_id: int, now: datetime) -> None:
+        """Cancel a job and, first, its unfinished children (a workflow's fan-out), so
+        nothing keeps running for a parent that is gone. Children go first: a cancelled
+        job's callback delivery is its child too, and must not be cancelled with it."""
+        cur = conn.execute(Q["job_status_token"], {"id": job_id}).fetchone()
+        if cur is None or cur["status"] in ("succeeded", "failed", "cancelled"):
+            return
+        for child in conn.execute(Q["unfinished_children"], {"id": job_id}).fetchall():
+            self._cancel_tree(conn, child["id"], now)
+        row = conn.execute(Q["cancel_queued"], {"id": job_id, "now": _ts(now)}).fetchone()
+        if row is not None:
+            self._event(conn, job_id, cur["status"], "cancelled", row["attempt"], None,
+                        "cancelled", now)
+            self._callback(conn, job_id, now)
+        else:
+            conn.execute(Q["request_cancel"], {"id": job_id})
 
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
         job = self.get_job(job_id, tenant=tenant)

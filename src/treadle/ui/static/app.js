@@ -112,4 +112,38 @@
       window.addEventListener("resize", function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(loadCharts, 250); });
     }
   });
+  // -- the job page follows the job's live stream (Server-Sent Events) -----------------
+  // Replays what is stored, then appends as it happens; closed on "end" so the browser
+  // does not reconnect to a finished job. Text is set with textContent, never as HTML.
+  var MAX_STREAM_LINES = 500;
+  function followStream(card) {
+    var url = card.getAttribute("data-stream-url");
+    if (!url || !window.EventSource) return;
+    var list = card.querySelector("[data-stream-items]");
+    var box = card.querySelector("[data-stream-progress]");
+    var bar = box && box.querySelector("progress");
+    var label = card.querySelector("[data-stream-progress-label]");
+    var es = new EventSource(url);
+    es.addEventListener("item", function (e) {
+      var item = JSON.parse(e.data);
+      card.hidden = false;
+      var prefix = item.attempt > 1 ? "[attempt " + item.attempt + "] " : "";
+      if (item.kind === "progress" && bar) {
+        var d = item.data || {};
+        box.hidden = false;
+        if (d.total) { bar.max = d.total; bar.value = d.done; } else { bar.removeAttribute("value"); }
+        label.textContent = prefix + d.done + (d.total ? " / " + d.total : "") +
+          (d.message ? " \u2014 " + d.message : "");
+        return;
+      }
+      var li = document.createElement("li");
+      li.className = "stream-" + (item.kind === "log" || item.kind === "trimmed" ? item.kind : "item");
+      li.textContent = prefix + (item.kind === "log" ? item.data : item.kind + ": " + JSON.stringify(item.data));
+      list.appendChild(li);
+      while (list.children.length > MAX_STREAM_LINES) list.removeChild(list.firstChild);
+      list.scrollTop = list.scrollHeight;
+    });
+    es.addEventListener("end", function () { es.close(); });
+  }
+  document.querySelectorAll("[data-stream-url]").forEach(followStream);
 })();

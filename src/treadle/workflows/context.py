@@ -1,0 +1,368 @@
+"""``ctx`` of a workflow: the replay engine (ADR 0009).
+
+A workflow function is re-run from the top on every attempt (after a crash, a retry or a
+wake-up). Each ``ctx`` call is one step at the next position (``seq``): a step already
+completed returns its stored result without running; the first unfinished one runs. The
+code between steps must be deterministic; the engine checks the one thing it can, that
+every position holds the same step name and kind as before, and fails the job permanently
+(``NonDeterministic``) when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from treadle.context import JobContext
+from treadle.core import storable
+from treadle.core.classify import classify
+from treadle.core.clock import Clock
+from treadle.core.errors import ErrorClass, InvalidInput, TreadleError
+from treadle.core.job import NewJob, validate_name
+from treadle.workflows.log import StepLog
+from treadle.workflows.model import (
+    ChildFailed,
+    ChildResult,
+    ChildState,
+    DuplicateStep,
+    NonDeterministic,
+    Step,
+    StepKind,
+    StepResultNotJson,
+    StepStatus,
+    SuspendSignal,
+)
+from treadle.workflows.timer import TIMERS
+
+T = TypeVar("T")
+# Builds a child job from (task or task name, payload): the executor binds it to the app.
+ChildFactory = Callable[[Any, Mapping[str, Any]], NewJob]
+
+MAX_STEP_RESULT_BYTES = 16 << 20  # a step result above this is refused (stored apart above 64 KiB)
+FAIL_FAST, COLLECT = "fail_fast", "collect"
+STEP_START_GRACE = 0.5  # seconds a step runs before its start is written on its own
+
+_step_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("treadle_step_key",
+                                                                       default=None)
+
+
+def current_step_key() -> str | None:
+    """The idempotency key of the step running now (inside ``ctx.step``), else None.
+
+    Stable across attempts and replays: pass it to an outside system to make the step's
+    effect exactly-once even though the step itself is at-least-once."""
+    return _step_key.get()
+
+
+class WorkflowContext:
+    """Passed as the first argument of a workflow function."""
+
+    def __init__(
+        self, job_ctx: JobContext, log: StepLog, clock: Clock, make_child: ChildFactory
+    ) -> None:
+        self.job_ctx = job_ctx
+        self.job = job_ctx.job
+        self._log = log
+        self._clock = clock
+        self._make_child = make_child
+        self._stored = {s.seq: s for s in log.load()}
+        self._seq = 0
+        self._names: set[str] = set()
+        self._broken: TreadleError | None = None  # a determinism error, raised again at the end
+        # key -> id of the last event this run received (replayed or new): a second wait
+        # on the same key takes a later event.
+        self._received: dict[str, int] = {}
+
+    # -- the public API --------------------------------------------------------
+
+    @property
+    def job_id(self) -> int:
+        return self.job.id
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    def idempotency_key(self, name: str) -> str:
+        """The stable key of step ``name`` of this job (same on every attempt)."""
+        return f"treadle:{self.job.id}:{name}"
+
+    def log(self, message: str) -> None:
+        self.job_ctx.log(message)
+
+    def step(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` once; its JSON result is checkpointed under ``name``."""
+        seq, rec = self._next(name, StepKind.STEP)
+        if rec is not None and rec.status is StepStatus.COMPLETED:
+            return self._stored_result(rec)  # type: ignore[no-any-return]
+        # The start is written with the outcome (one commit per step), or at once by a
+        # timer if the step runs longer than STEP_START_GRACE.
+        started_at = self._clock.now()
+        early = TIMERS.after(STEP_START_GRACE,
+                             lambda: self._log.start(seq, name, StepKind.STEP))
+        token = _step_key.set(self.idempotency_key(name))
+        try:
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = _run_awaitable(value)
+        except Exception as exc:
+            unrecorded = None if early.settle() else started_at
+            self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
+            raise
+        except BaseException:
+            early.settle()
+            raise
+        finally:
+            _step_key.reset(token)
+        unrecorded = None if early.settle() else started_at
+        text = self._encode(seq, name, StepKind.STEP, value, started_at=unrecorded)
+        self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
+        # The first run sees what a replay will see (tuples become lists, and so on).
+        return json.loads(text)  # type: ignore[no-any-return]
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` without holding a worker slot (the job is ``waiting``)."""
+        name = f"sleep@{self._seq}"
+        seq, rec = self._next(name, StepKind.SLEEP)
+        if rec is not None and rec.status is StepStatus.COMPLETED:
+            return
+        now = self._clock.now()
+        if rec is None or rec.status is not StepStatus.WAITING or rec.wake_at is None:
+            if seconds <= 0:
+                self._log.complete(seq, name, StepKind.SLEEP, "null")
+                return
+            self._log.wait(seq, name, StepKind.SLEEP, wake_at=now + timedelta(seconds=seconds))
+            raise SuspendSignal
+        if now >= rec.wake_at:
+            self._log.complete(seq, name, StepKind.SLEEP, "null")
+            return
+        raise SuspendSignal  # woken early (a sweep's clock ran ahead): wait on
+
+    def wait_event(self, key: str, timeout: float | None = None) -> Any:
+        """The payload of the next event sent with ``key``, or None after ``timeout`` s.
+
+        Events are stored: one sent after this job was created but before it got here
+        is received. Waiting twice on one key receives two different events."""
+        if not isinstance(key, str) or not key:
+            raise InvalidInput("an event key must be a non-empty string")
+        name = f"wait_event@{self._seq}"
+        seq, rec = self._next(name, StepKind.EVENT)
+        if rec is not None and rec.status is StepStatus.COMPLETED:
+            if rec.event_id is not None:
+                self._received[key] = rec.event_id
+            return self._stored_result(rec)
+        after = self._received.get(key, 0)
+        found = self._log.find_event(key, after)
+        if found is not None:
+            event_id, payload = found
+            text = json.dumps(payload, allow_nan=False)
+            self._log.complete(seq, name, StepKind.EVENT, text, event_key=key,
+                               event_id=event_id)
+            self._received[key] = event_id
+            return json.loads(text)
+        now = self._clock.now()
+        if rec is not None and rec.status is StepStatus.WAITING:
+            if rec.wake_at is not None and now >= rec.wake_at:
+                self._log.complete(seq, name, StepKind.EVENT, "null", event_key=key)
+                return None
+            raise SuspendSignal
+        wake_at = now + timedelta(seconds=timeout) if timeout is not None else None
+        if timeout is not None and timeout <= 0:
+            self._log.complete(seq, name, StepKind.EVENT, "null", event_key=key)
+            return None
+        self._log.wait(seq, name, StepKind.EVENT, wake_at=wake_at, event_key=key,
+                       event_after=after)
+        raise SuspendSignal
+
+    def map(
+        self, name: str, task: Any, payloads: Iterable[Mapping[str, Any]], *,
+        on_error: str = FAIL_FAST,
+    ) -> list[Any]:
+        """Run ``task`` once per payload as child jobs; wait (without a slot) for them all.
+
+        Returns the results in input order. ``on_error="fail_fast"`` (default): the first
+        failed child fails this step with the child's error class. ``"collect"``: wait for
+        every child and return :class:`ChildResult` items instead of bare results."""
+        if on_error not in (FAIL_FAST, COLLECT):
+            raise InvalidInput(f"on_error must be {FAIL_FAST!r} or {COLLECT!r}")
+        seq, rec = self._next(name, StepKind.MAP)
+        if rec is not None and rec.status is StepStatus.COMPLETED:
+            return self._map_result(self._stored_result(rec), on_error)
+        fail_fast = on_error == FAIL_FAST
+        if rec is None or rec.status is StepStatus.RUNNING:
+            jobs = [self._child_job(task, p, seq, i) for i, p in enumerate(payloads)]
+            if not jobs:
+                self._log.complete(seq, name, StepKind.MAP, "[]")
+                return []
+            self._log.spawn(seq, name, StepKind.MAP, jobs, fail_fast=fail_fast, completed=False)
+            raise SuspendSignal
+        if rec.status is StepStatus.FAILED:
+            # A retry of the workflow resumes here: run the failed children again.
+            self._log.retry_children(seq)
+            self._log.wait(seq, name, StepKind.MAP, fail_fast=fail_fast)
+            raise SuspendSignal
+        return self._map_result(self._fan_in(rec, fail_fast), on_error)
+
+    def spawn(self, name: str, task: Any, payload: Mapping[str, Any], *,
+              wait: bool = True) -> Any:
+        """One child job. ``wait=True``: suspend until it finishes and return its result
+        (its failure fails this step); ``wait=False``: return its job id at once."""
+        seq, rec = self._next(name, StepKind.SPAWN)
+        if rec is not None and rec.status is StepStatus.COMPLETED:
+            return self._stored_result(rec)
+        if rec is None or rec.status is StepStatus.RUNNING:
+            job = self._child_job(task, payload, seq, 0)
+            if not wait:  # the checkpoint is the child's id
+                return self._log.spawn(seq, name, StepKind.SPAWN, [job], fail_fast=True,
+                                       completed=True)[0]
+            self._log.spawn(seq, name, StepKind.SPAWN, [job], fail_fast=True, completed=False)
+            raise SuspendSignal
+        if rec.status is StepStatus.FAILED:
+            self._log.retry_children(seq)
+            self._log.wait(seq, name, StepKind.SPAWN)
+            raise SuspendSignal
+        return self._fan_in(rec, True)[0]
+
+    # -- the engine ------------------------------------------------------------
+
+    def _next(self, name: str, kind: StepKind) -> tuple[int, Step | None]:
+        if self._broken is not None:
+            raise self._broken
+        self.job_ctx.check()  # a cancel request or a spent budget stops at a step boundary
+        validate_name("step name", name)
+        if name in self._names:
+            raise DuplicateStep(f"step name {name!r} is used twice in one run of the workflow",
+                                detail={"step": name})
+        self._names.add(name)
+        seq = self._seq
+        self._seq += 1
+        rec = self._stored.get(seq)
+        if rec is not None and (rec.name != name or rec.kind is not kind):
+            self._broken = NonDeterministic(
+                f"workflow is not deterministic: step #{seq} was {rec.kind.value} "
+                f"{rec.name!r} in an earlier run, now {kind.value} {name!r}",
+                detail={"seq": seq, "stored": rec.name, "now": name},
+            )
+            raise self._broken
+        return seq, rec
+
+    def finish(self) -> None:
+        """Called after the function returned: any divergence seen is fatal, and so is
+        returning before the steps an earlier run had already reached."""
+        if self._broken is not None:
+            raise self._broken
+        unreached = sorted(s for s in self._stored if s >= self._seq)
+        if unreached:
+            first = self._stored[unreached[0]]
+            raise NonDeterministic(
+                f"workflow is not deterministic: it returned after {self._seq} steps, but an "
+                f"earlier run had reached step #{first.seq} {first.name!r}",
+                detail={"seq": first.seq, "stored": first.name},
+            )
+
+    def _stored_result(self, rec: Step) -> Any:
+        if rec.result_ref is not None:
+            return self._log.load_result(rec.result_ref)
+        return rec.result
+
+    def _encode(self, seq: int, name: str, kind: StepKind, value: Any, *,
+                started_at: datetime | None = None) -> str:
+        try:
+            # Storable: JSON that both stores keep exactly (no NUL, finite numbers, ...).
+            storable.check(value, f"the result of step {name!r}", error=StepResultNotJson)
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, StepResultNotJson) as exc:
+            err = exc if isinstance(exc, StepResultNotJson) else StepResultNotJson(
+                f"step {name!r} returned a value that is not JSON: {exc}")
+            err.detail = {"step": name, **(err.detail or {})}
+            self._log.fail(seq, name, kind, classify(err), started_at=started_at)
+            raise err from None
+        if len(text) > MAX_STEP_RESULT_BYTES:
+            err = StepResultNotJson(
+                f"step {name!r} returned {len(text)} bytes of JSON; the limit is "
+                f"{MAX_STEP_RESULT_BYTES}", detail={"step": name})
+            self._log.fail(seq, name, kind, classify(err), started_at=started_at)
+            raise err
+        return text
+
+    def _child_job(self, task: Any, payload: Mapping[str, Any], seq: int, idx: int) -> NewJob:
+        job = self._make_child(task, payload)
+        # The key makes the child unique per (parent, step, index) on top of the
+        # transaction that writes it with the checkpoint.
+        return replace(job, parent_id=self.job.id, tenant=self.job.tenant,
+                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}")
+
+    def _fan_in(self, rec: Step, fail_fast: bool) -> list[Any]:
+        seq, name, kind = rec.seq, rec.name, rec.kind
+        states = self._log.children(seq)
+        if (any(c.status == "cancelled" for c in states) and rec.started_at is not None
+                and self._log.retried_after_cancel(rec.started_at)):
+            # The workflow was cancelled while it waited (its children with it) and then
+            # retried: resume by running those children again, not by failing on them.
+            self._log.retry_children(seq)
+            self._log.wait(seq, name, kind, fail_fast=fail_fast)
+            raise SuspendSignal
+        failed = [c for c in states if c.finished and not c.ok]
+        if fail_fast and failed:
+            self._child_failed(seq, name, kind, failed[0])
+        if not all(c.finished for c in states):
+            raise SuspendSignal  # woken early: wait on
+        if fail_fast:
+            out: list[Any] = [c.result for c in states]
+        else:
+            out = [ChildResult(c.id, c.ok, c.result, c.error).to_json() for c in states]
+        text = self._encode(seq, name, kind, out)
+        self._log.complete(seq, name, kind, text)
+        return json.loads(text)  # type: ignore[no-any-return]
+
+    def _child_failed(self, seq: int, name: str, kind: StepKind, child: ChildState) -> None:
+        err = child.error
+        cls = err.error_class if err is not None else None
+        exc = ChildFailed(
+            f"step {name!r}: child job {child.id} (#{child.idx}) {child.status}"
+            + (f": {err.message}" if err else ""),
+            cls or ErrorClass.CANCELLED,
+            detail={"step": name, "child": child.id, "index": child.idx},
+        )
+        self._log.fail(seq, name, kind, classify(exc))
+        raise exc
+
+    @staticmethod
+    def _map_result(stored: Any, on_error: str) -> list[Any]:
+        if on_error == COLLECT:
+            return [ChildResult.from_json(item) for item in stored]
+        return list(stored)
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def _run_awaitable(value: Any) -> Any:
+    """Await an async step's result from sync workflow code. Worker threads have no event
+    loop; a thread that runs one (a test, an embedding app) gets a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_awaited(value))
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(_awaited(value))
+        except BaseException as exc:  # handed back to the step's thread
+            out["error"] = exc
+
+    helper = threading.Thread(target=run, name="treadle-wf-async-step")
+    helper.start()
+    helper.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
