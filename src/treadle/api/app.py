@@ -56,6 +56,9 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.include_router(jobs.router)
     app.include_router(artifacts_api.router)  # every kind's jobs may have files
     app.include_router(streams_sse.router)  # GET /v1/jobs/{id}/stream (ADR 0011)
+    media = _media_router()
+    if media is not None:
+        app.include_router(media)
     # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)
@@ -68,6 +71,15 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.add_middleware(_Wrap, wrap=m.middleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _media_router() -> Any:
+    """``POST /v1/media`` when the media extra (PyAV) is installed."""
+    try:
+        from treadle.media.api import router
+    except ImportError:
+        return None
+    return router
 
 
 def _ops_routes(app: FastAPI) -> None:

@@ -33,6 +33,17 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(tenants_app, name="tenants")
 
 
+def _media_commands() -> None:
+    try:
+        from treadle.media.cli import media_app
+    except ImportError:  # the media extra (PyAV) is not installed
+        return
+    app.add_typer(media_app, name="media")
+
+
+_media_commands()
+
+
 def _plugin_commands() -> None:
     """Sub-commands of the built-in job-kind plug-ins (``treadle workers`` for ``code``).
 

@@ -116,6 +116,12 @@ def install_builtins(app: Treadle) -> None:
         from treadle import webhooks
     except ImportError:
         return
+    try:  # the media pipeline, when the media extra (PyAV) is installed
+        from treadle.media import register as register_media
+    except ImportError:
+        pass
+    else:
+        register_media(app)
     register = getattr(webhooks, "register_builtin_tasks", None)
     if register is not None and "treadle.deliver_callback" not in app.tasks:
         register(app, os.environ.get("TREADLE_WEBHOOK_SECRET"))
