@@ -1,4 +1,4 @@
-"""Artifacts: the files jobs produce, content-addressed in an artifact store (ADR 0011).
+"""Artifacts: the files jobs produce, content-addressed in an artifact store (ADR 0013).
 
 >>> app = Treadle("sqlite:///treadle.db")          # artifacts in treadle.db-artifacts/
 >>> @app.task(pass_context=True)

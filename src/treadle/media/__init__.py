@@ -1,5 +1,5 @@
 """Media pipelines (extra ``treadle[media]``: PyAV): probe, thumbnails, renditions
-(H.264/AAC MP4), HLS and audio, as a durable workflow over artifacts (ADR 0011).
+(H.264/AAC MP4), HLS and audio, as a durable workflow over artifacts (ADR 0014).
 
 >>> from treadle.media import submit
 >>> handle = submit(app, "talk.mov", renditions="360p,720p", thumbnails=4, hls=True)

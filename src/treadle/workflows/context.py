@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from treadle.artifacts.context import JobArtifacts
 from treadle.context import JobContext
 from treadle.core import storable
 from treadle.core.classify import classify
@@ -96,6 +97,11 @@ class WorkflowContext:
 
     def log(self, message: str) -> None:
         self.job_ctx.log(message)
+
+    @property
+    def artifacts(self) -> JobArtifacts:
+        """This job's files (``treadle.artifacts``); a put inside a step records the step."""
+        return self.job_ctx.artifacts
 
     def step(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` once; its JSON result is checkpointed under ``name``."""
