@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from treadle.core.job import JobKind
 
@@ -54,12 +54,14 @@ class UiPages:
 
     ``register(router, ctx)`` adds its routes; ``templates`` is a folder searched after
     the UI's own (so a plug-in's pages can extend ``base.html``); ``nav`` adds
-    ``(href, label)`` entries to the main menu.
+    ``(href, label)`` entries to the main menu; ``dashboard(ctx, user)`` returns a
+    ``(template, context)`` panel shown on the dashboard.
     """
 
     register: Callable[[APIRouter, UIContext], None]
     templates: Path | None = None
     nav: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    dashboard: Callable[[UIContext, Any], tuple[str, Mapping[str, Any]]] | None = None
 
 
 class JobKindPlugin(abc.ABC):
@@ -128,7 +130,12 @@ def builtin_plugins() -> list[JobKindPlugin]:
     from treadle.dynamic.plugin import DynamicWorkers
     from treadle.workflows.plugin import Workflows
 
-    return [DynamicWorkers(), Workflows()]
+    plugins: list[JobKindPlugin] = [DynamicWorkers(), Workflows()]
+    try:  # agents need the agents extra (pydantic); without it the kind is not served
+        from treadle.agents.plugin import Agents
+    except ImportError:
+        return plugins
+    return [*plugins, Agents()]
 
 
 def use_builtin(app: Treadle) -> Treadle:

@@ -69,7 +69,8 @@ def test_use_is_typed_idempotent_and_validated(app: Treadle) -> None:
         app.plugin(DynamicWorkers)
     assert set(app.executors()) == {JobKind.TASK, JobKind.MEDIA}
     use_builtin(app)
-    assert set(app.executors()) == {JobKind.TASK, JobKind.MEDIA, JobKind.CODE, JobKind.WORKFLOW}
+    assert set(app.executors()) == {JobKind.TASK, JobKind.MEDIA, JobKind.CODE, JobKind.WORKFLOW,
+                                    JobKind.AGENT}
 
 
 def test_workers_claim_only_the_kinds_they_can_run(app: Treadle) -> None:

@@ -159,6 +159,7 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
         "workers": [(w, now - w.last_heartbeat < WORKER_STALE) for w in workers],
         "failures": failures,
         "hour": hour,
+        "panels": [panel(ctx, user) for panel in ctx.panels],
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,8 @@ class UIContext:
         self.signer = signer
         self.templates = templates
         self.nav = tuple(nav)  # (href, label) of the main menu: core pages, then plug-ins'
+        # Plug-ins' dashboard panels: (ctx, user) -> (template, context)
+        self.panels: list[Callable[[UIContext, Any], tuple[str, Mapping[str, Any]]]] = []
 
     @property
     def store(self) -> Any:

@@ -1,0 +1,129 @@
+"""``anthropic:<model>``: the official ``anthropic`` SDK speaking the Messages API.
+
+The SDK reads its own ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` (or pass
+``client=`` / ``base_url=``). ``stream=True`` reads the answer through the SDK's
+streaming helper (server-sent events, tool input arriving as JSON pieces).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from treadle.agents.adapters.errors import connection_error, from_status
+from treadle.agents.messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
+from treadle.core.errors import MissingExtra, TreadleError
+
+SERVER = "anthropic"
+DEFAULT_MAX_TOKENS = 4096  # the Messages API requires a bound on the answer
+_STOP = {"end_turn": "end", "stop_sequence": "end", "tool_use": "tool_calls",
+         "max_tokens": "length"}
+
+
+class AnthropicAdapter:
+    def __init__(self, model: str, *, client: Any = None, stream: bool = False,
+                 max_retries: int = 0, max_tokens: int = DEFAULT_MAX_TOKENS,
+                 **client_options: Any) -> None:
+        self._model = model
+        self.stream = stream
+        self.max_tokens = max_tokens
+        self._client = client
+        self._options = {"max_retries": max_retries, **client_options}
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import anthropic
+            except ImportError as exc:
+                raise MissingExtra("agents", "anthropic") from exc
+            self._client = anthropic.Anthropic(**self._options)
+        return self._client
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        import anthropic
+
+        kwargs: dict[str, Any] = {
+            "model": self._model, "messages": to_anthropic(request.messages),
+            "max_tokens": request.max_output_tokens or self.max_tokens}
+        if request.system:
+            kwargs["system"] = request.system
+        if request.tools:
+            kwargs["tools"] = [{"name": t.name, "description": t.description,
+                                "input_schema": t.parameters} for t in request.tools]
+        if request.timeout is not None:
+            kwargs["timeout"] = request.timeout
+        try:
+            if self.stream:
+                with self.client().messages.stream(**kwargs) as stream:
+                    message = stream.get_final_message()
+            else:
+                message = self.client().messages.create(**kwargs)
+        except anthropic.APIStatusError as exc:
+            raise from_status(exc.status_code, exc.message, dict(exc.response.headers),
+                              exc.body, server=SERVER) from None
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as exc:
+            raise connection_error(exc, server=SERVER) from None
+        except TreadleError:
+            raise
+        except anthropic.AnthropicError as exc:
+            raise from_status(400, str(exc), server=SERVER) from None
+        return self._response(message)
+
+    def _response(self, message: Any) -> ModelResponse:
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        for block in message.content or []:
+            if block.type == "text":
+                text.append(block.text)
+            elif block.type == "tool_use":
+                calls.append(ToolCall(str(block.id), str(block.name),
+                                      json.dumps(block.input, separators=(",", ":"))))
+        usage = message.usage
+        return ModelResponse("".join(text), tuple(calls),
+                             Usage(int(usage.input_tokens or 0), int(usage.output_tokens or 0)),
+                             _STOP.get(message.stop_reason or "end_turn", "end"),
+                             str(message.model or self._model))
+
+
+def to_anthropic(messages: Any) -> list[dict[str, Any]]:
+    """Neutral messages as Messages-API turns: tool results are user turns of
+    ``tool_result`` blocks, and consecutive turns of one role are merged (the API
+    requires alternation)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role, blocks = _blocks(m)
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return out
+
+
+def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
+    if m["role"] == "assistant":
+        blocks: list[dict[str, Any]] = []
+        if m.get("content"):
+            blocks.append({"type": "text", "text": m["content"]})
+        for c in m.get("tool_calls") or []:
+            blocks.append({"type": "tool_use", "id": c["id"], "name": c["name"],
+                           "input": _input(c["arguments"])})
+        return "assistant", blocks or [{"type": "text", "text": "(no answer)"}]
+    if m["role"] == "tool":
+        return "user", [{"type": "tool_result", "tool_use_id": m["tool_call_id"],
+                         "content": m["content"] or "(empty)",
+                         "is_error": bool(m.get("is_error"))}]
+    return "user", [{"type": "text", "text": m["content"] or "(empty)"}]
+
+
+def _input(arguments: str) -> dict[str, Any]:
+    """tool_use input must be an object: arguments the model sent malformed (already
+    answered with an error) are replayed as what they were, wrapped."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except (ValueError, RecursionError):
+        return {"_unparsed": arguments[:1000]}
+    return value if isinstance(value, dict) else {"_value": value}
