@@ -13,11 +13,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support import pg
+from tests.support import pg, s3server
 from tests.support.events import assert_events_legal
 from treadle.testing import migrated, sqlite_url
 
@@ -67,3 +68,25 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return migrated(str(request.getfixturevalue("sqlite_url")))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's server mode) on loopback, once per session."""
+    with s3server.moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: str) -> Iterator[Any]:
+    """An S3 artifact store on a fresh bucket of the suite's moto server."""
+    from treadle.artifacts.s3 import S3ArtifactStore
+
+    client: Any = s3server.client(s3_endpoint)
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    # A low multipart threshold so the suite exercises multipart with small files.
+    store = S3ArtifactStore(bucket, "tenant-prefix/a", client=client,
+                            multipart_threshold=6 << 20, multipart_chunksize=5 << 20)
+    yield store
+    store.close()

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from treadle.artifacts.cli import artifacts_app
 from treadle.cli.common import clean_errors, fail, load_app
 from treadle.cli.flow import schedules_app, tenants_app
 from treadle.cli.jobs import jobs_app, submit
@@ -28,8 +29,20 @@ app.command()(worker)
 app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(tenants_app, name="tenants")
+
+
+def _media_commands() -> None:
+    try:
+        from treadle.media.cli import media_app
+    except ImportError:  # the media extra (PyAV) is not installed
+        return
+    app.add_typer(media_app, name="media")
+
+
+_media_commands()
 
 
 def _plugin_commands() -> None:
