@@ -167,3 +167,36 @@ def test_treadle_jobs_watch_follows_a_job(app: Treadle, db_url: str) -> None:
     assert "hello ?[31mred" in live.output and "\x1b[31m" not in live.output
     missing = CliRunner().invoke(cli, ["jobs", "watch", "999999", "--db", db_url])
     assert missing.exit_code != 0
+
+
+def test_the_hub_ends_listeners_of_a_deleted_job(sqlite_url: str) -> None:
+    import sqlite3
+
+    from treadle.store.sqlite.store import sqlite_path
+    from treadle.streams.hub import StreamHub
+    from treadle.testing import migrated
+
+    app = Treadle(migrated(sqlite_url))
+
+    @app.task(name="idle")
+    def idle() -> None:
+        return None
+
+    h = idle.defer()
+    hub = StreamHub(app.store)
+
+    async def follow() -> object:
+        sub = await asyncio.to_thread(hub.subscribe, h.id, asyncio.get_running_loop())
+        conn = sqlite3.connect(sqlite_path(sqlite_url))
+        conn.execute("PRAGMA foreign_keys=ON")
+        with conn:
+            conn.execute("DELETE FROM treadle_jobs WHERE id = ?", (h.id,))
+        conn.close()
+        return await asyncio.wait_for(sub.queue.get(), 10)
+
+    try:
+        assert asyncio.run(follow()) is None
+        assert hub.listeners() == 0
+    finally:
+        hub.close()
+        app.close()

@@ -44,11 +44,13 @@ class AgentContext(WorkflowContext):
         early = TIMERS.after(STEP_START_GRACE,
                              lambda: self._log.start(seq, name, StepKind.STEP))
         token = _step_key.set(self.idempotency_key(name))
+        self._stream_step(seq, name, "started")  # watchers see each turn live
         try:
             value = fn(*args)
         except Exception as exc:
             unrecorded = None if early.settle() else started_at
             self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
+            self._stream_step(seq, name, "failed")
             raise
         except BaseException:
             early.settle()
@@ -65,6 +67,7 @@ class AgentContext(WorkflowContext):
                     self._db.now())}, write=True)
         else:
             self._complete(seq, name, text, unrecorded, row)
+        self._stream_step(seq, name, "completed")
         return json.loads(text)
 
     def _complete(self, seq: int, name: str, text: str, started_at: datetime | None,

@@ -21,6 +21,7 @@ from treadle.logs import get_logger
 from treadle.streams.model import (
     LOG,
     PROGRESS,
+    STEP,
     TRIMMED,
     Pending,
     check_kind,
@@ -130,3 +131,8 @@ class StreamWriter:
     def log(self, line: str) -> None:
         text = clean_text(line, self._buffer.limits.max_log_chars)
         self._add(LOG, encode(text, self._buffer.limits))
+
+    def step(self, seq: int, name: str, state: str) -> None:
+        """A workflow step started, completed or failed (platform kind ``step``)."""
+        data = {"seq": seq, "name": clean_text(name, 200), "state": state}
+        self._add(STEP, encode(data, self._buffer.limits))

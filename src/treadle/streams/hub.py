@@ -25,7 +25,7 @@ from treadle.streams.repo import Head, StreamRepo
 
 log = get_logger("treadle.streams")
 
-Event = StreamItem | Head | None  # None: the subscription overflowed; reconnect to resume
+Event = StreamItem | Head | None  # None: overflowed or job deleted; reconnect to resume
 MAX_QUEUED = 20_000
 
 
@@ -163,8 +163,14 @@ class StreamHub:
             with self._lock:
                 followed = self._followed.get(job_id)
             head = heads.get(job_id)
-            if followed is None or head is None:
-                continue  # unsubscribed meanwhile, or the job was deleted
+            if followed is None:
+                continue  # unsubscribed meanwhile
+            if head is None:  # deleted (retention): end its listeners; a reconnect gets 404
+                with self._lock:
+                    gone = self._followed.pop(job_id, None)
+                for sub in gone.subs if gone is not None else []:
+                    self._post(sub, [None])
+                continue
             items: list[StreamItem] = []
             cursor = followed.head.last_seq
             while cursor < head.last_seq:

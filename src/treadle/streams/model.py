@@ -1,8 +1,8 @@
 """What a job's stream holds: numbered items, and the limits that keep it bounded.
 
 Every item has a per-job sequence number (``seq``, the SSE event id), the attempt that
-produced it, a ``kind`` and JSON ``data``. Kinds ``log``, ``progress`` and ``trimmed`` are
-the platform's; ``ctx.emit`` takes any other short name. Data is checked by the
+produced it, a ``kind`` and JSON ``data``. Kinds ``log``, ``progress``, ``step`` and
+``trimmed`` are the platform's; ``ctx.emit`` takes any other short name. Data is checked by the
 project's sanitiser (ADR 0006) when it is emitted, in the task's own thread, so a value
 that cannot be stored is refused there with a classified error instead of reaching the
 flusher (where it could only hold up other jobs' writes).
@@ -21,7 +21,8 @@ from treadle.core.errors import InvalidInput, InvalidOutput, ResourceExhausted
 LOG = "log"
 PROGRESS = "progress"
 TRIMMED = "trimmed"
-RESERVED = frozenset({LOG, PROGRESS, TRIMMED, "state", "end"})
+STEP = "step"  # a workflow step started/completed/failed
+RESERVED = frozenset({LOG, PROGRESS, TRIMMED, STEP, "state", "end"})
 _KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
 
 

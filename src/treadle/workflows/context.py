@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from treadle.artifacts.context import JobArtifacts
 from treadle.context import JobContext
 from treadle.core import storable
 from treadle.core.classify import classify
@@ -97,6 +98,24 @@ class WorkflowContext:
     def log(self, message: str) -> None:
         self.job_ctx.log(message)
 
+    @property
+    def artifacts(self) -> JobArtifacts:
+        """This job's files (``treadle.artifacts``); a put inside a step records the step."""
+        return self.job_ctx.artifacts
+
+    def emit(self, kind: str, data: Any = None) -> None:
+        """Append an item to the job's live stream (docs/streams.md)."""
+        self.job_ctx.emit(kind, data)
+
+    def progress(self, done: float, total: float | None = None,
+                 message: str | None = None) -> None:
+        self.job_ctx.progress(done, total, message)
+
+    def _stream_step(self, seq: int, name: str, state: str) -> None:
+        # Live ``step`` items for watchers; replayed steps were streamed by their attempt.
+        if self.job_ctx._stream is not None:
+            self.job_ctx._stream.step(seq, name, state)
+
     def step(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` once; its JSON result is checkpointed under ``name``."""
         seq, rec = self._next(name, StepKind.STEP)
@@ -108,6 +127,7 @@ class WorkflowContext:
         early = TIMERS.after(STEP_START_GRACE,
                              lambda: self._log.start(seq, name, StepKind.STEP))
         token = _step_key.set(self.idempotency_key(name))
+        self._stream_step(seq, name, "started")
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
@@ -115,6 +135,7 @@ class WorkflowContext:
         except Exception as exc:
             unrecorded = None if early.settle() else started_at
             self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
+            self._stream_step(seq, name, "failed")
             raise
         except BaseException:
             early.settle()
@@ -124,6 +145,7 @@ class WorkflowContext:
         unrecorded = None if early.settle() else started_at
         text = self._encode(seq, name, StepKind.STEP, value, started_at=unrecorded)
         self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
+        self._stream_step(seq, name, "completed")
         # The first run sees what a replay will see (tuples become lists, and so on).
         return json.loads(text)  # type: ignore[no-any-return]
 

@@ -39,3 +39,21 @@ def test_steps_sleep_event_map(app: Treadle) -> None:
     assert len(steps[3].children) == 3
     reasons = [e.reason for e in app.job_events(h.id)]
     assert "waiting" in reasons and "woken" in reasons and "step_completed" in reasons
+
+
+def test_workflow_steps_and_emits_reach_the_live_stream(app: Treadle) -> None:
+    @app.workflow(name="streamed", retries=0, timeout=60)
+    def streamed(ctx: WorkflowContext) -> int:
+        a = ctx.step("one", lambda: 1)
+        ctx.emit("turn", {"a": a})
+        ctx.progress(1, 2)
+        return int(ctx.step("two", lambda: a + 1))
+
+    h = streamed.defer()
+    with Running(app):
+        assert h.wait(30).status is JobStatus.SUCCEEDED
+    items = [e.item for e in h.stream() if e.item is not None]
+    assert [(i.kind, i.data.get("name"), i.data.get("state")) if i.kind == "step"
+            else (i.kind, None, None) for i in items] == [
+        ("step", "one", "started"), ("step", "one", "completed"), ("turn", None, None),
+        ("progress", None, None), ("step", "two", "started"), ("step", "two", "completed")]
