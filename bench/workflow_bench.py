@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="40 workflows, 1 repeat, temp dir")
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--tag", default="")
+    p.add_argument("--note", default="", help="a line quoted at the top of the report")
     a = p.parse_args(argv)
     if a.quick:
         a.workflows, a.repeats = min(a.workflows, 40), 1
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": {},
         "errors": {},
+        "note": a.note,
     }
 
     def write(final: bool) -> None:

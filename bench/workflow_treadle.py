@@ -113,7 +113,7 @@ def run(
 
             def all_registered() -> bool:
                 group.check_alive()
-                return len(app.store.workers()) >= spec.processes
+                return len(app.store.worker_processes()) >= spec.processes
 
             wait_until(all_registered, timeout=60, what="every worker to register")
             app.store.set_queue("default", paused=True)

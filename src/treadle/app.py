@@ -1,13 +1,16 @@
-"""The library entry point: ``Treadle``, tasks and job handles (DESIGN §4)."""
+"""The library entry point: ``Treadle``, tasks and job handles (docs/glossary.md: task, job)."""
 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from treadle.artifacts.records import SQL_PACKAGE as ARTIFACTS_SQL
+from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.core import storable
 from treadle.core.classify import Overrides
 from treadle.core.clock import SYSTEM_CLOCK, Clock
@@ -44,6 +47,7 @@ from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
     from treadle.agents.agent import Agent
+    from treadle.artifacts import Artifact, ArtifactService, ArtifactStore
     from treadle.dynamic.registry import WorkerRegistry
     from treadle.streams.follow import JobStream
     from treadle.workflows import Step, Workflow
@@ -236,6 +240,7 @@ class Treadle:
         clock: Clock = SYSTEM_CLOCK,
         store: Store | None = None,
         egress: EgressPolicy | None = None,
+        artifacts: str | ArtifactStore | None = None,
     ) -> None:
         self.url = url
         self.clock = clock
@@ -251,6 +256,10 @@ class Treadle:
         self._legacy_executors: dict[JobKind, Executor] = {}
         self._task_executor: TaskExecutor | None = None
         self._on_close: list[Callable[[], None]] = []
+        # Artifacts (ADR 0009): built on first use; None -> a directory beside SQLite.
+        self._artifacts_source = artifacts
+        self._artifacts: ArtifactService | None = None
+        self._artifacts_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
@@ -581,7 +590,8 @@ class Treadle:
     def migrate_plugins(self) -> dict[str, list[int]]:
         """Apply the plug-ins' own migrations (after the core's); the versions applied now,
         by plug-in name."""
-        tracks = {p.name: p.sql_package for p in builtin_plugins()}
+        tracks: dict[str, str | None] = {ARTIFACTS_TRACK: ARTIFACTS_SQL}  # every kind's files
+        tracks.update({p.name: p.sql_package for p in builtin_plugins()})
         tracks.update({p.name: p.sql_package for p in self._plugins.values()})
         tracks[STREAMS_TRACK] = STREAMS_SQL  # live job streams' own track (ADR 0011)
         return {name: self.store.migrate_plugin(name, sql_package)
@@ -591,9 +601,51 @@ class Treadle:
         """Refuse a database that is behind (run ``treadle migrate``) or ahead of the code,
         for the core schema and every registered plug-in's."""
         self.store.check_schema()
+        self.store.check_plugin_schema(ARTIFACTS_TRACK, ARTIFACTS_SQL)
         for plugin in self._plugins.values():
             if plugin.sql_package is not None:
                 self.store.check_plugin_schema(plugin.name, plugin.sql_package)
+
+    # -- artifacts -------------------------------------------------------------
+
+    @property
+    def artifacts(self) -> ArtifactService:
+        """The app's artifacts (``treadle.artifacts``): built on first use."""
+        with self._artifacts_lock:
+            if self._artifacts is None:
+                from treadle.artifacts import (
+                    ArtifactService,
+                    default_artifacts_url,
+                    open_artifact_store,
+                )
+
+                source = self._artifacts_source
+
+                def backend() -> ArtifactStore:
+                    if source is None:
+                        return open_artifact_store(default_artifacts_url(self.url))
+                    return open_artifact_store(source) if isinstance(source, str) else source
+
+                self._artifacts = ArtifactService(self.store, backend)
+                self.on_close(self._artifacts.close)
+            return self._artifacts
+
+    def configure_artifacts(self, artifacts: str | ArtifactStore) -> None:
+        """Where artifacts live (``file:///dir``, ``s3://bucket/prefix`` or a store); the
+        CLI calls it with ``TREADLE_ARTIFACTS_URL``. Only before the first use."""
+        with self._artifacts_lock:
+            if self._artifacts is not None:
+                raise ConfigurationError("artifacts are in use: configure them before")
+            self._artifacts_source = artifacts
+
+    @property
+    def artifacts_configured(self) -> bool:
+        """Whether a store was chosen (else: the directory beside the SQLite file)."""
+        return self._artifacts_source is not None
+
+    def job_artifacts(self, job_id: int, *, tenant: str | None = None) -> list[Artifact]:
+        """The files job ``job_id`` produced, oldest first."""
+        return self.artifacts.for_job(job_id, tenant=tenant)
 
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job:
         return self.store.get_job(job_id, tenant=tenant)

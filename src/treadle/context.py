@@ -12,13 +12,14 @@ from treadle.core.errors import TreadleError
 from treadle.core.job import Job
 
 if TYPE_CHECKING:
+    from treadle.artifacts.context import JobArtifacts
     from treadle.streams.buffer import StreamWriter
 
 
 class Continue(TreadleError):
     """Raise from a task to checkpoint: re-run the job in a fresh attempt with ``payload``.
 
-    Use it when the deadline is near and work remains (DESIGN §1.3). The
+    Use it when the deadline is near and work remains (docs/glossary.md: continuation). The
     continued attempt does not count against the job's retries.
     """
 
@@ -47,11 +48,22 @@ class JobContext:
     deadline: Deadline
     cancelled: threading.Event = field(default_factory=threading.Event)
     _log_sink: Callable[[str], None] | None = None
+    # Set by the executor that knows the app (the worker does not): see ``artifacts``.
+    artifacts_factory: Callable[[Job], JobArtifacts] | None = None
     _stream: StreamWriter | None = None  # the job's live stream (docs/streams.md)
 
     @property
     def attempt(self) -> int:
         return self.job.attempt
+
+    @property
+    def artifacts(self) -> JobArtifacts:
+        """This job's files: ``ctx.artifacts.put(name, path_or_stream)``, ``.get(name)``."""
+        if self.artifacts_factory is None:
+            from treadle.core.errors import ConfigurationError
+
+            raise ConfigurationError("this job's executor offers no artifacts")
+        return self.artifacts_factory(self.job)
 
     def log(self, message: str) -> None:
         """Append a line to this attempt's job log (stored with the job)."""

@@ -70,13 +70,15 @@ class JobKindPlugin(abc.ABC):
     Class attributes: ``kind`` (the :class:`JobKind` whose jobs it runs), ``name`` (unique
     among plug-ins; names its migration track and is a valid identifier), ``sql_package``
     (dotted package holding ``sqlite/`` and ``postgres/`` SQL folders, or None) and
-    ``cli_name`` (its ``treadle`` sub-command, or None).
+    ``cli_name`` (its ``treadle`` sub-command, or None) and ``cli_old_names`` (earlier
+    names of that sub-command, still accepted, hidden, with a deprecation warning).
     """
 
     kind: ClassVar[JobKind]
     name: ClassVar[str]
     sql_package: ClassVar[str | None] = None
     cli_name: ClassVar[str | None] = None
+    cli_old_names: ClassVar[tuple[str, ...]] = ()
 
     def setup(self, app: Treadle) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Called once by ``app.use(self)``; bind to the app here (start nothing costly)."""

@@ -31,7 +31,7 @@ def slow_first_attempt(seconds: float, ctx: JobContext) -> str:
 
 @app.task(name="streamy_first_attempt", retries=3, timeout=120, pass_context=True)
 def streamy_first_attempt(items: int, ctx: JobContext) -> str:
-    """Emits ``items`` stream items, then hangs on its first attempt only (issue 15)."""
+    """Emits ``items`` stream items, then hangs on its first attempt only (ADR 0011)."""
     for i in range(items):
         ctx.emit("token", {"i": i})
     if ctx.attempt == 1:

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -20,10 +21,12 @@ class Workers:
         self.db_url = db_url
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[BinaryIO] = []
 
     def start(self, *args: str, concurrency: int = 4) -> subprocess.Popen[bytes]:
         env = {**os.environ, "TREADLE_DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT)}
         log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        self._logs.append(log)  # closed by stop_all, once the process is gone
         p = subprocess.Popen(
             [sys.executable, "-m", "treadle", "worker", "--app", "tests.acceptance.app:app",
              "--concurrency", str(concurrency), "--log-level", "warning", *args],
@@ -42,6 +45,9 @@ class Workers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
 
 
 @pytest.fixture

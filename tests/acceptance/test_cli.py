@@ -118,3 +118,6 @@ def test_treadle_up_serves_http_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,4 +1,4 @@
-"""A worker SIGKILLed mid-stream leaves what it emitted; the next attempt is marked (issue 15)."""
+"""A worker SIGKILLed mid-stream leaves what it emitted; the next attempt is marked (ADR 0011)."""
 
 from __future__ import annotations
 

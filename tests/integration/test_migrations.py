@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from treadle.artifacts.records import SQL_PACKAGE as ARTIFACTS_SQL
+from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.kinds import builtin_plugins
 from treadle.store.queries import load_migrations
 from treadle.store.sqlite.store import sqlite_path
@@ -21,6 +23,7 @@ PACKAGES = ("treadle.store.sqlite.migrations", "treadle.store.postgres.migration
 # Each built-in job-kind plug-in's own track (ADR 0008), locked as "<plugin>/<backend>".
 _TRACKS = {p.name: p.sql_package for p in builtin_plugins() if p.sql_package}
 _TRACKS[STREAMS_TRACK] = STREAMS_SQL  # not a job kind, but its own track like one
+_TRACKS[ARTIFACTS_TRACK] = ARTIFACTS_SQL  # the same: every kind's files
 PLUGIN_TRACKS = {
     f"{name}/{backend}": f"{package}.{backend}.migrations"
     for name, package in _TRACKS.items()

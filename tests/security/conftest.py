@@ -1,7 +1,7 @@
-"""The hostile-tenant layer (issue 8): attacks on the sandbox through the public surfaces.
+"""The hostile-tenant layer (ADRs 0102, 0006): attacks on the sandbox through the public surfaces.
 
 Every test here is an attack a tenant can mount with only the library (the registry of
-``DynamicWorkers``, ``SandboxManager``), the CLI (``treadle workers run``) or HTTP
+``DynamicWorkers``, ``SandboxManager``), the CLI (``treadle dynamic run``) or HTTP
 (``POST /v1/run``). The worker's secrets are planted in the environment of this (the
 worker's) process as canaries; a sandbox must never see them.
 """

@@ -1,4 +1,4 @@
-"""Class 6 of issue 8: limits hold everywhere.
+"""ADR 0102: limits hold everywhere.
 
 Before the fix the wall-clock limit did not cover host calls (a 1 s run lasted as long
 as its binding), a warm Python sandbox that stopped reading its pipe blocked the caller

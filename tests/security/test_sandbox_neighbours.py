@@ -1,4 +1,4 @@
-"""Class 7 of issue 8: one tenant's leftovers and long runs do not cost another tenant.
+"""ADR 0102: one tenant's leftovers and long runs do not cost another tenant.
 
 Before the fix, threads and timers left in warm instances kept burning CPU charged to
 later runs, memory held by warm JavaScript contexts made another tenant's run fail, and

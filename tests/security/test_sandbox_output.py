@@ -1,4 +1,4 @@
-"""Class 8 of issue 8: hostile output always ends in a classified error.
+"""ADR 0102: hostile output always ends in a classified error.
 
 Before the fix a deeply nested result escaped the manager as an unclassified
 ``RecursionError`` and a forged result frame carrying ``NaN`` was accepted.

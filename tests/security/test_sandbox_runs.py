@@ -1,4 +1,4 @@
-"""Class 3 of issue 8: runs cannot talk across each other through host calls.
+"""ADR 0102: runs cannot talk across each other through host calls.
 
 Before the fix, a JavaScript handler could start ``env.kv`` calls without awaiting them
 and return: their frames reached the parent during the *next* run on that host and were

@@ -1,4 +1,4 @@
-"""Classes 1 and 2 of issue 8: no secret reaches a sandbox; PID 1 is the run itself.
+"""ADR 0102: no secret reaches a sandbox; PID 1 is the run itself.
 
 Before the fix, PID 1 inside the namespace was bwrap's init: it kept the worker's whole
 environment (readable in /proc/1/environ) and its memory was writable (/proc/1/mem),
@@ -177,10 +177,10 @@ def test_secrets_do_not_reach_code_run_over_http(dapi: Api) -> None:
 
 
 def test_secrets_do_not_reach_code_run_from_the_cli(dyn: Dyn, sqlite_url: str) -> None:
-    """`treadle workers run` with the database URL in the environment, as users do."""
+    """`treadle dynamic run` with the database URL in the environment, as users do."""
     w = dyn.workers.register(SNOOP, "python", {"timeout": 5}, tenant="default")
     env = {"COLUMNS": "200", "NO_COLOR": "1", "TREADLE_DATABASE_URL": sqlite_url}
-    result = CliRunner().invoke(cli, ["workers", "run", w.id, "--input", "null",
+    result = CliRunner().invoke(cli, ["dynamic", "run", w.id, "--input", "null",
                                       "--wait-seconds", "30"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["pid"] == 1

@@ -189,11 +189,12 @@ def start_worker(db: str, log: Path, env: dict[str, str] | None = None) -> subpr
     full = {**os.environ, "PYTHONPATH": str(ROOT), "TREADLE_DATABASE_URL": db, **(env or {})}
     if "TREADLE_EGRESS_ALLOW" not in (env or {}):
         full.pop("TREADLE_EGRESS_ALLOW", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "treadle", "worker", "--app", "tests.security.app:app",
-         "--concurrency", "2", "--log-level", "warning"],
-        env=full, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-    )
+    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "treadle", "worker", "--app", "tests.security.app:app",
+             "--concurrency", "2", "--log-level", "warning"],
+            env=full, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -248,7 +249,7 @@ def test_cli_worker_fetch_to_loopback_needs_the_operator_setting(
                                     fetch_allow=["127.0.0.1"]).id
         finally:
             app.close()
-        run_args = ("workers", "run", wid, "--input", json.dumps(target.url + "/x"),
+        run_args = ("dynamic", "run", wid, "--input", json.dumps(target.url + "/x"),
                     "--wait-seconds", "60", "--json", "--db", sqlite_url)
         for env, expected in ((None, ["refused", REFUSED]),
                               ({"TREADLE_EGRESS_ALLOW": "127.0.0.1/32"},

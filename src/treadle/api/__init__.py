@@ -1,4 +1,4 @@
-"""The HTTP API (DESIGN §4): FastAPI app, bearer-key auth, problem+json, metrics."""
+"""The HTTP API (ADR 0301): FastAPI app, bearer-key auth, problem+json, metrics."""
 
 from treadle.api.app import create_app
 from treadle.api.auth import Principal, authenticate, principal_from_request, require

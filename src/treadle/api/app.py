@@ -18,6 +18,7 @@ from treadle.api.config import ApiConfig
 from treadle.api.metrics import ASGIApp, Metrics, Scope
 from treadle.api.models import Health
 from treadle.api.problems import PROBLEM_JSON, BodyTooLarge, Problem
+from treadle.artifacts import api as artifacts_api
 from treadle.streams import sse as streams_sse
 
 if TYPE_CHECKING:
@@ -53,7 +54,11 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.state.sync_waiters = anyio.CapacityLimiter(config.max_sync_waiters)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(artifacts_api.router)  # every kind's jobs may have files
     app.include_router(streams_sse.router)  # GET /v1/jobs/{id}/stream (ADR 0011)
+    media = _media_router()
+    if media is not None:
+        app.include_router(media)
     # Each job-kind plug-in the app uses brings its own routes (ADR 0008).
     for plugin in treadle.plugins:
         router = plugin.api_router(treadle)
@@ -66,6 +71,15 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     app.add_middleware(_Wrap, wrap=m.middleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _media_router() -> Any:
+    """``POST /v1/media`` when the media extra (PyAV) is installed."""
+    try:
+        from treadle.media.api import router
+    except ImportError:
+        return None
+    return router
 
 
 def _ops_routes(app: FastAPI) -> None:

@@ -110,7 +110,7 @@ async def submit_job(
 async def run_job(
     request: Request, body: RunRequest, principal: Submitter, key: IdempotencyKey = None,
 ) -> JSONResponse:
-    if body.code is not None:  # inline code: a one-off sandbox `load` (DESIGN §4)
+    if body.code is not None:  # inline code: a one-off sandbox `load` (ADR 0401)
         from treadle.dynamic.api import run_inline
 
         return await run_inline(request, body, principal, key)

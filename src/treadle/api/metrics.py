@@ -43,7 +43,7 @@ class _StoreCollector(Collector):
         try:
             queues = self.treadle.store.queues()
             totals = self.treadle.store.count_by_status()
-            workers = self.treadle.store.workers()
+            workers = self.treadle.store.worker_processes()
         except Exception as exc:  # a scrape must not fail because the DB blinked
             log.warning("metrics: store unavailable: %r", exc)
             up = GaugeMetricFamily("treadle_store_up", "1 if the store answered the scrape")

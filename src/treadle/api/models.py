@@ -241,7 +241,7 @@ class ScheduleList(BaseModel):
 
 
 class JobOut(BaseModel):
-    """The job JSON of DESIGN §4."""
+    """The job JSON (ADR 0301)."""
 
     id: int
     queue: str
@@ -267,7 +267,7 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     waiting_on: WaitingOn | None = Field(
-        None, description="For a queued job: the rule that holds it (issue 10)")
+        None, description="For a queued job: the rule that holds it (ADR 0010)")
 
 
 class JobPage(BaseModel):

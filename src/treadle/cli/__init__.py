@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
+from treadle.artifacts.cli import artifacts_app
 from treadle.cli.common import clean_errors, fail, load_app
 from treadle.cli.flow import schedules_app, tenants_app
 from treadle.cli.jobs import jobs_app, submit
@@ -27,12 +29,24 @@ app.command()(worker)
 app.command()(migrate)
 app.command()(submit)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(tenants_app, name="tenants")
 
 
+def _media_commands() -> None:
+    try:
+        from treadle.media.cli import media_app
+    except ImportError:  # the media extra (PyAV) is not installed
+        return
+    app.add_typer(media_app, name="media")
+
+
+_media_commands()
+
+
 def _plugin_commands() -> None:
-    """Sub-commands of the built-in job-kind plug-ins (``treadle workers`` for ``code``).
+    """Sub-commands of the built-in job-kind plug-ins (``treadle dynamic`` for ``code``).
 
     The command line is built before any app is loaded (``--app`` is an option of each
     command), so it offers the kinds that ship with Treadle; each command then finds the
@@ -41,6 +55,18 @@ def _plugin_commands() -> None:
         sub = plugin.cli()
         if sub is not None and plugin.cli_name:
             app.add_typer(sub, name=plugin.cli_name)
+            for old in plugin.cli_old_names:
+                app.add_typer(sub, name=old, hidden=True,
+                              callback=_deprecated_name(old, plugin.cli_name))
+
+
+def _deprecated_name(old: str, new: str) -> Callable[[], None]:
+    """A group callback that keeps ``treadle <old> ...`` working and says what replaced it."""
+
+    def warn() -> None:
+        typer.echo(f"warning: `treadle {old}` is deprecated; use `treadle {new}`", err=True)
+
+    return warn
 
 
 _plugin_commands()

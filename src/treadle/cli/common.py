@@ -79,7 +79,7 @@ def _load_app(spec: str | None, db: str | None) -> Treadle:
     url = db or DEFAULT_URL
     probe(url)
     if not spec:
-        return Treadle(url)
+        return _with_artifacts(Treadle(url))
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigurationError(f"--app must look like module:attribute, got {spec!r}")
@@ -99,6 +99,14 @@ def _load_app(spec: str | None, db: str | None) -> Treadle:
         app.store.close()
         rebound = Treadle(db, clock=app.clock)
         app.store, app.url = rebound.store, db
+    return _with_artifacts(app)
+
+
+def _with_artifacts(app: Treadle) -> Treadle:
+    """``TREADLE_ARTIFACTS_URL`` (read here, at the edge) unless the app chose a store."""
+    url = os.environ.get("TREADLE_ARTIFACTS_URL")
+    if url and not app.artifacts_configured:
+        app.configure_artifacts(url)
     return app
 
 
@@ -108,6 +116,12 @@ def install_builtins(app: Treadle) -> None:
         from treadle import webhooks
     except ImportError:
         return
+    try:  # the media pipeline, when the media extra (PyAV) is installed
+        from treadle.media import register as register_media
+    except ImportError:
+        pass
+    else:
+        register_media(app)
     register = getattr(webhooks, "register_builtin_tasks", None)
     if register is not None and "treadle.deliver_callback" not in app.tasks:
         register(app, os.environ.get("TREADLE_WEBHOOK_SECRET"))

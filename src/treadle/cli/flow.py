@@ -1,5 +1,5 @@
 """``treadle schedules list|pause|resume``, ``treadle tenants list|set-weight`` and
-``treadle jobs prune`` (issue 10)."""
+``treadle jobs prune`` (ADR 0010)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Execution budgets: the deadline an attempt must finish by (DESIGN §1.3)."""
+"""Execution budgets: the deadline an attempt must finish by (ADR 0004)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cron schedules (issue 10, ADR 0010): when a schedule fires, and what happens then.
+"""Cron schedules (ADR 0010): when a schedule fires, and what happens then.
 
 Parsing and next-time arithmetic are ``cronsim``'s (five fields, or six with seconds
 first; ``L``, ``#``, DST as Debian cron). This module only validates a declaration up

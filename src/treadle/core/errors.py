@@ -2,7 +2,7 @@
 
 Every failure that reaches the store is first turned into an :class:`ErrorInfo`
 (class, message, detail) by :func:`treadle.core.classify.classify`. The error
-class decides retry, backoff and what the user sees (DESIGN §1.4).
+class decides retry, backoff and what the user sees (docs/glossary.md: error class).
 
 Task code may raise these classes explicitly to say how a failure should be
 treated, e.g. ``raise Permanent("bad image")`` or ``raise RateLimited(retry_after=30)``.
@@ -201,7 +201,7 @@ class MissingExtra(TreadleError, ImportError):
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    """A classified failure as it is stored and shown (DESIGN §4 ``error``)."""
+    """A classified failure as it is stored and shown (the job JSON's ``error``, ADR 0301)."""
 
     error_class: ErrorClass
     message: str

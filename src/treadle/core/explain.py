@@ -1,4 +1,4 @@
-""""Why is this job not running?" (issue 10): the first rule that holds a queued job."""
+""""Why is this job not running?" (ADR 0010): the first rule that holds a queued job."""
 
 from __future__ import annotations
 

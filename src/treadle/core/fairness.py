@@ -1,4 +1,4 @@
-"""Weighted tenant fairness (issue 10, ADR 0010): how a claim's slots are shared.
+"""Weighted tenant fairness (ADR 0010): how a claim's slots are shared.
 
 A claim for ``slots`` jobs gives each slot, one at a time, to the tenant whose running
 jobs per unit of weight (counting the slots already given) is lowest. Ties, common when

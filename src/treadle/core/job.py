@@ -1,4 +1,4 @@
-"""The job record and the values that travel with it (DESIGN §3, §4)."""
+"""The job record and the values that travel with it (ADR 0002, ADR 0301)."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class Job:
         return max(0, self.max_attempts - self.attempt)
 
     def to_json(self) -> dict[str, Any]:
-        """The job JSON of DESIGN §4 (API, CLI ``--json``, callbacks)."""
+        """The job JSON (ADR 0301) (API, CLI ``--json``, callbacks)."""
         return {
             "id": self.id,
             "queue": self.queue,

@@ -1,4 +1,4 @@
-"""Per-key flow-control keys (issue 10, ADR 0010): ``"user:{user}"`` or a callable over the
+"""Per-key flow-control keys (ADR 0010): ``"user:{user}"`` or a callable over the
 payload, checked at registration and computed at submit with errors that name the task."""
 
 from __future__ import annotations

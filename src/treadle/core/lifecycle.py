@@ -1,4 +1,4 @@
-"""The job lifecycle as an explicit table of legal transitions (DESIGN §3).
+"""The job lifecycle as an explicit table of legal transitions (ADR 0002).
 
 Stores enforce the same table in SQL through guarded updates
 (``WHERE status = 'running' AND lease_token = ...``); this module is the

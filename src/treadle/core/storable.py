@@ -1,7 +1,7 @@
 """What may be stored: the one sanitiser for every value and line that reaches a store.
 
 Both stores must hold whatever a job hands them without raising: a store that raises
-on content kills the thread that writes it (issue 8, class 4). Anything user code
+on content kills the thread that writes it (ADR 0006). Anything user code
 or a client produces passes through here first, in one of two ways (ADR 0006):
 
 - :func:`check` — *strict*, for values whose meaning belongs to the user (payloads,

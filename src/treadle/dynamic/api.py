@@ -1,4 +1,4 @@
-"""Dynamic-worker routes (DESIGN §4, issue 4): register, read, list, run; inline ``/v1/run``.
+"""Dynamic-worker routes (ADR 0401): register, read, list, run; inline ``/v1/run``.
 
 The API router of the :class:`~treadle.dynamic.DynamicWorkers` plug-in: ``create_app``
 includes it when the served app uses the plug-in (ADR 0008).

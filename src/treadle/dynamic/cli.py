@@ -1,4 +1,4 @@
-"""``treadle workers register|run|list|show``: dynamic workers from the command line.
+"""``treadle dynamic register|run|list|show``: dynamic workers from the command line.
 
 The sub-command of the :class:`~treadle.dynamic.DynamicWorkers` plug-in (ADR 0008)."""
 

@@ -2,7 +2,7 @@
 
 Everything the feature adds to an app comes from here (ADR 0008): the executor, the SQL
 (``treadle/dynamic/sql``), the ``/v1/workers`` routes, the ``/workers/new`` page and the
-``treadle workers`` command. ``app.use(DynamicWorkers())`` is the only wiring.
+``treadle dynamic`` command. ``app.use(DynamicWorkers())`` is the only wiring.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ class DynamicWorkers(JobKindPlugin):
     kind = JobKind.CODE
     name = "dynamic"
     sql_package = SQL_PACKAGE
-    cli_name = "workers"
+    # "worker" is the process that runs jobs (`treadle worker`); this kind's commands are
+    # `treadle dynamic ...` (docs/glossary.md). `treadle workers` was their first name.
+    cli_name = "dynamic"
+    cli_old_names = ("workers",)
 
     def __init__(
         self,

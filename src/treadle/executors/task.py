@@ -12,6 +12,7 @@ from treadle.executors.base import Runnable
 
 if TYPE_CHECKING:
     from treadle.app import Task, Treadle
+    from treadle.artifacts.context import JobArtifacts
 
 
 class TaskExecutor:
@@ -36,14 +37,21 @@ class TaskExecutor:
         if task.is_async:
 
             async def acall(ctx: JobContext) -> Any:
+                ctx.artifacts_factory = self.artifacts_for
                 return await task.fn(**_with_ctx(kwargs, ctx, opts.pass_context))
 
             return Runnable(acall=acall, **common)
 
         def call(ctx: JobContext) -> Any:
+            ctx.artifacts_factory = self.artifacts_for
             return task.fn(**_with_ctx(kwargs, ctx, opts.pass_context))
 
         return Runnable(call=call, **common)
+
+    def artifacts_for(self, job: Job) -> JobArtifacts:
+        from treadle.artifacts.context import JobArtifacts
+
+        return JobArtifacts(self.app.artifacts, job)
 
     def _bind(self, task: Task[Any, Any], job: Job) -> dict[str, Any]:
         """Check the payload fits the function before running it: a mismatch is bad input."""

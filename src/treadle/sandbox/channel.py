@@ -6,7 +6,7 @@ sandbox that stopped reading and host calls the parent serves (the caller then k
 
 Every run has its own id, sent with the request; the sandbox host tags each host call
 with the run it belongs to, and the parent only serves calls of the run it is serving
-(issue 8, class 3): a call left over from an earlier run is refused, never answered with
+(ADR 0102): a call left over from an earlier run is refused, never answered with
 another run's bindings.
 """
 

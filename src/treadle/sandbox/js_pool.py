@@ -2,7 +2,7 @@
 
 A host serves one run at a time (its watchdog charges the whole process to that run).
 With a fixed set of hosts, one tenant's long run held every run queued behind it
-(issue 8, class 7). The pool starts ``size`` hosts and, when every host is busy, starts
+(ADR 0102). The pool starts ``size`` hosts and, when every host is busy, starts
 another one (up to ``max_size``) instead of making the caller wait; only when the pool
 is at its maximum does a caller wait for a host.
 """

@@ -58,7 +58,7 @@ def bwrap_argv(*, tmp_bytes: int, ro_binds: tuple[tuple[str, str], ...] = ()) ->
         "--die-with-parent",
         "--new-session",  # no TIOCSTI into our terminal
         # The sandboxed program itself is PID 1: no bwrap init inside the namespace whose
-        # /proc/1/{environ,mem} user code could read or write (issue 8, classes 1 and 2).
+        # /proc/1/{environ,mem} user code could read or write (ADR 0102).
         # When PID 1 dies the kernel kills whatever else is left in the namespace.
         "--as-pid-1",
         "--uid", str(NOBODY), "--gid", str(NOBODY),

@@ -4,7 +4,7 @@ Everything a sandbox sends is written by (or can be forged by) user code: a Pyth
 handler can write its own frames to the pipe. ``json.loads`` alone accepts ``NaN``,
 ``Infinity`` and ``1e999`` (all non-finite), and raises ``RecursionError`` (not
 ``ValueError``) on deep nesting. :func:`loads` turns all of that into one
-:class:`UnsafeJSON` (a ``ValueError``) that callers classify (issue 8, class 8).
+:class:`UnsafeJSON` (a ``ValueError``) that callers classify (ADR 0102).
 
 ``MAX_DEPTH`` matches the write path's limit (``treadle.core.storable``): a value nested
 deeper could not be stored, nor parsed back by recursive parsers.

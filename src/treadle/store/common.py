@@ -7,6 +7,7 @@ workers is the same and lives here once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,6 +91,13 @@ class SqlReads:
         return QueueInfo(name=name, paused=False, concurrency_limit=None)
 
     def workers(self) -> list[WorkerInfo]:
+        """Deprecated name of :meth:`worker_processes` ("workers" alone was ambiguous)."""
+        warnings.warn("Store.workers() is deprecated; use Store.worker_processes()",
+                      DeprecationWarning, stacklevel=2)
+        return self.worker_processes()
+
+    def worker_processes(self) -> list[WorkerInfo]:
+        """The worker processes that have heartbeated, most recent first."""
         return [
             WorkerInfo(
                 r["id"],

@@ -1,4 +1,4 @@
-"""Flow-control operations shared by both SQL backends (issue 10, ADR 0010): cron schedule
+"""Flow-control operations shared by both SQL backends (ADR 0010): cron schedule
 state, retention and the counts behind "why is this job not running?".
 
 Each backend supplies ``_read`` and ``_write`` (one named statement, in a transaction of

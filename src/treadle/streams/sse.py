@@ -111,7 +111,9 @@ def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
 @router.get(
     "/jobs/{job_id}/stream", summary="Follow a job live (Server-Sent Events)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    # Each event's data is JSON (a state, an item, or the final job record).
+    responses={200: {"content": {"text/event-stream": {"schema": {
+        "description": "events state, item (id = seq) and end, each with JSON data"}}}}},
 )
 async def job_stream(
     request: Request, job_id: int, principal: Reader,

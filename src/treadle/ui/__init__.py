@@ -1,4 +1,4 @@
-"""The web control plane (issue 5): server-rendered pages with HTMX, served by the API app.
+"""The web control plane (ADR 0501): server-rendered pages with HTMX, served by the API app.
 
 Mount it on the API's FastAPI app::
 
@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
 
 from treadle.streams import ui as streams_ui
-from treadle.ui import pages_auth, pages_jobs, pages_ops
+from treadle.ui import pages_artifacts, pages_auth, pages_jobs, pages_ops
 from treadle.ui.session import Signer
 from treadle.ui.web import CORE_NAV, HERE, STATIC_PREFIX, UIContext, make_templates
 
@@ -41,6 +41,7 @@ def ui_router(treadle: Treadle, *, secret: str | bytes | None = None) -> APIRout
     pages_auth.register(router, ctx)
     pages_ops.register(router, ctx)
     pages_jobs.register(router, ctx)
+    pages_artifacts.register(router, ctx)
     streams_ui.register(router, ctx)  # the job page's live stream (SSE)
     for p in pages:
         p.register(router, ctx)

@@ -58,7 +58,7 @@ def authenticate(treadle: Treadle, raw_key: str, config: Any = None) -> Principa
 
 
 def _bootstrap_only(raw_key: str) -> PrincipalLike | None:
-    """Without the API package, accept only ``TREADLE_ADMIN_KEY`` (DESIGN §4 bootstrap key)."""
+    """Without the API package, accept only ``TREADLE_ADMIN_KEY`` (bootstrap key, ADR 0302)."""
     admin = os.environ.get(ADMIN_KEY_ENV)
     if admin and hmac.compare_digest(admin.encode(), raw_key.encode()):
         return _Principal(DEFAULT_TENANT, frozenset({"admin", "submit", "read"}))

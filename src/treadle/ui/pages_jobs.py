@@ -19,6 +19,7 @@ from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
 from treadle.ui import timeline
 from treadle.ui.auth import can_write_jobs
+from treadle.ui.pages_artifacts import job_artifacts
 from treadle.ui.session import SessionUser
 from treadle.ui.web import UIContext, form_str, query_str
 
@@ -215,6 +216,7 @@ def _detail(ctx: UIContext, user: SessionUser, job_id: int) -> dict[str, Any] | 
         "can_retry": job.status in {JobStatus.FAILED, JobStatus.CANCELLED},
         "can_cancel": not job.is_finished and not job.cancel_requested,
         "traceback": _traceback(job),
+        "artifacts": job_artifacts(ctx, job_id, user.tenant_filter),
         "steps": _steps(ctx, job),
         "waiting_on": ctx.treadle.why_not_running(job),
     }

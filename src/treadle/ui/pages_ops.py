@@ -145,7 +145,7 @@ def _schedules(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
 def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
     now = datetime.now(UTC)
     counts = ctx.store.count_by_status(tenant=user.tenant_filter)
-    workers = ctx.store.workers() if user.is_admin else []
+    workers = ctx.store.worker_processes() if user.is_admin else []
     failures = ctx.store.list_jobs(
         JobFilter(tenant=user.tenant_filter, statuses=(JobStatus.FAILED,), limit=RECENT_FAILURES)
     )
@@ -166,7 +166,7 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
 class HtmlOnlyRoute(APIRoute):
     """Content negotiation for ``/metrics``: browsers get the page, scrapers the API's text.
 
-    DESIGN §4 gives ``/metrics`` to both the UI page and the Prometheus endpoint. Prometheus
+    ADR 0304 gives ``/metrics`` to both the UI page and the Prometheus endpoint. Prometheus
     never sends ``text/html`` in Accept; a browser navigation always does.
     """
 

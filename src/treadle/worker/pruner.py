@@ -1,4 +1,4 @@
-"""Retention (issue 10, ADR 0010): deletes finished jobs past their queue's retention."""
+"""Retention (ADR 0010): deletes finished jobs past their queue's retention."""
 
 from __future__ import annotations
 

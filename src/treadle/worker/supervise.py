@@ -1,7 +1,7 @@
 """Supervision of a worker's threads: an unexpected exception never ends one silently.
 
 A worker thread that dies leaves the process up and looking healthy while no job is
-completed any more (issue 8, class 4). Every thread body runs under :func:`supervised`:
+completed any more (ADR 0006). Every thread body runs under :func:`supervised`:
 an exception that escapes it is logged with its traceback, reported (so the job in
 hand can be failed with a classified error) and the body is started again after a
 short, growing pause. Only a normal return ends the thread.

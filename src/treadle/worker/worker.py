@@ -56,7 +56,9 @@ from treadle.worker.writing import store_batch, store_each
 
 log = get_logger("treadle.worker")
 
-FinishedHook = Callable[[Job, Outcome], None]
+# Called after an outcome is recorded. "Listener", not "hook": a hook is an inbound
+# webhook binding (docs/glossary.md).
+FinishListener = Callable[[Job, Outcome], None]
 # Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
 _STREAMS: Literal["streams"] = "streams"
 
@@ -118,7 +120,7 @@ class Worker:
         executors: dict[JobKind, Executor],
         config: WorkerConfig | None = None,
         *,
-        on_finished: Sequence[FinishedHook] = (),
+        on_finished: Sequence[FinishListener] = (),
         clock: Clock = SYSTEM_CLOCK,
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
@@ -151,6 +153,7 @@ class Worker:
                                     clock)
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self.processed = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -323,7 +326,7 @@ class Worker:
                 target = supervised("async", loop.run_forever, pause=self._stopped)
                 t = threading.Thread(target=target, name="treadle-async", daemon=True)
                 t.start()
-                self._loop = loop
+                self._loop, self._loop_thread = loop, t
             return self._loop
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -426,11 +429,11 @@ class Worker:
                                            time.perf_counter() - entry.started)
                 except Exception as exc:  # metrics must never break the worker
                     log.error("observer failed", error=describe(exc))
-                for hook in self.on_finished:
+                for listener in self.on_finished:
                     try:
-                        hook(entry.job, oc)
-                    except Exception as exc:  # a hook must never break the worker
-                        log.error("on_finished hook failed", error=repr(exc))
+                        listener(entry.job, oc)
+                    except Exception as exc:  # a listener must never break the worker
+                        log.error("on_finished listener failed", error=repr(exc))
 
     # -- maintenance -----------------------------------------------------------
 
@@ -522,8 +525,27 @@ class Worker:
         # Join flusher and maintenance so nothing touches the store after run() returns.
         for t in self._threads:
             t.join()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Cancel what async work is left, stop the loop and close it (its sockets too)."""
+        loop, thread = self._loop, self._loop_thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):  # a task that ignores cancellation: close anyway
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        if not thread.is_alive():
+            loop.close()
+
+
+async def _cancel_all() -> None:
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _cancelled_info() -> ErrorInfo:

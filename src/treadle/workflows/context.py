@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from treadle.artifacts.context import JobArtifacts
 from treadle.context import JobContext
 from treadle.core import storable
 from treadle.core.classify import classify
@@ -96,6 +97,11 @@ class WorkflowContext:
 
     def log(self, message: str) -> None:
         self.job_ctx.log(message)
+
+    @property
+    def artifacts(self) -> JobArtifacts:
+        """This job's files (``treadle.artifacts``); a put inside a step records the step."""
+        return self.job_ctx.artifacts
 
     def emit(self, kind: str, data: Any = None) -> None:
         """Append an item to the job's live stream (docs/streams.md)."""

@@ -16,6 +16,7 @@ from treadle.workflows.steplog import SqlStepLog
 
 if TYPE_CHECKING:
     from treadle.app import Task, Treadle
+    from treadle.artifacts.context import JobArtifacts
 
 
 class WorkflowExecutor:
@@ -36,6 +37,7 @@ class WorkflowExecutor:
         opts = wf.options
 
         def call(jctx: JobContext) -> Any:
+            jctx.artifacts_factory = self.artifacts_for
             ctx = WorkflowContext(jctx, SqlStepLog(self.db, job), self.app.clock,
                                   self.make_child)
             try:
@@ -50,6 +52,11 @@ class WorkflowExecutor:
         return Runnable(call=call, retry_policy=opts.retry_policy,
                         error_overrides=opts.error_overrides,
                         default_error_class=opts.default_error_class)
+
+    def artifacts_for(self, job: Job) -> JobArtifacts:
+        from treadle.artifacts.context import JobArtifacts
+
+        return JobArtifacts(self.app.artifacts, job)
 
     def make_child(self, task: Any, payload: Mapping[str, Any]) -> NewJob:
         """A child job of ``ctx.map``/``ctx.spawn``: ``task`` is a registered task or

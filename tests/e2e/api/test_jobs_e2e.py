@@ -129,7 +129,10 @@ def test_paused_queue_is_not_run(api: Api, worker: object) -> None:
     with api.client() as c, api.client("admin") as admin:
         admin.patch("/v1/queues/held", json={"paused": True})
         job = c.post("/v1/jobs", json={"task": "noop", "queue": "held"}).json()
-        time.sleep(0.5)
+        # Claims take the oldest job first: once a job enqueued after it has run, a
+        # claim passed the held one over. (Waiting on that, not on a sleep.)
+        later = c.post("/v1/jobs", json={"task": "noop"}).json()
+        assert wait_finished(c, later["id"])["status"] == "succeeded"
         assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
         admin.patch("/v1/queues/held", json={"paused": False})
         assert wait_finished(c, job["id"])["status"] == "succeeded"

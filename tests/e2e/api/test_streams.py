@@ -1,4 +1,4 @@
-"""Live job streams over a real server (issue 15), on SQLite and PostgreSQL."""
+"""Live job streams over a real server (ADR 0011), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

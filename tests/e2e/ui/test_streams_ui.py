@@ -1,4 +1,4 @@
-"""The job page follows a running job's live stream (issue 15): no reloads."""
+"""The job page follows a running job's live stream (ADR 0011): no reloads."""
 
 from __future__ import annotations
 

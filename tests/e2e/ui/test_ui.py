@@ -1,4 +1,4 @@
-"""Browser tests of the control plane (issue 5): log in, submit, watch live, steer, escape."""
+"""Browser tests of the control plane (ADR 0501): log in, submit, watch live, steer, escape."""
 
 from __future__ import annotations
 
@@ -128,7 +128,10 @@ def test_pause_and_resume_queue(page: Page, server: Server) -> None:
     expect(row.locator("[data-state]")).to_have_attribute("data-state", "paused")
     assert server.treadle.store.queue("ui-paused").paused  # type: ignore[attr-defined]
     held = server.treadle.defer("ui.paused", {"n": 2})
-    time.sleep(1.0)  # several worker polls: a paused queue is not claimed
+    # Claims take the oldest job first: once a job enqueued after `held` has run, a claim
+    # passed `held` over. (Waiting on that, not on a sleep.)
+    later = server.treadle.defer("ui.echo", {"message": "after the held job"})
+    _wait_status(server, later.id, JobStatus.SUCCEEDED)
     assert server.treadle.get_job(held.id).status is JobStatus.QUEUED
     shot(page, "08-queues-paused")
     row.get_by_role("button", name="Resume queue ui-paused").click()

@@ -55,7 +55,7 @@ def test_tool_call_then_valid_output(app: Treadle) -> None:
     assert abs(rep["cost_usd"] - (2200 * 0.4 + 150 * 1.6) / 1e6) < 1e-12
     assert calls == ["A1"]
     assert [s.name for s in app.job_steps(h.id)] == ["start", "model#0", "tool#0.0", "model#1"]
-    # each turn reaches the live stream as it happens (issue 15)
+    # each turn reaches the live stream as it happens (ADR 0011)
     streamed = [(e.item.data["name"], e.item.data["state"]) for e in h.stream()
                 if e.item is not None and e.item.kind == "step"]
     assert [n for n, state in streamed if state == "completed"] == [

@@ -1,4 +1,4 @@
-"""Acceptance: `treadle workers register|run|list|show` as a user types them."""
+"""Acceptance: `treadle dynamic register|run|list|show` as a user types them."""
 
 from __future__ import annotations
 
@@ -40,57 +40,71 @@ def test_register_then_run_from_the_command_line(
 ) -> None:
     src = tmp_path / "double.py"
     src.write_text(HANDLER)
-    reg = treadle("workers", "register", str(src), "--name", "double", "--timeout", "3",
+    reg = treadle("dynamic", "register", str(src), "--name", "double", "--timeout", "3",
                   "--db", db_url, cwd=tmp_path)
     assert reg.returncode == 0, reg.stderr
     wid = reg.stdout.strip()
     assert wid.startswith("dw_")
-    again = in_process("workers", "register", str(src), "--timeout", "3", "--db", db_url)
+    again = in_process("dynamic", "register", str(src), "--timeout", "3", "--db", db_url)
     assert again.stdout.strip() == wid  # same code + config, same id
 
     app = Treadle(db_url)
     app.use(DynamicWorkers(sandboxes))
     try:
         with run_worker(app, concurrency=2):
-            run = treadle("workers", "run", wid, "--input", '{"x": 21}', "--db", db_url,
+            run = treadle("dynamic", "run", wid, "--input", '{"x": 21}', "--db", db_url,
                           cwd=tmp_path)
             assert run.returncode == 0, run.stderr
             assert json.loads(run.stdout) == {"y": 42}  # stdout is exactly the result
             assert "doubling 21" in run.stderr
             # A subprocess again: in-process, the worker thread's log lines share stdout.
-            as_json = treadle("workers", "run", wid, "--input", '{"x": 2}', "--mode", "get",
+            as_json = treadle("dynamic", "run", wid, "--input", '{"x": 2}', "--mode", "get",
                               "--json", "--db", db_url, cwd=tmp_path)
             assert as_json.returncode == 0, as_json.stderr
             job = json.loads(as_json.stdout)
             assert job["kind"] == "code" and job["status"] == "succeeded"
             assert job["result"] == {"y": 4} and job["payload"]["mode"] == "get"
             assert [entry["message"] for entry in job["logs"]] == ["doubling 2"]
-            failing = in_process("workers", "run", wid, "--input", '{"z": 1}', "--db", db_url)
+            failing = in_process("dynamic", "run", wid, "--input", '{"z": 1}', "--db", db_url)
             assert failing.exit_code == 1 and "permanent" in failing.output
     finally:
         app.close()
 
-    listed = in_process("workers", "list", "--json", "--db", db_url)
+    listed = in_process("dynamic", "list", "--json", "--db", db_url)
     assert [w["id"] for w in json.loads(listed.stdout)] == [wid]
-    shown = in_process("workers", "show", wid, "--db", db_url)
+    shown = in_process("dynamic", "show", wid, "--db", db_url)
     assert shown.exit_code == 0 and "def handler" in shown.stdout and "double" in shown.stdout
-    queued = in_process("workers", "run", wid, "--no-wait", "--db", db_url)
+    queued = in_process("dynamic", "run", wid, "--no-wait", "--db", db_url)
     assert queued.exit_code == 0 and "enqueued job" in queued.stdout
 
 
 def test_cli_errors_are_one_clear_line(db_url: str, tmp_path: Path) -> None:
     (tmp_path / "w.txt").write_text(HANDLER)
     cases = [
-        (["workers", "register", str(tmp_path / "w.txt")], "--language"),
-        (["workers", "register", str(tmp_path / "missing.py")], "missing.py"),
-        (["workers", "register", str(tmp_path / "w.txt"), "--language", "py",
+        (["dynamic", "register", str(tmp_path / "w.txt")], "--language"),
+        (["dynamic", "register", str(tmp_path / "missing.py")], "missing.py"),
+        (["dynamic", "register", str(tmp_path / "w.txt"), "--language", "py",
           "--timeout", "0"], "timeout"),
-        (["workers", "run", "dw_nope", "--input", "{}"], "no dynamic worker"),
-        (["workers", "run", "dw_nope", "--input", "{nope"], "not valid JSON"),
-        (["workers", "show", "dw_nope"], "no dynamic worker"),
+        (["dynamic", "run", "dw_nope", "--input", "{}"], "no dynamic worker"),
+        (["dynamic", "run", "dw_nope", "--input", "{nope"], "not valid JSON"),
+        (["dynamic", "show", "dw_nope"], "no dynamic worker"),
     ]
     for args, needle in cases:
         out = in_process(*args, "--db", db_url)
         assert out.exit_code == 2, (args, out.output)
         assert isinstance(out.exception, SystemExit), out.exception
         assert needle in out.output, out.output
+
+
+def test_the_old_command_name_still_works_and_says_it_is_deprecated(db_url: str) -> None:
+    """`treadle workers ...` was the first name of `treadle dynamic ...`: hidden, warned."""
+    old = CliRunner().invoke(cli, ["workers", "list", "--json", "--db", db_url],
+                             env={"COLUMNS": "200", "NO_COLOR": "1"})
+    new = in_process("dynamic", "list", "--json", "--db", db_url)
+    assert old.exit_code == new.exit_code == 0, old.output
+    assert old.stdout == new.stdout
+    assert "`treadle workers` is deprecated; use `treadle dynamic`" in old.stderr
+    assert "deprecated" not in new.stderr
+    commands = [line.split()[1] for line in in_process("--help").stdout.splitlines()
+                if line.startswith("│ ") and len(line.split()) > 1]
+    assert "dynamic" in commands and "workers" not in commands  # hidden from --help

@@ -170,6 +170,7 @@ def test_without_the_kv_binding_env_kv_does_not_exist(dyn: Dyn) -> None:
     job = dyn.finished(dyn.workers.run(w.id, None, tenant=dyn.tenant).id)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.error_class is ErrorClass.PERMANENT
+    assert job.error.message == "AttributeError: '_Env' object has no attribute 'kv'"
 
 
 def test_run_inline_is_a_recorded_one_off_load(dyn: Dyn) -> None:
@@ -186,7 +187,10 @@ def test_run_inline_is_a_recorded_one_off_load(dyn: Dyn) -> None:
     slow = dyn.workers.run_inline("function handler() { for(;;){} }", "javascript", None,
                                   {"timeout": 1}, tenant=dyn.tenant, wait=0.05)
     assert not slow.job.is_finished
-    assert dyn.finished(slow.id).error is not None
+    stopped = dyn.finished(slow.id)
+    assert stopped.status is JobStatus.FAILED and stopped.error is not None
+    assert stopped.error.error_class is ErrorClass.TIMEOUT
+    assert stopped.error.message == "run exceeded its wall-clock limit of 1s"
 
 
 def test_per_run_limit_overrides_apply_to_that_run_only(dyn: Dyn) -> None:

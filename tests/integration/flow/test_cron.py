@@ -1,4 +1,4 @@
-"""Cron schedules (issue 10): one job per tick across schedulers, overlap, catch-up,
+"""Cron schedules (ADR 0010): one job per tick across schedulers, overlap, catch-up,
 pause/resume, and refusal of bad declarations. The injected clock stands in for time."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Weighted tenant fairness in the claim (issue 10), on both stores."""
+"""Weighted tenant fairness in the claim (ADR 0010), on both stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-key concurrency limits (issue 10): enforced in the claim on both stores."""
+"""Per-key concurrency limits (ADR 0010): enforced in the claim on both stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-key rate limits (issue 10): a sliding window over the jobs' own start times."""
+"""Per-key rate limits (ADR 0010): a sliding window over the jobs' own start times."""
 
 from __future__ import annotations
 

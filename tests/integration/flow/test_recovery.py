@@ -1,4 +1,4 @@
-"""Faster recovery (issue 10): a dead worker's jobs run again within lease TTL + 1 s,
+"""Faster recovery (ADR 0010): a dead worker's jobs run again within lease TTL + 1 s,
 and retention runs in the maintenance loop."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lease times from the database's clock (issue 10, ADR 0010).
+"""Lease times from the database's clock (ADR 0010).
 
 Workers on machines whose clocks disagree must still agree on when a lease expires, or a
 worker running fast would reap (and re-run) a live worker's job. The store's clock is the

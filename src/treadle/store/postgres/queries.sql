@@ -446,8 +446,10 @@ WITH alloc AS (
         WHERE j.status = 'queued' AND j.tenant = a.tenant AND j.run_at <= %(now)s
           AND j.concurrency_limit IS NULL
           AND (%(queues)s::text[] IS NULL OR j.queue = ANY (%(queues)s::text[]))
-          AND j.queue <> ALL (ARRAY(
-              SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
+          -- An anti-join, not `queue <> ALL (ARRAY(...))`: the planner cannot estimate
+          -- the array, and after ANALYZE it then read a whole tenant by another index.
+          AND NOT EXISTS (SELECT 1 FROM treadle_queues q WHERE q.name = j.queue
+                            AND (q.paused OR q.concurrency_limit IS NOT NULL))
           AND (%(kinds)s::text[] IS NULL OR j.kind = ANY (%(kinds)s::text[]))
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT a.n

@@ -52,7 +52,6 @@ from treadle.store.transaction import StoreTransaction
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
 Q = load_queries("treadle.store.postgres")
-_SAFETY_POLL = 1.0  # seconds between re-reads while waiting, in case a notification is lost
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
@@ -78,6 +77,7 @@ class PostgresStore(SqlReads, FlowOps):
         pool_size: int = 4,
         timeout: float = 10.0,
         reconnect: Reconnect | None = None,
+        safety_poll: float = 1.0,
     ) -> None:
         self.url = check_url(url)
         # Lease times come from the server's clock unless a test injected its own (ADR 0010).
@@ -87,6 +87,8 @@ class PostgresStore(SqlReads, FlowOps):
         route_stdlib("psycopg", demote={logging.WARNING: logging.INFO})
         self._reconnect = reconnect or Reconnect()
         self._timeout = timeout
+        # Seconds between re-reads while waiting for a job, in case a notification is lost.
+        self._safety_poll = safety_poll
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -530,7 +532,7 @@ class PostgresStore(SqlReads, FlowOps):
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 return
-            self._listener.wait_done(seen, min(remaining, _SAFETY_POLL))
+            self._listener.wait_done(seen, min(remaining, self._safety_poll))
 
     # -- maintenance ---------------------------------------------------------
 

@@ -1,0 +1,204 @@
+"""``app.artifacts``: put, find, read and delete the files jobs produce."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from treadle.artifacts.blobstore import ArtifactStore, Blob, BlobMissing, hash_file, spool
+from treadle.artifacts.model import Artifact, ArtifactNotFound
+from treadle.artifacts.names import check_content_type, check_name
+from treadle.artifacts.records import ArtifactRecords
+from treadle.artifacts.steps import current_step
+from treadle.core import storable
+from treadle.core.errors import InvalidInput
+from treadle.store import Store
+
+Source = Path | str | bytes | BinaryIO
+MAX_META_BYTES = 16 << 10
+
+
+class ArtifactService:
+    """One app's artifacts: rows in its database, bytes in an :class:`ArtifactStore`."""
+
+    def __init__(
+        self, store: Store, backend: ArtifactStore | Callable[[], ArtifactStore]
+    ) -> None:
+        # A factory defers the choice (and its errors: a server database with no artifacts
+        # URL) to the first use of bytes; rows can be listed without a backend.
+        self._backend = backend if isinstance(backend, ArtifactStore) else None
+        self._factory = None if isinstance(backend, ArtifactStore) else backend
+        self._lock = threading.Lock()
+        self.records = ArtifactRecords(store)
+
+    @property
+    def backend(self) -> ArtifactStore:
+        with self._lock:
+            if self._backend is None:
+                assert self._factory is not None
+                self._backend = self._factory()
+            return self._backend
+
+    def __repr__(self) -> str:
+        return f"<ArtifactService {self._backend or 'unopened'!r}>"
+
+    # -- writing ---------------------------------------------------------------
+
+    def put(
+        self,
+        job_id: int,
+        name: str,
+        source: Source,
+        *,
+        tenant: str,
+        step: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Store ``source`` (a path, bytes, or a binary stream) as artifact ``name`` of the
+        job. Idempotent: the same name and bytes again change nothing; new bytes under the
+        same name replace the old (whose object goes if nothing else references it)."""
+        name = check_name(name)
+        ctype = check_content_type(content_type, name)
+        step = step if step is not None else current_step()
+        meta = dict(meta or {})
+        storable.check(meta, "artifact meta", max_bytes=MAX_META_BYTES)
+        path, blob, temporary = self._materialise(source)
+        try:
+            self.backend.ensure(path, blob)
+            artifact, replaced = self.records.record(
+                tenant=tenant, job_id=job_id, step=step, name=name, blob=blob,
+                content_type=ctype, meta=meta)
+            # A delete that held the blob's row before our pin may have removed the object
+            # after the first ensure: now that the pin is committed nothing can, so check.
+            self.backend.ensure(path, blob)
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
+        if replaced is not None:
+            self.records.collect([replaced], self.backend.delete)
+        return artifact
+
+    def reuse(
+        self,
+        job_id: int,
+        name: str,
+        *,
+        tenant: str,
+        step: str | None = None,
+        like: str | None = None,
+    ) -> Artifact | None:
+        """Record for this job the newest artifact of ``tenant`` named ``like`` (default:
+        ``name``) whose object still exists, without touching its bytes; None if there is
+        none. Outputs named by a key of their inputs are found again this way."""
+        found = self.records.find(tenant, like or name)
+        if found is None:
+            return None
+        if found.job_id == job_id and found.name == name:
+            return found if self.backend.exists(found.sha256) else None
+        return self.put_blob(job_id, name, Blob(found.sha256, found.size), tenant=tenant,
+                             step=step, content_type=found.content_type, meta=found.meta)
+
+    def put_blob(
+        self,
+        job_id: int,
+        name: str,
+        blob: Blob,
+        *,
+        tenant: str,
+        step: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Artifact | None:
+        """Record an object already in the store as artifact ``name`` (no bytes move);
+        None if the object is not there (any more). Callers must know the sha256 is the
+        tenant's to use: it is never taken from an untrusted request."""
+        name = check_name(name)
+        ctype = check_content_type(content_type, name)
+        step = step if step is not None else current_step()
+        if not self.backend.exists(blob.sha256):
+            return None
+        artifact, replaced = self.records.record(
+            tenant=tenant, job_id=job_id, step=step, name=name, blob=blob,
+            content_type=ctype, meta=dict(meta or {}))
+        # Pinned now: if the object went before the pin, this row must not stay.
+        if not self.backend.exists(blob.sha256):
+            self.records.delete_one(artifact.id, self.backend.delete)
+            return None
+        if replaced is not None:
+            self.records.collect([replaced], self.backend.delete)
+        return artifact
+
+    def _materialise(self, source: Source) -> tuple[Path, Blob, bool]:
+        """A file holding the content, its address, and whether it is ours to remove."""
+        if isinstance(source, str | os.PathLike):
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidInput(f"not a file: {str(path)[:200]!r}")
+            return path, hash_file(path), False
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = io.BytesIO(bytes(source))
+        if not hasattr(source, "read"):
+            raise InvalidInput("an artifact is a path, bytes or a binary stream")
+        path, blob = spool(source, self.backend.spool_dir())
+        return path, blob, True
+
+    def delete_job(self, job_id: int) -> list[str]:
+        """Forget a job's artifacts; delete the objects no other job references (returns
+        their sha256). What a job's retention calls when the job goes."""
+        return self.records.delete_job(job_id, self.backend.delete)
+
+    def collect_garbage(self, *, batch: int = 500) -> int:
+        """Delete every stored object no artifact references any more (jobs deleted by
+        retention take their artifact rows with them); returns how many went."""
+        total = 0
+        while gone := self.records.collect_orphans(self.backend.delete, batch):
+            total += len(gone)
+        return total
+
+    # -- reading ---------------------------------------------------------------
+
+    def get(self, artifact_id: int, *, tenant: str | None = None) -> Artifact:
+        """By id; another tenant's artifact is ``ArtifactNotFound`` like a missing one."""
+        return self.records.get(artifact_id, tenant)
+
+    def by_name(self, job_id: int, name: str, *, tenant: str | None = None) -> Artifact:
+        return self.records.by_name(job_id, name, tenant)
+
+    def for_job(self, job_id: int, *, tenant: str | None = None) -> list[Artifact]:
+        return self.records.for_job(job_id, tenant)
+
+    def open(self, artifact: Artifact, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``[start, end)``, streamed in chunks."""
+        try:
+            return self.backend.read(artifact.sha256, start, end)
+        except BlobMissing:
+            raise ArtifactNotFound(
+                f"the content of artifact {artifact.id} is missing from the artifact store",
+                detail={"id": artifact.id}) from None
+
+    def read_bytes(self, artifact: Artifact) -> bytes:
+        return b"".join(self.open(artifact))
+
+    def download(self, artifact: Artifact, path: Path) -> Path:
+        try:
+            self.backend.download(artifact.sha256, path)
+        except BlobMissing:
+            raise ArtifactNotFound(f"the content of artifact {artifact.id} is missing",
+                                   detail={"id": artifact.id}) from None
+        return path
+
+    def presigned_url(self, artifact: Artifact, *, expires: int = 300) -> str | None:
+        from treadle.artifacts.names import download_name
+
+        return self.backend.presigned_url(
+            artifact.sha256, filename=download_name(artifact.name),
+            content_type=artifact.content_type, expires=expires)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()

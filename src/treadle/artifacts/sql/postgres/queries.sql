@@ -1,0 +1,70 @@
+-- Named queries of artifacts (treadle.artifacts.records), PostgreSQL. %(name)s parameters.
+-- Every write runs inside Store.transaction() (one connection, one transaction).
+
+-- name: pin_blob
+-- A put announces the object before trusting it is stored (see records.py). The upsert
+-- takes the row's lock, or waits for a delete holding it to commit.
+INSERT INTO treadle_artifact_blobs (sha256, size, created_at)
+VALUES (%(sha256)s, %(size)s, %(now)s)
+ON CONFLICT (sha256) DO UPDATE SET size = excluded.size;
+
+-- name: upsert_artifact
+-- A retried step putting the same name again replaces the row (never a duplicate).
+INSERT INTO treadle_artifacts (tenant, job_id, step, name, sha256, size, content_type, meta,
+                               created_at)
+VALUES (%(tenant)s, %(job_id)s, %(step)s, %(name)s, %(sha256)s, %(size)s, %(content_type)s,
+        %(meta)s, %(now)s)
+ON CONFLICT (job_id, name) DO UPDATE
+    SET step = excluded.step, sha256 = excluded.sha256, size = excluded.size,
+        content_type = excluded.content_type, meta = excluded.meta,
+        created_at = excluded.created_at
+RETURNING id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at;
+
+-- name: artifact_sha
+SELECT sha256 FROM treadle_artifacts WHERE job_id = %(job_id)s AND name = %(name)s;
+
+-- name: get_artifact
+SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
+FROM treadle_artifacts
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text);
+
+-- name: job_artifact
+SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
+FROM treadle_artifacts WHERE job_id = %(job_id)s AND name = %(name)s;
+
+-- name: find_by_name
+-- The newest artifact of this tenant with this name whose object is still recorded.
+SELECT a.id, a.tenant, a.job_id, a.step, a.name, a.sha256, a.size, a.content_type, a.meta,
+       a.created_at
+FROM treadle_artifacts a JOIN treadle_artifact_blobs b ON b.sha256 = a.sha256
+WHERE a.tenant = %(tenant)s AND a.name = %(name)s
+ORDER BY a.id DESC LIMIT 1;
+
+-- name: job_artifacts
+SELECT id, tenant, job_id, step, name, sha256, size, content_type, meta, created_at
+FROM treadle_artifacts
+WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+ORDER BY id;
+
+-- name: delete_job_artifacts
+DELETE FROM treadle_artifacts WHERE job_id = %(job_id)s RETURNING sha256;
+
+-- name: delete_artifact
+DELETE FROM treadle_artifacts WHERE id = %(id)s RETURNING sha256;
+
+-- name: orphan_blobs
+-- Objects no artifact references any more (their jobs were deleted by retention).
+SELECT b.sha256 FROM treadle_artifact_blobs b
+WHERE NOT EXISTS (SELECT 1 FROM treadle_artifacts a WHERE a.sha256 = b.sha256)
+ORDER BY b.sha256 LIMIT %(limit)s;
+
+-- name: lock_blob
+-- Waits for a put that pinned this blob and has not committed: its reference is then
+-- visible to blob_refs (a new statement, a new snapshot under READ COMMITTED).
+SELECT sha256 FROM treadle_artifact_blobs WHERE sha256 = %(sha256)s FOR UPDATE;
+
+-- name: blob_refs
+SELECT count(*) AS refs FROM treadle_artifacts WHERE sha256 = %(sha256)s;
+
+-- name: delete_blob
+DELETE FROM treadle_artifact_blobs WHERE sha256 = %(sha256)s;
