@@ -45,6 +45,11 @@ TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[str]] = {
         {"retry", "lease_expired", "released", "continued"}
     ),
     (JobStatus.RUNNING, JobStatus.CANCELLED): frozenset({"cancelled"}),
+    # A workflow's step checkpoints are events of the running attempt that leave its
+    # status alone (ADR 0009): recorded so the timeline shows each step.
+    (JobStatus.RUNNING, JobStatus.RUNNING): frozenset(
+        {"step_started", "step_completed", "step_failed"}
+    ),
     # Suspension is an outcome of an attempt, fenced by its lease token like the others.
     (JobStatus.RUNNING, JobStatus.WAITING): frozenset({"waiting"}),
     # The store wakes a waiting job when its condition holds (time, event, children).
