@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.aio import run_async
 from treadle import RetryPolicy
 from treadle.app import Treadle
 from treadle.context import JobContext
@@ -53,7 +54,7 @@ def test_emit_progress_and_logs_share_one_numbered_stream(app: Treadle) -> None:
     async def collect() -> list[int]:
         return [e.item.seq async for e in h.stream(after=4) if e.item is not None]
 
-    assert asyncio.run(collect()) == [5, 6, 7]
+    assert run_async(collect()) == [5, 6, 7]
 
 
 def test_each_attempt_marks_its_items(app: Treadle) -> None:
@@ -195,7 +196,7 @@ def test_the_hub_ends_listeners_of_a_deleted_job(sqlite_url: str) -> None:
         return await asyncio.wait_for(sub.queue.get(), 10)
 
     try:
-        assert asyncio.run(follow()) is None
+        assert run_async(follow()) is None
         assert hub.listeners() == 0
     finally:
         hub.close()

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.api.conftest import Api, api_worker
+from tests.support.aio import run_async
 from tests.support.sse import Sse, parse
 from treadle.context import JobContext
 from treadle.streams.hub import hub_for
@@ -134,7 +135,7 @@ def test_many_listeners_cost_one_channel(api: Api) -> None:
             assert hub.stats.rounds - rounds_before < 2000
             return counts
 
-    counts = asyncio.run(main())
+    counts = run_async(main())
     assert counts == [201] * listeners
     assert hub.stats.listen_connections <= 1
     assert hub.listeners() == 0
