@@ -43,6 +43,7 @@ from treadle.observe import Observer
 from treadle.store import Store, open_store
 from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
 from treadle.streams.repo import TRACK as STREAMS_TRACK
+from treadle.tracing import NULL_TRACING, Tracing
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -241,8 +242,12 @@ class Treadle:
         store: Store | None = None,
         egress: EgressPolicy | None = None,
         artifacts: str | ArtifactStore | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.url = url
+        # Spans of submissions and of this app's workers (ADR 0021): a no-op unless given
+        # (``treadle.tracing.otel_tracing()``, or the CLI's --otel).
+        self.tracing: Tracing = tracing or NULL_TRACING
         self.clock = clock
         # Where env.fetch and callbacks may connect: public addresses unless an operator
         # allowed private ranges (the CLI reads TREADLE_EGRESS_ALLOW; ADR 0305).
@@ -516,6 +521,7 @@ class Treadle:
         return {
             "on_finished": [p.on_finished for p in plugins],
             "services": [s for p in plugins for s in p.services(self)],
+            "tracing": self.tracing,
         }
 
     def executors(self) -> dict[JobKind, Executor]:
@@ -555,7 +561,10 @@ class Treadle:
         for nj in jobs:
             if nj.callback_url is not None:
                 self.check_callback_url(nj.callback_url)
-        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs)]
+        if not self.tracing.enabled:
+            return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs)]
+        with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
+            return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(traced)]
 
     def check_callback_url(self, url: str) -> None:
         """Refuse, before anything is stored, a callback URL the egress policy can never

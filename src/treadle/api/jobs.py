@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +25,7 @@ from treadle.api.models import (
     SubmitJob,
 )
 from treadle.api.problems import Problem
+from treadle.core import traceparent
 from treadle.core.job import Job, JobFilter
 from treadle.core.lifecycle import JobStatus
 
@@ -63,7 +65,7 @@ def _fingerprint(body: SubmitJob) -> str:
 
 def _submit(
     treadle: Treadle, config: ApiConfig, body: SubmitJob, principal: Principal,
-    key: str | None,
+    key: str | None, trace: str | None = None,
 ) -> tuple[Job, bool]:
     """Validate fully, then write once: a refused request never leaves a row."""
     if body.task.startswith(BUILTIN_PREFIX):
@@ -79,6 +81,8 @@ def _submit(
         priority=body.priority, queue=body.queue, tenant=principal.tenant,
         callback_url=str(body.callback_url) if body.callback_url else None,
     )
+    if trace is not None:
+        new = replace(new, traceparent=trace)
     if key is not None:
         stored = keystore_for(treadle).claim_idempotency(principal.tenant, key, _fingerprint(body))
         if stored != _fingerprint(body):
@@ -97,7 +101,8 @@ async def submit_job(
     request: Request, body: SubmitJob, principal: Submitter, key: IdempotencyKey = None,
 ) -> JSONResponse:
     treadle, config = _ctx(request)
-    job, created = await run_in_threadpool(_submit, treadle, config, body, principal, key)
+    job, created = await run_in_threadpool(_submit, treadle, config, body, principal, key,
+                                           _traceparent(request))
     _count(request, job, created)
     return _job_response(job, 202 if created else 200, location=True, replayed=not created)
 
@@ -116,18 +121,19 @@ async def run_job(
         return await run_inline(request, body, principal, key)
     treadle, config = _ctx(request)
     task_body = body.as_submit()
+    trace = _traceparent(request)
     wait = config.sync_window if body.wait is None else min(body.wait, config.sync_window)
     limiter: anyio.CapacityLimiter = request.app.state.sync_waiters
     if wait <= 0 or limiter.available_tokens < 1:
         # Saturated: do not queue behind other waiters; answer 202 at once.
         job, created = await run_in_threadpool(
-            _submit, treadle, config, task_body, principal, key)
+            _submit, treadle, config, task_body, principal, key, trace)
         _count(request, job, created)
         return _job_response(job, 200 if job.is_finished else 202, location=True)
 
     def submit_and_wait() -> tuple[Job, bool]:
         # One thread hop for submit + wait + read keeps the sync path short.
-        job, created = _submit(treadle, config, task_body, principal, key)
+        job, created = _submit(treadle, config, task_body, principal, key, trace)
         if not job.is_finished:
             treadle.store.wait_for_finish([job.id], wait)
             job = treadle.get_job(job.id)
@@ -211,6 +217,13 @@ def retry_job(request: Request, job_id: int, principal: Submitter) -> JSONRespon
         raise Problem(409, f"only failed or cancelled jobs can be retried; job {job.id} is "
                       f"{job.status.value}", slug="not-retryable", job=_summary(job))
     return _job_response(treadle.retry(job.id, tenant=principal.tenant), 200)
+
+
+def _traceparent(request: Request) -> str | None:
+    """The request's W3C ``traceparent``, canonical, or None: a missing, malformed or
+    oversized header is ignored (a new trace starts), never stored raw (ADR 0021)."""
+    values = request.headers.getlist("traceparent")
+    return traceparent.parse(values[0]) if len(values) == 1 else None
 
 
 def _count(request: Request, job: Job, created: bool) -> None:

@@ -129,9 +129,17 @@ class WorkflowContext:
         token = _step_key.set(self.idempotency_key(name))
         self._stream_step(seq, name, "started")
         try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = _run_awaitable(value)
+            # A span per step that runs (a replayed one returned above), child of the
+            # attempt's run span (ADR 0021).
+            with self.job_ctx.span(f"step {name}",
+                                   {"treadle.step": name, "treadle.seq": seq}) as span:
+                try:
+                    value = fn(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = _run_awaitable(value)
+                except Exception as exc:
+                    span.fail(f"{type(exc).__name__}")
+                    raise
         except Exception as exc:
             unrecorded = None if early.settle() else started_at
             self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
