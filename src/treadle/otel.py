@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from opentelemetry import context as otel_context
@@ -160,22 +160,3 @@ class OtelTracing(Tracing):
     def shutdown(self) -> None:
         if self._owns:
             self.provider.shutdown()
-
-
-def from_environment(env: Mapping[str, str], *, flag: bool) -> OtelTracing | None:
-    """For the CLI: tracing when ``--otel`` is given or an OTLP endpoint is set.
-
-    The exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables itself; the
-    service name is ``OTEL_SERVICE_NAME`` (default ``treadle``). ``OTEL_SDK_DISABLED=true``
-    turns it off even with the flag.
-    """
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    wanted = flag or any(k in env for k in ("OTEL_EXPORTER_OTLP_ENDPOINT",
-                                            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-    if not wanted:
-        return None
-    name = env.get("OTEL_SERVICE_NAME", "").strip() or "treadle"
-    return OtelTracing(service_name=name[:200])
-
-

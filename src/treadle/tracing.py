@@ -13,14 +13,13 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from treadle.core.errors import ConfigurationError
+from treadle.core.errors import MissingExtra
 
 if TYPE_CHECKING:
     from treadle.core.job import Job, NewJob
     from treadle.core.outcome import Outcome
 
 Attributes = Mapping[str, str | int | float | bool]
-EXTRA_HINT = "pip install 'treadle[otel]'"
 
 
 class SpanHandle:
@@ -76,12 +75,9 @@ NULL_TRACING = Tracing()
 def otel_tracing(**options: Any) -> Tracing:
     """An OpenTelemetry :class:`Tracing` (see ``treadle.otel.OtelTracing`` for options).
 
-    Raises ``ConfigurationError`` naming the extra when OpenTelemetry is not installed."""
+    Raises ``MissingExtra`` naming ``treadle[otel]`` when OpenTelemetry is not installed."""
     try:
         from treadle.otel import OtelTracing
     except ImportError as exc:
-        raise ConfigurationError(
-            f"tracing needs the OpenTelemetry packages, which are not installed: {EXTRA_HINT}",
-            detail={"missing": getattr(exc, "name", None) or str(exc)},
-        ) from None
+        raise MissingExtra("otel", exc.name or "opentelemetry-sdk") from None
     return OtelTracing(**options)
