@@ -32,7 +32,7 @@ def test_each_tenant_sees_its_own_usage_only(api: Api, worker: object) -> None:
     assert spy["groups"] == mine["groups"] and spy["tenant"] == "tenant-a"
     assert {g["group"]: g["attempts"] for g in per_queue["groups"]} == {"default": 1, "bulk": 1}
     a_result_bytes = mine["total"]["result_bytes"]
-    assert a_result_bytes == len('{"text":"' .encode()) + 100 + 2 + len('{"n":1}')
+    assert a_result_bytes == len(b'{"text":"') + 100 + 2 + len('{"n":1}')
     with api.client("b") as c:
         theirs = c.get("/v1/usage").json()
     assert [g["group"] for g in theirs["groups"]] == ["tenant-b"]
