@@ -222,6 +222,10 @@ class AsyncClient:
     async def get_job(self, job_id: int) -> Job:
         return await self.send(calls.get_job(job_id))
 
+    async def why_not_running(self, job: Job) -> dict[str, Any] | None:
+        """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
+        return await self.send(calls.waiting_on(job.id))
+
     async def list_jobs(self, *, statuses: list[JobStatus | str] | None = None,
                         queue: str | None = None, task: str | None = None,
                         created_after: datetime | None = None,

@@ -119,11 +119,28 @@ def get_job(jid: int) -> Call[Job]:
     return Call("GET", f"/v1/jobs/{job_id(jid)}", _job)
 
 
+def waiting_on(jid: int) -> Call[dict[str, Any] | None]:
+    """The rule that holds a queued job (``waiting_on`` of the job JSON), or None."""
+
+    def parse(a: Answer) -> dict[str, Any] | None:
+        job_from(a.data)
+        value = a.data.get("waiting_on")
+        if value is not None and not isinstance(value, dict):
+            raise BadResponse("the server's waiting_on is not an object")
+        return value
+
+    return Call("GET", f"/v1/jobs/{job_id(jid)}", parse)
+
+
 def list_jobs(*, statuses: list[JobStatus | str] | None, queue: str | None, task: str | None,
               created_after: datetime | None, created_before: datetime | None,
               cursor: int | None, limit: int) -> Call[JobPage]:
-    params: list[tuple[str, str | int | float | bool | None]] = [
-        ("status", JobStatus(s).value) for s in statuses or ()]
+    try:
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("status", JobStatus(s).value) for s in statuses or ()]
+    except ValueError:
+        raise InvalidInput(f"unknown status in {statuses!r}; use one of "
+                           f"{', '.join(s.value for s in JobStatus)}") from None
     params += [(k, str(v)) for k, v in _opts(queue=queue, task=task, created_after=created_after,
                                              created_before=created_before,
                                              cursor=cursor, limit=limit).items()]

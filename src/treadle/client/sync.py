@@ -235,6 +235,10 @@ class Client:
     def get_job(self, job_id: int) -> Job:
         return self.send(calls.get_job(job_id))
 
+    def why_not_running(self, job: Job) -> dict[str, Any] | None:
+        """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
+        return self.send(calls.waiting_on(job.id))
+
     def list_jobs(self, *, statuses: list[JobStatus | str] | None = None,
                   queue: str | None = None, task: str | None = None,
                   created_after: datetime | None = None,
