@@ -26,6 +26,8 @@ from treadle.core.errors import (
 from treadle.core.job import Job, JobEvent, JobLog
 from treadle.core.lifecycle import JobStatus
 from treadle.core.retry import RetryPolicy
+from treadle.core.usage import Usage
+from treadle.tracing import Tracing, otel_tracing
 
 __version__ = "0.1.0"
 
@@ -48,8 +50,11 @@ __all__ = [
     "SandboxViolation",
     "Task",
     "Timeout",
+    "Tracing",
     "Transient",
     "Treadle",
     "TreadleError",
+    "Usage",
     "WaitTimeout",
+    "otel_tracing",
 ]

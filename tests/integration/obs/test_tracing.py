@@ -3,6 +3,8 @@ API server, a real worker and store, spans collected by the SDK's in-memory expo
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from treadle.api import ApiConfig, start_in_thread
 from treadle.core import traceparent
 from treadle.core.errors import InvalidInput
 from treadle.core.job import NewJob
+from treadle.egress import EgressPolicy
 from treadle.otel import OtelTracing
 from treadle.testing import run_worker
+from treadle.webhooks import register_builtin_tasks
 from treadle.workflows import WorkflowContext
 
 ADMIN = "obs-admin-key-0123456789"
@@ -58,6 +62,9 @@ def traced(db_url: str) -> Iterator[Traced]:
         a = ctx.step("first", lambda: 1)
         return int(ctx.step("second", lambda: a + 1))
 
+    # Callbacks go to a receiver on loopback, which an operator would allow explicitly.
+    app.egress = EgressPolicy.parse("127.0.0.1/32")
+    register_builtin_tasks(app, "whsec-obs-0123456789abcdef")
     app.migrate()
     port = free_port()
     server = start_in_thread(app, port=port, config=ApiConfig(admin_key=ADMIN))
@@ -178,3 +185,42 @@ def test_traceparent_parsing_is_strict_and_total() -> None:
         NewJob(task="t", traceparent="garbage")
     with pytest.raises(InvalidInput):
         NewJob(task="t", traceparent=HEADER + "\x00")
+
+
+def test_callback_delivery_is_a_span_in_the_jobs_trace(traced: Traced) -> None:
+    received: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(self.headers.get("traceparent"))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        with httpx.Client(base_url=traced.url,
+                          headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+            r = c.post("/v1/jobs", json={"task": "echo", "callback_url": url},
+                       headers={"traceparent": HEADER})
+        assert r.status_code == 202, r.text
+        with run_worker(traced.app):
+            delivery = _wait_for(traced, "callback delivery")
+            deadline = time.monotonic() + 20
+            while not received:
+                assert time.monotonic() < deadline, "no callback received"
+                time.sleep(0.02)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _hex(delivery.context.trace_id, 32) == TRACE
+    assert delivery.attributes is not None
+    assert delivery.attributes["http.response.status_code"] == 204
+    # The receiver can continue the same trace, from the delivery span.
+    assert received[0] == f"00-{TRACE}-{_hex(delivery.context.span_id, 16)}-01"
