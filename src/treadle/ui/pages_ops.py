@@ -169,7 +169,8 @@ def _usage(ctx: UIContext, user: SessionUser, now: datetime) -> dict[str, Any]:
     reader = UsageReader(ctx.store)
     since = now - timedelta(hours=24)
     out: dict[str, Any] = {"queues": reader.summary(start=since, end=now, group_by="queue",
-                                                    tenant=user.tenant_filter)}
+                                                    tenant=user.tenant_filter),
+                           "tenants": []}
     if user.is_admin:
         out["tenants"] = reader.summary(start=since, end=now, group_by="tenant")
     return out

@@ -126,7 +126,7 @@ def _totals(sql: ExtensionSql, params: dict[str, Any], succeeded: list[int],
     """Whole-window summary, rendered server-side so the numbers exist without JavaScript."""
     ok, bad = sum(succeeded), sum(failed)
     rows = sql.run("chart_totals", params)
-    t: Mapping[str, Any] = rows[0] if rows else {}
+    t: dict[str, Any] = dict(rows[0]) if rows else {}
     by_class = sorted(((k, sum(v)) for k, v in classes.items()), key=lambda kv: (-kv[1], kv[0]))
     return {
         "finished": ok + bad,
