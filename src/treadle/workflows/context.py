@@ -326,8 +326,11 @@ class WorkflowContext:
         job = self._make_child(task, payload)
         # The key makes the child unique per (parent, step, index) on top of the
         # transaction that writes it with the checkpoint.
+        # A child continues the workflow's trace, from the span current now (ADR 0021).
+        trace = self.job_ctx._tracing.current_traceparent() if self.job_ctx._tracing else None
         return replace(job, parent_id=self.job.id, tenant=self.job.tenant,
-                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}")
+                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}",
+                       traceparent=trace or self.job.traceparent)
 
     def _fan_in(self, rec: Step, fail_fast: bool) -> list[Any]:
         seq, name, kind = rec.seq, rec.name, rec.kind
