@@ -27,8 +27,9 @@ class QuarantineOps:
         raise NotImplementedError
 
     def release(self, job_id: int, *, tenant: str | None = None) -> Job:
-        """A quarantined job back to ``queued`` with its crash count reset and at least one
-        attempt left; the history it leaves stays in the event. Any other job: unchanged."""
+        """A quarantined job back to ``queued`` with its crash count reset and the attempts
+        its crashes used given back; the history stays in the event. Any other job:
+        unchanged."""
         job = self.get_job(job_id, tenant=tenant)
         self._leave_quarantine(job.id, to="queued", reason="quarantine_released",
                                now=self.clock.now(), error=None,

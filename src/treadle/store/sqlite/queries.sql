@@ -338,14 +338,16 @@ RETURNING *;
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 
 -- name: leave_quarantine
--- Release (back to queued: crash count reset, at least one attempt left) or discard
+-- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
 -- (failed, terminal) a quarantined job (ADR 0015).
 UPDATE treadle_jobs
 SET status = :status,
     run_at = CASE WHEN :status = 'queued' THEN :now ELSE run_at END,
     crashes = CASE WHEN :status = 'queued' THEN NULL ELSE crashes END,
-    max_attempts = CASE WHEN :status = 'queued' THEN max(max_attempts, attempt + 1)
-                        ELSE max_attempts END,
+    -- The attempts its crashes used are given back (and at least one is left).
+    max_attempts = CASE WHEN :status = 'queued'
+        THEN max(max_attempts + coalesce(json_array_length(crashes), 0), attempt + 1)
+        ELSE max_attempts END,
     error = coalesce(:error, error),
     finished_at = :finished_at
 WHERE id = :id AND status = 'quarantined'
