@@ -77,16 +77,20 @@ def lease_lost_detail(outcome: Outcome, current_token: int) -> dict[str, Any]:
 
 
 def reap_decision(
-    attempt: int, max_attempts: int, cancel_requested: bool, owner: str | None
+    attempt: int, max_attempts: int, cancel_requested: bool, owner: str | None,
+    *, worker_died: bool = False,
 ) -> tuple[str, str, ErrorInfo]:
-    """What an expired lease becomes: (status, event reason, error)."""
-    err = ErrorInfo(
-        ErrorClass.LEASE_LOST,
-        f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}",
-        {"worker": owner, "attempt": attempt},
-    )
+    """What an expired lease, or the lease of a worker known dead (ADR 0018), becomes:
+    (status, event reason, error)."""
+    if worker_died:
+        reason = "worker_died"
+        message = f"worker {owner} died during attempt {attempt}"
+    else:
+        reason = "lease_expired"
+        message = f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}"
+    err = ErrorInfo(ErrorClass.LEASE_LOST, message, {"worker": owner, "attempt": attempt})
     if cancel_requested:
         return "cancelled", "cancelled", err
     if attempt >= max_attempts:
-        return "failed", "lease_expired", err
-    return "queued", "lease_expired", err
+        return "failed", reason, err
+    return "queued", reason, err

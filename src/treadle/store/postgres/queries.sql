@@ -506,3 +506,47 @@ SELECT clock_timestamp() AS now;
 
 -- name: next_lease_expiry
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
+
+-- name: register_worker
+-- A worker's row with how its death is noticed (ADR 0018): the key of the session lock
+-- its liveness connection holds, and its process (for people reading the table).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, lock_key, host, pid, pid_start)
+VALUES (%(worker)s, %(now)s, %(now)s, '{}', %(lock_key)s, %(host)s, %(pid)s, %(pid_start)s)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    lock_key = excluded.lock_key, host = excluded.host, pid = excluded.pid,
+    pid_start = excluded.pid_start;
+
+-- name: dead_owner_leases
+-- Running jobs whose worker recorded a liveness lock that no session holds any more:
+-- the worker is gone. Locked (SKIP LOCKED) for the guarded re-queue that follows.
+WITH held AS MATERIALIZED (
+    SELECT (classid::bigint << 32) | objid::bigint AS key FROM pg_locks
+    WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT j.id, j.attempt, j.max_attempts, j.lease_owner, j.cancel_requested, j.lease_token
+FROM treadle_jobs j JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND w.lock_key IS NOT NULL
+  AND w.lock_key NOT IN (SELECT key FROM held)
+ORDER BY j.id
+LIMIT %(limit)s
+FOR UPDATE OF j SKIP LOCKED;
+
+-- name: reap_dead_many
+-- The guarded re-queue of a dead worker's jobs: only the attempt it held (its token).
+WITH input AS (
+    SELECT * FROM unnest(%(id)s::bigint[], %(token)s::bigint[], %(status)s::text[],
+                         %(error)s::jsonb[], %(reason)s::text[], %(worker)s::text[])
+        AS t(id, token, status, error, reason, worker)
+), upd AS (
+    UPDATE treadle_jobs j
+    SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN i.status = 'queued' THEN NULL ELSE %(now)s END
+    FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
+    RETURNING j.id, j.status, j.attempt, i.reason, i.worker
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, 'running', status, attempt, worker, reason, %(now)s FROM upd
+)
+SELECT id, status FROM upd;

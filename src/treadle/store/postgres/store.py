@@ -45,6 +45,8 @@ from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
+from treadle.store.postgres.session import WorkerSession
+from treadle.store.postgres.workers import LivenessOps
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
 from treadle.store.transaction import StoreTransaction
@@ -65,7 +67,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads, FlowOps):
+class PostgresStore(SqlReads, FlowOps, LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -100,6 +102,8 @@ class PostgresStore(SqlReads, FlowOps):
         )
         self._pool.open(wait=False)
         self._listener = Listener(url)
+        self._sessions: dict[str, WorkerSession] = {}  # liveness, per worker (ADR 0018)
+        self._sessions_lock = threading.Lock()
         self._claim_mark = threading.local()
         self._limited: dict[str, int] = {}
         self._limited_expires = 0.0
@@ -169,6 +173,7 @@ class PostgresStore(SqlReads, FlowOps):
         return list(values)
 
     def close(self) -> None:
+        self._stop_sessions()
         self._listener.stop()
         self._pool.close()
 
@@ -557,15 +562,19 @@ class PostgresStore(SqlReads, FlowOps):
                 cols["reason"].append(reason)
                 cols["worker"].append(r["lease_owner"])
             cur.execute(Q["reap_many"], {**cols, "now": now})
-            reaped = cur.fetchall()
-            finished = [str(r["id"]) for r in reaped if r["status"] != "queued"]
-            if finished:
-                ids = [int(i) for i in finished]
-                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-                for i in range(0, len(finished), _NOTIFY_CHUNK):
-                    chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
-                    cur.execute(Q["notify_done"], {"ids": chunk})
-            cur.execute(Q["notify_jobs"], {"queues": ["*"]})
+            return self._after_reap(cur, cur.fetchall(), now)
+
+    def _after_reap(self, cur: Cursor, reaped: list[dict[str, Any]], now: datetime
+                    ) -> ReapResult:
+        """Callbacks and wake-ups for reaped jobs, in the reaping transaction."""
+        finished = [str(r["id"]) for r in reaped if r["status"] != "queued"]
+        if finished:
+            ids = [int(i) for i in finished]
+            cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
+            for i in range(0, len(finished), _NOTIFY_CHUNK):
+                chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
+                cur.execute(Q["notify_done"], {"ids": chunk})
+        cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0}
         for r in reaped:
             counts[r["status"]] += 1

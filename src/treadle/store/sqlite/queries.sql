@@ -331,3 +331,29 @@ RETURNING *;
 
 -- name: next_lease_expiry
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
+
+-- name: register_worker
+-- A worker's row with its process, by which its death is noticed on this host (ADR 0018).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, host, pid, pid_start)
+VALUES (:worker, :now, :now, '{}', :host, :pid, :pid_start)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    host = excluded.host, pid = excluded.pid, pid_start = excluded.pid_start;
+
+-- name: running_owners
+-- The workers holding running jobs, with the process each recorded (if any).
+SELECT DISTINCT w.id, w.host, w.pid, w.pid_start
+FROM treadle_jobs j JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND w.pid IS NOT NULL;
+
+-- name: owner_leases
+SELECT id, attempt, max_attempts, lease_owner, cancel_requested, lease_token FROM treadle_jobs
+WHERE status = 'running' AND lease_owner = :owner
+ORDER BY id
+LIMIT :limit;
+
+-- name: reap_dead_one
+-- The guarded re-queue of a dead worker's job: only the attempt it held (its token).
+UPDATE treadle_jobs
+SET status = :status, error = :error, run_at = :now, lease_owner = NULL,
+    lease_expires_at = NULL, finished_at = :finished_at
+WHERE id = :id AND status = 'running' AND lease_token = :token;

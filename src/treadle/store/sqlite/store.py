@@ -49,6 +49,7 @@ from treadle.store.rows import (
     sort_claimed,
 )
 from treadle.store.sqlite.errors import translated
+from treadle.store.sqlite.workers import LivenessOps
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
@@ -63,7 +64,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps):
+class SQLiteStore(SqlReads, FlowOps, LivenessOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
