@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from treadle.core import liveness
 from treadle.core.clock import Clock
 from treadle.core.lease import ReapResult
 from treadle.logs import get_logger
-from treadle.store.outcomes import reap_decision
 from treadle.store.postgres.session import WorkerSession
 from treadle.store.queries import load_queries
 
@@ -37,8 +34,8 @@ class LivenessOps:
     _sessions: dict[str, WorkerSession]
     _sessions_lock: threading.Lock
 
-    # PostgresStore's: callbacks and wake-ups for reaped jobs.
-    _after_reap: Callable[[Cursor, list[dict[str, Any]], datetime], ReapResult]
+    # PostgresStore's: decide, write (guarded), callbacks and wake-ups for reaped rows.
+    _reap_rows: Callable[..., ReapResult]
 
     def register_worker(self, worker: str) -> bool:
         """Hold ``worker``'s liveness lock on a dedicated connection and record it.
@@ -101,20 +98,7 @@ class LivenessOps:
             rows = cur.fetchall()
             if not rows:
                 return ReapResult()
-            cols: dict[str, list[Any]] = {k: [] for k in
-                                          ("id", "token", "status", "error", "reason", "worker")}
-            for r in rows:
-                status, reason, err = reap_decision(
-                    r["attempt"], r["max_attempts"], r["cancel_requested"], r["lease_owner"],
-                    worker_died=True)
-                cols["id"].append(r["id"])
-                cols["token"].append(r["lease_token"])
-                cols["status"].append(status)
-                cols["error"].append(Jsonb(err.to_json()))
-                cols["reason"].append(reason)
-                cols["worker"].append(r["lease_owner"])
-            cur.execute(Q["reap_dead_many"], {**cols, "now": now})
-            return self._after_reap(cur, cur.fetchall(), now)
+            return self._reap_rows(cur, rows, now, seen_dead=True)
 
 
 __all__ = ["LivenessOps"]

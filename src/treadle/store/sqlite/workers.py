@@ -12,16 +12,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from dataclasses import astuple
 from typing import Any
 
 from treadle.core import liveness
 from treadle.core.clock import Clock
 from treadle.core.lease import ReapResult
 from treadle.logs import get_logger
-from treadle.store.outcomes import reap_decision
 from treadle.store.queries import load_queries
-from treadle.store.rows import dumps
 
 Q = load_queries("treadle.store.sqlite")
 log = get_logger("treadle.store")
@@ -32,8 +30,8 @@ class LivenessOps:
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _read: Callable[[str, Mapping[str, Any]], Sequence[Mapping[str, Any]]]
     _notify: Callable[[], None]
-    _callback: Callable[[sqlite3.Connection, int, datetime], None]
-    _event: Callable[..., None]
+    # SQLiteStore's: decide, write (guarded), events and callbacks for reaped rows.
+    _reap_rows: Callable[..., ReapResult]
 
     def register_worker(self, worker: str) -> bool:
         """Record ``worker``'s process; True when its death can be noticed (Linux)."""
@@ -62,27 +60,15 @@ class LivenessOps:
         if not dead:
             return ReapResult()
         now = self.clock.now()
-        counts = {"queued": 0, "failed": 0, "cancelled": 0}
+        res = ReapResult()
         with self._tx() as conn:
             for owner in dead:
                 rows = conn.execute(Q["owner_leases"], {"owner": owner, "limit": limit})
-                for r in rows.fetchall():
-                    status, reason, err = reap_decision(
-                        r["attempt"], r["max_attempts"], bool(r["cancel_requested"]),
-                        r["lease_owner"], worker_died=True)
-                    cur = conn.execute(Q["reap_dead_one"], {
-                        "id": r["id"], "token": r["lease_token"], "status": status,
-                        "error": dumps(err.to_json()), "now": now.timestamp(),
-                        "finished_at": None if status == "queued" else now.timestamp(),
-                    })
-                    if cur.rowcount:
-                        counts[status] += 1
-                        self._event(conn, r["id"], "running", status, r["attempt"], owner,
-                                    reason, now)
-                        if status != "queued":
-                            self._callback(conn, r["id"], now)
+                got = self._reap_rows(conn, rows.fetchall(), now, seen_dead=True)
+                res = ReapResult(*(a + b for a, b in zip(astuple(res), astuple(got),
+                                                         strict=True)))
         self._notify()
-        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"])
+        return res
 
 
 __all__ = ["LivenessOps"]
