@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from treadle.artifacts.gc import artifact_services
 from treadle.artifacts.records import SQL_PACKAGE as ARTIFACTS_SQL
 from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.core import storable
@@ -260,6 +261,8 @@ class Treadle:
         self._artifacts_source = artifacts
         self._artifacts: ArtifactService | None = None
         self._artifacts_lock = threading.Lock()
+        # How often each worker collects unreferenced artifact objects (ADR 0016).
+        self.artifacts_gc_interval = 60.0
 
     def __repr__(self) -> str:
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
@@ -515,7 +518,8 @@ class Treadle:
         plugins = list(self._plugins.values())
         return {
             "on_finished": [p.on_finished for p in plugins],
-            "services": [s for p in plugins for s in p.services(self)],
+            "services": [*(s for p in plugins for s in p.services(self)),
+                         *artifact_services(self)],
         }
 
     def executors(self) -> dict[JobKind, Executor]:

@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from treadle.artifacts.blobstore import Blob
 from treadle.core.errors import InvalidInput
 from treadle.core.job import DEFAULT_TENANT
 from treadle.media.probe import MediaInfo
@@ -144,14 +145,17 @@ def submit(
 
     wf = register(app)
     duration: float | None = None
+    stored: tuple[Blob, MediaInfo] | None = None
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
             raise InvalidInput(f"no such file: {str(path)[:200]}")
         info = probe(path)  # refuse bad input before anything is stored
         duration = info.duration
-        blob = app.artifacts.backend.put_file(path)
+        # Held (safe from the collector) until it is recorded as the job's source below.
+        blob = app.artifacts.store_file(path)
         source = {"sha256": blob.sha256, "name": path.name}
+        stored = (blob, info)
     payload = check_request({"source": source, "renditions": list(renditions)
                              if not isinstance(renditions, str) else renditions,
                              "thumbnails": thumbnails, "hls": hls, "audio": audio, **options},
@@ -162,4 +166,8 @@ def submit(
         duration = float(known) if isinstance(known, int | float) else None
     job = wf.new_job(payload, tenant=tenant)
     job = dataclasses.replace(job, timeout=budget_for(duration, len(payload["renditions"])))
-    return app.enqueue([job])[0]
+    handle = app.enqueue([job])[0]
+    if stored is not None:  # referenced from now on; ingest records the same row again
+        app.artifacts.put_blob(handle.id, f"source/{payload['source']['name']}", stored[0],
+                               tenant=tenant, meta=stored[1].summary())
+    return handle
