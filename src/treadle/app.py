@@ -661,6 +661,16 @@ class Treadle:
         """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
         return explain(self.store, job, self.clock.now())
 
+    def job_progress(self, job_id: int, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The job's latest progress (``{"done", "total", "message"}``) as its worker's
+        heartbeats carried it to the stream (ADR 0016); None if it reported none."""
+        from treadle.streams.model import PROGRESS
+        from treadle.streams.repo import StreamRepo
+
+        self.store.get_job(job_id, tenant=tenant)  # another tenant's job: not found
+        item = StreamRepo(self.store).latest(job_id, PROGRESS)
+        return None if item is None else dict(item.data)
+
     def job_events(self, job_id: int) -> list[JobEvent]:
         return self.store.events(job_id)
 

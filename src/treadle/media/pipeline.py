@@ -102,16 +102,13 @@ def run(ctx: WorkflowContext, steps: MediaSteps, req: dict[str, Any]) -> dict[st
     src = ctx.step("ingest", steps.ingest, job, req["source"], needs_video)
     sha, info = src["sha256"], MediaInfo.from_json(src["info"])
 
-    def report(label: str, done: int, total: int) -> None:
-        ctx.log(f"progress {label}: {done}/{total} frames")
-
     result: dict[str, Any] = {"input": {"sha256": sha, **info.summary()}, "renditions": {}}
     plan: list[Segment] = plan_segments(info, req["segment_seconds"]) if needs_video else []
     for rendition in parse_renditions(req["renditions"]):
         parts = []
         for seg in plan:
-            done = ctx.step(f"encode:{rendition.name}:{seg.index:04d}", steps.encode, job,
-                            sha, info, rendition, seg, req["stall_seconds"], report)
+            done = ctx.step(f"encode:{rendition.name}:{seg.index:04d}", steps.encode, ctx,
+                            sha, info, rendition, seg, req["stall_seconds"])
             parts.append((done["name"], seg.start))
         joined = ctx.step(f"concat:{rendition.name}", steps.concat, job, rendition, parts)
         result["renditions"][rendition.name] = joined

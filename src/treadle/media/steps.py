@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +22,20 @@ from treadle.core.job import Job
 from treadle.media import audio as audio_mod
 from treadle.media import encode, hls, stills
 from treadle.media.probe import MediaInfo, probe
-from treadle.media.progress import Progress, Report
+from treadle.media.progress import FrameMeter
 from treadle.media.renditions import Rendition, Segment, output_key
 from treadle.media.sources import fetch_url, local_copy
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
+    from treadle.workflows import WorkflowContext
 
 
 class MediaSteps:
     """The step functions, bound to an app (its artifacts and egress policy)."""
 
-    # Test seam: seconds to sleep per frame (to provoke stall detection). Always 0 else.
-    frame_delay: float = 0.0
-    report_interval: float = 2.0
+    # Test seam: called before each frame is counted (a test makes it hang). None else.
+    frame_hook: Callable[[int], None] | None = None
 
     def __init__(self, app: Treadle) -> None:
         self.app = app
@@ -90,8 +90,9 @@ class MediaSteps:
 
     # -- renditions ------------------------------------------------------------
 
-    def encode(self, job: Job, sha256: str, info: MediaInfo, rendition: Rendition,
-               seg: Segment, stall_seconds: float, report: Report) -> dict[str, Any]:
+    def encode(self, ctx: WorkflowContext, sha256: str, info: MediaInfo,
+               rendition: Rendition, seg: Segment, stall_seconds: float) -> dict[str, Any]:
+        job = ctx.job
         key = output_key(sha256, "segment", {**rendition.params(), "start": seg.start,
                                              "end": seg.end})
         name = f"work/{key}.mp4"
@@ -100,21 +101,19 @@ class MediaSteps:
             return {"name": name, "frames": found.meta.get("frames", 0), "reused": True}
         work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
-        src = local_copy(self.svc, sha256, work)
-        out = work / f"{key}.part.mp4"
+        # Per attempt: an abandoned attempt's thread (stuck, then released) must not
+        # touch the file a later attempt is writing.
+        out = work / f"{key}.{uuid.uuid4().hex[:8]}.part.mp4"
         total = max(1, round((seg.end - seg.start) * (info.fps or 25)))
-        label = f"{rendition.name} segment {seg.index}"
+        meter = FrameMeter(ctx, f"{rendition.name} segment {seg.index}", total,
+                           self.frame_hook)
         try:
-            with Progress(label, total, report=report, interval=self.report_interval,
-                          stall_seconds=stall_seconds) as progress:
-                delay = self.frame_delay
-
-                def tick(n: int) -> None:
-                    if delay:
-                        time.sleep(delay)
-                    progress.advance(n)
-
-                frames = encode.encode_segment(src, info, seg, rendition, out, tick)
+            # The worker fails this step as ``timeout`` if no frame is counted for
+            # ``stall_seconds``: fetching the input and opening it count as part of it.
+            with ctx.watch_progress(stall_seconds):
+                src = local_copy(self.svc, sha256, work)
+                frames = encode.encode_segment(src, info, seg, rendition, out, meter.advance)
+            meter.finish()
             self.svc.put(job.id, name, out, tenant=job.tenant, content_type="video/mp4",
                          meta={"frames": frames, "rendition": rendition.name,
                                "segment": seg.index})
