@@ -21,7 +21,7 @@ from treadle.core.errors import InvalidInput
 from treadle.core.job import DEFAULT_TENANT
 from treadle.media.probe import MediaInfo
 from treadle.media.renditions import Segment, parse_renditions, plan_segments
-from treadle.media.sources import check_source
+from treadle.media.sources import MAX_URL_BYTES, check_source
 from treadle.media.steps import MediaSteps
 
 if TYPE_CHECKING:
@@ -79,14 +79,15 @@ def check_request(payload: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
     return out
 
 
-def register(app: Treadle) -> Workflow:
-    """Register the pipeline on ``app`` (idempotent); returns the workflow."""
+def register(app: Treadle, *, max_url_bytes: int = MAX_URL_BYTES) -> Workflow:
+    """Register the pipeline on ``app`` (idempotent); returns the workflow.
+    ``max_url_bytes`` caps a URL source (streamed to disk as it arrives)."""
     from treadle.workflows import Workflow
 
     existing = app.tasks.get(WORKFLOW)
     if isinstance(existing, Workflow):
         return existing
-    steps = MediaSteps(app)
+    steps = MediaSteps(app, max_url_bytes=max_url_bytes)
 
     @app.workflow(name=WORKFLOW, retries=3, timeout=DEFAULT_BUDGET)
     def process(ctx: WorkflowContext, **payload: Any) -> dict[str, Any]:

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from treadle.artifacts.blobstore import Blob
 from treadle.artifacts.service import ArtifactService
-from treadle.core.errors import InvalidInput
+from treadle.core.errors import ConfigurationError, InvalidInput
 from treadle.core.job import Job
 from treadle.media import audio as audio_mod
 from treadle.media import encode, hls, stills
 from treadle.media.probe import MediaInfo, probe
 from treadle.media.progress import FrameMeter
 from treadle.media.renditions import Rendition, Segment, output_key
-from treadle.media.sources import fetch_url, local_copy
+from treadle.media.sources import MAX_URL_BYTES, fetch_url, local_copy
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -37,8 +37,11 @@ class MediaSteps:
     # Test seam: called before each frame is counted (a test makes it hang). None else.
     frame_hook: Callable[[int], None] | None = None
 
-    def __init__(self, app: Treadle) -> None:
+    def __init__(self, app: Treadle, *, max_url_bytes: int = MAX_URL_BYTES) -> None:
+        if not 1 <= max_url_bytes <= 1 << 40:
+            raise ConfigurationError("max_url_bytes must be from 1 byte to 1 TiB")
         self.app = app
+        self.max_url_bytes = max_url_bytes
         # Scratch space of this process's steps: job ids repeat across databases, so the
         # folder is this object's own (a crash leaves it to the system's temp cleanup).
         self.root = Path(tempfile.gettempdir()) / f"treadle-media-{uuid.uuid4().hex[:12]}"
@@ -58,7 +61,8 @@ class MediaSteps:
         work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         if "url" in source:
-            path = fetch_url(source["url"], work, getattr(self.app, "egress", None))
+            path = fetch_url(source["url"], work, self.app.egress,
+                             max_bytes=self.max_url_bytes)
             try:
                 info = self._probe(path, needs_video)
                 name = "source/" + _url_name(source["url"])
