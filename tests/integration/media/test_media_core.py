@@ -24,7 +24,7 @@ def test_probe_reports_streams_and_keyframes(clip: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["not_media", "truncated", "truncated_faststart",
-                                  "zero_seconds", "empty"])
+                                  "zero_seconds", "empty", "unsupported_codec"])
 def test_bad_input_is_invalid_input_with_the_probes_message(
         bad_inputs: dict[str, Path], kind: str) -> None:
     with pytest.raises(InvalidInput) as err:

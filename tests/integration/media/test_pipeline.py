@@ -83,7 +83,7 @@ def test_a_second_job_on_the_same_input_reencodes_nothing(app: Treadle, clip: Pa
 
 
 @pytest.mark.parametrize("kind", ["not_media", "truncated", "truncated_faststart",
-                                  "zero_seconds"])
+                                  "zero_seconds", "unsupported_codec"])
 def test_bad_input_fails_permanently_and_leaves_nothing(
         app: Treadle, bad_inputs: dict[str, Path], kind: str) -> None:
     path = bad_inputs[kind]
@@ -110,7 +110,10 @@ def test_refused_url_is_invalid_input(app: Treadle) -> None:
     assert job.status.value == "failed" and job.error is not None
     assert job.error.error_class.value == "invalid_input"
     assert "refused" in job.error.message
+    assert job.attempt == 1  # permanent: not retried
     assert app.job_artifacts(job.id) == []
+    steps: Any = register(app)
+    assert list(steps.media_steps.workdir(job).glob("url-*")) == []  # no partial download
 
 
 def test_a_hung_encode_fails_as_timeout_and_the_retry_finishes(
