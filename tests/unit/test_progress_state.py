@@ -48,6 +48,5 @@ def test_bad_values_refused(bad: object) -> None:
     p = ProgressState(ManualClock())
     with pytest.raises(InvalidInput):
         p.update(bad, 1)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput):
-        with p.watch(bad):  # type: ignore[arg-type]
-            pass
+    with pytest.raises(InvalidInput), p.watch(bad):  # type: ignore[arg-type]
+        pass

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from treadle.artifacts.blobstore import Blob
+from treadle.artifacts.blobstore import Blob, check_sha256
+from treadle.artifacts.model import ArtifactNotFound
 from treadle.artifacts.service import ArtifactService
 from treadle.core.errors import ConfigurationError, InvalidInput
 from treadle.core.job import Job
@@ -23,12 +24,12 @@ from treadle.media import audio as audio_mod
 from treadle.media import encode, hls, stills
 from treadle.media.probe import MediaInfo, probe
 from treadle.media.progress import FrameMeter
-from treadle.media.renditions import Rendition, Segment, output_key
+from treadle.media.renditions import Rendition, Segment, output_key, parse_renditions
 from treadle.media.sources import MAX_URL_BYTES, fetch_url, local_copy
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
-    from treadle.workflows import WorkflowContext
+    from treadle.context import JobContext
 
 
 class MediaSteps:
@@ -94,7 +95,22 @@ class MediaSteps:
 
     # -- renditions ------------------------------------------------------------
 
-    def encode(self, ctx: WorkflowContext, sha256: str, info: MediaInfo,
+    def encode_child(self, ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        """The ``treadle.media.segment`` task: its payload comes from the workflow only
+        (trusted), and is checked as far as a mistake could reach."""
+        try:
+            info = MediaInfo.from_json(payload["info"])
+            (rendition,) = parse_renditions([payload["rendition"]])
+            seg = Segment(**payload["segment"])
+            sha256, stall = check_sha256(payload["sha256"]), float(payload["stall_seconds"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a media segment payload: {exc}") from None
+        try:
+            return self.encode(ctx, sha256, info, rendition, seg, stall)
+        finally:
+            self.cleanup(ctx.job)
+
+    def encode(self, ctx: JobContext, sha256: str, info: MediaInfo,
                rendition: Rendition, seg: Segment, stall_seconds: float) -> dict[str, Any]:
         job = ctx.job
         key = output_key(sha256, "segment", {**rendition.params(), "start": seg.start,
@@ -131,7 +147,11 @@ class MediaSteps:
         work.mkdir(parents=True, exist_ok=True)
         files = []
         for name, start in parts:
-            art = self.svc.by_name(job.id, name, tenant=job.tenant)
+            # Made by a child job: recorded for this job too (the resume and reuse cache
+            # stays with the pipeline's job when retention takes the children).
+            art = self.svc.reuse(job.id, name, tenant=job.tenant)
+            if art is None:
+                raise ArtifactNotFound(f"segment {name} is missing from the artifact store")
             files.append((local_copy(self.svc, art.sha256, work), start))
         out = work / f"{rendition.name}.mp4"
         try:

@@ -26,7 +26,7 @@ BIG = 48 << 20  # streamed in 64 KiB chunks by the server
 @pytest.fixture(scope="module")
 def server(clip_bytes: bytes) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.path.startswith("/big"):
                 self.send_response(200)
                 self.send_header("Content-Length", str(BIG))
