@@ -1,8 +1,8 @@
 """``DynamicWorkers``: dynamic workers as the job-kind plug-in for kind ``code``.
 
 Everything the feature adds to an app comes from here (ADR 0008): the executor, the SQL
-(``treadle/dynamic/sql``), the ``/v1/workers`` routes, the ``/workers/new`` page and the
-``treadle dynamic`` command. ``app.use(DynamicWorkers())`` is the only wiring.
+(``treadle/dynamic/sql``), the ``/v1/dynamic-workers`` routes, the ``/dynamic-workers/new``
+page and the ``treadle dynamic`` command. ``app.use(DynamicWorkers())`` is the only wiring.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class DynamicWorkers(JobKindPlugin):
         from treadle.dynamic import ui
 
         return UiPages(register=ui.register, templates=Path(__file__).parent / "templates",
-                       nav=(("/workers/new", "Workers"),))
+                       nav=(("/dynamic-workers/new", "Dynamic workers"),))
 
     def cli(self) -> typer.Typer:
         from treadle.dynamic.cli import workers_app
