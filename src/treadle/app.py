@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -542,10 +543,22 @@ class Treadle:
         self._legacy_executors = {k: v for k, v in value.items() if k not in self._plugins}
 
     @property
-    def workers(self) -> WorkerRegistry | None:
-        """Deprecated: ``app.plugin(DynamicWorkers).registry`` (None when not registered)."""
+    def dynamic_workers(self) -> WorkerRegistry:
+        """The dynamic-worker registry: register stored code, run it as ``code`` jobs.
+
+        ConfigurationError unless the app uses ``DynamicWorkers`` (``app.use(...)``)."""
         from treadle.dynamic.plugin import DynamicWorkers
 
+        return self.plugin(DynamicWorkers).registry
+
+    @property
+    def workers(self) -> WorkerRegistry | None:
+        """Deprecated name of :attr:`dynamic_workers` (None when not registered): a
+        "worker" is the process that runs jobs (ADR 0023)."""
+        from treadle.dynamic.plugin import DynamicWorkers
+
+        warnings.warn("app.workers is deprecated; use app.dynamic_workers",
+                      DeprecationWarning, stacklevel=2)
         found = self.find_plugin(DynamicWorkers)
         return found.registry if found is not None else None
 

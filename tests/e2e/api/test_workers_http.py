@@ -274,3 +274,47 @@ def test_openapi_documents_the_worker_routes(dapi: Api) -> None:
     assert set(schemas["LimitsIn"]["properties"]) >= {
         "timeout", "cpu_seconds", "memory_mb", "max_output_bytes"}
     assert schemas["RegisterWorker"]["required"] == ["code", "language"]
+
+
+OLD_PREFIX_SINCE = "@1795996800"  # 2026-11-30T00:00:00Z, when /v1/workers was renamed
+
+
+def test_old_paths_still_answer_marked_deprecated(dapi: Api) -> None:
+    """`/v1/workers` (the first name) is served by the `/v1/dynamic-workers` routes; every
+    answer on it, errors included, says it is deprecated and names its successor."""
+    with dapi.client("a") as a:
+        r = a.post("/v1/workers", json={"code": PY_ECHO, "language": "python", "name": "old"})
+        assert r.status_code == 201, r.text
+        wid = r.json()["id"]
+        assert r.headers["Deprecation"] == OLD_PREFIX_SINCE
+        assert r.headers["Link"] == '</v1/dynamic-workers>; rel="successor-version"'
+        assert r.headers["Location"] == f"/v1/dynamic-workers/{wid}"
+        new = a.get(f"/v1/dynamic-workers/{wid}")
+        assert "Deprecation" not in new.headers and "Link" not in new.headers
+        old = a.get(f"/v1/workers/{wid}")
+        assert old.json() == new.json() and old.headers["Deprecation"] == OLD_PREFIX_SINCE
+        assert old.headers["Link"] == f'</v1/dynamic-workers/{wid}>; rel="successor-version"'
+        assert [w["id"] for w in a.get("/v1/workers").json()["workers"]] == [wid]
+        run = a.post(f"/v1/workers/{wid}/run", json={"input": 4})
+        assert run.status_code == 200 and run.json()["result"] == {"double": 8}
+        assert run.headers["Deprecation"] == OLD_PREFIX_SINCE
+        # Errors come from the same handlers, with the same marks.
+        missing = a.get("/v1/workers/dw_000000000000000000000000")
+        assert missing.status_code == 404 and missing.json()["type"].endswith("worker-not-found")
+        assert missing.headers["Deprecation"] == OLD_PREFIX_SINCE
+        bad = a.post("/v1/workers", json={"code": PY_ECHO, "language": "ruby"})
+        assert bad.status_code == 422 and bad.headers["Deprecation"] == OLD_PREFIX_SINCE
+        # A prefix matches whole path segments only; hostile paths are plain 404s.
+        for path in ("/v1/workersX", "/v1/workers%00", "/v1/workers/%ED%A0%80/run"):
+            r = a.get(path)
+            assert r.status_code in (404, 405), (path, r.text)
+            assert ("Deprecation" in r.headers) == path.startswith("/v1/workers/"), path
+    with dapi.client(None) as anon:  # unauthenticated: 401, still marked
+        r = anon.get("/v1/workers")
+        assert r.status_code == 401 and r.headers["Deprecation"] == OLD_PREFIX_SINCE
+
+
+def test_openapi_lists_only_the_new_paths(dapi: Api) -> None:
+    paths = httpx.get(f"{dapi.url}/openapi.json").json()["paths"]
+    assert not [p for p in paths if p.startswith("/v1/workers")]
+    assert "/v1/dynamic-workers" in paths
