@@ -510,7 +510,7 @@ class Treadle:
                 return p
         return None
 
-    def worker_hooks(self) -> dict[str, Any]:
+    def worker_options(self) -> dict[str, Any]:
         """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app:
         ``on_finished`` hooks and periodic ``services`` (keyword arguments)."""
         plugins = list(self._plugins.values())

@@ -108,7 +108,7 @@ class JobKindPlugin(abc.ABC):
     cli_old_names: ClassVar[tuple[str, ...]] = ()
     api_old_prefixes: ClassVar[tuple[RenamedPrefix, ...]] = ()
 
-    def setup(self, app: Treadle) -> None:  # noqa: B027 - optional hook, empty on purpose
+    def setup(self, app: Treadle) -> None:  # noqa: B027 - optional, empty on purpose
         """Called once by ``app.use(self)``; bind to the app here (start nothing costly)."""
 
     @abc.abstractmethod
@@ -128,7 +128,7 @@ class JobKindPlugin(abc.ABC):
         load theirs (``treadle.cli.common.load_app``) and look the plug-in up there."""
         return None
 
-    def on_finished(self, job: Job, outcome: Outcome) -> None:  # noqa: B027 - optional hook
+    def on_finished(self, job: Job, outcome: Outcome) -> None:  # noqa: B027 - optional
         """Called by a worker after it committed the outcome of any job (of any kind): a
         kind may react to others' jobs ending (a workflow waits for its child tasks)."""
 
@@ -136,7 +136,7 @@ class JobKindPlugin(abc.ABC):
         """Periodic maintenance every worker of the app runs (a workflow's wake-up sweep)."""
         return ()
 
-    def close(self) -> None:  # noqa: B027 - optional hook, empty on purpose
+    def close(self) -> None:  # noqa: B027 - optional, empty on purpose
         """Release what the plug-in started (called when the app closes)."""
 
     def __repr__(self) -> str:
