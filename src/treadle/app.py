@@ -511,13 +511,19 @@ class Treadle:
         return None
 
     def worker_options(self) -> dict[str, Any]:
-        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app:
-        ``on_finished`` hooks and periodic ``services`` (keyword arguments)."""
+        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app: finish
+        listeners (``on_finished``) and periodic ``services`` (keyword arguments)."""
         plugins = list(self._plugins.values())
         return {
             "on_finished": [p.on_finished for p in plugins],
             "services": [s for p in plugins for s in p.services(self)],
         }
+
+    def worker_hooks(self) -> dict[str, Any]:
+        """Deprecated name of :meth:`worker_options` ("hook" is an inbound webhook)."""
+        warnings.warn("app.worker_hooks() is deprecated; use app.worker_options()",
+                      DeprecationWarning, stacklevel=2)
+        return self.worker_options()
 
     def executors(self) -> dict[JobKind, Executor]:
         """One executor per kind this app can run: ``task`` plus every plug-in's.

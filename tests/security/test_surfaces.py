@@ -1,4 +1,4 @@
-"""Issue 8, classes 4 and 5 on the surfaces they were found on: HTTP and the CLI.
+"""Hostile input and egress (ADRs 0006, 0305) on the surfaces they were found on: HTTP and the CLI.
 
 Class 4: payloads that cannot be stored are refused (422 problem+json, CLI exit 2) with
 nothing stored; a result that cannot be stored fails its job as ``invalid_output`` and

@@ -75,3 +75,18 @@ def test_the_editor_page_moved_and_its_old_address_redirects(db_url: str) -> Non
             assert client.get("/workers/other", follow_redirects=False).status_code == 404
     finally:
         app.close()
+
+
+def test_worker_options_and_its_deprecated_name(db_url: str) -> None:
+    app = Treadle(db_url)
+    try:
+        app.use(DynamicWorkers())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            options = app.worker_options()
+        assert set(options) == {"on_finished", "services"} and options["on_finished"]
+        with pytest.warns(DeprecationWarning, match=r"use app.worker_options\(\)"):
+            old = app.worker_hooks()
+        assert old == options
+    finally:
+        app.close()
