@@ -293,7 +293,7 @@ def test_workers_write_run_and_see_output(page: Page, server: Server) -> None:
     page.get_by_role("button", name="Save worker").click()
     expect(page.locator("#worker-saved")).to_contain_text("ui-counter")
     saved = page.locator("#worker-saved code").first.inner_text()
-    assert server.treadle.workers.get(saved, tenant="acme").name == "ui-counter"  # type: ignore[attr-defined]
+    assert server.treadle.dynamic_workers.get(saved, tenant="acme").name == "ui-counter"
     shot(page, "16-workers-saved")
 
 
