@@ -164,7 +164,7 @@ def test_every_worker_runs_the_collector(db_url: str, backend: ArtifactStore) ->
         old = _job(app)
         art = app.artifacts.put(old, "old.bin", b"pruned by retention", tenant="default")
         _finish_and_prune(app, old)
-        assert [type(s) for s in app.worker_hooks()["services"]].count(ArtifactCollector) == 1
+        assert [type(s) for s in app.worker_options()["services"]].count(ArtifactCollector) == 1
         with run_worker(app):
             deadline = time.monotonic() + 20
             while app.artifacts.backend.exists(art.sha256) and time.monotonic() < deadline:
