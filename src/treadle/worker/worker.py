@@ -495,7 +495,10 @@ class Worker:
             # Progress rides with the heartbeat: the latest value, once per beat (ADR 0016).
             latest = e.ctx.progress_state.take_unreported()
             if latest is not None and e.ctx._stream is not None:
-                e.ctx._stream.progress(latest.done, latest.total, latest.message)
+                try:
+                    e.ctx._stream.progress(latest.done, latest.total, latest.message)
+                except Exception as exc:  # one job's progress never stops the others' beat
+                    log.error("progress not written", job_id=e.job.id, error=describe(exc))
             if e.job.id in res.cancel_requested:
                 log.info("cancelling job on request", job_id=e.job.id, worker=self.id)
                 self._hard_stop(e, Outcome(e.job.id, e.job.lease_token, OutcomeKind.CANCELLED,
