@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import StoreError, StoreUnavailable
+from treadle.core.errors import StoreError, StoreUnavailable, ValueOutOfRange
 from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
@@ -254,8 +254,8 @@ class PostgresStore(SqlReads, FlowOps):
         caller gets its own answer and only the bad one fails."""
         try:
             return self._commit_once(batch)
-        except (StoreError, ValueError) as exc:  # ValueOutOfRange is a ValueError
-            if len(batch) == 1 or isinstance(exc, StoreUnavailable):
+        except (StoreError, ValueOutOfRange):  # refused, not lost (StoreUnavailable)
+            if len(batch) == 1:
                 raise
         out: list[Result] = []
         for sub in batch:

@@ -115,12 +115,13 @@ class SQLiteStore(SqlReads, FlowOps):
             self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:  # SQLite rolls back by itself on some errors (I/O)
+                # SQLite rolls back by itself on some errors (I/O, a full disk); a COMMIT
+                # it refused (a deferred foreign key) leaves the transaction open.
+                if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            else:
-                conn.execute("COMMIT")
 
     codec = SQLITE_CODEC
     backend = "sqlite"
