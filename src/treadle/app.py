@@ -25,6 +25,7 @@ from treadle.core.errors import (
 )
 from treadle.core.explain import explain
 from treadle.core.job import (
+    DEFAULT_MAX_CRASHES,
     DEFAULT_QUEUE,
     DEFAULT_TENANT,
     Job,
@@ -33,6 +34,7 @@ from treadle.core.job import (
     JobKind,
     JobLog,
     NewJob,
+    check_max_crashes,
 )
 from treadle.core.keys import check_key_format, check_key_limit, check_rate_limit, job_key
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
@@ -82,12 +84,15 @@ class TaskOptions:
     concurrency: tuple[KeySpec, int] | None = None
     # (key, starts, per seconds): at most that many starts per key in any such window.
     rate_limit: tuple[KeySpec, int, float] | None = None
+    # Quarantine a job after this many attempts whose worker died under it (ADR 0015).
+    max_crashes: int = DEFAULT_MAX_CRASHES
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigurationError("retries must be a non-negative integer")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError("timeout must be positive (seconds) or None")
+        check_max_crashes(self.max_crashes, ConfigurationError)
         if self.concurrency is not None:
             check_key_limit(self.concurrency, "concurrency")
         if self.rate_limit is not None:
@@ -177,6 +182,7 @@ class Task(Generic[P, R]):
             idempotency_key=idempotency_key,
             tenant=tenant,
             callback_url=callback_url,
+            max_crashes=self.options.max_crashes,
             **self._concurrency(payload),
         )
 
@@ -286,6 +292,7 @@ class Treadle:
         pass_context: bool = False,
         concurrency: tuple[KeySpec, int] | None = None,
         rate_limit: tuple[KeySpec, int, float] | None = None,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match a ParamSpec-free overload
@@ -304,13 +311,14 @@ class Treadle:
         pass_context: bool = False,
         concurrency: tuple[KeySpec, int] | None = None,
         rate_limit: tuple[KeySpec, int, float] | None = None,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task (usable bare or with options)."""
         options = TaskOptions(
             queue=queue, retries=retries, timeout=timeout, priority=priority,
             retry_policy=retry_policy, error_overrides=error_overrides,
             default_error_class=default_error_class, pass_context=pass_context,
-            concurrency=concurrency, rate_limit=rate_limit,
+            concurrency=concurrency, rate_limit=rate_limit, max_crashes=max_crashes,
         )
 
         def register(f: Callable[P, R]) -> Task[P, R]:
@@ -686,6 +694,14 @@ class Treadle:
 
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
         return self.store.retry(job_id, tenant=tenant)
+
+    def release(self, job_id: int, *, tenant: str | None = None) -> Job:
+        """Release a quarantined job: queued again, its crash count reset (ADR 0015)."""
+        return self.store.release(job_id, tenant=tenant)
+
+    def discard(self, job_id: int, *, tenant: str | None = None) -> Job:
+        """Discard a quarantined job: failed for good (ADR 0015)."""
+        return self.store.discard(job_id, tenant=tenant)
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the app closes (extensions release what they started)."""

@@ -1,25 +1,30 @@
-"""``treadle jobs list|show|watch|cancel|retry`` and ``treadle submit``."""
+"""``treadle jobs list|show|watch|cancel|retry|release|discard`` and ``treadle submit``."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from treadle.app import WaitTimeout
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
+from treadle.cli.remote import KeyOption, UrlOption, remote
 from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
 from treadle.kinds import use_builtin
 from treadle.streams import cli as streams_cli
 
+if TYPE_CHECKING:
+    from treadle.client import Client
+
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
 _STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-                 "cancelled": "dim", "waiting": "magenta"}
+                 "cancelled": "dim", "waiting": "magenta", "quarantined": "bold red"}
 
 
 def _status(job: Job) -> str:
@@ -39,6 +44,8 @@ def list_jobs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     before: Annotated[int | None, typer.Option(help="Cursor: only ids below this.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
 ) -> None:
     """List jobs, newest first."""
     with clean_errors():
@@ -48,10 +55,15 @@ def list_jobs(
                 statuses.append(JobStatus(s))
             except ValueError:
                 fail(f"unknown status {s!r}; use one of {', '.join(x.value for x in JobStatus)}")
-        app = load_app(None, db)
-        app.check_schema()
-        jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task, limit=limit,
-                                       before_id=before))
+        client = remote(url, key)
+        if client is not None:
+            with client:
+                jobs = _list_remote(client, statuses, queue, task, limit, before)
+        else:
+            app = load_app(None, db)
+            app.check_schema()
+            jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task,
+                                           limit=limit, before_id=before))
         if as_json:
             _print_json([j.to_json() for j in jobs])
             return
@@ -63,6 +75,20 @@ def list_jobs(
         console.print(table)
 
 
+def _list_remote(client: Client, statuses: list[JobStatus], queue: str | None,
+                 task: str | None, limit: int, before: int | None) -> list[Job]:
+    jobs: list[Job] = []
+    cursor = before
+    while len(jobs) < limit:  # the API pages by at most 500
+        page = client.list_jobs(statuses=list(statuses), queue=queue, task=task,
+                                cursor=cursor, limit=min(500, limit - len(jobs)))
+        jobs.extend(page.jobs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return jobs
+
+
 # Live streams bring their own command (docs/streams.md).
 jobs_app.command("watch")(streams_cli.watch)
 
@@ -72,14 +98,21 @@ def show(
     job_id: int,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Show one job with its events and logs."""
     with clean_errors():
-        app = load_app(None, db)
+        client = remote(url, key)
+        app: Any = client if client is not None else load_app(None, db)
         job = app.get_job(job_id)
-        events = app.job_events(job_id)
-        logs = app.job_logs(job_id)
-        why = app.why_not_running(job)
+        if client is not None:
+            with client:
+                events, logs = client.events(job_id), client.logs(job_id)
+                why = client.why_not_running(job)
+        else:
+            events, logs = app.job_events(job_id), app.job_logs(job_id)
+            why = app.why_not_running(job)
         if as_json:
             _print_json({**job.to_json(), "waiting_on": why,
                          "events": [e.to_json() for e in events],
@@ -100,7 +133,7 @@ def show(
             ev.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.from_status or "", e.to_status.value,
                        str(e.attempt), e.worker or "", e.reason)
         console.print(ev)
-        if job.kind is JobKind.WORKFLOW:
+        if job.kind is JobKind.WORKFLOW and client is None:
             from treadle.workflows.render import steps_tree
 
             console.print(steps_tree(use_builtin(app), job))
@@ -109,24 +142,60 @@ def show(
 
 
 @jobs_app.command("cancel")
-def cancel(job_id: int, db: DbOption = None) -> None:
+def cancel(job_id: int, db: DbOption = None, url: UrlOption = None,
+           key: KeyOption = None) -> None:
     """Cancel a job: queued jobs at once, running ones are stopped by their worker."""
     with clean_errors():
-        job = load_app(None, db).cancel(job_id)
+        client = remote(url, key)
+        if client is not None:
+            with client:
+                job = client.cancel(job_id)
+        else:
+            job = load_app(None, db).cancel(job_id)
         note = " (its worker has been told to stop)" if job.cancel_requested else ""
         console.print(f"job {job.id}: {_status(job)}{note}")
 
 
 @jobs_app.command("retry")
-def retry(job_id: int, db: DbOption = None) -> None:
+def retry(job_id: int, db: DbOption = None, url: UrlOption = None,
+          key: KeyOption = None) -> None:
     """Re-queue a failed or cancelled job for one more attempt."""
     with clean_errors():
+        client = remote(url, key)
+        if client is not None:  # the server refuses other states with a clear 409
+            with client:
+                job = client.retry(job_id)
+            console.print(f"job {job.id}: {_status(job)}")
+            return
         app = load_app(None, db)
         before = app.get_job(job_id)
         if before.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             fail(f"job {job_id} is {before.status.value}; "
                  "only failed or cancelled jobs are retried")
         job = app.retry(job_id)
+        console.print(f"job {job.id}: {_status(job)}")
+
+
+@jobs_app.command("release")
+def release(job_id: int, db: DbOption = None) -> None:
+    """Release a quarantined job: queued again with its crash count reset (ADR 0015)."""
+    _leave_quarantine(job_id, db, "release")
+
+
+@jobs_app.command("discard")
+def discard(job_id: int, db: DbOption = None) -> None:
+    """Discard a quarantined job: failed for good, not run again (ADR 0015)."""
+    _leave_quarantine(job_id, db, "discard")
+
+
+def _leave_quarantine(job_id: int, db: str | None, action: str) -> None:
+    with clean_errors():
+        app = load_app(None, db)
+        before = app.get_job(job_id)
+        if before.status is not JobStatus.QUARANTINED:
+            fail(f"job {job_id} is {before.status.value}; only quarantined jobs are "
+                 f"{action}d")
+        job = (app.release if action == "release" else app.discard)(job_id)
         console.print(f"job {job.id}: {_status(job)}")
 
 
@@ -141,6 +210,8 @@ def submit(
     app_spec: AppOption = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Enqueue COUNT jobs of TASK with PAYLOAD."""
     with clean_errors():
@@ -152,6 +223,12 @@ def submit(
             fail("--payload must be a JSON object, e.g. '{\"x\": 1}'")
         if idempotency_key and count > 1:
             fail("--idempotency-key names one job; it cannot be used with --count > 1")
+        client = remote(url, key)
+        if client is not None:
+            with client:
+                _submit_remote(client, task, data, count, wait, timeout, idempotency_key,
+                               as_json)
+            return
         app = load_app(app_spec, db)
         t = app.get_task(task)
         app.check_schema()
@@ -164,14 +241,44 @@ def submit(
                 handles.extend(app.enqueue(jobs))
                 progress.update(bar, advance=n)
         if not wait:
-            if as_json:
-                _print_json([h.job.to_json() for h in handles])
-            else:
-                ids = [h.id for h in handles]
-                shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
-                console.print(f"enqueued {len(ids)} job(s): {shown}")
+            _print_enqueued([h.job for h in handles], as_json)
             return
         _wait_all(app, [h.id for h in handles], timeout, as_json)
+
+
+def _submit_remote(client: Client, task: str, data: dict[str, Any], count: int, wait: bool,
+                   timeout: float, idempotency_key: str | None, as_json: bool) -> None:
+    handles = []
+    with _progress(count > 1 and not as_json) as progress:
+        bar = progress.add_task("enqueued", total=count)
+        for _ in range(count):  # one request each; the server coalesces concurrent writes
+            handles.append(client.submit(task, data, idempotency_key=idempotency_key))
+            progress.update(bar, advance=1)
+    if not wait:
+        _print_enqueued([h.job for h in handles], as_json)
+        return
+    deadline = time.monotonic() + timeout
+    jobs: list[Job] = []
+    pending: set[int] = set()
+    with _progress(not as_json) as progress:
+        bar = progress.add_task("finished", total=len(handles))
+        for h in handles:
+            try:
+                jobs.append(client.wait(h.id, max(0.001, deadline - time.monotonic())))
+                progress.update(bar, advance=1)
+            except WaitTimeout:
+                jobs.append(client.get_job(h.id))
+                pending.add(h.id)
+    _report(jobs, pending, timeout, as_json)
+
+
+def _print_enqueued(jobs: list[Job], as_json: bool) -> None:
+    if as_json:
+        _print_json([j.to_json() for j in jobs])
+    else:
+        ids = [j.id for j in jobs]
+        shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+        console.print(f"enqueued {len(ids)} job(s): {shown}")
 
 
 def _wait_all(app: Any, ids: list[int], timeout: float, as_json: bool) -> None:
@@ -185,7 +292,10 @@ def _wait_all(app: Any, ids: list[int], timeout: float, as_json: bool) -> None:
             done = {i for i in chunk if app.get_job(i).is_finished}
             pending -= done
             progress.update(bar, advance=len(done))
-    jobs = [app.get_job(i) for i in ids]
+    _report([app.get_job(i) for i in ids], pending, timeout, as_json)
+
+
+def _report(jobs: list[Job], pending: set[int], timeout: float, as_json: bool) -> None:
     if as_json:
         _print_json([j.to_json() for j in jobs])
     elif len(jobs) == 1:

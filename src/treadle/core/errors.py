@@ -181,6 +181,21 @@ class StoreError(TreadleError):
     error_class = ErrorClass.PERMANENT
 
 
+class AccessDenied(TreadleError):
+    """The API refused the credentials (401) or their scope (403); the remote client
+    raises it (``treadle.client``)."""
+
+    error_class = ErrorClass.PERMANENT
+
+
+class BadResponse(TreadleError):
+    """A server's answer is not what the API promises (not JSON, over the size cap, cut
+    off, not the documented shape); the remote client raises it instead of hanging or
+    guessing."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
 class ValueOutOfRange(InvalidInput):
     """A value the database cannot represent (a number beyond 64 bits, a date past 9999);
     nothing was written."""

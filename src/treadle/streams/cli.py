@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections import deque
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from treadle.cli.common import DbOption, clean_errors, console, load_app
+from treadle.cli.remote import KeyOption, UrlOption, remote
 from treadle.streams.follow import JobStream, StreamEvent
 from treadle.streams.model import LOG, PROGRESS
 
@@ -85,12 +87,18 @@ def watch(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per event.")] = False,
     after: Annotated[int, typer.Option(help="Resume after this stream item.")] = 0,
+    url: UrlOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Follow a job live: state, progress, log lines and emitted items, until it ends."""
     with clean_errors():
-        app = load_app(None, db)
-        app.get_job(job_id)  # a clear "not found" before anything is drawn
-        stream = JobStream(app, job_id, after=after, poll=0.25)
+        client = remote(url, key)
+        source: Any = client if client is not None else load_app(None, db)
+        source.get_job(job_id)  # a clear "not found" before anything is drawn
+        # Over HTTP: the SSE endpoint, resumed with Last-Event-ID if the link drops.
+        stream: Iterable[StreamEvent] = (
+            client.stream(job_id, after=after) if client is not None
+            else JobStream(source, job_id, after=after, poll=0.25))
         final = None
         if as_json:
             for ev in stream:

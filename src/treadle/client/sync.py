@@ -1,0 +1,302 @@
+"""``Client``: the library's shape over HTTP, for producers without database access.
+
+``Client(base_url, api_key)`` answers with the library's own records (``Job``,
+``JobEvent``, ``JobLog``, ``StreamEvent``) and raises the library's exceptions (ADR 0020).
+Submissions return a :class:`RemoteJobHandle` that, like ``JobHandle``, has ``wait()``
+and ``stream()``; both follow ``GET /v1/jobs/{id}/stream`` (no polling) and resume with
+``Last-Event-ID`` after a dropped connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Generator, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from treadle.api.models import WorkerOut
+from treadle.app import WaitTimeout
+from treadle.client import calls
+from treadle.client.calls import Call, JobPage, Submitted
+from treadle.client.settings import (
+    RECONNECTS,
+    STREAM_IDLE,
+    Cap,
+    Settings,
+    backoff,
+    finish,
+    unreachable,
+)
+from treadle.client.sse import MAX_EVENT_ID, Follow, SSEParser
+from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, dumps, error_from
+from treadle.core.errors import BadResponse, Transient
+from treadle.core.job import Job, JobEvent, JobLog
+from treadle.core.lifecycle import JobStatus
+from treadle.streams.follow import StreamEvent
+
+T = TypeVar("T")
+
+
+class RemoteJobHandle:
+    """A reference to a job on a Treadle server (``JobHandle``'s shape)."""
+
+    def __init__(self, client: Client, job: Job, created: bool = True) -> None:
+        self.client = client
+        self.id = job.id
+        self.job = job
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<RemoteJobHandle id={self.id} task={self.job.task!r}>"
+
+    def refresh(self) -> Job:
+        self.job = self.client.get_job(self.id)
+        return self.job
+
+    def wait(self, timeout: float = 30.0) -> Job:
+        self.job = self.client.wait(self.id, timeout)
+        return self.job
+
+    def stream(self, *, after: int = 0) -> RemoteJobStream:
+        return self.client.stream(self.id, after=after)
+
+    def cancel(self) -> Job:
+        self.job = self.client.cancel(self.id)
+        return self.job
+
+    def retry(self) -> Job:
+        self.job = self.client.retry(self.id)
+        return self.job
+
+    def events(self) -> list[JobEvent]:
+        return self.client.events(self.id)
+
+    def logs(self) -> list[JobLog]:
+        return self.client.logs(self.id)
+
+
+class RemoteJobStream:
+    """Iterate a job's stream events until its ``end`` (reconnecting as needed)."""
+
+    def __init__(self, client: Client, job_id: int, after: int = 0,
+                 deadline: float | None = None) -> None:
+        self.client = client
+        self.follow = Follow(calls.job_id(job_id), cursor=after)
+        self.deadline = deadline  # time.monotonic(); passing it raises WaitTimeout
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        failures = 0
+        while not self.follow.ended:
+            progressed = False
+            try:
+                with contextlib.closing(self._connection()) as connection:
+                    for ev in connection:
+                        progressed = True
+                        yield ev
+            except httpx.TimeoutException as exc:
+                if self._expired():
+                    raise self._timeout() from None
+                failure: Exception = exc
+            except httpx.TransportError as exc:
+                failure = exc
+            else:
+                if self.follow.ended:
+                    return
+                failure = BadResponse("the stream ended before the job did")
+            failures = 0 if progressed else failures + 1
+            if failures > RECONNECTS:
+                raise unreachable(self.client.settings, failure)
+            if failures:  # back off only while reconnecting gets nowhere
+                time.sleep(min(backoff(failures), max(0.0, self._remaining())))
+            if self._expired():
+                raise self._timeout()
+
+    def _connection(self) -> Generator[StreamEvent, None, None]:
+        s = self.client.settings
+        idle = min(STREAM_IDLE, max(0.001, self._remaining()))
+        with self.client.http.stream(
+            "GET", f"/v1/jobs/{self.follow.job_id}/stream",
+            headers=s.stream_headers(self.follow.cursor),
+            timeout=httpx.Timeout(idle, connect=min(s.timeout, idle)),
+        ) as resp:
+            if resp.status_code != 200:
+                cap = Cap(s, s.timeout)
+                for chunk in resp.iter_bytes():
+                    cap.add(chunk)
+                raise error_from(resp.status_code, resp.headers.get("content-type", ""),
+                                 bytes(cap.buf), resp.headers)
+            parser = SSEParser(max_line=s.max_response_bytes)
+            for chunk in resp.iter_bytes():
+                for msg in parser.feed(chunk):
+                    ev = self.follow.on(msg)
+                    if ev is not None:
+                        yield ev
+                    if self.follow.ended:
+                        return
+                if self._expired():
+                    raise self._timeout()
+
+    def _remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def _expired(self) -> bool:
+        return self._remaining() <= 0
+
+    def _timeout(self) -> WaitTimeout:
+        job = self.client.get_job(self.follow.job_id)
+        return WaitTimeout(f"job {job.id} not finished in time (status {job.status.value})",
+                           detail={"id": job.id, "status": job.status.value})
+
+
+class Client:
+    """``Client("http://127.0.0.1:8787", api_key)``; close it (or use ``with``)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 30.0,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.settings = Settings(base_url, api_key, timeout, max_response_bytes)
+        self.http = httpx.Client(base_url=self.settings.root, transport=transport,
+                                 follow_redirects=False)
+
+    def __repr__(self) -> str:
+        return f"<Client {self.settings.root!r}>"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, call: Call[T]) -> T:
+        s = self.settings
+        seconds = s.timeout + call.extra_time
+        cap = Cap(s, seconds)
+        content = calls_body(call)
+        try:
+            with self.http.stream(call.method, call.path, content=content,
+                                  params=call.params, headers=s.headers(call),
+                                  timeout=httpx.Timeout(seconds, connect=s.timeout)) as resp:
+                for chunk in resp.iter_bytes():
+                    cap.add(chunk)
+                status, headers = resp.status_code, resp.headers
+        except httpx.TimeoutException:
+            raise Transient(f"no answer from {s.root} within {seconds:.0f}s") from None
+        except httpx.TransportError as exc:
+            raise unreachable(s, exc) from None
+        return finish(call, status, headers, bytes(cap.buf))
+
+    def _handle(self, sub: Submitted) -> RemoteJobHandle:
+        return RemoteJobHandle(self, sub.job, sub.created)
+
+    # -- producing ---------------------------------------------------------------
+
+    def submit(self, task: str, payload: Mapping[str, Any] | None = None, *,
+               queue: str | None = None, priority: int | None = None,
+               run_at: datetime | None = None, delay: float | None = None,
+               callback_url: str | None = None,
+               idempotency_key: str | None = None) -> RemoteJobHandle:
+        """Enqueue a job of ``task`` (``POST /v1/jobs``)."""
+        return self._handle(self.send(calls.submit(
+            task, payload, queue=queue, priority=priority, run_at=run_at, delay=delay,
+            callback_url=callback_url, idempotency_key=idempotency_key)))
+
+    def run(self, task: str, payload: Mapping[str, Any] | None = None, *, wait: float = 25.0,
+            queue: str | None = None, priority: int | None = None,
+            callback_url: str | None = None,
+            idempotency_key: str | None = None) -> RemoteJobHandle:
+        """Submit and wait up to ``wait`` s (capped by the server) in one request
+        (``POST /v1/run``); ``handle.job.is_finished`` says whether it finished."""
+        body = calls.run_task(task, payload, queue=queue, priority=priority,
+                              callback_url=callback_url)
+        return self._handle(self.send(calls.run(body, wait, idempotency_key)))
+
+    def run_code(self, code: str, language: Literal["javascript", "python"],
+                 input: Any = None, *, limits: Mapping[str, Any] | None = None,
+                 wait: float = 25.0, idempotency_key: str | None = None) -> RemoteJobHandle:
+        """Run inline code once in a fresh sandbox (``POST /v1/run`` with ``code``)."""
+        body = calls.run_code(code, language, input, limits)
+        return self._handle(self.send(calls.run(body, wait, idempotency_key)))
+
+    def send_event(self, key: str, payload: Any = None) -> int:
+        """Wake the workflows waiting on ``key`` (``POST /v1/events``); the event's id."""
+        return self.send(calls.send_event(key, payload))
+
+    # -- reading and steering ------------------------------------------------------
+
+    def job(self, job_id: int) -> RemoteJobHandle:
+        return RemoteJobHandle(self, self.get_job(job_id), created=False)
+
+    def get_job(self, job_id: int) -> Job:
+        return self.send(calls.get_job(job_id))
+
+    def why_not_running(self, job: Job) -> dict[str, Any] | None:
+        """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
+        return self.send(calls.waiting_on(job.id))
+
+    def list_jobs(self, *, statuses: list[JobStatus | str] | None = None,
+                  queue: str | None = None, task: str | None = None,
+                  created_after: datetime | None = None,
+                  created_before: datetime | None = None,
+                  cursor: int | None = None, limit: int = 50) -> JobPage:
+        return self.send(calls.list_jobs(
+            statuses=statuses, queue=queue, task=task, created_after=created_after,
+            created_before=created_before, cursor=cursor, limit=limit))
+
+    def wait(self, job_id: int, timeout: float = 30.0) -> Job:
+        """Block until the job is finished; ``WaitTimeout`` after ``timeout`` seconds."""
+        stream = RemoteJobStream(self, job_id, after=MAX_EVENT_ID,
+                                 deadline=time.monotonic() + timeout)
+        for ev in stream:
+            if ev.job is not None:
+                return ev.job
+        raise BadResponse("the stream ended without the final record")  # pragma: no cover
+
+    def stream(self, job_id: int, *, after: int = 0) -> RemoteJobStream:
+        return RemoteJobStream(self, job_id, after=after)
+
+    def events(self, job_id: int) -> list[JobEvent]:
+        return self.send(calls.events(job_id))
+
+    def logs(self, job_id: int) -> list[JobLog]:
+        return self.send(calls.logs(job_id))
+
+    def cancel(self, job_id: int) -> Job:
+        return self.send(calls.cancel(job_id))
+
+    def retry(self, job_id: int) -> Job:
+        return self.send(calls.retry(job_id))
+
+    # -- dynamic workers -------------------------------------------------------------
+
+    def register_worker(self, code: str, language: Literal["javascript", "python"], *,
+                        name: str | None = None, limits: Mapping[str, Any] | None = None,
+                        allow_wasm: bool = False, fetch_allow: list[str] | None = None,
+                        kv: bool = False) -> WorkerOut:
+        return self.send(calls.register_worker(code, language, name=name, limits=limits,
+                                               allow_wasm=allow_wasm,
+                                               fetch_allow=fetch_allow, kv=kv))
+
+    def get_worker(self, worker_id: str) -> WorkerOut:
+        return self.send(calls.get_worker(worker_id))
+
+    def list_workers(self, *, limit: int = 100) -> list[WorkerOut]:
+        return self.send(calls.list_workers(limit))
+
+    def run_worker(self, worker_id: str, input: Any = None, *,
+                   mode: Literal["load", "get"] = "load",
+                   limits: Mapping[str, Any] | None = None, wait: float = 25.0,
+                   sync: bool = True, idempotency_key: str | None = None) -> RemoteJobHandle:
+        """One run of a registered worker as a job; ``sync=False`` answers at once."""
+        return self._handle(self.send(calls.run_worker(
+            worker_id, input, mode=mode, limits=limits, wait=wait, sync=sync,
+            idempotency_key=idempotency_key)))
+
+
+def calls_body(call: Call[Any]) -> bytes | None:
+    return dumps(call.body) if call.has_body else None
