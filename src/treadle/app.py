@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -519,14 +520,20 @@ class Treadle:
                 return p
         return None
 
-    def worker_hooks(self) -> dict[str, Any]:
-        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app:
-        ``on_finished`` hooks and periodic ``services`` (keyword arguments)."""
+    def worker_options(self) -> dict[str, Any]:
+        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app: finish
+        listeners (``on_finished``) and periodic ``services`` (keyword arguments)."""
         plugins = list(self._plugins.values())
         return {
             "on_finished": [p.on_finished for p in plugins],
             "services": [s for p in plugins for s in p.services(self)],
         }
+
+    def worker_hooks(self) -> dict[str, Any]:
+        """Deprecated name of :meth:`worker_options` ("hook" is an inbound webhook)."""
+        warnings.warn("app.worker_hooks() is deprecated; use app.worker_options()",
+                      DeprecationWarning, stacklevel=2)
+        return self.worker_options()
 
     def executors(self) -> dict[JobKind, Executor]:
         """One executor per kind this app can run: ``task`` plus every plug-in's.
@@ -552,10 +559,22 @@ class Treadle:
         self._legacy_executors = {k: v for k, v in value.items() if k not in self._plugins}
 
     @property
-    def workers(self) -> WorkerRegistry | None:
-        """Deprecated: ``app.plugin(DynamicWorkers).registry`` (None when not registered)."""
+    def dynamic_workers(self) -> WorkerRegistry:
+        """The dynamic-worker registry: register stored code, run it as ``code`` jobs.
+
+        ConfigurationError unless the app uses ``DynamicWorkers`` (``app.use(...)``)."""
         from treadle.dynamic.plugin import DynamicWorkers
 
+        return self.plugin(DynamicWorkers).registry
+
+    @property
+    def workers(self) -> WorkerRegistry | None:
+        """Deprecated name of :attr:`dynamic_workers` (None when not registered): a
+        "worker" is the process that runs jobs (ADR 0023)."""
+        from treadle.dynamic.plugin import DynamicWorkers
+
+        warnings.warn("app.workers is deprecated; use app.dynamic_workers",
+                      DeprecationWarning, stacklevel=2)
         found = self.find_plugin(DynamicWorkers)
         return found.registry if found is not None else None
 
