@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from treadle.artifacts.gc import artifact_services
 from treadle.artifacts.records import SQL_PACKAGE as ARTIFACTS_SQL
 from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.core import storable
@@ -269,6 +270,8 @@ class Treadle:
         self._artifacts_source = artifacts
         self._artifacts: ArtifactService | None = None
         self._artifacts_lock = threading.Lock()
+        # How often each worker collects unreferenced artifact objects (ADR 0016).
+        self.artifacts_gc_interval = 60.0
 
     def __repr__(self) -> str:
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
@@ -526,7 +529,8 @@ class Treadle:
         plugins = list(self._plugins.values())
         return {
             "on_finished": [p.on_finished for p in plugins],
-            "services": [s for p in plugins for s in p.services(self)],
+            "services": [*(s for p in plugins for s in p.services(self)),
+                         *artifact_services(self)],
         }
 
     def worker_hooks(self) -> dict[str, Any]:
@@ -701,6 +705,16 @@ class Treadle:
     def why_not_running(self, job: Job) -> dict[str, Any] | None:
         """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
         return explain(self.store, job, self.clock.now())
+
+    def job_progress(self, job_id: int, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The job's latest progress (``{"done", "total", "message"}``) as its worker's
+        heartbeats carried it to the stream (ADR 0016); None if it reported none."""
+        from treadle.streams.model import PROGRESS
+        from treadle.streams.repo import StreamRepo
+
+        self.store.get_job(job_id, tenant=tenant)  # another tenant's job: not found
+        item = StreamRepo(self.store).latest(job_id, PROGRESS)
+        return None if item is None else dict(item.data)
 
     def job_events(self, job_id: int) -> list[JobEvent]:
         return self.store.events(job_id)
