@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import warnings
@@ -45,6 +46,7 @@ from treadle.executors.task import TaskExecutor
 from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
 from treadle.store import Store, open_store
+from treadle.store.groupcommit import Guard
 from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
 from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
@@ -582,11 +584,27 @@ class Treadle:
 
     # -- producing -------------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[JobHandle]:
+    def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[JobHandle]:
+        """Enqueue ``jobs`` in one transaction; returns once they are durable.
+
+        Concurrent callers (threads) share one commit (group commit, ADR 0019); ``guard``
+        runs in that transaction first and may refuse this submission alone."""
+        self._check_callbacks(jobs)
+        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs, guard=guard)]
+
+    async def enqueue_async(
+        self, jobs: Sequence[NewJob], *, guard: Guard | None = None
+    ) -> list[JobHandle]:
+        """:meth:`enqueue` for an asyncio event loop: awaits the group commit without
+        holding a thread. Cancelling it before its batch is written withdraws the jobs."""
+        self._check_callbacks(jobs)
+        done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
+        return [JobHandle(self, e.job, e.created) for e in done]
+
+    def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:
         for nj in jobs:
             if nj.callback_url is not None:
                 self.check_callback_url(nj.callback_url)
-        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs)]
 
     def check_callback_url(self, url: str) -> None:
         """Refuse, before anything is stored, a callback URL the egress policy can never
