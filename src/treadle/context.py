@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from treadle.core.budget import Deadline
 from treadle.core.errors import TreadleError
 from treadle.core.job import Job
+from treadle.core.progress import ProgressState
 from treadle.tracing import NULL_SPAN, Attributes, SpanHandle, Tracing
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class JobContext:
     _stream: StreamWriter | None = None  # the job's live stream (docs/streams.md)
     _usage: UsageMeter | None = None  # what this attempt costs (ADR 0022)
     _tracing: Tracing | None = None  # spans of this attempt (ADR 0021)
+    # The latest progress, carried by the worker's heartbeat; stall detection (ADR 0016).
+    progress_state: ProgressState = field(default_factory=ProgressState)
 
     @property
     def attempt(self) -> int:
@@ -88,9 +91,13 @@ class JobContext:
             self._stream.emit(kind, data)
 
     def progress(self, done: float, total: float | None = None,
-                 message: str | None = None) -> None:
-        """Report progress (``done`` of ``total``) on this job's live stream."""
-        if self._stream is not None:
+                 message: str | None = None, *, live: bool = True) -> None:
+        """Report progress (``done`` of ``total``) on this job's live stream.
+
+        ``live=False`` for calls in a tight loop (every frame): only the latest value is
+        kept, and the worker's next heartbeat writes it (at most one item per beat)."""
+        self.progress_state.update(done, total, message, reported=live)
+        if live and self._stream is not None:
             self._stream.progress(done, total, message)
 
     def record_usage(
@@ -117,6 +124,12 @@ class JobContext:
         if self._tracing is None:
             return contextlib.nullcontext(NULL_SPAN)
         return self._tracing.span(name, attributes or {})
+
+    def watch_progress(self, stall_seconds: float | None) -> AbstractContextManager[None]:
+        """``with ctx.watch_progress(120): ...``: inside the block, the worker fails this
+        attempt as ``timeout`` when ``done`` has not moved for ``stall_seconds`` (even if
+        the code is stuck in a call that never returns), whatever the job's budget."""
+        return self.progress_state.watch(stall_seconds)
 
     def check(self) -> None:
         """Raise if the job was cancelled or its budget is spent; call it in long loops."""
