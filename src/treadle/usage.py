@@ -1,8 +1,9 @@
 """Measuring what one attempt costs, in the worker (ADR 0022).
 
-A :class:`UsageMeter` lives as long as one attempt. The worker starts it at claim, the
-executor thread marks where the task's own code runs (``enter``/``leave``: thread CPU
-time, so other tasks on other threads are not counted), executors add what they know
+A :class:`UsageMeter` lives as long as one attempt. The worker starts it when the attempt
+starts (not when it is claimed ahead), the executor thread marks where the task's own code
+runs (``enter``/``leave``: thread CPU time, so other tasks on other threads are not
+counted), executors add what they know
 (a sandbox's CPU and peak memory, an agent's tokens and cost) through
 ``JobContext.record_usage``, and at the end the worker folds it into the outcome, which
 the store writes with the attempt (``store/usage.py``).
