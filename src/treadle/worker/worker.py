@@ -79,13 +79,15 @@ class WorkerConfig:
     poll_interval: float = 2.0  # safety net only; wake-ups come from the store
     shutdown_grace: float = 30.0
     reap_interval: float = 5.0
+    prune_interval: float = 60.0  # retention passes (ADR 0010)
     name: str | None = None
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigurationError("concurrency must be between 1 and 10000")
-        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0 \
+                or self.prune_interval <= 0:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
@@ -139,7 +141,7 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
-        self.pruner = Pruner(store)
+        self.pruner = Pruner(store, interval=self.config.prune_interval)
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
