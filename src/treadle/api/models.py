@@ -131,7 +131,7 @@ class RunRequest(SubmitJob):
 
 
 class RegisterWorker(_Strict):
-    """``POST /v1/workers``: register dynamic-worker code (content-addressed id)."""
+    """``POST /v1/dynamic-workers``: register dynamic-worker code (content-addressed id)."""
 
     code: str = CodeField
     language: Language
@@ -161,7 +161,7 @@ class RegisterWorker(_Strict):
 
 
 class RunWorker(_Strict):
-    """``POST /v1/workers/{id}/run``: one run of a registered worker, as a job."""
+    """``POST /v1/dynamic-workers/{id}/run``: one run of a registered worker, as a job."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

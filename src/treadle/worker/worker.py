@@ -40,6 +40,7 @@ from treadle.core.errors import (
 from treadle.core.job import Job, JobKind
 from treadle.core.lease import LeaseConfig
 from treadle.core.outcome import Outcome, OutcomeKind
+from treadle.core.progress import ProgressState
 from treadle.executors.base import Executor, Runnable
 from treadle.logs import get_logger
 from treadle.observe import NULL_OBSERVER, Observer
@@ -252,6 +253,7 @@ class Worker:
         entry = _Running(job, JobContext(job, self.id, deadline), Runnable())
         entry.ctx._log_sink = entry.logs.add
         entry.ctx._stream = self.streams.writer(job.id, job.attempt)
+        entry.ctx.progress_state = ProgressState(self.clock)
         with self._lock:
             self._running[job.id] = entry
         executor = self.executors.get(job.kind)
@@ -492,6 +494,10 @@ class Worker:
         )
         self.observer.heartbeat(self.id, len(entries))
         for e in entries:
+            # Progress rides with the heartbeat: the latest value, once per beat (ADR 0016).
+            latest = e.ctx.progress_state.take_unreported()
+            if latest is not None and e.ctx._stream is not None:
+                e.ctx._stream.progress(latest.done, latest.total, latest.message)
             if e.job.id in res.cancel_requested:
                 log.info("cancelling job on request", job_id=e.job.id, worker=self.id)
                 self._hard_stop(e, Outcome(e.job.id, e.job.lease_token, OutcomeKind.CANCELLED,
@@ -503,9 +509,14 @@ class Worker:
 
     def _enforce_deadlines(self) -> None:
         with self._lock:
-            late = [e for e in self._running.values() if e.ctx.deadline.expired]
-        for e in late:
-            exc = Timeout(f"task exceeded its timeout of {e.job.timeout}s")
+            entries = list(self._running.values())
+        for e in entries:
+            if e.ctx.deadline.expired:
+                exc = Timeout(f"task exceeded its timeout of {e.job.timeout}s")
+            elif (stalled := e.ctx.progress_state.stalled()) is not None:
+                exc = Timeout(stalled, detail={"stalled": True})  # ctx.watch_progress
+            else:
+                continue
             self._hard_stop(e, self._error_outcome(e.job, exc, e.runnable))
 
     # -- shutdown --------------------------------------------------------------
