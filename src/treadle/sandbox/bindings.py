@@ -3,8 +3,9 @@
 Sandboxed code has no network and no file system. What it may do outside is a *host call*
 sent over the pipe: ``kv.get``/``kv.put``/``kv.delete`` on the tenant's store, ``fetch``
 through the worker's egress allow-list and the host's egress policy (``treadle.egress``),
-and ``emit`` onto the job's live stream (ADR 0011, ADR 0020). Every call is counted
-against ``Limits.max_host_calls``; the arguments are untrusted input and are checked here.
+and ``emit`` onto the job's live stream (ADR 0011, ADR 0020). Every call but ``emit`` is
+counted against ``Limits.max_host_calls``; the arguments are untrusted input and are
+checked here.
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ class HostCalls:
 
     def handle(self, op: Any, args: Any) -> Any:
         """Run one call; raises :class:`HostCallError` with a message for the code."""
+        if op == "emit":
+            # Not a subrequest: an append to the job's in-memory stream buffer, bounded by
+            # the stream's caps (pending items, item size) and the run's time limits, so a
+            # worker may stream many items (tokens, rows) without using up its calls.
+            return self._emit(args if isinstance(args, list) else [])
         self.count += 1
         if self.count > self.limits.max_host_calls:
             self.limit_hit = True
@@ -140,8 +146,6 @@ class HostCalls:
             return self._kv(op, args)
         if op == "fetch":
             return self._fetch(args)
-        if op == "emit":
-            return self._emit(args)
         raise HostCallError(f"unknown binding {op!r}")
 
     def _kv(self, op: str, args: list[Any]) -> Any:
