@@ -1,4 +1,4 @@
-"""Agent orchestration overhead per model call and per tool call (issue 12).
+"""Agent orchestration overhead per model call and per tool call (ADR 0012).
 
 Run from the repo root: .venv/bin/python -m bench.agents_bench [--quick] [--backends ...]
 Writes bench/results/agents.json and bench/results/agents.md.
@@ -166,7 +166,7 @@ def bench_backend(backend: str, stub: StubLLM, reps: int) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [
-        "# Agent orchestration overhead (issue 12)", "",
+        "# Agent orchestration overhead (ADR 0012)", "",
         f"{results['date']} · {machine.get('cpu', '')} · "
         f"{machine.get('nproc', '')} cores · Python {machine.get('python', '')}",
         "", "Same stub (loopback, answers at once), same `openai` SDK and adapter, same tool. "

@@ -1,4 +1,4 @@
-"""Media pipeline benchmark (issue 11): `treadle media process` vs Debian's ffmpeg CLI.
+"""Media pipeline benchmark (ADR 0014): `treadle media process` vs Debian's ffmpeg CLI.
 
 Run from the repo root: .venv/bin/python bench/media_bench.py [--repeats 3] [--long]
 Needs `ffmpeg` on PATH (Debian: apt-get install -y ffmpeg) for the reference side.
@@ -238,7 +238,7 @@ def report(r: dict[str, Any]) -> str:
     m = r["median_wall_s"]
     res = r["resume_after_sigkill"]
     lines = [
-        "# Media pipeline vs ffmpeg (issue 11)", "",
+        "# Media pipeline vs ffmpeg (ADR 0014)", "",
         f"{r['when']}, {r['machine']['cpus']} CPUs shared with other work (1-min load "
         f"{r['machine'].get('loadavg_1m_start_end')} at start/end), {r['ffmpeg']}.",
         f"Input: generated {r['input']['seconds']:.0f} s {r['input']['size']} "

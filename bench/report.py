@@ -168,7 +168,7 @@ def render_markdown(doc: dict[str, Any], json_name: str) -> str:
                 )
         lines.append("")
 
-    lines.append("## Floors (issue 2)")
+    lines.append("## Floors (ADR 0201)")
     lines.append("")
     lines.append(_floors(systems))
     lines.append("")

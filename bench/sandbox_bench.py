@@ -1,4 +1,4 @@
-"""Sandbox start-up and run latency, and trivial-run throughput (issue 4).
+"""Sandbox start-up and run latency, and trivial-run throughput (ADRs 0101, 0401).
 
 Run from the repo root: .venv/bin/python bench/sandbox_bench.py [--quick]
 Writes bench/results/sandbox.json and bench/results/sandbox.md.

@@ -1,4 +1,4 @@
-"""Live job streams (issue 15): emit throughput per worker and ctx.emit -> SSE latency.
+"""Live job streams (ADR 0011): emit throughput per worker and ctx.emit -> SSE latency.
 
     .venv/bin/python -m bench.streams_bench [--backends sqlite postgres] [--items N]
 

@@ -1,4 +1,4 @@
-"""Workflow benchmark (issue 9): overhead per checkpointed step, Treadle vs DBOS Transact.
+"""Workflow benchmark (ADR 0009): overhead per checkpointed step, Treadle vs DBOS Transact.
 
 Run from the repo root with the project's virtualenv::
 
@@ -173,7 +173,7 @@ def run_all(a: argparse.Namespace, doc: dict[str, Any], tmp: Path, checkpoint: A
         if not hasattr(Treadle, "workflow"):
             errors["treadle"] = (
                 "not measured: this checkout's Treadle has no durable workflows "
-                "(`app.workflow`, issue 9) yet"
+                "(`app.workflow`, ADR 0009) yet"
             )
     for rep in range(a.repeats):
         for backend in a.backends:

@@ -43,7 +43,7 @@ processes and of workflows in flight per process; no-op steps that return their 
 - **Per-step overhead**, latency: (median duration of n-step workflows - median of 0-step
   workflows) / n, per repeat, then the median over repeats: the start/finish cost of a
   workflow cancels out. Capacity: (1/wf_per_s(n) - 1/wf_per_s(0)) / n: machine time one
-  more step costs at that configuration. Target (issue 9): Treadle's per-step overhead
+  more step costs at that configuration. Target (ADR 0009): Treadle's per-step overhead
   at most DBOS's on both databases.
 - **Per-step CPU**: (CPU seconds per workflow with n steps - with 0 steps) / n, of the
   client-side processes only (user + system time of all their threads: the Treadle
@@ -78,7 +78,7 @@ def render_markdown(doc: dict[str, Any], json_name: str) -> str:
     lines = [
         "# Durable workflows: overhead per checkpointed step, Treadle vs DBOS Transact",
         "",
-        f"Issue 9 benchmark, `python -m bench.workflow_bench` (full data: `{json_name}`).",
+        f"`python -m bench.workflow_bench` (ADR 0009; full data: `{json_name}`).",
         "",
         f"- Date: {doc['date']} → {doc.get('finished', '?')} (UTC), git `{v.get('git', '?')}`",
         f"- Load (`uptime`) at start: `{doc.get('uptime_at_start', '?')}`",

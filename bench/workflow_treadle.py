@@ -1,4 +1,4 @@
-"""Treadle side of the workflow benchmark (issue 9): runs in the project's own virtualenv.
+"""Treadle side of the workflow benchmark (ADR 0009): runs in the project's own virtualenv.
 
 A run: start ``spec.processes`` ``treadle worker`` processes, warm them up with a few
 workflows of the same shape, pause the queue, enqueue ``workflows`` jobs of

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Vendor the control plane's browser assets from the npm registry into the package, so the
-# UI works with no network at run time (issue 5). The copied files are committed; re-run
+# UI works with no network at run time (ADR 0501). The copied files are committed; re-run
 # this script only to upgrade (bump the pinned versions below, then review the diff).
 #
 #   htmx.org   2.x  - partial updates and polling (4.x changed attribute inheritance/events)

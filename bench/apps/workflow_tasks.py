@@ -25,7 +25,7 @@ def build_app(url: str) -> Treadle:
     """A Treadle app with the benchmark workflow (and a same-shaped warm-up workflow)."""
     app = Treadle(url)
     if not hasattr(app, "workflow"):
-        raise RuntimeError("this Treadle has no app.workflow (durable workflows, issue 9)")
+        raise RuntimeError("this Treadle has no app.workflow (durable workflows, ADR 0009)")
 
     @app.workflow(name=WORKFLOW, queue="default", retries=0, timeout=600)
     def bench_wf(ctx: Any, n: int) -> int:

@@ -27,7 +27,7 @@ def worker(app: Treadle, *, concurrency: int = 8, scheduler: bool = False) -> It
     w = Worker(app.store, app.executors(),
                WorkerConfig(concurrency=concurrency, poll_interval=0.2, shutdown_grace=5.0),
                scheduler=Scheduler(app) if scheduler else None, clock=app.clock,
-               **app.worker_hooks())
+               **app.worker_options())
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
     try:

@@ -83,10 +83,8 @@ def feed() -> dict[str, object]:
 
 def _run_word_count() -> str:
     """Register the dynamic worker (idempotent: its id hashes its code) and run it."""
-    from treadle.dynamic import DynamicWorkers
-
     try:
-        registry = app.plugin(DynamicWorkers).registry
+        registry = app.dynamic_workers
     except ConfigurationError:  # served by something that did not add dynamic workers
         return "not enabled"
     worker = registry.register(WORD_COUNT, "javascript", {"timeout": 5}, name="word-count")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from treadle.core.errors import (
 )
 from treadle.core.explain import explain
 from treadle.core.job import (
+    DEFAULT_MAX_CRASHES,
     DEFAULT_QUEUE,
     DEFAULT_TENANT,
     Job,
@@ -32,6 +34,7 @@ from treadle.core.job import (
     JobKind,
     JobLog,
     NewJob,
+    check_max_crashes,
 )
 from treadle.core.keys import check_key_format, check_key_limit, check_rate_limit, job_key
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
@@ -80,12 +83,15 @@ class TaskOptions:
     concurrency: tuple[KeySpec, int] | None = None
     # (key, starts, per seconds): at most that many starts per key in any such window.
     rate_limit: tuple[KeySpec, int, float] | None = None
+    # Quarantine a job after this many attempts whose worker died under it (ADR 0015).
+    max_crashes: int = DEFAULT_MAX_CRASHES
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigurationError("retries must be a non-negative integer")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError("timeout must be positive (seconds) or None")
+        check_max_crashes(self.max_crashes, ConfigurationError)
         if self.concurrency is not None:
             check_key_limit(self.concurrency, "concurrency")
         if self.rate_limit is not None:
@@ -175,6 +181,7 @@ class Task(Generic[P, R]):
             idempotency_key=idempotency_key,
             tenant=tenant,
             callback_url=callback_url,
+            max_crashes=self.options.max_crashes,
             **self._concurrency(payload),
         )
 
@@ -284,6 +291,7 @@ class Treadle:
         pass_context: bool = False,
         concurrency: tuple[KeySpec, int] | None = None,
         rate_limit: tuple[KeySpec, int, float] | None = None,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match a ParamSpec-free overload
@@ -302,13 +310,14 @@ class Treadle:
         pass_context: bool = False,
         concurrency: tuple[KeySpec, int] | None = None,
         rate_limit: tuple[KeySpec, int, float] | None = None,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task (usable bare or with options)."""
         options = TaskOptions(
             queue=queue, retries=retries, timeout=timeout, priority=priority,
             retry_policy=retry_policy, error_overrides=error_overrides,
             default_error_class=default_error_class, pass_context=pass_context,
-            concurrency=concurrency, rate_limit=rate_limit,
+            concurrency=concurrency, rate_limit=rate_limit, max_crashes=max_crashes,
         )
 
         def register(f: Callable[P, R]) -> Task[P, R]:
@@ -509,14 +518,20 @@ class Treadle:
                 return p
         return None
 
-    def worker_hooks(self) -> dict[str, Any]:
-        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app:
-        ``on_finished`` hooks and periodic ``services`` (keyword arguments)."""
+    def worker_options(self) -> dict[str, Any]:
+        """What the plug-ins add to a :class:`~treadle.worker.Worker` of this app: finish
+        listeners (``on_finished``) and periodic ``services`` (keyword arguments)."""
         plugins = list(self._plugins.values())
         return {
             "on_finished": [p.on_finished for p in plugins],
             "services": [s for p in plugins for s in p.services(self)],
         }
+
+    def worker_hooks(self) -> dict[str, Any]:
+        """Deprecated name of :meth:`worker_options` ("hook" is an inbound webhook)."""
+        warnings.warn("app.worker_hooks() is deprecated; use app.worker_options()",
+                      DeprecationWarning, stacklevel=2)
+        return self.worker_options()
 
     def executors(self) -> dict[JobKind, Executor]:
         """One executor per kind this app can run: ``task`` plus every plug-in's.
@@ -542,10 +557,22 @@ class Treadle:
         self._legacy_executors = {k: v for k, v in value.items() if k not in self._plugins}
 
     @property
-    def workers(self) -> WorkerRegistry | None:
-        """Deprecated: ``app.plugin(DynamicWorkers).registry`` (None when not registered)."""
+    def dynamic_workers(self) -> WorkerRegistry:
+        """The dynamic-worker registry: register stored code, run it as ``code`` jobs.
+
+        ConfigurationError unless the app uses ``DynamicWorkers`` (``app.use(...)``)."""
         from treadle.dynamic.plugin import DynamicWorkers
 
+        return self.plugin(DynamicWorkers).registry
+
+    @property
+    def workers(self) -> WorkerRegistry | None:
+        """Deprecated name of :attr:`dynamic_workers` (None when not registered): a
+        "worker" is the process that runs jobs (ADR 0023)."""
+        from treadle.dynamic.plugin import DynamicWorkers
+
+        warnings.warn("app.workers is deprecated; use app.dynamic_workers",
+                      DeprecationWarning, stacklevel=2)
         found = self.find_plugin(DynamicWorkers)
         return found.registry if found is not None else None
 
@@ -668,6 +695,14 @@ class Treadle:
 
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
         return self.store.retry(job_id, tenant=tenant)
+
+    def release(self, job_id: int, *, tenant: str | None = None) -> Job:
+        """Release a quarantined job: queued again, its crash count reset (ADR 0015)."""
+        return self.store.release(job_id, tenant=tenant)
+
+    def discard(self, job_id: int, *, tenant: str | None = None) -> Job:
+        """Discard a quarantined job: failed for good (ADR 0015)."""
+        return self.store.discard(job_id, tenant=tenant)
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the app closes (extensions release what they started)."""

@@ -27,6 +27,7 @@ import abc
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,9 +44,33 @@ if TYPE_CHECKING:
     from treadle.ui.web import UIContext
     from treadle.worker.worker import Service
 
-__all__ = ["JobKindPlugin", "UiPages", "builtin_plugins", "use_builtin"]
+__all__ = ["JobKindPlugin", "RenamedPrefix", "UiPages", "builtin_plugins", "use_builtin"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class RenamedPrefix:
+    """An earlier prefix of a plug-in's API paths, still served (``treadle.api.renamed``)."""
+
+    old: str
+    new: str
+    since: datetime  # when the old prefix was deprecated (the Deprecation header's date)
+
+    def __post_init__(self) -> None:
+        for p in (self.old, self.new):
+            if not p.startswith("/") or p.endswith("/"):
+                raise ValueError(f"a renamed API prefix starts with '/' and does not end "
+                                 f"with one, got {p!r}")
+        if self.since.tzinfo is None:
+            raise ValueError("RenamedPrefix.since must be timezone-aware")
+
+    def rewrite(self, path: str) -> str | None:
+        """``path`` under the new prefix, or None when it is not under the old one (a
+        prefix matches whole segments: ``/v1/workersX`` is not under ``/v1/workers``)."""
+        if path == self.old or path.startswith(self.old + "/"):
+            return self.new + path[len(self.old):]
+        return None
 
 
 @dataclass(frozen=True)
@@ -71,7 +96,9 @@ class JobKindPlugin(abc.ABC):
     among plug-ins; names its migration track and is a valid identifier), ``sql_package``
     (dotted package holding ``sqlite/`` and ``postgres/`` SQL folders, or None) and
     ``cli_name`` (its ``treadle`` sub-command, or None) and ``cli_old_names`` (earlier
-    names of that sub-command, still accepted, hidden, with a deprecation warning).
+    names of that sub-command, still accepted, hidden, with a deprecation warning), and
+    ``api_old_prefixes`` (earlier prefixes of its API paths, still served, each answer
+    with a ``Deprecation`` header; ADR 0023).
     """
 
     kind: ClassVar[JobKind]
@@ -79,8 +106,9 @@ class JobKindPlugin(abc.ABC):
     sql_package: ClassVar[str | None] = None
     cli_name: ClassVar[str | None] = None
     cli_old_names: ClassVar[tuple[str, ...]] = ()
+    api_old_prefixes: ClassVar[tuple[RenamedPrefix, ...]] = ()
 
-    def setup(self, app: Treadle) -> None:  # noqa: B027 - optional hook, empty on purpose
+    def setup(self, app: Treadle) -> None:  # noqa: B027 - optional, empty on purpose
         """Called once by ``app.use(self)``; bind to the app here (start nothing costly)."""
 
     @abc.abstractmethod
@@ -100,7 +128,7 @@ class JobKindPlugin(abc.ABC):
         load theirs (``treadle.cli.common.load_app``) and look the plug-in up there."""
         return None
 
-    def on_finished(self, job: Job, outcome: Outcome) -> None:  # noqa: B027 - optional hook
+    def on_finished(self, job: Job, outcome: Outcome) -> None:  # noqa: B027 - optional
         """Called by a worker after it committed the outcome of any job (of any kind): a
         kind may react to others' jobs ending (a workflow waits for its child tasks)."""
 
@@ -108,7 +136,7 @@ class JobKindPlugin(abc.ABC):
         """Periodic maintenance every worker of the app runs (a workflow's wake-up sweep)."""
         return ()
 
-    def close(self) -> None:  # noqa: B027 - optional hook, empty on purpose
+    def close(self) -> None:  # noqa: B027 - optional, empty on purpose
         """Release what the plug-in started (called when the app closes)."""
 
     def __repr__(self) -> str:

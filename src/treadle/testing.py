@@ -60,7 +60,7 @@ def run_worker(
     """
     options: dict[str, Any] = {"concurrency": 4, "poll_interval": 0.2, "shutdown_grace": 5.0}
     options.update(config)
-    worker = Worker(app.store, app.executors(), WorkerConfig(**options), **app.worker_hooks(),
+    worker = Worker(app.store, app.executors(), WorkerConfig(**options), **app.worker_options(),
                     clock=app.clock, observer=_observer(app))
     thread = threading.Thread(target=worker.run, name=f"treadle-test-{worker.id}", daemon=True)
     thread.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from treadle import JobContext, Treadle
@@ -38,3 +39,14 @@ def streamy_first_attempt(items: int, ctx: JobContext) -> str:
         time.sleep(120)
     ctx.progress(1, 1)
     return f"attempt{ctx.attempt}"
+
+
+@app.task(name="kill_own_worker", retries=10, timeout=60)
+def kill_own_worker() -> None:
+    """A poison job: SIGKILLs the worker process that runs it (ADR 0015)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="steady", retries=3)
+def steady(i: int) -> int:
+    return i

@@ -1,4 +1,4 @@
-"""Faster recovery (issue 10): a SIGKILLed worker's job runs again within lease + 1 s."""
+"""Faster recovery (ADR 0010): a SIGKILLed worker's job runs again within lease + 1 s."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8, class 5 — egress to the host, library surface (sandbox manager, the policy).
+"""Egress (ADR 0305) — egress to the host, library surface (sandbox manager, the policy).
 
 Before the fix ``env.fetch`` reached loopback in every notation (and so the API itself),
 allow-list prefixes accepted ``..``, and error messages told open ports from closed ones.

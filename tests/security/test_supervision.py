@@ -1,4 +1,4 @@
-"""Issue 8, class 4 — every worker thread is supervised.
+"""Supervised threads (ADR 0006) — every worker thread is supervised.
 
 An exception injected once into what a background thread calls (the flusher's write,
 the maintenance thread's heartbeat, the claim loop's claim, the metrics observer)

@@ -1,4 +1,4 @@
-"""Issue 8, classes 4 and 5 on the surfaces they were found on: HTTP and the CLI.
+"""Hostile input and egress (ADRs 0006, 0305) on the surfaces they were found on: HTTP and the CLI.
 
 Class 4: payloads that cannot be stored are refused (422 problem+json, CLI exit 2) with
 nothing stored; a result that cannot be stored fails its job as ``invalid_output`` and
@@ -266,13 +266,13 @@ def test_cli_worker_fetch_to_loopback_needs_the_operator_setting(
 
 def test_http_registered_code_cannot_fetch_the_api_itself(dapi: Api) -> None:
     with dapi.client("a") as a:
-        reg = a.post("/v1/workers", json={"code": FETCH, "language": "python",
+        reg = a.post("/v1/dynamic-workers", json={"code": FETCH, "language": "python",
                                           "fetch_allow": ["127.0.0.1", "localhost"]})
         assert reg.status_code in (200, 201), reg.text
         wid = reg.json()["id"]
         for url in (f"{dapi.url}/v1/jobs", dapi.url.replace("127.0.0.1", "localhost")
                     + "/v1/keys"):
-            job = a.post(f"/v1/workers/{wid}/run", json={"input": url}).json()
+            job = a.post(f"/v1/dynamic-workers/{wid}/run", json={"input": url}).json()
             assert job["status"] == "succeeded", job
             assert job["result"] == ["refused", REFUSED], job
 

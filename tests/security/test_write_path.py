@@ -1,4 +1,4 @@
-"""Issue 8, class 4 — one character stops a worker. Library surface, both stores.
+"""Hostile input (ADR 0006) — one character stops a worker. Library surface, both stores.
 
 Before the fix a lone surrogate (or NUL, on PostgreSQL) in a result or a log line made
 the store raise in the flusher thread: the thread died and that worker never completed

@@ -1,4 +1,4 @@
-"""Issue 8, class 4 — arbitrary unicode and bytes through payloads, results, errors, logs
+"""Hostile input (ADR 0006) — arbitrary unicode and bytes through payloads, results, errors, logs
 and event details, on both stores (property tests).
 
 The property: no store call raises on content. A payload is stored exactly or refused

@@ -18,6 +18,7 @@ from treadle.api.config import ApiConfig
 from treadle.api.metrics import ASGIApp, Metrics, Scope
 from treadle.api.models import Health
 from treadle.api.problems import PROBLEM_JSON, BodyTooLarge, Problem
+from treadle.api.renamed import RenamedPaths
 from treadle.artifacts import api as artifacts_api
 from treadle.streams import sse as streams_sse
 
@@ -68,6 +69,9 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     _ops_routes(app)
     # Order: size limit innermost so its 413 is counted by the metrics middleware.
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    renamed = [r for plugin in treadle.plugins for r in plugin.api_old_prefixes]
+    if renamed:  # old path prefixes served by the new routes, marked deprecated (ADR 0023)
+        app.add_middleware(RenamedPaths, renamed=renamed)
     app.add_middleware(_Wrap, wrap=m.middleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,4 +1,4 @@
-"""Job routes: submit (async), run (sync), read, list, cancel, retry."""
+"""Job routes: submit (async), run (sync), read, list, cancel, retry, release, discard."""
 
 from __future__ import annotations
 
@@ -211,6 +211,30 @@ def retry_job(request: Request, job_id: int, principal: Submitter) -> JSONRespon
         raise Problem(409, f"only failed or cancelled jobs can be retried; job {job.id} is "
                       f"{job.status.value}", slug="not-retryable", job=_summary(job))
     return _job_response(treadle.retry(job.id, tenant=principal.tenant), 200)
+
+
+@router.post("/jobs/{job_id}/release", response_model=JobOut,
+             summary="Release a quarantined job: queued again, its crash count reset")
+def release_job(request: Request, job_id: int, principal: Submitter) -> JSONResponse:
+    treadle, _ = _ctx(request)
+    job = _quarantined(treadle, job_id, principal, "released")
+    return _job_response(treadle.release(job.id, tenant=principal.tenant), 200)
+
+
+@router.post("/jobs/{job_id}/discard", response_model=JobOut,
+             summary="Discard a quarantined job: failed for good")
+def discard_job(request: Request, job_id: int, principal: Submitter) -> JSONResponse:
+    treadle, _ = _ctx(request)
+    job = _quarantined(treadle, job_id, principal, "discarded")
+    return _job_response(treadle.discard(job.id, tenant=principal.tenant), 200)
+
+
+def _quarantined(treadle: Treadle, job_id: int, principal: Principal, verb: str) -> Job:
+    job = treadle.get_job(_path_id(job_id), tenant=principal.tenant)
+    if job.status is not JobStatus.QUARANTINED:
+        raise Problem(409, f"only quarantined jobs can be {verb}; job {job.id} is "
+                      f"{job.status.value}", slug="not-quarantined", job=_summary(job))
+    return job
 
 
 def _count(request: Request, job: Job, created: bool) -> None:

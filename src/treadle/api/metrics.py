@@ -102,7 +102,7 @@ class PrometheusObserver(Observer):
 
     def reaped(self, result: ReapResult) -> None:
         for action, n in (("requeued", result.requeued), ("failed", result.failed),
-                          ("cancelled", result.cancelled)):
+                          ("cancelled", result.cancelled), ("quarantined", result.quarantined)):
             if n:
                 self.m.lease_expiries.labels(action).inc(n)
 

@@ -131,7 +131,7 @@ class RunRequest(SubmitJob):
 
 
 class RegisterWorker(_Strict):
-    """``POST /v1/workers``: register dynamic-worker code (content-addressed id)."""
+    """``POST /v1/dynamic-workers``: register dynamic-worker code (content-addressed id)."""
 
     code: str = CodeField
     language: Language
@@ -161,7 +161,7 @@ class RegisterWorker(_Strict):
 
 
 class RunWorker(_Strict):
-    """``POST /v1/workers/{id}/run``: one run of a registered worker, as a job."""
+    """``POST /v1/dynamic-workers/{id}/run``: one run of a registered worker, as a job."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -240,6 +240,14 @@ class ScheduleList(BaseModel):
     schedules: list[ScheduleOut]
 
 
+class CrashOut(BaseModel):
+    """An attempt whose worker died under it (ADR 0015)."""
+
+    at: datetime
+    worker: str | None
+    attempt: int
+
+
 class JobOut(BaseModel):
     """The job JSON (ADR 0301)."""
 
@@ -248,7 +256,8 @@ class JobOut(BaseModel):
     kind: str
     task: str
     payload: dict[str, Any]
-    status: Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
+    status: Literal["queued", "running", "waiting", "quarantined", "succeeded", "failed",
+                    "cancelled"]
     attempt: int
     max_attempts: int
     priority: int
@@ -266,6 +275,10 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    crashes: list[CrashOut] = Field(
+        default_factory=list,
+        description="Attempts whose worker died under them since the last release (ADR 0015)")
+    max_crashes: int = Field(3, description="Quarantined when crashes reach this")
     waiting_on: WaitingOn | None = Field(
         None, description="For a queued job: the rule that holds it (ADR 0010)")
 

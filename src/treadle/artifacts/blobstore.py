@@ -154,5 +154,5 @@ class ArtifactStore(abc.ABC):
             Path(name).unlink(missing_ok=True)
             raise
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:  # noqa: B027 - optional
         """Release clients and pools."""

@@ -1,4 +1,4 @@
-"""``treadle jobs list|show|watch|cancel|retry`` and ``treadle submit``."""
+"""``treadle jobs list|show|watch|cancel|retry|release|discard`` and ``treadle submit``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
 
 _STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-                 "cancelled": "dim", "waiting": "magenta"}
+                 "cancelled": "dim", "waiting": "magenta", "quarantined": "bold red"}
 
 
 def _status(job: Job) -> str:
@@ -173,6 +173,29 @@ def retry(job_id: int, db: DbOption = None, url: UrlOption = None,
             fail(f"job {job_id} is {before.status.value}; "
                  "only failed or cancelled jobs are retried")
         job = app.retry(job_id)
+        console.print(f"job {job.id}: {_status(job)}")
+
+
+@jobs_app.command("release")
+def release(job_id: int, db: DbOption = None) -> None:
+    """Release a quarantined job: queued again with its crash count reset (ADR 0015)."""
+    _leave_quarantine(job_id, db, "release")
+
+
+@jobs_app.command("discard")
+def discard(job_id: int, db: DbOption = None) -> None:
+    """Discard a quarantined job: failed for good, not run again (ADR 0015)."""
+    _leave_quarantine(job_id, db, "discard")
+
+
+def _leave_quarantine(job_id: int, db: str | None, action: str) -> None:
+    with clean_errors():
+        app = load_app(None, db)
+        before = app.get_job(job_id)
+        if before.status is not JobStatus.QUARANTINED:
+            fail(f"job {job_id} is {before.status.value}; only quarantined jobs are "
+                 f"{action}d")
+        job = (app.release if action == "release" else app.discard)(job_id)
         console.print(f"job {job.id}: {_status(job)}")
 
 

@@ -56,7 +56,7 @@ def build_worker(app: Treadle, config: WorkerConfig) -> Worker:
     kwargs: dict[str, Any] = {"observer": app.observer} if app.observer is not None else {}
     if app.periodics or app.crons:
         kwargs["scheduler"] = Scheduler(app)
-    return Worker(app.store, app.executors(), config, **app.worker_hooks(), **kwargs)
+    return Worker(app.store, app.executors(), config, **app.worker_options(), **kwargs)
 
 
 class GracefulSignals:

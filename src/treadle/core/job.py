@@ -35,6 +35,35 @@ def validate_name(what: str, value: str) -> str:
     return value
 
 
+DEFAULT_MAX_CRASHES = 3
+MAX_MAX_CRASHES = 1000
+
+
+def check_max_crashes(value: object, error: type[Exception]) -> int:
+    """``max_crashes``: an integer from 1 to 1000 (``error`` names who refuses it)."""
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 1 <= value <= MAX_MAX_CRASHES:
+        raise error(f"max_crashes must be an integer from 1 to {MAX_MAX_CRASHES}")
+    return value
+
+
+@dataclass(frozen=True)
+class Crash:
+    """One attempt whose worker died under it (the reaper found its lease expired and the
+    worker's heartbeats stopped too): part of a job's crash history (ADR 0015)."""
+
+    at: datetime
+    worker: str | None
+    attempt: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": _iso(self.at), "worker": self.worker, "attempt": self.attempt}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Crash:
+        return cls(datetime.fromisoformat(data["at"]), data.get("worker"), int(data["attempt"]))
+
+
 @dataclass(frozen=True)
 class NewJob:
     """What a client asks to enqueue. Validated here, before any store sees it."""
@@ -56,6 +85,8 @@ class NewJob:
     concurrency_limit: int | None = None
     # Set: a rate limit instead, at most concurrency_limit starts per rate_period seconds.
     rate_period: float | None = None
+    # Quarantine after this many attempts whose worker died (ADR 0015); None: the default.
+    max_crashes: int | None = None
 
     def __post_init__(self) -> None:
         validate_name("task", self.task)
@@ -95,6 +126,8 @@ class NewJob:
             or not 0.001 <= self.rate_period <= 24 * 3600
         ):
             raise InvalidInput("a rate limit needs a key, a count and a period of 1 ms to 1 day")
+        if self.max_crashes is not None:
+            check_max_crashes(self.max_crashes, InvalidInput)
         if self.callback_url is not None and (
             not isinstance(self.callback_url, str)
             or not 0 < len(self.callback_url) <= MAX_URL_LENGTH
@@ -136,6 +169,9 @@ class Job:
     finished_at: datetime | None = None
     concurrency_limit: int | None = None
     rate_period: float | None = None
+    # Attempts whose worker died under them, since the last release (ADR 0015).
+    crashes: tuple[Crash, ...] = ()
+    max_crashes: int = DEFAULT_MAX_CRASHES
 
     @property
     def is_finished(self) -> bool:
@@ -171,6 +207,8 @@ class Job:
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "crashes": [c.to_json() for c in self.crashes],
+            "max_crashes": self.max_crashes,
         }
 
 

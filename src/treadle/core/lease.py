@@ -54,10 +54,11 @@ class ReapResult:
     requeued: int = 0
     failed: int = 0
     cancelled: int = 0
+    quarantined: int = 0  # poison jobs: their worker died under them max_crashes times
 
     @property
     def total(self) -> int:
-        return self.requeued + self.failed + self.cancelled
+        return self.requeued + self.failed + self.cancelled + self.quarantined
 
 
 @dataclass(frozen=True)

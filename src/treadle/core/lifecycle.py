@@ -21,6 +21,9 @@ class JobStatus(enum.StrEnum):
     # Suspended without a lease or a worker slot until the store wakes it (a workflow
     # sleeping, waiting for an event or for its child jobs): see ADR 0009.
     WAITING = "waiting"
+    # Held after its attempts kept killing their workers (ADR 0015): not run again until an
+    # operator releases it (back to queued) or discards it (failed). Not terminal.
+    QUARANTINED = "quarantined"
 
     @property
     def is_terminal(self) -> bool:
@@ -58,6 +61,12 @@ TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[str]] = {
     # A finished job may be re-run by a user (`retry`): a new attempt series.
     (JobStatus.FAILED, JobStatus.QUEUED): frozenset({"manual_retry"}),
     (JobStatus.CANCELLED, JobStatus.QUEUED): frozenset({"manual_retry"}),
+    # Poison jobs (ADR 0015): the reaper quarantines a job whose worker died under it
+    # max_crashes times; an operator releases (crash count reset) or discards it.
+    (JobStatus.RUNNING, JobStatus.QUARANTINED): frozenset({"quarantined"}),
+    (JobStatus.QUARANTINED, JobStatus.QUEUED): frozenset({"quarantine_released"}),
+    (JobStatus.QUARANTINED, JobStatus.FAILED): frozenset({"discarded"}),
+    (JobStatus.QUARANTINED, JobStatus.CANCELLED): frozenset({"cancelled"}),
 }
 
 # The event written when a job is first enqueued has no "from" state.

@@ -7,12 +7,13 @@ Every run is a job of kind ``code`` (see :mod:`treadle.dynamic`): the routes onl
 it and, in sync mode, wait up to the server's sync window for a worker process to finish
 it. The answers:
 
-* ``POST /v1/workers`` → **201** + ``Location`` with the worker JSON when the id is new for
+* ``POST /v1/dynamic-workers`` → **201** + ``Location`` with the worker JSON when the id is new for
   the tenant, **200** with the same JSON when that code and configuration were already
   registered (ids are content hashes, so registering is idempotent; a new ``name``
   relabels the row).
-* ``GET /v1/workers/{id}`` → 200 (another tenant's worker → 404); ``GET /v1/workers``.
-* ``POST /v1/workers/{id}/run`` → sync by default: **200** with the job JSON when it
+* ``GET /v1/dynamic-workers/{id}`` → 200 (another tenant's worker → 404);
+  ``GET /v1/dynamic-workers``.
+* ``POST /v1/dynamic-workers/{id}/run`` → sync by default: **200** with the job JSON when it
   finished within the wait, else **202** + ``Location: /v1/jobs/{id}``; with ``"async":
   true`` in the body or ``?async=true``: **202** + ``Location`` at once.
 * ``POST /v1/run`` with ``code`` → a one-off ``load``, answered like a task ``/v1/run``.
@@ -49,7 +50,7 @@ from treadle.sandbox import WorkerSpec, worker_id
 if TYPE_CHECKING:
     from treadle.app import JobHandle, Treadle
 
-router = APIRouter(prefix="/v1", tags=["workers"])
+router = APIRouter(prefix="/v1", tags=["dynamic-workers"])
 WORKER_ID = re.compile(r"^dw_[0-9a-f]{24}$")
 _SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "Finished within the wait: the job"},
@@ -141,7 +142,7 @@ def _dump(model: BaseModel, *exclude: str) -> dict[str, Any]:
 
 
 @router.post(
-    "/workers", status_code=201, response_model=WorkerOut,
+    "/dynamic-workers", status_code=201, response_model=WorkerOut,
     responses={200: {"model": WorkerOut,
                      "description": "Already registered (same code and configuration)"}},
     summary="Register dynamic-worker code (idempotent: the id is a content hash)",
@@ -166,10 +167,11 @@ async def register_worker(
 
     data, created = await run_in_threadpool(work)
     return JSONResponse(data, status_code=201 if created else 200,
-                        headers={"Location": f"/v1/workers/{data['id']}"})
+                        headers={"Location": f"/v1/dynamic-workers/{data['id']}"})
 
 
-@router.get("/workers", response_model=WorkerList, summary="List the tenant's dynamic workers")
+@router.get("/dynamic-workers", response_model=WorkerList,
+            summary="List the tenant's dynamic workers")
 def list_workers(
     request: Request, principal: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -178,7 +180,7 @@ def list_workers(
     return JSONResponse({"workers": [{**w.to_json(code=False), "code": None} for w in workers]})
 
 
-@router.get("/workers/{worker_id}", response_model=WorkerOut,
+@router.get("/dynamic-workers/{worker_id}", response_model=WorkerOut,
             summary="Read a dynamic worker (with its code)")
 def get_worker(request: Request, worker_id: str, principal: Reader) -> JSONResponse:
     try:
@@ -189,7 +191,7 @@ def get_worker(request: Request, worker_id: str, principal: Reader) -> JSONRespo
 
 
 @router.post(
-    "/workers/{worker_id}/run", status_code=200, response_model=JobOut,
+    "/dynamic-workers/{worker_id}/run", status_code=200, response_model=JobOut,
     responses=_SYNC_RESPONSES,
     summary="Run a dynamic worker as a job (sync by default; async with `async`)",
 )

@@ -1,13 +1,14 @@
 """``DynamicWorkers``: dynamic workers as the job-kind plug-in for kind ``code``.
 
 Everything the feature adds to an app comes from here (ADR 0008): the executor, the SQL
-(``treadle/dynamic/sql``), the ``/v1/workers`` routes, the ``/workers/new`` page and the
-``treadle dynamic`` command. ``app.use(DynamicWorkers())`` is the only wiring.
+(``treadle/dynamic/sql``), the ``/v1/dynamic-workers`` routes, the ``/dynamic-workers/new``
+page and the ``treadle dynamic`` command. ``app.use(DynamicWorkers())`` is the only wiring.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from treadle.core.job import DEFAULT_QUEUE, JobKind
 from treadle.dynamic.executor import CodeExecutor
 from treadle.dynamic.registry import WorkerRegistry
 from treadle.dynamic.repo import SQL_PACKAGE, open_repo
-from treadle.kinds import JobKindPlugin, UiPages
+from treadle.kinds import JobKindPlugin, RenamedPrefix, UiPages
 
 if TYPE_CHECKING:
     import typer
@@ -42,6 +43,9 @@ class DynamicWorkers(JobKindPlugin):
     # `treadle dynamic ...` (docs/glossary.md). `treadle workers` was their first name.
     cli_name = "dynamic"
     cli_old_names = ("workers",)
+    # `/v1/workers` was this kind's API prefix; it still answers, deprecated (ADR 0023).
+    api_old_prefixes = (RenamedPrefix("/v1/workers", "/v1/dynamic-workers",
+                                      since=datetime(2026, 11, 30, tzinfo=UTC)),)
 
     def __init__(
         self,
@@ -62,7 +66,7 @@ class DynamicWorkers(JobKindPlugin):
 
     @property
     def registry(self) -> WorkerRegistry:
-        """Register and run dynamic workers (``app.workers`` before plug-ins existed).
+        """Register and run dynamic workers (also reached as ``app.dynamic_workers``).
 
         Built on first use, over the app's store as it is then (the CLI may rebind an
         app's store to ``--db`` after the app module registered this plug-in)."""
@@ -91,7 +95,7 @@ class DynamicWorkers(JobKindPlugin):
         from treadle.dynamic import ui
 
         return UiPages(register=ui.register, templates=Path(__file__).parent / "templates",
-                       nav=(("/workers/new", "Workers"),))
+                       nav=(("/dynamic-workers/new", "Dynamic workers"),))
 
     def cli(self) -> typer.Typer:
         from treadle.dynamic.cli import workers_app

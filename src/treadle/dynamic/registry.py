@@ -1,4 +1,4 @@
-"""``app.workers``: register dynamic workers and run them as durable jobs of kind ``code``."""
+"""``app.dynamic_workers``: register dynamic workers, run them as durable jobs of kind ``code``."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def as_limits(value: LimitsArg, base: Limits | None = None) -> Limits:
 
 
 class WorkerRegistry:
-    """Dynamic workers of one app. Reached as ``app.workers`` after ``dynamic.enable(app)``.
+    """Dynamic workers of one app: ``app.dynamic_workers`` after
+    ``app.use(DynamicWorkers())``.
 
     Registering stores code + language + limits + bindings under a content-derived id
     (same code and configuration, same id). Running one enqueues a job of kind ``code``

@@ -1,11 +1,11 @@
-"""``/workers/new``: the dynamic-worker editor (write, run now, save as a named worker).
+"""``/dynamic-workers/new``: the dynamic-worker editor (write, run now, save as a named worker).
 
 Running is what the API's ``POST /v1/run`` with code does: the snippet is registered
-(content-addressed) and run as a job of kind ``code`` through ``app.workers`` (see
+(content-addressed) and run as a job of kind ``code`` through ``app.dynamic_workers`` (see
 :mod:`treadle.dynamic`); the page waits up to :data:`RUN_WINDOW` seconds for a worker
 process to finish it, then shows the result, the console output (the attempt's logs) and,
 for a failure, the error class, with a link to the job's page. Saving registers the code
-under a name (``POST /v1/workers``). The feature is detected per request: without a
+under a name (``POST /v1/dynamic-workers``). The feature is detected per request: without a
 ``DynamicWorkers`` plug-in on the app the page is not mounted at all (ADR 0008); the
 "not available" branch remains for a registry that cannot be reached.
 """
@@ -13,12 +13,13 @@ under a name (``POST /v1/workers``). The feature is detected per request: withou
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from treadle.core.errors import TreadleError
 from treadle.core.job import validate_name
@@ -61,7 +62,7 @@ def registry_of(app: Treadle) -> WorkerRegistry | None:
 
 
 def register(router: APIRouter, ctx: UIContext) -> None:
-    @router.get("/workers/new", response_class=HTMLResponse, include_in_schema=False)
+    @router.get("/dynamic-workers/new", response_class=HTMLResponse, include_in_schema=False)
     async def editor(request: Request) -> Response:
         user = ctx.user(request)
         if user is None:
@@ -75,13 +76,26 @@ def register(router: APIRouter, ctx: UIContext) -> None:
             "limit_fields": LIMIT_FIELDS,
         }, user=user)
 
-    @router.post("/workers/run", response_class=HTMLResponse, include_in_schema=False)
+    @router.post("/dynamic-workers/run", response_class=HTMLResponse, include_in_schema=False)
     async def run(request: Request) -> Response:
         return await _act(request, ctx, "run")
 
-    @router.post("/workers/save", response_class=HTMLResponse, include_in_schema=False)
+    @router.post("/dynamic-workers/save", response_class=HTMLResponse, include_in_schema=False)
     async def save(request: Request) -> Response:
         return await _act(request, ctx, "save")
+
+    # The page's first address (ADR 0023): bookmarks, and forms of a page loaded before an
+    # upgrade, reach the new one (308 keeps the method and body of a POST).
+    for action, methods in (("new", ["GET"]), ("run", ["POST"]), ("save", ["POST"])):
+        router.add_api_route(f"/workers/{action}", _moved(f"/dynamic-workers/{action}"),
+                             methods=methods, include_in_schema=False)
+
+
+def _moved(to: str) -> Callable[[], Awaitable[Response]]:
+    async def moved() -> Response:
+        return RedirectResponse(to, status_code=308)
+
+    return moved
 
 
 async def _act(request: Request, ctx: UIContext, what: str) -> Response:

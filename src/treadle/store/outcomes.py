@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from treadle.core import storable
-from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
+from treadle.core.errors import ErrorInfo, InvalidOutput
 from treadle.core.outcome import Outcome, OutcomeKind
 
 # Released, continued and suspended attempts do not use up the job's retry budget.
@@ -74,19 +74,3 @@ def lease_lost_detail(outcome: Outcome, current_token: int) -> dict[str, Any]:
         "current_token": current_token,
         "worker": outcome.worker,
     }
-
-
-def reap_decision(
-    attempt: int, max_attempts: int, cancel_requested: bool, owner: str | None
-) -> tuple[str, str, ErrorInfo]:
-    """What an expired lease becomes: (status, event reason, error)."""
-    err = ErrorInfo(
-        ErrorClass.LEASE_LOST,
-        f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}",
-        {"worker": owner, "attempt": attempt},
-    )
-    if cancel_requested:
-        return "cancelled", "cancelled", err
-    if attempt >= max_attempts:
-        return "failed", "lease_expired", err
-    return "queued", "lease_expired", err

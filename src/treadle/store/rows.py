@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from treadle.core.errors import ErrorInfo
-from treadle.core.job import Job, JobEvent, JobKind, JobLog
+from treadle.core.job import DEFAULT_MAX_CRASHES, Crash, Job, JobEvent, JobKind, JobLog
 from treadle.core.lifecycle import JobStatus
 
 
@@ -96,7 +96,19 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
         concurrency_limit=row["concurrency_limit"]
         if "concurrency_limit" in row.keys() else None,  # noqa: SIM118
         rate_period=row["rate_period"] if "rate_period" in row.keys() else None,  # noqa: SIM118
+        **_crash_fields(row, codec),
     )
+
+
+def _crash_fields(row: Mapping[str, Any], codec: Codec) -> dict[str, Any]:
+    """Crash history and threshold (ADR 0015); plug-in SQL may select fewer columns."""
+    keys = row.keys()
+    out: dict[str, Any] = {}
+    if "crashes" in keys and row["crashes"] is not None:
+        out["crashes"] = tuple(Crash.from_json(c) for c in codec.json_out(row["crashes"]))
+    if "max_crashes" in keys:
+        out["max_crashes"] = row["max_crashes"] or DEFAULT_MAX_CRASHES
+    return out
 
 
 def event_from_row(row: Mapping[str, Any], codec: Codec) -> JobEvent:

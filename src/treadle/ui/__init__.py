@@ -7,7 +7,7 @@ Mount it on the API's FastAPI app::
 
 Pages: ``/login``, ``/`` (dashboard), ``/jobs``, ``/jobs/{id}``, ``/queues``, ``/metrics``
 (for browsers; Prometheus clients still reach the API's text
-endpoint there), plus the pages of the app's job-kind plug-ins (``/workers/new`` for
+endpoint there), plus the pages of the app's job-kind plug-ins (``/dynamic-workers/new`` for
 dynamic workers). Fragments, JSON for charts and static assets live under ``/ui/``.
 """
 

@@ -157,14 +157,13 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         if isinstance(posted, Response):
             return posted
         user, _ = posted
-        if action not in {"retry", "cancel"}:
+        if action not in _ACTIONS:
             return ctx.error(request, user, 404, "No such action.")
         if not can_write_jobs(user):
             return ctx.error(request, user, 403, "Your API key may not change jobs.")
         done, _ = await run_in_threadpool(_apply, ctx, user, action, [job_id])
         flash = ("ok", f"Job {job_id}: {action} requested.") if done else (
-            "warn", f"Job {job_id} cannot be {'retried' if action == 'retry' else 'cancelled'} "
-            "in its current state.")
+            "warn", f"Job {job_id} cannot be {_ACTIONS[action]} in its current state.")
         return ctx.redirect(request, f"/jobs/{job_id}", flash=flash)
 
 
@@ -180,14 +179,20 @@ def _submit(ctx: UIContext, user: SessionUser, values: dict[str, str]) -> Job:
     return ctx.treadle.defer(values["task"], payload, **opts).job
 
 
+# Per-job actions (past tense for messages); release and discard leave quarantine (ADR 0015).
+_ACTIONS = {"retry": "retried", "cancel": "cancelled", "release": "released",
+            "discard": "discarded"}
+
+
 def _apply(ctx: UIContext, user: SessionUser, action: str, ids: list[int]) -> tuple[int, list[int]]:
-    """Retry or cancel each job as the user's tenant; count what the store refused."""
+    """Apply a job action to each job as the user's tenant; count what the store refused."""
+    act = {"retry": ctx.treadle.retry, "cancel": ctx.treadle.cancel,
+           "release": ctx.treadle.release, "discard": ctx.treadle.discard}[action]
     done, refused = 0, []
     for job_id in ids:
         try:
             before = ctx.store.get_job(job_id, tenant=user.tenant_filter)
-            after = (ctx.treadle.retry if action == "retry" else ctx.treadle.cancel)(
-                job_id, tenant=user.tenant_filter)
+            after = act(job_id, tenant=user.tenant_filter)
         except TreadleError:
             refused.append(job_id)
             continue

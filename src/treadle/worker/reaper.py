@@ -46,6 +46,7 @@ class Reaper:
                 total.requeued + res.requeued,
                 total.failed + res.failed,
                 total.cancelled + res.cancelled,
+                total.quarantined + res.quarantined,
             )
             if res.total < self.batch:
                 break
@@ -55,5 +56,9 @@ class Reaper:
                 requeued=total.requeued,
                 failed=total.failed,
                 cancelled=total.cancelled,
+                quarantined=total.quarantined,
             )
+        if total.quarantined:
+            log.warning("quarantined poison jobs (their workers kept dying under them)",
+                        count=total.quarantined)
         return total

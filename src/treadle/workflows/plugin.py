@@ -1,7 +1,7 @@
 """``Workflows``: durable workflows as the job-kind plug-in for kind ``workflow``.
 
 Everything the feature adds comes from here (ADR 0009): the executor, the SQL
-(``treadle/workflows/sql``), the waker (a hook on every finished job and a sweep in
+(``treadle/workflows/sql``), the waker (a finish listener on every finished job and a sweep in
 every worker), ``POST /v1/events``, the steps on the job page and ``treadle events``.
 ``@app.workflow`` registers it on first use, so a plain app needs no wiring at all.
 """

@@ -64,7 +64,7 @@ class Waker:
         return woken
 
     def on_finished(self, job: Job, outcome: Outcome) -> None:
-        """Worker hook, after an outcome committed: the suspended job itself may be due
+        """Finish listener, after an outcome committed: the suspended job itself may be due
         already (an event or every child finished before it suspended); a finished
         child may be the one its parent waits for."""
         if outcome.kind is OutcomeKind.WAITING and job.kind is JobKind.WORKFLOW:

@@ -28,30 +28,30 @@ PY_EMITTER = (
 
 def test_workers_and_their_streams_through_the_client(dapi: Api) -> None:  # noqa: F811
     with Client(dapi.url, dapi.keys["a"]) as a, Client(dapi.url, dapi.keys["b"]) as b:
-        js = a.register_worker(JS_EMITTER, "javascript", name="rows-js")
-        again = a.register_worker(JS_EMITTER, "javascript", name="rows-js")
-        py = a.register_worker(PY_EMITTER, "python")
+        js = a.register_dynamic_worker(JS_EMITTER, "javascript", name="rows-js")
+        again = a.register_dynamic_worker(JS_EMITTER, "javascript", name="rows-js")
+        py = a.register_dynamic_worker(PY_EMITTER, "python")
         assert again.id == js.id and js.tenant == "tenant-a" and js.language == "javascript"
-        assert a.get_worker(js.id).code == JS_EMITTER
-        assert {w.id for w in a.list_workers()} == {js.id, py.id}
-        assert b.list_workers() == []
+        assert a.get_dynamic_worker(js.id).code == JS_EMITTER
+        assert {w.id for w in a.list_dynamic_workers()} == {js.id, py.id}
+        assert b.list_dynamic_workers() == []
         with pytest.raises(WorkerNotFound) as missing:
-            b.get_worker(js.id)
+            b.get_dynamic_worker(js.id)
         assert missing.value.detail["type"] == "urn:treadle:problem:worker-not-found"
         with pytest.raises(WorkerNotFound):
-            b.run_worker(js.id, {"n": 1})
+            b.run_dynamic_worker(js.id, {"n": 1})
         with pytest.raises(InvalidInput):
-            a.register_worker("x", "cobol")  # type: ignore[arg-type]
+            a.register_dynamic_worker("x", "cobol")  # type: ignore[arg-type]
 
         for worker in (js, py):
-            h = a.run_worker(worker.id, {"n": 40}, sync=False)
+            h = a.run_dynamic_worker(worker.id, {"n": 40}, sync=False)
             assert h.created and not h.job.is_finished
             rows = [ev.item.data["i"] for ev in h.stream()
                     if ev.item is not None and ev.item.kind == "row"]
             assert rows == list(range(40))
             assert h.wait(20).result == {"rows": 40}
 
-        done = a.run_worker(py.id, {"n": 2}, wait=15)  # sync: answered with the result
+        done = a.run_dynamic_worker(py.id, {"n": 2}, wait=15)  # sync: answered with the result
         assert done.job.status is JobStatus.SUCCEEDED and done.job.result == {"rows": 2}
         inline = a.run_code("def handler(i, env):\n    return i * 3", "python", 14, wait=15)
         assert inline.job.result == 42
@@ -60,11 +60,11 @@ def test_workers_and_their_streams_through_the_client(dapi: Api) -> None:  # noq
 def test_async_workers(dapi: Api) -> None:  # noqa: F811
     async def main() -> None:
         async with AsyncClient(dapi.url, dapi.keys["a"]) as c:
-            w = await c.register_worker(JS_EMITTER, "javascript")
-            h = await c.run_worker(w.id, {"n": 5}, sync=False)
+            w = await c.register_dynamic_worker(JS_EMITTER, "javascript")
+            h = await c.run_dynamic_worker(w.id, {"n": 5}, sync=False)
             kinds = [ev.item.kind async for ev in h.stream() if ev.item is not None]
             assert kinds.count("row") == 5
             assert (await h.wait(20)).result == {"rows": 5}
-            assert [x.id for x in await c.list_workers()] == [w.id]
+            assert [x.id for x in await c.list_dynamic_workers()] == [w.id]
 
     run_async(main())

@@ -35,7 +35,7 @@ def test_api_conforms_to_its_openapi(api: Api) -> None:
         @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
-            if case.path in ("/v1/run", "/v1/workers/{worker_id}/run") and isinstance(
+            if case.path in ("/v1/run", "/v1/dynamic-workers/{worker_id}/run") and isinstance(
                 case.body, dict
             ):
                 case.body["wait"] = 0  # bounded; 202 is a documented answer

@@ -78,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pytest.skip("Chromium is missing and scripts/deps/chromium.sh could not install it")
     db = tmp_path_factory.mktemp("ui") / "ui.db"
     app = Treadle(f"sqlite:///{db}")
-    app.use(DynamicWorkers())  # the /workers/new page and `code` jobs
+    app.use(DynamicWorkers())  # the /dynamic-workers/new page and `code` jobs
     app.migrate()
     _register_tasks(app)
     _, tenant_key = keystore_for(app).create_key("acme", "read,submit", name="ui-tests")

@@ -194,7 +194,7 @@ def test_posts_without_csrf_token_are_refused(page: Page, server: Server) -> Non
 
 def test_workers_editor_and_metrics(page: Page, server: Server) -> None:
     login(page, server)
-    page.goto(server.url + "/workers/new")
+    page.goto(server.url + "/dynamic-workers/new")
     expect(page.locator(".CodeMirror")).to_be_visible()
     expect(page.locator(".CodeMirror .cm-keyword").first).to_be_visible()  # highlighted
     expect(page.locator("#workers-unavailable")).to_have_count(0)
@@ -254,7 +254,7 @@ def _run_now(page: Page) -> None:
 def test_workers_write_run_and_see_output(page: Page, server: Server) -> None:
     need_bwrap()
     login(page, server, server.tenant_key)
-    page.goto(server.url + "/workers/new")
+    page.goto(server.url + "/dynamic-workers/new")
     page.select_option("#w-language", "javascript")
     page.locator(".CodeMirror").click()
     page.keyboard.press("Control+A")
@@ -293,14 +293,14 @@ def test_workers_write_run_and_see_output(page: Page, server: Server) -> None:
     page.get_by_role("button", name="Save worker").click()
     expect(page.locator("#worker-saved")).to_contain_text("ui-counter")
     saved = page.locator("#worker-saved code").first.inner_text()
-    assert server.treadle.workers.get(saved, tenant="acme").name == "ui-counter"  # type: ignore[attr-defined]
+    assert server.treadle.dynamic_workers.get(saved, tenant="acme").name == "ui-counter"
     shot(page, "16-workers-saved")
 
 
 def test_workers_hostile_snippets_show_a_classified_error(page: Page, server: Server) -> None:
     need_bwrap()
     login(page, server, server.tenant_key)
-    page.goto(server.url + "/workers/new")
+    page.goto(server.url + "/dynamic-workers/new")
     page.select_option("#w-language", "python")
     _set_code(page, "import socket\ndef handler(input, env):\n    print('dialing out')\n"
                     "    socket.socket().connect(('1.1.1.1', 80))\n")
@@ -331,7 +331,7 @@ def test_workers_hostile_snippets_show_a_classified_error(page: Page, server: Se
 def test_workers_read_only_key_cannot_run(page: Page, server: Server) -> None:
     _, reader = keystore_for(server.treadle).create_key("acme", "read", name="ui-reader")
     login(page, server, reader)
-    page.goto(server.url + "/workers/new")
+    page.goto(server.url + "/dynamic-workers/new")
     expect(page.locator("#workers-readonly")).to_be_visible()
     page.get_by_role("button", name="Run now").click()
     expect(page.locator("#worker-result [role=alert]")).to_contain_text("may not run")

@@ -1,4 +1,4 @@
-"""Issue 9's proofs with real worker processes killed with SIGKILL, on both stores."""
+"""The durable-workflow proofs (ADR 0009), worker processes killed with SIGKILL, both stores."""
 
 from __future__ import annotations
 

@@ -69,18 +69,18 @@ WITH input AS (
         %(max_attempts)s::integer[], %(timeout)s::double precision[],
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
         %(callback_url)s::text[], %(concurrency_limit)s::integer[],
-        %(rate_period)s::double precision[]
+        %(rate_period)s::double precision[], %(max_crashes)s::integer[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, ord)
+                           concurrency_limit, rate_period, max_crashes, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-        created_at)
+        max_crashes, created_at)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
            idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           %(now)s
+           max_crashes, %(now)s
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -178,35 +178,42 @@ WHERE j.id = t.id AND j.status = 'running' AND j.lease_token = t.token
 RETURNING j.id, j.cancel_requested;
 
 -- name: upsert_worker
-INSERT INTO treadle_workers (id, started_at, last_heartbeat, info)
-VALUES (%(worker)s, %(now)s, %(now)s, '{}')
-ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat;
+-- The lease length lets the reaper tell a dead worker from a live one (ADR 0015).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, lease_seconds)
+VALUES (%(worker)s, %(now)s, %(now)s, '{}', %(lease_seconds)s)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    lease_seconds = excluded.lease_seconds;
 
 -- name: any_expired
 SELECT 1 FROM treadle_jobs WHERE status = 'running' AND lease_expires_at <= %(now)s LIMIT 1;
 
 -- name: expired_leases
-SELECT id, attempt, max_attempts, lease_owner, cancel_requested FROM treadle_jobs
-WHERE status = 'running' AND lease_expires_at <= %(now)s
-ORDER BY lease_expires_at
+-- With the lease owner's liveness record: did the worker die, or only this lease lapse?
+SELECT j.*, w.last_heartbeat AS owner_heartbeat, w.lease_seconds AS owner_lease_seconds
+FROM treadle_jobs j LEFT JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND j.lease_expires_at <= %(now)s
+ORDER BY j.lease_expires_at
 LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED;
+FOR UPDATE OF j SKIP LOCKED;
 
 -- name: reap_many
 WITH input AS (
     SELECT * FROM unnest(%(id)s::bigint[], %(status)s::text[], %(error)s::jsonb[],
-                         %(reason)s::text[], %(worker)s::text[])
-        AS t(id, status, error, reason, worker)
+                         %(reason)s::text[], %(worker)s::text[], %(crashes)s::jsonb[],
+                         %(detail)s::jsonb[])
+        AS t(id, status, error, reason, worker, crashes, detail)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
-        lease_expires_at = NULL,
-        finished_at = CASE WHEN i.status = 'queued' THEN NULL ELSE %(now)s END
+        lease_expires_at = NULL, crashes = coalesce(i.crashes, j.crashes),
+        finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
+                           ELSE %(now)s END
     FROM input i WHERE j.id = i.id AND j.status = 'running'
-    RETURNING j.id, j.status, j.attempt, i.reason, i.worker
+    RETURNING j.id, j.status, j.attempt, i.reason, i.worker, i.detail
 ), ev AS (
-    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
-    SELECT id, 'running', status, attempt, worker, reason, %(now)s FROM upd
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
+                                detail)
+    SELECT id, 'running', status, attempt, worker, reason, %(now)s, detail FROM upd
 )
 SELECT id, status FROM upd;
 
@@ -239,14 +246,14 @@ GROUP BY status;
 SELECT id, status, attempt FROM treadle_jobs WHERE id = %(id)s FOR UPDATE;
 
 -- name: cancel_queued
--- Jobs holding no lease (queued, or waiting) are cancelled at once.
+-- Jobs holding no lease (queued, waiting or quarantined) are cancelled at once.
 UPDATE treadle_jobs SET status = 'cancelled', finished_at = %(now)s
-WHERE id = %(id)s AND status IN ('queued', 'waiting')
+WHERE id = %(id)s AND status IN ('queued', 'waiting', 'quarantined')
 RETURNING attempt;
 
 -- name: unfinished_children
 SELECT id FROM treadle_jobs
-WHERE parent_id = %(id)s AND status IN ('queued', 'running', 'waiting')
+WHERE parent_id = %(id)s AND status IN ('queued', 'running', 'waiting', 'quarantined')
 ORDER BY id;
 
 -- name: request_cancel
@@ -506,3 +513,19 @@ SELECT clock_timestamp() AS now;
 
 -- name: next_lease_expiry
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
+
+-- name: leave_quarantine
+-- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- (failed, terminal) a quarantined job (ADR 0015).
+UPDATE treadle_jobs
+SET status = %(status)s,
+    run_at = CASE WHEN %(status)s = 'queued' THEN %(now)s ELSE run_at END,
+    crashes = CASE WHEN %(status)s = 'queued' THEN NULL ELSE crashes END,
+    -- The attempts its crashes used are given back (and at least one is left).
+    max_attempts = CASE WHEN %(status)s = 'queued'
+        THEN greatest(max_attempts + coalesce(jsonb_array_length(crashes), 0), attempt + 1)
+        ELSE max_attempts END,
+    error = coalesce(%(error)s::jsonb, error),
+    finished_at = %(finished_at)s::timestamptz
+WHERE id = %(id)s AND status = 'quarantined'
+RETURNING attempt, queue;

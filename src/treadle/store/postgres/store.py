@@ -24,19 +24,19 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import StoreUnavailable
+from treadle.core.errors import ErrorInfo, StoreUnavailable
 from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
 from treadle.store.common import SqlReads
+from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
     lease_lost_detail,
-    reap_decision,
     storable_lines,
     storable_outcome,
 )
@@ -45,6 +45,7 @@ from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
+from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
 from treadle.store.transaction import StoreTransaction
@@ -65,7 +66,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads, FlowOps):
+class PostgresStore(SqlReads, FlowOps, QuarantineOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -261,7 +262,7 @@ class PostgresStore(SqlReads, FlowOps):
             for k in (
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
-                "callback_url", "concurrency_limit", "rate_period",
+                "callback_url", "concurrency_limit", "rate_period", "max_crashes",
             )
         }
         for nj in jobs:
@@ -280,6 +281,7 @@ class PostgresStore(SqlReads, FlowOps):
             cols["callback_url"].append(nj.callback_url)
             cols["concurrency_limit"].append(nj.concurrency_limit)
             cols["rate_period"].append(nj.rate_period)
+            cols["max_crashes"].append(nj.max_crashes)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -433,7 +435,8 @@ class PostgresStore(SqlReads, FlowOps):
     ) -> HeartbeatResult:
         now = self.clock.now()
         with self._cursor(tx=True) as cur:
-            cur.execute(Q["upsert_worker"], {"worker": worker, "now": now})
+            cur.execute(Q["upsert_worker"], {"worker": worker, "now": now,
+                                             "lease_seconds": lease_seconds})
             if not leases:
                 return HeartbeatResult()
             cur.execute(
@@ -545,20 +548,29 @@ class PostgresStore(SqlReads, FlowOps):
             rows = cur.fetchall()
             if not rows:
                 return ReapResult()
-            cols: dict[str, list[Any]] = {"id": [], "status": [], "error": [], "reason": [],
-                                          "worker": []}
+            cols: dict[str, list[Any]] = {k: [] for k in (
+                "id", "status", "error", "reason", "worker", "crashes", "detail")}
             for r in rows:
-                status, reason, err = reap_decision(
-                    r["attempt"], r["max_attempts"], r["cancel_requested"], r["lease_owner"]
+                job = job_from_row(r, self.codec)
+                assert job.lease_expires_at is not None
+                d = reap_decision(
+                    attempt=job.attempt, max_attempts=job.max_attempts,
+                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                    died=worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
+                                     job.lease_expires_at),
+                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
                 )
                 cols["id"].append(r["id"])
-                cols["status"].append(status)
-                cols["error"].append(Jsonb(err.to_json()))
-                cols["reason"].append(reason)
+                cols["status"].append(d.status)
+                cols["error"].append(Jsonb(d.error.to_json()))
+                cols["reason"].append(d.reason)
                 cols["worker"].append(r["lease_owner"])
+                cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
+                cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
             cur.execute(Q["reap_many"], {**cols, "now": now})
             reaped = cur.fetchall()
-            finished = [str(r["id"]) for r in reaped if r["status"] != "queued"]
+            finished = [str(r["id"]) for r in reaped
+                        if r["status"] in ("failed", "cancelled")]
             if finished:
                 ids = [int(i) for i in finished]
                 cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
@@ -566,10 +578,11 @@ class PostgresStore(SqlReads, FlowOps):
                     chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
                     cur.execute(Q["notify_done"], {"ids": chunk})
             cur.execute(Q["notify_jobs"], {"queues": ["*"]})
-        counts = {"queued": 0, "failed": 0, "cancelled": 0}
+        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         for r in reaped:
             counts[r["status"]] += 1
-        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"])
+        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"],
+                          counts["quarantined"])
 
     # -- control -------------------------------------------------------------
 
@@ -618,6 +631,32 @@ class PostgresStore(SqlReads, FlowOps):
                 })
                 cur.execute(Q["notify_jobs"], {"queues": [row["queue"]]})
         return self.get_job(job_id)
+
+    def _leave_quarantine(
+        self, job_id: int, *, to: str, reason: str, now: datetime,
+        error: ErrorInfo | None, detail: dict[str, Any],
+    ) -> bool:
+        terminal = to != "queued"
+        with self._cursor(tx=True) as cur:
+            cur.execute(Q["leave_quarantine"], {
+                "id": job_id, "status": to, "now": now,
+                "error": Jsonb(error.to_json()) if error else None,
+                "finished_at": now if terminal else None,
+            })
+            row = cur.fetchone()
+            if row is None:
+                return False
+            cur.execute(Q["insert_event"], {
+                "job_id": job_id, "from_status": "quarantined", "to_status": to,
+                "attempt": row["attempt"], "worker": None, "reason": reason, "at": now,
+                "detail": Jsonb(detail),
+            })
+            if terminal:
+                cur.execute(Q["insert_callback_jobs"], {"ids": [job_id], "now": now})
+                cur.execute(Q["notify_done"], {"ids": str(job_id)})
+            else:
+                cur.execute(Q["notify_jobs"], {"queues": [row["queue"]]})
+        return True
 
     def set_queue(
         self,

@@ -42,11 +42,11 @@ VALUES (:job_id, :from_status, :to_status, :attempt, :worker, :reason, :at, :det
 INSERT INTO treadle_jobs (
     tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
     idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-    created_at)
+    max_crashes, created_at)
 VALUES (
     :tenant, :queue, :kind, :task, :payload, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :concurrency_key, :parent_id, :callback_url, :concurrency_limit,
-    :rate_period, :created_at)
+    :rate_period, :max_crashes, :created_at)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -79,20 +79,25 @@ WHERE id = :id AND status = 'running' AND lease_token = :token
 RETURNING id, cancel_requested;
 
 -- name: upsert_worker
-INSERT INTO treadle_workers (id, started_at, last_heartbeat, info)
-VALUES (:worker, :now, :now, :info)
-ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat;
+-- The lease length lets the reaper tell a dead worker from a live one (ADR 0015).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, lease_seconds)
+VALUES (:worker, :now, :now, :info, :lease_seconds)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    lease_seconds = excluded.lease_seconds;
 
 -- name: expired_leases
-SELECT id, attempt, max_attempts, lease_owner, cancel_requested FROM treadle_jobs
-WHERE status = 'running' AND lease_expires_at <= :now
-ORDER BY lease_expires_at
+-- With the lease owner's liveness record: did the worker die, or only this lease lapse?
+SELECT j.*, w.last_heartbeat AS owner_heartbeat, w.lease_seconds AS owner_lease_seconds
+FROM treadle_jobs j INDEXED BY treadle_jobs_leases
+LEFT JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND j.lease_expires_at <= :now
+ORDER BY j.lease_expires_at
 LIMIT :limit;
 
 -- name: reap_one
 UPDATE treadle_jobs
 SET status = :status, error = :error, run_at = :now, lease_owner = NULL,
-    lease_expires_at = NULL, finished_at = :finished_at
+    lease_expires_at = NULL, finished_at = :finished_at, crashes = coalesce(:crashes, crashes)
 WHERE id = :id AND status = 'running' AND lease_expires_at <= :now;
 
 -- name: get_job
@@ -116,14 +121,14 @@ WHERE (:tenant IS NULL OR tenant = :tenant)
 GROUP BY status;
 
 -- name: cancel_queued
--- Jobs holding no lease (queued, or waiting) are cancelled at once.
+-- Jobs holding no lease (queued, waiting or quarantined) are cancelled at once.
 UPDATE treadle_jobs SET status = 'cancelled', finished_at = :now
-WHERE id = :id AND status IN ('queued', 'waiting')
+WHERE id = :id AND status IN ('queued', 'waiting', 'quarantined')
 RETURNING attempt;
 
 -- name: unfinished_children
 SELECT id FROM treadle_jobs
-WHERE parent_id = :id AND status IN ('queued', 'running', 'waiting')
+WHERE parent_id = :id AND status IN ('queued', 'running', 'waiting', 'quarantined')
 ORDER BY id;
 
 -- name: request_cancel
@@ -331,3 +336,19 @@ RETURNING *;
 
 -- name: next_lease_expiry
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
+
+-- name: leave_quarantine
+-- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- (failed, terminal) a quarantined job (ADR 0015).
+UPDATE treadle_jobs
+SET status = :status,
+    run_at = CASE WHEN :status = 'queued' THEN :now ELSE run_at END,
+    crashes = CASE WHEN :status = 'queued' THEN NULL ELSE crashes END,
+    -- The attempts its crashes used are given back (and at least one is left).
+    max_attempts = CASE WHEN :status = 'queued'
+        THEN max(max_attempts + coalesce(json_array_length(crashes), 0), attempt + 1)
+        ELSE max_attempts END,
+    error = coalesce(:error, error),
+    finished_at = :finished_at
+WHERE id = :id AND status = 'quarantined'
+RETURNING attempt, queue;

@@ -25,6 +25,7 @@ from typing import Any, LiteralString, TypeVar
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import (
     ConfigurationError,
+    ErrorInfo,
     StoreUnavailable,
 )
 from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
@@ -32,15 +33,16 @@ from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
+from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
     lease_lost_detail,
-    reap_decision,
     storable_lines,
     storable_outcome,
 )
+from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
@@ -63,7 +65,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps):
+class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -298,6 +300,7 @@ class SQLiteStore(SqlReads, FlowOps):
                 "concurrency_key": nj.concurrency_key,
                 "concurrency_limit": nj.concurrency_limit,
                 "rate_period": nj.rate_period,
+                "max_crashes": nj.max_crashes,
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
@@ -405,7 +408,8 @@ class SQLiteStore(SqlReads, FlowOps):
         held: set[int] = set()
         cancel: set[int] = set()
         with self._tx() as conn:
-            conn.execute(Q["upsert_worker"], {"worker": worker, "now": _ts(now), "info": "{}"})
+            conn.execute(Q["upsert_worker"], {"worker": worker, "now": _ts(now), "info": "{}",
+                                              "lease_seconds": lease_seconds})
             for job_id, token in leases:
                 row = conn.execute(
                     Q["heartbeat"], {"id": job_id, "token": token, "expires": expires}
@@ -522,31 +526,42 @@ class SQLiteStore(SqlReads, FlowOps):
 
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock.now()
-        counts = {"queued": 0, "failed": 0, "cancelled": 0}
+        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         # Cheap when nothing expired: one indexed read, no write lock.
         if not self._read("expired_leases", {"now": _ts(now), "limit": 1}):
             return ReapResult()
         with self._tx() as conn:
             rows = conn.execute(Q["expired_leases"], {"now": _ts(now), "limit": limit}).fetchall()
             for r in rows:
-                status, reason, err = reap_decision(r["attempt"], r["max_attempts"],
-                                                    bool(r["cancel_requested"]), r["lease_owner"])
+                job = job_from_row(r, SQLITE_CODEC)
+                assert job.lease_expires_at is not None
+                d = reap_decision(
+                    attempt=job.attempt, max_attempts=job.max_attempts,
+                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                    died=worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
+                                     r["owner_lease_seconds"], job.lease_expires_at),
+                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                )
+                terminal = d.status in ("failed", "cancelled")
                 cur = conn.execute(
                     Q["reap_one"],
                     {
-                        "id": r["id"], "status": status, "error": dumps(err.to_json()),
-                        "now": _ts(now), "finished_at": None if status == "queued" else _ts(now),
+                        "id": r["id"], "status": d.status, "error": dumps(d.error.to_json()),
+                        "now": _ts(now), "finished_at": _ts(now) if terminal else None,
+                        "crashes": None if d.crashes is None else dumps(d.crashes),
                     },
                 )
                 if cur.rowcount:
-                    counts[status] += 1
-                    self._event(conn, r["id"], "running", status, r["attempt"],
-                                r["lease_owner"], reason, now)
-                    if status != "queued":
+                    counts[d.status] += 1
+                    self._event(conn, r["id"], "running", d.status, r["attempt"],
+                                r["lease_owner"], d.reason, now,
+                                None if d.detail is None else dumps(d.detail))
+                    if terminal:
                         self._callback(conn, r["id"], now)
         if counts["queued"]:
             self._notify()
-        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"])
+        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"],
+                          counts["quarantined"])
 
     # -- control -------------------------------------------------------------
 
@@ -585,6 +600,26 @@ class SQLiteStore(SqlReads, FlowOps):
                             "manual_retry", now)
         self._notify()
         return self.get_job(job.id)
+
+    def _leave_quarantine(
+        self, job_id: int, *, to: str, reason: str, now: datetime,
+        error: ErrorInfo | None, detail: dict[str, Any],
+    ) -> bool:
+        terminal = to != "queued"
+        with self._tx() as conn:
+            row = conn.execute(Q["leave_quarantine"], {
+                "id": job_id, "status": to, "now": _ts(now),
+                "error": dumps(error.to_json()) if error else None,
+                "finished_at": _ts(now) if terminal else None,
+            }).fetchone()
+            if row is None:
+                return False
+            self._event(conn, job_id, "quarantined", to, row["attempt"], None, reason, now,
+                        dumps(detail))
+            if terminal:
+                self._callback(conn, job_id, now)
+        self._notify()
+        return True
 
     def set_queue(
         self,

@@ -217,7 +217,7 @@ WHERE j.status = 'waiting' AND j.kind = 'workflow'
       OR (s.kind IN ('map', 'spawn') AND NOT EXISTS (
           SELECT 1 FROM treadle_wf_children l JOIN treadle_jobs c ON c.id = l.child_id
           WHERE l.parent_id = j.id AND l.seq = s.seq
-            AND c.status IN ('queued', 'running', 'waiting')))
+            AND c.status IN ('queued', 'running', 'waiting', 'quarantined')))
       OR (s.kind IN ('map', 'spawn') AND s.fail_fast AND EXISTS (
           SELECT 1 FROM treadle_wf_children l JOIN treadle_jobs c ON c.id = l.child_id
           WHERE l.parent_id = j.id AND l.seq = s.seq AND c.status IN ('failed', 'cancelled')))

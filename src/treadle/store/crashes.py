@@ -1,0 +1,81 @@
+"""What the reaper makes of an expired lease, crashes and poison-job quarantine (ADR 0015).
+
+Backend-neutral: each store reads the expired rows (with the lease owner's liveness
+record), asks :func:`reap_decision` and writes the answer with a guarded update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from treadle.core.errors import ErrorClass, ErrorInfo
+from treadle.core.job import DEFAULT_MAX_CRASHES, Crash
+
+
+@dataclass(frozen=True)
+class ReapDecision:
+    status: str  # queued, failed, cancelled or quarantined
+    reason: str  # the event's reason
+    error: ErrorInfo
+    crashes: list[dict[str, Any]] | None  # the new crash history; None: leave it as it is
+    detail: dict[str, Any] | None  # the event's detail
+
+
+def worker_died(
+    last_heartbeat: datetime | None, lease_seconds: float | None, expires: datetime
+) -> bool:
+    """Did the lease owner stop heartbeating too (a crash), or only let this lease lapse?
+
+    A live worker heartbeats every third of its lease, renewing all its leases in the same
+    transaction that stamps its own record, so by the time a lease of its runs out its
+    record is at most a third of a lease old. A dead worker's record is at least a whole
+    lease older than the expiry (its last heartbeat, or the claim, set the expiry). Half a
+    lease splits the two with room for a slow heartbeat either way. A worker that never
+    heartbeated (killed before its first) has no record: died."""
+    if last_heartbeat is None:
+        return True
+    if lease_seconds is None:  # a record written before 0007: heartbeat after the expiry?
+        return last_heartbeat < expires
+    return last_heartbeat + timedelta(seconds=lease_seconds / 2) < expires
+
+
+def reap_decision(
+    *,
+    attempt: int,
+    max_attempts: int,
+    cancel_requested: bool,
+    owner: str | None,
+    died: bool = True,
+    crashes: Sequence[Crash] = (),
+    max_crashes: int | None = None,
+    now: datetime | None = None,
+) -> ReapDecision:
+    """What an expired lease becomes. A requested cancel wins; then a crash that reaches
+    ``max_crashes`` quarantines the job (even on its last attempt: an operator should see
+    a job that kills workers); then the usual retry-or-fail by attempts."""
+    err = ErrorInfo(
+        ErrorClass.LEASE_LOST,
+        f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}",
+        {"worker": owner, "attempt": attempt, "worker_died": died},
+    )
+    if cancel_requested:
+        return ReapDecision("cancelled", "cancelled", err, None, None)
+    history: list[dict[str, Any]] | None = None
+    if died and now is not None:
+        history = [c.to_json() for c in crashes] + [Crash(now, owner, attempt).to_json()]
+        limit = max_crashes or DEFAULT_MAX_CRASHES
+        if len(history) >= limit:
+            err = ErrorInfo(
+                ErrorClass.LEASE_LOST,
+                f"quarantined: its worker died under it {len(history)} times "
+                f"(max_crashes {limit}); release or discard it",
+                {"crashes": history, "max_crashes": limit},
+            )
+            return ReapDecision("quarantined", "quarantined", err, history,
+                                {"crashes": history, "max_crashes": limit})
+    status = "failed" if attempt >= max_attempts else "queued"
+    return ReapDecision(status, "lease_expired", err, history,
+                        {"crash": history[-1]} if history else None)
