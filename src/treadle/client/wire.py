@@ -82,8 +82,9 @@ def job_from(data: Any) -> Job:
         lease_expires_at=out.lease_expires_at, idempotency_key=out.idempotency_key,
         result=out.result, error=error, parent_id=out.parent_id, callback_url=out.callback_url,
         cancel_requested=out.cancel_requested, started_at=out.started_at,
-        finished_at=out.finished_at, max_crashes=out.max_crashes,
+        finished_at=out.finished_at,
         crashes=tuple(Crash(c.at, c.worker, c.attempt) for c in out.crashes),
+        max_crashes=out.max_crashes,
     )
 
 

@@ -47,6 +47,8 @@ from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translate, translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
+from treadle.store.postgres.session import WorkerSession
+from treadle.store.postgres.workers import LivenessOps
 from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
@@ -68,7 +70,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads, FlowOps, QuarantineOps):
+class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -103,6 +105,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         )
         self._pool.open(wait=False)
         self._listener = Listener(url)
+        self._sessions: dict[str, WorkerSession] = {}  # liveness, per worker (ADR 0018)
+        self._sessions_lock = threading.Lock()
         self._claim_mark = threading.local()
         self._limited: dict[str, int] = {}
         self._limited_expires = 0.0
@@ -176,6 +180,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         return list(values)
 
     def close(self) -> None:
+        self._stop_sessions()
         self._committer.close()
         self._listener.stop()
         self._pool.close()
@@ -614,36 +619,44 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
             rows = cur.fetchall()
             if not rows:
                 return ReapResult()
-            cols: dict[str, list[Any]] = {k: [] for k in (
-                "id", "status", "error", "reason", "worker", "crashes", "detail")}
-            for r in rows:
-                job = job_from_row(r, self.codec)
-                assert job.lease_expires_at is not None
-                d = reap_decision(
-                    attempt=job.attempt, max_attempts=job.max_attempts,
-                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                    died=worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
-                                     job.lease_expires_at),
-                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                )
-                cols["id"].append(r["id"])
-                cols["status"].append(d.status)
-                cols["error"].append(Jsonb(d.error.to_json()))
-                cols["reason"].append(d.reason)
-                cols["worker"].append(r["lease_owner"])
-                cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
-                cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
-            cur.execute(Q["reap_many"], {**cols, "now": now})
-            reaped = cur.fetchall()
-            finished = [str(r["id"]) for r in reaped
-                        if r["status"] in ("failed", "cancelled")]
-            if finished:
-                ids = [int(i) for i in finished]
-                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-                for i in range(0, len(finished), _NOTIFY_CHUNK):
-                    chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
-                    cur.execute(Q["notify_done"], {"ids": chunk})
-            cur.execute(Q["notify_jobs"], {"queues": ["*"]})
+            return self._reap_rows(cur, rows, now, seen_dead=False)
+
+    def _reap_rows(self, cur: Cursor, rows: list[dict[str, Any]], now: datetime, *,
+                   seen_dead: bool) -> ReapResult:
+        """Decide for each locked row (crash or lapse, quarantine: ``store/crashes.py``) and
+        write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
+        rows of workers whose session ended (ADR 0018), not of expired leases."""
+        cols: dict[str, list[Any]] = {k: [] for k in (
+            "id", "token", "status", "error", "reason", "worker", "crashes", "detail")}
+        for r in rows:
+            job = job_from_row(r, self.codec)
+            assert job.lease_expires_at is not None
+            d = reap_decision(
+                attempt=job.attempt, max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                died=seen_dead or worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
+                                              job.lease_expires_at),
+                crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                seen_dead=seen_dead,
+            )
+            cols["id"].append(r["id"])
+            cols["token"].append(job.lease_token)
+            cols["status"].append(d.status)
+            cols["error"].append(Jsonb(d.error.to_json()))
+            cols["reason"].append(d.reason)
+            cols["worker"].append(r["lease_owner"])
+            cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
+            cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
+        cur.execute(Q["reap_many"], {**cols, "now": now})
+        reaped = cur.fetchall()
+        finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]
+        if finished:
+            ids = [int(i) for i in finished]
+            cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
+            for i in range(0, len(finished), _NOTIFY_CHUNK):
+                chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
+                cur.execute(Q["notify_done"], {"ids": chunk})
+        cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         for r in reaped:
             counts[r["status"]] += 1

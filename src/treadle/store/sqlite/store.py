@@ -53,6 +53,7 @@ from treadle.store.rows import (
     sort_claimed,
 )
 from treadle.store.sqlite.errors import translated
+from treadle.store.sqlite.workers import LivenessOps
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
@@ -67,7 +68,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
+class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -577,40 +578,50 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
 
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock.now()
-        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         # Cheap when nothing expired: one indexed read, no write lock.
         if not self._read("expired_leases", {"now": _ts(now), "limit": 1}):
             return ReapResult()
         with self._tx() as conn:
             rows = conn.execute(Q["expired_leases"], {"now": _ts(now), "limit": limit}).fetchall()
-            for r in rows:
-                job = job_from_row(r, SQLITE_CODEC)
-                assert job.lease_expires_at is not None
-                d = reap_decision(
-                    attempt=job.attempt, max_attempts=job.max_attempts,
-                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                    died=worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
-                                     r["owner_lease_seconds"], job.lease_expires_at),
-                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                )
-                terminal = d.status in ("failed", "cancelled")
-                cur = conn.execute(
-                    Q["reap_one"],
-                    {
-                        "id": r["id"], "status": d.status, "error": dumps(d.error.to_json()),
-                        "now": _ts(now), "finished_at": _ts(now) if terminal else None,
-                        "crashes": None if d.crashes is None else dumps(d.crashes),
-                    },
-                )
-                if cur.rowcount:
-                    counts[d.status] += 1
-                    self._event(conn, r["id"], "running", d.status, r["attempt"],
-                                r["lease_owner"], d.reason, now,
-                                None if d.detail is None else dumps(d.detail))
-                    if terminal:
-                        self._callback(conn, r["id"], now)
-        if counts["queued"]:
+            res = self._reap_rows(conn, rows, now, seen_dead=False)
+        if res.requeued:
             self._notify()
+        return res
+
+    def _reap_rows(self, conn: sqlite3.Connection, rows: Sequence[Any],
+                   now: datetime, *, seen_dead: bool) -> ReapResult:
+        """Decide for each row (crash or lapse, quarantine: ``store/crashes.py``) and write
+        it guarded by its token, with its event and callback. ``seen_dead``: rows of a
+        worker whose process is gone (ADR 0018), not of expired leases."""
+        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
+        for r in rows:
+            job = job_from_row(r, SQLITE_CODEC)
+            assert job.lease_expires_at is not None
+            died = seen_dead or worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
+                                            r["owner_lease_seconds"], job.lease_expires_at)
+            d = reap_decision(
+                attempt=job.attempt, max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                died=died, crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                seen_dead=seen_dead,
+            )
+            terminal = d.status in ("failed", "cancelled")
+            cur = conn.execute(
+                Q["reap_one"],
+                {
+                    "id": r["id"], "token": job.lease_token, "seen_dead": int(seen_dead),
+                    "status": d.status, "error": dumps(d.error.to_json()),
+                    "now": _ts(now), "finished_at": _ts(now) if terminal else None,
+                    "crashes": None if d.crashes is None else dumps(d.crashes),
+                },
+            )
+            if cur.rowcount:
+                counts[d.status] += 1
+                self._event(conn, r["id"], "running", d.status, r["attempt"],
+                            r["lease_owner"], d.reason, now,
+                            None if d.detail is None else dumps(d.detail))
+                if terminal:
+                    self._callback(conn, r["id"], now)
         return ReapResult(counts["queued"], counts["failed"], counts["cancelled"],
                           counts["quarantined"])
 
