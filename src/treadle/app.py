@@ -728,7 +728,10 @@ class Treadle:
         from treadle.streams.repo import StreamRepo
 
         self.store.get_job(job_id, tenant=tenant)  # another tenant's job: not found
-        item = StreamRepo(self.store).latest(job_id, PROGRESS)
+        repo = StreamRepo(self.store)
+        if not repo.available():  # a database without the streams' tables
+            return None
+        item = repo.latest(job_id, PROGRESS)
         return None if item is None else dict(item.data)
 
     def job_events(self, job_id: int) -> list[JobEvent]:

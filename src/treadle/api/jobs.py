@@ -216,7 +216,8 @@ def _path_id(job_id: int) -> int:
 def get_job(request: Request, job_id: int, principal: Reader) -> JSONResponse:
     treadle, _ = _ctx(request)
     job = treadle.get_job(_path_id(job_id), tenant=principal.tenant)
-    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job)})
+    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job),
+                         "progress": treadle.job_progress(job.id)})
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, summary="A job's event log")

@@ -265,6 +265,10 @@ class JobLog:
         }
 
 
+# Seconds a finished job (with its events and logs) is kept unless its queue says (ADR 0010).
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class QueueInfo:
     name: str
@@ -276,6 +280,7 @@ class QueueInfo:
     running: int = 0
     failed_last_hour: int = 0
     succeeded_last_hour: int = 0
+    retention_seconds: float = DEFAULT_RETENTION  # how long its finished jobs are kept
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -288,6 +293,7 @@ class QueueInfo:
             "running": self.running,
             "failed_last_hour": self.failed_last_hour,
             "throughput_last_hour": self.succeeded_last_hour,
+            "retention_seconds": self.retention_seconds,
         }
 
 

@@ -14,8 +14,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import Scope
 
+from treadle.core.ages import format_age, parse_age
 from treadle.core.errors import TreadleError
-from treadle.core.job import JobFilter, validate_name
+from treadle.core.job import DEFAULT_RETENTION, JobFilter, validate_name
 from treadle.core.lifecycle import JobStatus
 from treadle.store.usage import UsageReader
 from treadle.ui import queries
@@ -65,8 +66,12 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         action = form_str(form, "action")
         try:
             validate_name("queue", name)
-            message = await run_in_threadpool(
-                _steer, ctx, name, action, form_str(form, "concurrency_limit"))
+            if action == "retention":
+                message = await run_in_threadpool(
+                    _set_retention, ctx, name, form_str(form, "retention"))
+            else:
+                message = await run_in_threadpool(
+                    _steer, ctx, name, action, form_str(form, "concurrency_limit"))
         except (TreadleError, ValueError) as exc:
             message = f"Queue {name}: {getattr(exc, 'message', None) or exc}"
             kind = "warn"
@@ -105,6 +110,14 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 def _series(ctx: UIContext, user: SessionUser, window: str) -> queries.Series:
     return queries.series(ctx.store, tenant=user.tenant_filter, window=window,
                           now=datetime.now(UTC))
+
+
+def _set_retention(ctx: UIContext, name: str, text: str) -> str:
+    """``12h``, ``1d``, ``2w``...; empty: back to the default (ADR 0010)."""
+    seconds = parse_age(text) if text.strip() else None
+    ctx.store.set_retention(name, seconds)
+    shown = format_age(seconds if seconds is not None else DEFAULT_RETENTION)
+    return f"Queue {name}: finished jobs are kept {shown}."
 
 
 def _steer(ctx: UIContext, name: str, action: str, limit: str) -> str:

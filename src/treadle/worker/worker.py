@@ -83,6 +83,7 @@ class WorkerConfig:
     poll_interval: float = 2.0  # safety net only; wake-ups come from the store
     shutdown_grace: float = 30.0
     reap_interval: float = 5.0
+    prune_interval: float = 60.0  # retention passes (ADR 0010)
     name: str | None = None
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
     # Claim ahead (ADR 0017): jobs claimed beyond the free slots, held under lease and
@@ -94,7 +95,8 @@ class WorkerConfig:
             raise ConfigurationError("concurrency must be between 1 and 10000")
         if self.prefetch is not None and not 0 <= self.prefetch <= 10_000:
             raise ConfigurationError("prefetch must be between 0 and 10000")
-        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0 \
+                or self.prune_interval <= 0:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
@@ -152,7 +154,7 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
-        self.pruner = Pruner(store)
+        self.pruner = Pruner(store, interval=self.config.prune_interval)
         self.prefetch = self.config.concurrency if self.config.prefetch is None \
             else self.config.prefetch
         # Every attempt this worker holds a lease for: begun ones and those claimed ahead.

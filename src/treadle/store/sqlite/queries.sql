@@ -163,7 +163,7 @@ ON CONFLICT (name) DO UPDATE SET
                              ELSE coalesce(:concurrency_limit, treadle_queues.concurrency_limit) END;
 
 -- name: queue_configs
-SELECT name, paused, concurrency_limit FROM treadle_queues;
+SELECT name, paused, concurrency_limit, retention_seconds FROM treadle_queues;
 
 -- name: queue_stats
 SELECT queue,
