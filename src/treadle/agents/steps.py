@@ -46,7 +46,13 @@ class AgentContext(WorkflowContext):
         token = _step_key.set(self.idempotency_key(name))
         self._stream_step(seq, name, "started")  # watchers see each turn live
         try:
-            value = fn(*args)
+            with self.job_ctx.span(f"step {name}",
+                                   {"treadle.step": name, "treadle.seq": seq}) as span:
+                try:
+                    value = fn(*args)
+                except Exception as exc:
+                    span.fail(f"{type(exc).__name__}")
+                    raise
         except Exception as exc:
             unrecorded = None if early.settle() else started_at
             self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
@@ -59,7 +65,13 @@ class AgentContext(WorkflowContext):
             _step_key.reset(token)
         unrecorded = None if early.settle() else started_at
         text = self._encode(seq, name, StepKind.STEP, value, started_at=unrecorded)
-        row = ledger(value) if self._ledger_sql is not None else None
+        row = ledger(value)
+        if row is not None:  # the tokens and money of this call, in the attempt's usage
+            self.job_ctx.record_usage(tokens_in=int(row.get("tokens_in") or 0),
+                                      tokens_out=int(row.get("tokens_out") or 0),
+                                      cost_usd=float(row.get("cost_usd") or 0.0))
+        if self._ledger_sql is None:
+            row = None
         if row is None or len(text) > INLINE_RESULT_BYTES:
             self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
             if row is not None and self._ledger_sql is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from treadle.core import storable
+from treadle.core import storable, traceparent
 from treadle.core.errors import ErrorInfo, InvalidInput
 from treadle.core.lifecycle import JobStatus
 
@@ -85,6 +85,8 @@ class NewJob:
     concurrency_limit: int | None = None
     # Set: a rate limit instead, at most concurrency_limit starts per rate_period seconds.
     rate_period: float | None = None
+    # W3C traceparent the job's spans continue (ADR 0021); only the canonical form.
+    traceparent: str | None = None
     # Quarantine after this many attempts whose worker died (ADR 0015); None: the default.
     max_crashes: int | None = None
 
@@ -136,6 +138,10 @@ class NewJob:
             raise InvalidInput(
                 f"callback_url must be a printable URL of at most {MAX_URL_LENGTH} characters"
             )
+        if self.traceparent is not None and traceparent.parse(self.traceparent) != (
+            self.traceparent
+        ):
+            raise InvalidInput("traceparent must be a canonical W3C traceparent (version 00)")
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class Job:
     finished_at: datetime | None = None
     concurrency_limit: int | None = None
     rate_period: float | None = None
+    traceparent: str | None = None
     # Attempts whose worker died under them, since the last release (ADR 0015).
     crashes: tuple[Crash, ...] = ()
     max_crashes: int = DEFAULT_MAX_CRASHES

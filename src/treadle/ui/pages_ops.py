@@ -18,6 +18,7 @@ from treadle.core.ages import format_age, parse_age
 from treadle.core.errors import TreadleError
 from treadle.core.job import DEFAULT_RETENTION, JobFilter, validate_name
 from treadle.core.lifecycle import JobStatus
+from treadle.store.usage import UsageReader
 from treadle.ui import queries
 from treadle.ui.auth import can_steer_queues
 from treadle.ui.session import SessionUser
@@ -162,10 +163,8 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
     failures = ctx.store.list_jobs(
         JobFilter(tenant=user.tenant_filter, statuses=(JobStatus.FAILED,), limit=RECENT_FAILURES)
     )
-    hour = queries.totals(
-        queries.finished_in_window(ctx.store, tenant=user.tenant_filter,
-                                   since=now - timedelta(hours=1))[0]
-    )
+    hour = queries.window_totals(ctx.store, tenant=user.tenant_filter,
+                                 since=now - timedelta(hours=1))
     return {
         "counts": {s.value: counts.get(s.value, 0) for s in JobStatus},
         "queues": ctx.store.queues(),
@@ -173,7 +172,21 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
         "failures": failures,
         "hour": hour,
         "panels": [panel(ctx, user) for panel in ctx.panels],
+        "usage": _usage(ctx, user, now),
     }
+
+
+def _usage(ctx: UIContext, user: SessionUser, now: datetime) -> dict[str, Any]:
+    """The last day's usage (ADR 0022): per queue in the user's scope, per tenant for
+    admins only (a tenant never sees another's figures)."""
+    reader = UsageReader(ctx.store)
+    since = now - timedelta(hours=24)
+    out: dict[str, Any] = {"queues": reader.summary(start=since, end=now, group_by="queue",
+                                                    tenant=user.tenant_filter),
+                           "tenants": []}
+    if user.is_admin:
+        out["tenants"] = reader.summary(start=since, end=now, group_by="tenant")
+    return out
 
 
 class HtmlOnlyRoute(APIRoute):
