@@ -217,7 +217,7 @@ class ErrorOut(BaseModel):
 
 class WaitingOn(BaseModel):
     """Why a queued job is not running: run_at, queue_paused, queue_limit,
-    key_concurrency, behind_tenant or ready."""
+    key_concurrency, behind_tenant or ready; quarantined for a quarantined job."""
 
     rule: str
     message: str

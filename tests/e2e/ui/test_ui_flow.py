@@ -105,6 +105,7 @@ def test_release_and_discard_a_quarantined_job(page: Page, server: Server) -> No
     expect(page.locator("#job-status .badge")).to_have_attribute("data-status", "quarantined")
     expect(page.locator("#job-crashes")).to_contain_text("1 of 1")
     expect(page.locator("#job-crashes")).to_contain_text("ui-dies")
+    expect(page.locator("#job-waiting-on")).to_have_attribute("data-rule", "quarantined")
     expect(page.locator(".timeline")).to_contain_text("Quarantined")
     shot(page, "21-job-quarantined")
     page.get_by_role("button", name="Release").click()
