@@ -129,7 +129,7 @@ async def submit_job(
     # Validation is a bounded amount of work on a body the loop has already parsed, so it
     # runs here, unless the task's key function (user code) would run; the commit is
     # awaited without holding a thread, coalesced with concurrent requests (ADR 0019).
-    trace = _traceparent(request)
+    trace = request_traceparent(request)
     if _runs_user_code(treadle, body.task):
         new, guard = await run_in_threadpool(_prepare, treadle, config, body, principal, key,
                                              trace)
@@ -155,7 +155,7 @@ async def run_job(
         return await run_inline(request, body, principal, key)
     treadle, config = _ctx(request)
     task_body = body.as_submit()
-    trace = _traceparent(request)
+    trace = request_traceparent(request)
     wait = config.sync_window if body.wait is None else min(body.wait, config.sync_window)
     limiter: anyio.CapacityLimiter = request.app.state.sync_waiters
     if wait <= 0 or limiter.available_tokens < 1:
@@ -254,7 +254,7 @@ def retry_job(request: Request, job_id: int, principal: Submitter) -> JSONRespon
     return _job_response(treadle.retry(job.id, tenant=principal.tenant), 200)
 
 
-def _traceparent(request: Request) -> str | None:
+def request_traceparent(request: Request) -> str | None:
     """The request's W3C ``traceparent``, canonical, or None: a missing, malformed or
     oversized header is ignored (a new trace starts), never stored raw (ADR 0021)."""
     values = request.headers.getlist("traceparent")

@@ -72,3 +72,24 @@ def test_metrics_show_the_last_hours_usage_per_tenant_and_queue(api: Api,
     assert found is not None and float(found.group(1)) >= 1.0, text[-2000:]
     assert re.search(r'^treadle_usage_result_bytes_last_hour\{queue="default",'
                      r'tenant="tenant-a"\} 9\.0$', text, re.MULTILINE), text[-2000:]
+
+
+HEADER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_submissions_store_the_requests_traceparent_canonical_or_not_at_all(api: Api) -> None:
+    """Without tracing on the server a valid header is still kept for traced workers
+    (ADR 0021); a malformed one is dropped. Task jobs, sync runs and inline code alike."""
+    with api.client("a") as c:
+        job = c.post("/v1/jobs", json={"task": "echo"}, headers={"traceparent": HEADER})
+        run = c.post("/v1/run", json={"task": "echo", "wait": 0},
+                     headers={"traceparent": HEADER})
+        code = c.post("/v1/run", json={"code": "def handler(input, env):\n    return 1\n",
+                                       "language": "python", "wait": 0},
+                      headers={"traceparent": HEADER})
+        bad = c.post("/v1/jobs", json={"task": "echo"},
+                     headers={"traceparent": HEADER.upper()})
+    for r in (job, run, code, bad):
+        assert r.status_code in (200, 202), r.text
+    stored = [api.treadle.get_job(r.json()["id"]).traceparent for r in (job, run, code, bad)]
+    assert stored == [HEADER, HEADER, HEADER, None]
