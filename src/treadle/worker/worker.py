@@ -167,6 +167,10 @@ class Worker:
         # Isolation after a crash (ADR 0024): while this worker runs a suspect it claims
         # nothing else, so if the process dies again the crash is charged to that job only.
         self._alone = False
+        # Outcomes handed to the flusher and not yet written: their jobs are still
+        # ``running`` under this worker in the store, so a crash now would be charged to
+        # them too. A suspect waits for an empty worker *and* none of these.
+        self._unwritten = 0
         self._look_for_suspects = True  # something changed since the last look found none
         self._next_suspect_look = 0.0  # monotonic; the safety net for a missed wake-up
         self._dispatching = threading.local()
@@ -254,7 +258,7 @@ class Worker:
         while not self._stopping.is_set():
             with self._room:
                 if self._alone:
-                    if self._running:  # the suspect's attempt has not ended yet
+                    if self._running or self._unwritten:  # its outcome is not stored yet
                         self._room.wait(cfg.poll_interval)
                         continue
                     self._alone = False
@@ -310,8 +314,8 @@ class Worker:
         a change (a wake-up, work done) or every ``SUSPECT_LOOK_INTERVAL``: one cheap read
         of a partial index, so an idle worker's cost barely moves."""
         with self._lock:
-            if self._running:
-                return False
+            if self._running or self._unwritten:
+                return False  # not empty (its look stays due)
         now = time.monotonic()
         if not self._look_for_suspects and now < self._next_suspect_look:
             return False
@@ -486,6 +490,7 @@ class Worker:
             if entry.finalized:
                 return False
             entry.finalized = True
+            self._unwritten += 1
             if entry.begun:
                 self._executing -= 1
             self._running.pop(entry.job.id, None)
@@ -556,6 +561,9 @@ class Worker:
             self.streams.flush(self._stopped)
             if batch:
                 self._write(batch)
+                with self._room:
+                    self._unwritten -= len(batch)
+                    self._room.notify()  # an isolated suspect's outcome may be stored now
 
     def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
         backoff = 0.05
