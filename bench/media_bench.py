@@ -111,6 +111,12 @@ def ffmpeg_run(src: Path, tmp: Path, duration: float) -> dict[str, Any]:
             "peak_rss_mib": round(peak / 1024, 1)}
 
 
+def _segment_jobs(app: Treadle, job_id: int) -> list[Any]:
+    from treadle.core.job import JobFilter
+
+    return [j for j in app.list_jobs(JobFilter(limit=1000)) if j.parent_id == job_id]
+
+
 def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
     """Kill -9 a worker at ~50% of the encode steps; a second worker finishes the job."""
     from treadle.media.pipeline import submit
@@ -122,8 +128,10 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
     app = Treadle(db)
     try:
         handle = submit(app, src, renditions="360p,720p", thumbnails=4, hls=True)
+        # --prefetch 0: the killed worker holds only the segment in flight, so "ran twice"
+        # counts work lost (a segment claimed ahead and never begun costs nothing).
         worker_cmd = [PY, "-m", "treadle", "worker", "--db", db, "--concurrency", "1",
-                      "--lease-seconds", str(LEASE)]
+                      "--prefetch", "0", "--lease-seconds", str(LEASE)]
         start = time.perf_counter()
         first = subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
@@ -133,8 +141,8 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
         while killed_at is None:
             time.sleep(0.2)
             steps = app.job_steps(handle.id)
-            encodes = [s for s in steps if s.name.startswith("encode:")]
-            done = [s for s in encodes if s.status.value == "completed"]
+            encodes = _segment_jobs(app, handle.id)  # one child job per segment
+            done = [c for c in encodes if c.status.value == "succeeded"]
             if total_encodes is None and steps:
                 info = steps[0].result["info"] if steps[0].result else None
                 if info:
@@ -155,16 +163,17 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
         second.wait(30)
         wall = time.perf_counter() - start
         steps = app.job_steps(handle.id)
+        encodes = _segment_jobs(app, handle.id)
     finally:
         app.close()
     assert job.status.value == "succeeded", job.error
-    encodes = [s for s in steps if s.name.startswith("encode:")]
-    durations = [(s.finished_at - s.started_at).total_seconds() for s in encodes
-                 if s.finished_at and s.started_at]
-    rerun = [s.name for s in encodes if s.attempt > 1]
-    # Work thrown away by the kill: from the end of the last step finished before it (the
-    # checkpoint a resume starts from) to the kill.
-    before = [s.finished_at for s in steps if s.finished_at and s.finished_at <= killed_wall]
+    durations = [(c.finished_at - c.started_at).total_seconds() for c in encodes
+                 if c.finished_at and c.started_at]
+    rerun = [f"segment job {c.id}" for c in encodes if c.attempt > 1]
+    # Work thrown away by the kill: from the end of the last step or segment finished
+    # before it (the checkpoint a resume starts from) to the kill.
+    before = [s.finished_at for s in [*steps, *encodes]
+              if s.finished_at and s.finished_at <= killed_wall]
     lost = (killed_wall - max(before)).total_seconds() if before else killed_at
     return {"wall_s": round(wall, 2), "killed_at_s": round(killed_at, 2),
             "encode_steps": len(encodes), "steps_run_twice": rerun,
@@ -255,11 +264,11 @@ def report(r: dict[str, Any]) -> str:
     lines += [
         "", f"**Ratio treadle / ffmpeg: {r['ratio_treadle_over_ffmpeg']:.2f}x wall, "
         f"{cpu['treadle'] / cpu['ffmpeg']:.2f}x CPU** (target: within 1.3x).", "",
-        "Resume after SIGKILL at ~50% of the encode steps (`treadle worker` killed -9, a "
+        "Resume after SIGKILL at ~50% of the segment jobs (`treadle worker` killed -9, a "
         f"second worker finishes after the {res['lease_s']:.0f} s lease expires): "
-        f"{len(res['steps_run_twice'])} of {res['encode_steps']} segment steps ran twice "
+        f"{len(res['steps_run_twice'])} of {res['encode_steps']} segment jobs ran twice "
         f"({', '.join(res['steps_run_twice']) or 'none'}); work lost to the kill "
-        f"{res.get('work_lost_s', float('nan')):.1f} s vs one segment step "
+        f"{res.get('work_lost_s', float('nan')):.1f} s vs one segment job "
         f"{res['segment_step_median_s']:.1f} s (median); whole run {res['wall_s']:.1f} s, "
         f"killed at {res['killed_at_s']:.1f} s.",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import warnings
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from treadle.artifacts.gc import artifact_services
 from treadle.artifacts.records import SQL_PACKAGE as ARTIFACTS_SQL
 from treadle.artifacts.records import TRACK as ARTIFACTS_TRACK
 from treadle.core import storable
@@ -44,6 +46,7 @@ from treadle.executors.task import TaskExecutor
 from treadle.kinds import JobKindPlugin, builtin_plugins
 from treadle.observe import Observer
 from treadle.store import Store, open_store
+from treadle.store.groupcommit import Guard
 from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
 from treadle.streams.repo import TRACK as STREAMS_TRACK
 from treadle.worker.scheduler import Periodic
@@ -267,6 +270,8 @@ class Treadle:
         self._artifacts_source = artifacts
         self._artifacts: ArtifactService | None = None
         self._artifacts_lock = threading.Lock()
+        # How often each worker collects unreferenced artifact objects (ADR 0016).
+        self.artifacts_gc_interval = 60.0
 
     def __repr__(self) -> str:
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
@@ -524,7 +529,8 @@ class Treadle:
         plugins = list(self._plugins.values())
         return {
             "on_finished": [p.on_finished for p in plugins],
-            "services": [s for p in plugins for s in p.services(self)],
+            "services": [*(s for p in plugins for s in p.services(self)),
+                         *artifact_services(self)],
         }
 
     def worker_hooks(self) -> dict[str, Any]:
@@ -578,11 +584,27 @@ class Treadle:
 
     # -- producing -------------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[JobHandle]:
+    def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[JobHandle]:
+        """Enqueue ``jobs`` in one transaction; returns once they are durable.
+
+        Concurrent callers (threads) share one commit (group commit, ADR 0019); ``guard``
+        runs in that transaction first and may refuse this submission alone."""
+        self._check_callbacks(jobs)
+        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs, guard=guard)]
+
+    async def enqueue_async(
+        self, jobs: Sequence[NewJob], *, guard: Guard | None = None
+    ) -> list[JobHandle]:
+        """:meth:`enqueue` for an asyncio event loop: awaits the group commit without
+        holding a thread. Cancelling it before its batch is written withdraws the jobs."""
+        self._check_callbacks(jobs)
+        done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
+        return [JobHandle(self, e.job, e.created) for e in done]
+
+    def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:
         for nj in jobs:
             if nj.callback_url is not None:
                 self.check_callback_url(nj.callback_url)
-        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs)]
 
     def check_callback_url(self, url: str) -> None:
         """Refuse, before anything is stored, a callback URL the egress policy can never
@@ -683,6 +705,19 @@ class Treadle:
     def why_not_running(self, job: Job) -> dict[str, Any] | None:
         """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
         return explain(self.store, job, self.clock.now())
+
+    def job_progress(self, job_id: int, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The job's latest progress (``{"done", "total", "message"}``) as its worker's
+        heartbeats carried it to the stream (ADR 0016); None if it reported none."""
+        from treadle.streams.model import PROGRESS
+        from treadle.streams.repo import StreamRepo
+
+        self.store.get_job(job_id, tenant=tenant)  # another tenant's job: not found
+        repo = StreamRepo(self.store)
+        if not repo.available():  # a database without the streams' tables
+            return None
+        item = repo.latest(job_id, PROGRESS)
+        return None if item is None else dict(item.data)
 
     def job_events(self, job_id: int) -> list[JobEvent]:
         return self.store.events(job_id)

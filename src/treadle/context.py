@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from treadle.core.budget import Deadline
 from treadle.core.errors import TreadleError
 from treadle.core.job import Job
+from treadle.core.progress import ProgressState
 
 if TYPE_CHECKING:
     from treadle.artifacts.context import JobArtifacts
@@ -51,6 +53,8 @@ class JobContext:
     # Set by the executor that knows the app (the worker does not): see ``artifacts``.
     artifacts_factory: Callable[[Job], JobArtifacts] | None = None
     _stream: StreamWriter | None = None  # the job's live stream (docs/streams.md)
+    # The latest progress, carried by the worker's heartbeat; stall detection (ADR 0016).
+    progress_state: ProgressState = field(default_factory=ProgressState)
 
     @property
     def attempt(self) -> int:
@@ -82,10 +86,20 @@ class JobContext:
             self._stream.emit(kind, data)
 
     def progress(self, done: float, total: float | None = None,
-                 message: str | None = None) -> None:
-        """Report progress (``done`` of ``total``) on this job's live stream."""
-        if self._stream is not None:
+                 message: str | None = None, *, live: bool = True) -> None:
+        """Report progress (``done`` of ``total``) on this job's live stream.
+
+        ``live=False`` for calls in a tight loop (every frame): only the latest value is
+        kept, and the worker's next heartbeat writes it (at most one item per beat)."""
+        self.progress_state.update(done, total, message, reported=live)
+        if live and self._stream is not None:
             self._stream.progress(done, total, message)
+
+    def watch_progress(self, stall_seconds: float | None) -> AbstractContextManager[None]:
+        """``with ctx.watch_progress(120): ...``: inside the block, the worker fails this
+        attempt as ``timeout`` when ``done`` has not moved for ``stall_seconds`` (even if
+        the code is stuck in a call that never returns), whatever the job's budget."""
+        return self.progress_state.watch(stall_seconds)
 
     def check(self) -> None:
         """Raise if the job was cancelled or its budget is spent; call it in long loops."""

@@ -35,7 +35,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -304,9 +304,12 @@ class EgressPolicy:
         timeout: float = 10.0,
         max_bytes: int = 1 << 20,
         allow: AllowList | None = None,
+        sink: BinaryIO | None = None,
     ) -> Response:
         """Send one request under this policy; a body over ``max_bytes`` is refused.
 
+        With ``sink`` (a binary file, seekable) the body is written there as it arrives,
+        never held in memory, and the response's ``body`` is empty.
         Raises :class:`EgressError` (always the message :data:`REFUSED`)."""
         deadline = time.monotonic() + timeout
         target = parse_url(url)
@@ -326,9 +329,12 @@ class EgressPolicy:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            if sink is not None:  # nothing of a failed address's body stays
+                sink.seek(0)
+                sink.truncate()
             try:
                 return _send(method, target.via(address), sent, content, extensions, left,
-                             deadline, max_bytes)
+                             deadline, max_bytes, sink)
             except _TooLarge:
                 raise _refused() from None
             except (httpx.HTTPError, OSError, ValueError, UnicodeError):
@@ -343,6 +349,7 @@ class _TooLarge(Exception):
 def _send(
     method: str, url: str, headers: dict[str, str], content: bytes | None,
     extensions: dict[str, Any], timeout: float, deadline: float, max_bytes: int,
+    sink: BinaryIO | None = None,
 ) -> Response:
     # A client per request: no pooled connection is ever reused for another host name
     # (a pooled TLS connection is keyed by address, not by the name it was verified for).
@@ -354,10 +361,15 @@ def _send(
         resp = client.send(request, stream=True)
         try:
             body = bytearray()
+            size = 0
             for chunk in resp.iter_raw():
-                body += chunk
-                if len(body) > max_bytes:
+                size += len(chunk)
+                if size > max_bytes:
                     raise _TooLarge()
+                if sink is None:
+                    body += chunk
+                else:
+                    sink.write(chunk)
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("deadline passed", request=request)
             return Response(resp.status_code, dict(resp.headers.items()), bytes(body))

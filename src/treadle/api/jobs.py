@@ -24,8 +24,10 @@ from treadle.api.models import (
     SubmitJob,
 )
 from treadle.api.problems import Problem
-from treadle.core.job import Job, JobFilter
+from treadle.core.job import Job, JobFilter, NewJob
 from treadle.core.lifecycle import JobStatus
+from treadle.store.base import Transaction
+from treadle.store.groupcommit import Guard
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -61,11 +63,13 @@ def _fingerprint(body: SubmitJob) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _submit(
+def _prepare(
     treadle: Treadle, config: ApiConfig, body: SubmitJob, principal: Principal,
     key: str | None,
-) -> tuple[Job, bool]:
-    """Validate fully, then write once: a refused request never leaves a row."""
+) -> tuple[NewJob, Guard | None]:
+    """Validate fully, writing nothing: the job, and with an ``Idempotency-Key`` the guard
+    that claims the key inside the job's own transaction (ADR 0019): a conflict refuses
+    this request alone (409), and the claim commits or rolls back with the job."""
     if body.task.startswith(BUILTIN_PREFIX):
         raise Problem(422, f"{body.task!r} is a built-in task and cannot be submitted",
                       slug="builtin-task")
@@ -79,13 +83,33 @@ def _submit(
         priority=body.priority, queue=body.queue, tenant=principal.tenant,
         callback_url=str(body.callback_url) if body.callback_url else None,
     )
-    if key is not None:
-        stored = keystore_for(treadle).claim_idempotency(principal.tenant, key, _fingerprint(body))
-        if stored != _fingerprint(body):
+    if key is None:
+        return new, None
+    keystore, tenant, fingerprint = keystore_for(treadle), principal.tenant, _fingerprint(body)
+
+    def claim_key(tx: Transaction) -> None:
+        if keystore.claim_idempotency(tenant, key, fingerprint, tx=tx) != fingerprint:
             raise Problem(409, "this Idempotency-Key was already used with a different request",
                           slug="idempotency-conflict")
-    handle = treadle.enqueue([new])[0]
+
+    return new, claim_key
+
+
+def _submit(
+    treadle: Treadle, config: ApiConfig, body: SubmitJob, principal: Principal,
+    key: str | None,
+) -> tuple[Job, bool]:
+    """Validate fully, then write once: a refused request never leaves a row."""
+    new, guard = _prepare(treadle, config, body, principal, key)
+    handle = treadle.enqueue([new], guard=guard)[0]
     return handle.job, handle.created
+
+
+def _runs_user_code(treadle: Treadle, name: str) -> bool:
+    """Whether preparing a job of ``name`` may call the user's code (a key function)."""
+    task = treadle.tasks.get(name)
+    specs = (task.options.concurrency, task.options.rate_limit) if task else ()
+    return any(spec is not None and callable(spec[0]) for spec in specs)
 
 
 @router.post(
@@ -97,9 +121,17 @@ async def submit_job(
     request: Request, body: SubmitJob, principal: Submitter, key: IdempotencyKey = None,
 ) -> JSONResponse:
     treadle, config = _ctx(request)
-    job, created = await run_in_threadpool(_submit, treadle, config, body, principal, key)
-    _count(request, job, created)
-    return _job_response(job, 202 if created else 200, location=True, replayed=not created)
+    # Validation is a bounded amount of work on a body the loop has already parsed, so it
+    # runs here, unless the task's key function (user code) would run; the commit is
+    # awaited without holding a thread, coalesced with concurrent requests (ADR 0019).
+    if _runs_user_code(treadle, body.task):
+        new, guard = await run_in_threadpool(_prepare, treadle, config, body, principal, key)
+    else:
+        new, guard = _prepare(treadle, config, body, principal, key)
+    handle = (await treadle.enqueue_async([new], guard=guard))[0]
+    _count(request, handle.job, handle.created)
+    return _job_response(handle.job, 202 if handle.created else 200, location=True,
+                         replayed=not handle.created)
 
 
 @router.post(
@@ -176,7 +208,8 @@ def _path_id(job_id: int) -> int:
 def get_job(request: Request, job_id: int, principal: Reader) -> JSONResponse:
     treadle, _ = _ctx(request)
     job = treadle.get_job(_path_id(job_id), tenant=principal.tenant)
-    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job)})
+    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job),
+                         "progress": treadle.job_progress(job.id)})
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, summary="A job's event log")

@@ -16,6 +16,7 @@ from typing import Any
 
 from treadle.core.errors import ConfigurationError
 from treadle.store import Store
+from treadle.store.base import Transaction
 from treadle.store.extension import ExtensionSql
 
 SCOPES = frozenset({"submit", "read", "admin"})
@@ -139,11 +140,16 @@ class KeyStore:
 
     # -- idempotency ----------------------------------------------------------
 
-    def claim_idempotency(self, tenant: str, key: str, fingerprint: str) -> str:
-        """Record what ``key`` is first used for; return the fingerprint it stands for."""
+    def claim_idempotency(
+        self, tenant: str, key: str, fingerprint: str, *, tx: Transaction | None = None
+    ) -> str:
+        """Record what ``key`` is first used for; return the fingerprint it stands for.
+
+        Inside ``tx`` (the submission's own transaction, ADR 0019) the claim commits or
+        rolls back with the job."""
         params = {"tenant": tenant, "key": key, "fingerprint": fingerprint, "now": self._now()}
-        self._sql.run("claim_idempotency", params, write=True)
-        rows = self._sql.run("idempotency_fingerprint", params, write=False)
+        self._sql.run("claim_idempotency", params, write=True, tx=tx)
+        rows = self._sql.run("idempotency_fingerprint", params, write=False, tx=tx)
         return str(rows[0]["fingerprint"]) if rows else fingerprint
 
     # -- inbound hooks --------------------------------------------------------

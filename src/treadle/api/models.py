@@ -248,6 +248,12 @@ class CrashOut(BaseModel):
     attempt: int
 
 
+class ProgressOut(BaseModel):
+    done: float
+    total: float | None = None
+    message: str | None = None
+
+
 class JobOut(BaseModel):
     """The job JSON (ADR 0301)."""
 
@@ -281,6 +287,8 @@ class JobOut(BaseModel):
     max_crashes: int = Field(3, description="Quarantined when crashes reach this")
     waiting_on: WaitingOn | None = Field(
         None, description="For a queued job: the rule that holds it (ADR 0010)")
+    progress: ProgressOut | None = Field(
+        None, description="The latest progress its worker's heartbeat carried (ADR 0016)")
 
 
 class JobPage(BaseModel):

@@ -13,12 +13,14 @@ addressed by sha256; rows in the app's database say which job (and step) made wh
 from treadle.artifacts.backends import default_artifacts_url, open_artifact_store
 from treadle.artifacts.blobstore import ArtifactStore, Blob, BlobMissing
 from treadle.artifacts.context import JobArtifacts
+from treadle.artifacts.gc import ArtifactCollector
 from treadle.artifacts.local import LocalArtifactStore
 from treadle.artifacts.model import Artifact, ArtifactNotFound
 from treadle.artifacts.service import ArtifactService
 
 __all__ = [
     "Artifact",
+    "ArtifactCollector",
     "ArtifactNotFound",
     "ArtifactService",
     "ArtifactStore",

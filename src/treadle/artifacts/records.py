@@ -15,12 +15,20 @@ writer, PostgreSQL's row lock), and the put's check after its commit finds the o
 and stores it again. A crash between the delete's object removal and its commit leaves a
 row without an object: the next put of that content re-uploads it (the check), and a
 later delete finds no references and removes the row.
+
+Holds (ADR 0016): before it uploads, a put *holds* the blob's row (``held_until``, its own
+committed transaction), and recording the reference releases the hold. So every object
+has a row from before its first byte is written, and nothing removes a held blob: the
+garbage collector (``gc.py``) and reference-counted deletes both ask ``blob_in_use``
+(referenced, or held) under the row's lock. A writer that dies leaves a hold that
+expires; then the collector takes the object and its row.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from treadle.artifacts.blobstore import Blob
@@ -72,6 +80,21 @@ class ArtifactRecords:
         replaced = old[0]["sha256"] if old and old[0]["sha256"] != blob.sha256 else None
         return self._artifact(rows[0]), replaced
 
+    def hold(self, blob: Blob, seconds: float) -> None:
+        """Hold ``blob``'s row for ``seconds`` (committed now): its object is safe from
+        collection while it is uploaded and until a reference is recorded."""
+        now = self.sql.now()
+        self.sql.run("hold_blob", {
+            "sha256": blob.sha256, "size": blob.size, "now": self.sql.ts_in(now),
+            "until": self.sql.ts_in(now + timedelta(seconds=seconds))}, write=True)
+
+    def held(self) -> list[str]:
+        """The sha256 of every blob held now."""
+        return [r["sha256"] for r in self.sql.run("held_blobs", {"now": self._now()})]
+
+    def _now(self) -> Any:
+        return self.sql.ts_in(self.sql.now())
+
     def delete_job(self, job_id: int, delete_object: Callable[[str], None]) -> list[str]:
         """Delete a job's rows; delete (with ``delete_object``) the objects no other row
         references, inside the transaction (see the module docstring). Returns those."""
@@ -85,9 +108,11 @@ class ArtifactRecords:
             return self._collect(tx, [r["sha256"] for r in rows], delete_object)
 
     def collect_orphans(self, delete_object: Callable[[str], None], limit: int) -> list[str]:
-        """Delete up to ``limit`` objects that no artifact references (each re-checked under
-        its row's lock, so a put racing the collection keeps its object)."""
-        shas = [r["sha256"] for r in self.sql.run("orphan_blobs", {"limit": limit})]
+        """Delete up to ``limit`` objects that no artifact references and no writer holds
+        (each re-checked under its row's lock, so a put racing the collection keeps its
+        object)."""
+        shas = [r["sha256"] for r in self.sql.run("orphan_blobs",
+                                                 {"limit": limit, "now": self._now()})]
         return self.collect(shas, delete_object) if shas else []
 
     def collect(self, shas: list[str], delete_object: Callable[[str], None]) -> list[str]:
@@ -101,7 +126,8 @@ class ArtifactRecords:
         for sha in shas:  # sorted: two deletes lock rows in one order (no deadlock)
             if not self.sql.run("lock_blob", {"sha256": sha}, tx=tx):
                 continue
-            if int(self.sql.run("blob_refs", {"sha256": sha}, tx=tx)[0]["refs"]) == 0:
+            used = self.sql.run("blob_in_use", {"sha256": sha, "now": self._now()}, tx=tx)
+            if not used[0]["used"]:
                 delete_object(sha)
                 self.sql.run("delete_blob", {"sha256": sha}, tx=tx)
                 gone.append(sha)

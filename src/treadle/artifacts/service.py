@@ -15,19 +15,27 @@ from treadle.artifacts.names import check_content_type, check_name
 from treadle.artifacts.records import ArtifactRecords
 from treadle.artifacts.steps import current_step
 from treadle.core import storable
-from treadle.core.errors import InvalidInput
+from treadle.core.errors import ConfigurationError, InvalidInput
 from treadle.store import Store
 
 Source = Path | str | bytes | BinaryIO
 MAX_META_BYTES = 16 << 10
+# How long a writer's hold on a blob lasts (ADR 0016): far longer than an upload takes, so
+# the collector never removes an object while it is written. A put that outlives it is
+# still safe (the check after recording re-uploads), just no longer cheap.
+HOLD_SECONDS = 6 * 3600.0
 
 
 class ArtifactService:
     """One app's artifacts: rows in its database, bytes in an :class:`ArtifactStore`."""
 
     def __init__(
-        self, store: Store, backend: ArtifactStore | Callable[[], ArtifactStore]
+        self, store: Store, backend: ArtifactStore | Callable[[], ArtifactStore],
+        *, hold_seconds: float = HOLD_SECONDS,
     ) -> None:
+        if not 1.0 <= hold_seconds <= 30 * 86_400:
+            raise ConfigurationError("an artifact hold lasts 1 s to 30 days")
+        self.hold_seconds = hold_seconds
         # A factory defers the choice (and its errors: a server database with no artifacts
         # URL) to the first use of bytes; rows can be listed without a backend.
         self._backend = backend if isinstance(backend, ArtifactStore) else None
@@ -69,6 +77,9 @@ class ArtifactService:
         storable.check(meta, "artifact meta", max_bytes=MAX_META_BYTES)
         path, blob, temporary = self._materialise(source)
         try:
+            # Held before the first byte goes up: the collector leaves it alone until the
+            # reference below is committed (which releases the hold).
+            self.records.hold(blob, self.hold_seconds)
             self.backend.ensure(path, blob)
             artifact, replaced = self.records.record(
                 tenant=tenant, job_id=job_id, step=step, name=name, blob=blob,
@@ -82,6 +93,14 @@ class ArtifactService:
         if replaced is not None:
             self.records.collect([replaced], self.backend.delete)
         return artifact
+
+    def store_file(self, path: Path, *, hold_seconds: float | None = None) -> Blob:
+        """Store a file's bytes without recording an artifact yet, held (safe from the
+        collector) for ``hold_seconds``: record it with :meth:`put_blob` before then."""
+        blob = hash_file(path)
+        self.records.hold(blob, hold_seconds or self.hold_seconds)
+        self.backend.ensure(path, blob)
+        return blob
 
     def reuse(
         self,
@@ -152,12 +171,17 @@ class ArtifactService:
         their sha256). What a job's retention calls when the job goes."""
         return self.records.delete_job(job_id, self.backend.delete)
 
-    def collect_garbage(self, *, batch: int = 500) -> int:
-        """Delete every stored object no artifact references any more (jobs deleted by
-        retention take their artifact rows with them); returns how many went."""
-        total = 0
-        while gone := self.records.collect_orphans(self.backend.delete, batch):
+    def collect_garbage(self, *, batch: int = 500, max_batches: int | None = None) -> int:
+        """Delete stored objects no artifact references and no writer holds (jobs deleted
+        by retention take their artifact rows with them); returns how many went. At most
+        ``max_batches`` transactions of ``batch`` (None: until none is left)."""
+        total = rounds = 0
+        while max_batches is None or rounds < max_batches:
+            gone = self.records.collect_orphans(self.backend.delete, batch)
             total += len(gone)
+            rounds += 1
+            if len(gone) < batch:
+                break
         return total
 
     # -- reading ---------------------------------------------------------------

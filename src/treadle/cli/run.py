@@ -99,6 +99,9 @@ def worker(
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: all).")]
     = None,
     concurrency: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    prefetch: Annotated[int | None, typer.Option(
+        min=0, max=10_000, help="Jobs claimed ahead of free slots (default: --concurrency).",
+    )] = None,
     lease_seconds: Annotated[float, typer.Option(min=0.2, max=86_400)] = 30.0,
     shutdown_grace: Annotated[float, typer.Option(min=0)] = 30.0,
     name: Annotated[str | None, typer.Option(help="Worker id (default host:pid:rand).")] = None,
@@ -121,7 +124,8 @@ def worker(
             serve_worker_metrics(app, metrics_host, metrics_port)
         qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
         config = WorkerConfig(
-            queues=qs, concurrency=concurrency, lease=LeaseConfig(seconds=lease_seconds),
+            queues=qs, concurrency=concurrency, prefetch=prefetch,
+            lease=LeaseConfig(seconds=lease_seconds),
             shutdown_grace=shutdown_grace, name=name, burst=burst,
         )
         signals.run(build_worker(app, config))

@@ -189,7 +189,7 @@ class CodeExecutor:
         try:
             result: RunResult = run(
                 worker.spec, request.input, tenant=job.tenant,
-                bindings=Bindings(kv=kv, egress=self.egress()),
+                bindings=Bindings(kv=kv, egress=self.egress(), emit=ctx.emit),
                 limits=limits,
             )
         except TreadleError as exc:

@@ -1,13 +1,15 @@
 """The media pipeline as a durable workflow (``treadle.media.process``).
 
-    ingest -> encode:<rendition>:<segment> ... -> concat:<rendition> -> thumbnails
-           -> audio -> hls
+    ingest -> encode (one child job per rendition x segment, ``ctx.map``)
+           -> concat:<rendition> -> thumbnails -> audio -> hls
 
-Each arrow is a checkpointed step: a worker killed mid-transcode resumes at the first
-unfinished segment (finished ones replay from the step log; a half-done one finds its
-output in the store if it got that far). The job's budget scales with the input's
-duration; a step whose frame count stops moving for ``stall_seconds`` fails as
-``timeout`` regardless.
+Each arrow is a checkpointed step. The encodes are child jobs of the task
+``treadle.media.segment``, so every worker of the queue takes segments of one input in
+parallel, and the workflow waits for them without a slot. A worker killed mid-transcode
+costs the segment it held: finished children stay finished, and the one in flight is
+retried when its lease expires (finding its output in the store if it got that far).
+The job's budget scales with the input's duration; a segment whose frame count stops
+moving for ``stall_seconds`` fails as ``timeout`` regardless (ADR 0016).
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from treadle.artifacts.blobstore import Blob
 from treadle.core.errors import InvalidInput
 from treadle.core.job import DEFAULT_TENANT
 from treadle.media.probe import MediaInfo
 from treadle.media.renditions import Segment, parse_renditions, plan_segments
-from treadle.media.sources import check_source
+from treadle.media.sources import MAX_URL_BYTES, check_source
 from treadle.media.steps import MediaSteps
 
 if TYPE_CHECKING:
     from treadle.app import JobHandle, Treadle
+    from treadle.context import JobContext
     from treadle.workflows import Workflow, WorkflowContext
 
 WORKFLOW = "treadle.media.process"
+SEGMENT_TASK = "treadle.media.segment"  # one segment of one rendition: a child job
 DEFAULT_BUDGET = 3600.0  # seconds, when the input's duration is not known at submit
 SEGMENT_SECONDS = 10.0
 STALL_SECONDS = 120.0
@@ -78,14 +83,21 @@ def check_request(payload: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
     return out
 
 
-def register(app: Treadle) -> Workflow:
-    """Register the pipeline on ``app`` (idempotent); returns the workflow."""
+def register(app: Treadle, *, max_url_bytes: int = MAX_URL_BYTES) -> Workflow:
+    """Register the pipeline on ``app`` (idempotent); returns the workflow.
+    ``max_url_bytes`` caps a URL source (streamed to disk as it arrives)."""
     from treadle.workflows import Workflow
 
     existing = app.tasks.get(WORKFLOW)
     if isinstance(existing, Workflow):
         return existing
-    steps = MediaSteps(app)
+    steps = MediaSteps(app, max_url_bytes=max_url_bytes)
+
+    # A segment's budget: generous for the longest segment (600 s of input); a hang is
+    # caught sooner by stall detection.
+    @app.task(name=SEGMENT_TASK, retries=3, timeout=DEFAULT_BUDGET, pass_context=True)
+    def segment(ctx: JobContext, **payload: Any) -> dict[str, Any]:
+        return steps.encode_child(ctx, payload)
 
     @app.workflow(name=WORKFLOW, retries=3, timeout=DEFAULT_BUDGET)
     def process(ctx: WorkflowContext, **payload: Any) -> dict[str, Any]:
@@ -101,17 +113,18 @@ def run(ctx: WorkflowContext, steps: MediaSteps, req: dict[str, Any]) -> dict[st
     src = ctx.step("ingest", steps.ingest, job, req["source"], needs_video)
     sha, info = src["sha256"], MediaInfo.from_json(src["info"])
 
-    def report(label: str, done: int, total: int) -> None:
-        ctx.log(f"progress {label}: {done}/{total} frames")
-
     result: dict[str, Any] = {"input": {"sha256": sha, **info.summary()}, "renditions": {}}
     plan: list[Segment] = plan_segments(info, req["segment_seconds"]) if needs_video else []
-    for rendition in parse_renditions(req["renditions"]):
-        parts = []
-        for seg in plan:
-            done = ctx.step(f"encode:{rendition.name}:{seg.index:04d}", steps.encode, job,
-                            sha, info, rendition, seg, req["stall_seconds"], report)
-            parts.append((done["name"], seg.start))
+    renditions = parse_renditions(req["renditions"])
+    work = [(r, seg) for r in renditions for seg in plan]
+    encoded = ctx.map("encode", SEGMENT_TASK, [
+        # Without the keyframe list (an encode needs none): payloads stay small.
+        {"sha256": sha, "info": {**src["info"], "keyframes": []}, "rendition": r.name,
+         "segment": seg.to_json(),
+         "stall_seconds": req["stall_seconds"]} for r, seg in work]) if work else []
+    for rendition in renditions:
+        parts = [(done["name"], seg.start) for (r, seg), done in zip(work, encoded, strict=True)
+                 if r == rendition]
         joined = ctx.step(f"concat:{rendition.name}", steps.concat, job, rendition, parts)
         result["renditions"][rendition.name] = joined
     if req["thumbnails"] or req["thumbnail_times"]:
@@ -144,14 +157,17 @@ def submit(
 
     wf = register(app)
     duration: float | None = None
+    stored: tuple[Blob, MediaInfo] | None = None
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
             raise InvalidInput(f"no such file: {str(path)[:200]}")
         info = probe(path)  # refuse bad input before anything is stored
         duration = info.duration
-        blob = app.artifacts.backend.put_file(path)
+        # Held (safe from the collector) until it is recorded as the job's source below.
+        blob = app.artifacts.store_file(path)
         source = {"sha256": blob.sha256, "name": path.name}
+        stored = (blob, info)
     payload = check_request({"source": source, "renditions": list(renditions)
                              if not isinstance(renditions, str) else renditions,
                              "thumbnails": thumbnails, "hls": hls, "audio": audio, **options},
@@ -162,4 +178,8 @@ def submit(
         duration = float(known) if isinstance(known, int | float) else None
     job = wf.new_job(payload, tenant=tenant)
     job = dataclasses.replace(job, timeout=budget_for(duration, len(payload["renditions"])))
-    return app.enqueue([job])[0]
+    handle = app.enqueue([job])[0]
+    if stored is not None:  # referenced from now on; ingest records the same row again
+        app.artifacts.put_blob(handle.id, f"source/{payload['source']['name']}", stored[0],
+                               tenant=tenant, meta=stored[1].summary())
+    return handle

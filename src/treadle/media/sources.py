@@ -3,7 +3,8 @@
 A source is one of:
 - ``{"artifact": id}``: an artifact of the same tenant (HTTP, CLI, Python);
 - ``{"url": "https://…"}``: fetched under the egress policy (loopback and private
-  addresses refused), at most ``MAX_URL_BYTES``;
+  addresses refused), streamed to a file in the step's work folder, at most
+  ``max_bytes`` (``MAX_URL_BYTES`` unless ``register(app, max_url_bytes=...)``);
 - ``{"sha256": hex, "name": "in.mp4"}``: bytes the CLI or the Python API already put in
   the artifact store. Trusted surfaces only: a request over HTTP cannot name one.
 """
@@ -20,7 +21,7 @@ from treadle.artifacts.blobstore import check_sha256
 from treadle.artifacts.service import ArtifactService
 from treadle.core.errors import InvalidInput
 
-MAX_URL_BYTES = 256 << 20  # the egress policy reads a body into memory: keep it bounded
+MAX_URL_BYTES = 4 << 30  # the body streams to disk; the cap bounds the disk, not memory
 URL_TIMEOUT = 120.0
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -64,20 +65,27 @@ def local_copy(svc: ArtifactService, sha256: str, workdir: Path) -> Path:
     return path
 
 
-def fetch_url(url: str, workdir: Path, policy: Any) -> Path:
-    """GET ``url`` under the egress policy into a file of ``workdir``. A refused or failing
-    URL is invalid input, with the policy's one message (it never says which it was)."""
+def fetch_url(url: str, workdir: Path, policy: Any, *, max_bytes: int = MAX_URL_BYTES
+              ) -> Path:
+    """GET ``url`` under the egress policy, streamed into a file of ``workdir`` (never
+    whole in memory). A refused, failing or oversized URL is invalid input, with the
+    policy's one message (it never says which it was); no partial file is left."""
     from treadle.egress import EgressError
 
-    try:
-        response = policy.request("GET", url, timeout=URL_TIMEOUT, max_bytes=MAX_URL_BYTES)
-    except EgressError as exc:
-        raise InvalidInput(f"source URL: {exc}", detail={"url": url[:200]}) from None
-    if response.status != 200:
-        raise InvalidInput(f"source URL answered HTTP {response.status}",
-                           detail={"url": url[:200], "status": response.status})
     workdir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="url-", dir=workdir)
-    with os.fdopen(fd, "wb") as f:
-        f.write(response.body)
-    return Path(name)
+    fd, name = tempfile.mkstemp(prefix="url-", suffix=".part", dir=workdir)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            try:
+                response = policy.request("GET", url, timeout=URL_TIMEOUT,
+                                          max_bytes=max_bytes, sink=f)
+            except EgressError as exc:
+                raise InvalidInput(f"source URL: {exc}", detail={"url": url[:200]}) from None
+        if response.status != 200:
+            raise InvalidInput(f"source URL answered HTTP {response.status}",
+                               detail={"url": url[:200], "status": response.status})
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path

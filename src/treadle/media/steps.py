@@ -10,35 +10,39 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from treadle.artifacts.blobstore import Blob
+from treadle.artifacts.blobstore import Blob, check_sha256
+from treadle.artifacts.model import ArtifactNotFound
 from treadle.artifacts.service import ArtifactService
-from treadle.core.errors import InvalidInput
+from treadle.core.errors import ConfigurationError, InvalidInput
 from treadle.core.job import Job
 from treadle.media import audio as audio_mod
 from treadle.media import encode, hls, stills
 from treadle.media.probe import MediaInfo, probe
-from treadle.media.progress import Progress, Report
-from treadle.media.renditions import Rendition, Segment, output_key
-from treadle.media.sources import fetch_url, local_copy
+from treadle.media.progress import FrameMeter
+from treadle.media.renditions import Rendition, Segment, output_key, parse_renditions
+from treadle.media.sources import MAX_URL_BYTES, fetch_url, local_copy
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
+    from treadle.context import JobContext
 
 
 class MediaSteps:
     """The step functions, bound to an app (its artifacts and egress policy)."""
 
-    # Test seam: seconds to sleep per frame (to provoke stall detection). Always 0 else.
-    frame_delay: float = 0.0
-    report_interval: float = 2.0
+    # Test seam: called before each frame is counted (a test makes it hang). None else.
+    frame_hook: Callable[[int], None] | None = None
 
-    def __init__(self, app: Treadle) -> None:
+    def __init__(self, app: Treadle, *, max_url_bytes: int = MAX_URL_BYTES) -> None:
+        if not 1 <= max_url_bytes <= 1 << 40:
+            raise ConfigurationError("max_url_bytes must be from 1 byte to 1 TiB")
         self.app = app
+        self.max_url_bytes = max_url_bytes
         # Scratch space of this process's steps: job ids repeat across databases, so the
         # folder is this object's own (a crash leaves it to the system's temp cleanup).
         self.root = Path(tempfile.gettempdir()) / f"treadle-media-{uuid.uuid4().hex[:12]}"
@@ -58,7 +62,8 @@ class MediaSteps:
         work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
         if "url" in source:
-            path = fetch_url(source["url"], work, getattr(self.app, "egress", None))
+            path = fetch_url(source["url"], work, self.app.egress,
+                             max_bytes=self.max_url_bytes)
             try:
                 info = self._probe(path, needs_video)
                 name = "source/" + _url_name(source["url"])
@@ -90,31 +95,47 @@ class MediaSteps:
 
     # -- renditions ------------------------------------------------------------
 
-    def encode(self, job: Job, sha256: str, info: MediaInfo, rendition: Rendition,
-               seg: Segment, stall_seconds: float, report: Report) -> dict[str, Any]:
+    def encode_child(self, ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        """The ``treadle.media.segment`` task: its payload comes from the workflow only
+        (trusted), and is checked as far as a mistake could reach."""
+        try:
+            info = MediaInfo.from_json(payload["info"])
+            (rendition,) = parse_renditions([payload["rendition"]])
+            seg = Segment(**payload["segment"])
+            sha256, stall = check_sha256(payload["sha256"]), float(payload["stall_seconds"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a media segment payload: {exc}") from None
+        # Per attempt: an abandoned attempt's thread (stuck, then released) must not
+        # remove or touch the files a later attempt of the same job is using.
+        work = self.root / f"segment-{ctx.job.id}-{ctx.job.attempt}"
+        try:
+            return self.encode(ctx, sha256, info, rendition, seg, stall, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def encode(self, ctx: JobContext, sha256: str, info: MediaInfo, rendition: Rendition,
+               seg: Segment, stall_seconds: float, work: Path) -> dict[str, Any]:
+        job = ctx.job
         key = output_key(sha256, "segment", {**rendition.params(), "start": seg.start,
                                              "end": seg.end})
         name = f"work/{key}.mp4"
         found = self.svc.reuse(job.id, name, tenant=job.tenant)
         if found is not None:
             return {"name": name, "frames": found.meta.get("frames", 0), "reused": True}
-        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
-        src = local_copy(self.svc, sha256, work)
         out = work / f"{key}.part.mp4"
         total = max(1, round((seg.end - seg.start) * (info.fps or 25)))
-        label = f"{rendition.name} segment {seg.index}"
+        meter = FrameMeter(ctx, f"{rendition.name} segment {seg.index}", total,
+                           self.frame_hook)
+        # Fetched before the watch: a long download from S3 counts no frames, and its own
+        # client times out a connection that stops.
+        src = local_copy(self.svc, sha256, work)
         try:
-            with Progress(label, total, report=report, interval=self.report_interval,
-                          stall_seconds=stall_seconds) as progress:
-                delay = self.frame_delay
-
-                def tick(n: int) -> None:
-                    if delay:
-                        time.sleep(delay)
-                    progress.advance(n)
-
-                frames = encode.encode_segment(src, info, seg, rendition, out, tick)
+            # The worker fails this segment as ``timeout`` if no frame is counted for
+            # ``stall_seconds``, even if FFmpeg never returns (ADR 0016).
+            with ctx.watch_progress(stall_seconds):
+                frames = encode.encode_segment(src, info, seg, rendition, out, meter.advance)
+            meter.finish()
             self.svc.put(job.id, name, out, tenant=job.tenant, content_type="video/mp4",
                          meta={"frames": frames, "rendition": rendition.name,
                                "segment": seg.index})
@@ -128,7 +149,11 @@ class MediaSteps:
         work.mkdir(parents=True, exist_ok=True)
         files = []
         for name, start in parts:
-            art = self.svc.by_name(job.id, name, tenant=job.tenant)
+            # Made by a child job: recorded for this job too (the resume and reuse cache
+            # stays with the pipeline's job when retention takes the children).
+            art = self.svc.reuse(job.id, name, tenant=job.tenant)
+            if art is None:
+                raise ArtifactNotFound(f"segment {name} is missing from the artifact store")
             files.append((local_copy(self.svc, art.sha256, work), start))
         out = work / f"{rendition.name}.mp4"
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from treadle.core.errors import MissingExtra, ResourceExhausted, SandboxViolation, TreadleError
 from treadle.sandbox import outcome, process, procstat, seccomp
-from treadle.sandbox.bindings import HostCalls
+from treadle.sandbox.bindings import EMIT_FRAME_BYTES, HostCalls
 from treadle.sandbox.channel import (
     Channel,
     ChannelClosed,
@@ -143,7 +143,8 @@ class JsHost:
         """One run; returns (output, logs, started_at, reused). Caller holds ``lock``."""
         self._flush_drops()
         chan = self.ensure()
-        chan.max_frame = limits.max_output_bytes + 4 * limits.max_log_bytes + (64 << 10)
+        chan.max_frame = (limits.max_output_bytes + 4 * limits.max_log_bytes + (64 << 10)
+                          + EMIT_FRAME_BYTES)
         request = {
             "t": "run",
             "key": key,

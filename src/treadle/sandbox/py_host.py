@@ -11,7 +11,7 @@ from typing import Any
 
 from treadle.core.errors import ResourceExhausted, SandboxViolation, TreadleError
 from treadle.sandbox import outcome, process, procstat, seccomp
-from treadle.sandbox.bindings import HostCalls
+from treadle.sandbox.bindings import EMIT_FRAME_BYTES, HostCalls
 from treadle.sandbox.channel import (
     Channel,
     ChannelClosed,
@@ -85,7 +85,8 @@ class PyInstance:
         that could have left it in a bad state, except ordinary user exceptions).
         """
         self.wait_ready()
-        self.chan.max_frame = limits.max_output_bytes + limits.max_log_bytes + (64 << 10)
+        self.chan.max_frame = (limits.max_output_bytes + limits.max_log_bytes + (64 << 10)
+                               + EMIT_FRAME_BYTES)
         if self.initialised:
             request: dict[str, Any] = {"t": "run", "input": input_json}
         else:

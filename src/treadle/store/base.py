@@ -12,14 +12,18 @@ token it holds, and a write with a stale token is refused and recorded as
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, LiteralString, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, LiteralString, Protocol, runtime_checkable
 
 from treadle.core.cron import ScheduleState
 from treadle.core.job import Enqueued, Job, JobEvent, JobFilter, JobLog, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult, WorkerInfo
 from treadle.core.outcome import Outcome, OutcomeKind
+
+if TYPE_CHECKING:
+    from treadle.store.groupcommit import Guard
 
 __all__ = [
     "Enqueued",
@@ -57,8 +61,14 @@ class Store(Protocol):
     def check_plugin_schema(self, plugin: str, sql_package: str) -> None: ...
     def close(self) -> None: ...
 
-    # producers
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]: ...
+    # producers: concurrent callers' jobs share one commit (ADR 0019); ``guard`` runs in
+    # that transaction first and may refuse its own submission alone.
+    def enqueue(
+        self, jobs: Sequence[NewJob], *, guard: Guard | None = None
+    ) -> list[Enqueued]: ...
+    def submit(
+        self, jobs: Sequence[NewJob], *, guard: Guard | None = None
+    ) -> Future[list[Enqueued]]: ...
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     # workers (hot path)
@@ -82,6 +92,10 @@ class Store(Protocol):
 
     # maintenance
     def reap(self, *, limit: int = 500) -> ReapResult: ...
+    # worker liveness (ADR 0018): a dead worker's jobs run again without waiting for leases
+    def register_worker(self, worker: str) -> bool: ...
+    def unregister_worker(self, worker: str) -> None: ...
+    def reap_dead(self, *, limit: int = 500) -> ReapResult: ...
 
     # control
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job: ...

@@ -101,6 +101,12 @@ class StreamRepo:
         return [StreamItem(int(r["seq"]), int(r["attempt"]), str(r["kind"]),
                            json.loads(r["data"]), float(r["at"])) for r in rows]
 
+    def latest(self, job_id: int, kind: str) -> StreamItem | None:
+        """The job's newest item of ``kind`` still in its stream, or None."""
+        rows = self._q().run("latest_of_kind", {"job_id": job_id, "kind": kind})
+        return next((StreamItem(int(r["seq"]), int(r["attempt"]), str(r["kind"]),
+                                json.loads(r["data"]), float(r["at"])) for r in rows), None)
+
     def heads(self, job_ids: Sequence[int]) -> dict[int, Head]:
         if not job_ids:
             return {}

@@ -17,6 +17,7 @@ import inspect
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -112,8 +113,12 @@ class WorkflowContext:
         self.job_ctx.emit(kind, data)
 
     def progress(self, done: float, total: float | None = None,
-                 message: str | None = None) -> None:
-        self.job_ctx.progress(done, total, message)
+                 message: str | None = None, *, live: bool = True) -> None:
+        self.job_ctx.progress(done, total, message, live=live)
+
+    def watch_progress(self, stall_seconds: float | None) -> AbstractContextManager[None]:
+        """Stall detection for a stretch of work (``JobContext.watch_progress``)."""
+        return self.job_ctx.watch_progress(stall_seconds)
 
     def _stream_step(self, seq: int, name: str, state: str) -> None:
         # Live ``step`` items for watchers; replayed steps were streamed by their attempt.

@@ -23,7 +23,8 @@ def clip(media_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def bad_inputs(media_dir: Path, clip: Path) -> dict[str, Path]:
-    """Inputs a pipeline must refuse (not media, truncated, 0 s, empty, no video)."""
+    """Inputs a pipeline must refuse (not media, truncated, 0 s, empty, unsupported
+    codec)."""
     data = clip.read_bytes()
     faststart = make_video(media_dir / "fs.mp4", seconds=4, faststart=True)
     out = {
@@ -37,4 +38,8 @@ def bad_inputs(media_dir: Path, clip: Path) -> dict[str, Path]:
     out["truncated"].write_bytes(data[: len(data) // 2])
     out["truncated_faststart"].write_bytes(faststart.read_bytes()[: faststart.stat().st_size // 2])
     out["empty"].write_bytes(b"")
+    # An MP4 whose video sample entry names a codec FFmpeg does not know ('zzz9').
+    plain = make_video(media_dir / "plain.mp4", seconds=2, audio=False)
+    out["unsupported_codec"] = media_dir / "unsupported.mp4"
+    out["unsupported_codec"].write_bytes(plain.read_bytes().replace(b"avc1", b"zzz9"))
     return out

@@ -28,3 +28,12 @@ def translated() -> Iterator[None]:
         raise ValueOutOfRange("a value is out of range") from exc
     except psycopg.Error as exc:
         raise StoreError(f"database error: {first_line(exc)}") from exc
+
+
+def translate(exc: Exception) -> Exception:
+    """The Treadle error :func:`translated` would raise for ``exc`` (itself if none)."""
+    try:
+        with translated():
+            raise exc
+    except Exception as out:
+        return out

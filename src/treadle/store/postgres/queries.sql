@@ -197,18 +197,19 @@ LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED;
 
 -- name: reap_many
+-- Guarded by the token read with the rows (ADR 0002): only the attempt that was judged.
 WITH input AS (
-    SELECT * FROM unnest(%(id)s::bigint[], %(status)s::text[], %(error)s::jsonb[],
-                         %(reason)s::text[], %(worker)s::text[], %(crashes)s::jsonb[],
-                         %(detail)s::jsonb[])
-        AS t(id, status, error, reason, worker, crashes, detail)
+    SELECT * FROM unnest(%(id)s::bigint[], %(token)s::bigint[], %(status)s::text[],
+                         %(error)s::jsonb[], %(reason)s::text[], %(worker)s::text[],
+                         %(crashes)s::jsonb[], %(detail)s::jsonb[])
+        AS t(id, token, status, error, reason, worker, crashes, detail)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
         lease_expires_at = NULL, crashes = coalesce(i.crashes, j.crashes),
         finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
                            ELSE %(now)s END
-    FROM input i WHERE j.id = i.id AND j.status = 'running'
+    FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.status, j.attempt, i.reason, i.worker, i.detail
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
@@ -529,3 +530,28 @@ SET status = %(status)s,
     finished_at = %(finished_at)s::timestamptz
 WHERE id = %(id)s AND status = 'quarantined'
 RETURNING attempt, queue;
+
+-- name: register_worker
+-- A worker's row with how its death is noticed (ADR 0018): the key of the session lock
+-- its liveness connection holds, and its process (for people reading the table).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, lock_key, host, pid, pid_start)
+VALUES (%(worker)s, %(now)s, %(now)s, '{}', %(lock_key)s, %(host)s, %(pid)s, %(pid_start)s)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    lock_key = excluded.lock_key, host = excluded.host, pid = excluded.pid,
+    pid_start = excluded.pid_start;
+
+-- name: dead_owner_leases
+-- Running jobs whose worker recorded a liveness lock that no session holds any more:
+-- the worker is gone. Locked (SKIP LOCKED) for the guarded re-queue that follows.
+WITH held AS MATERIALIZED (
+    SELECT (classid::bigint << 32) | objid::bigint AS key FROM pg_locks
+    WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT j.*, w.last_heartbeat AS owner_heartbeat, w.lease_seconds AS owner_lease_seconds
+FROM treadle_jobs j JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND w.lock_key IS NOT NULL
+  AND w.lock_key NOT IN (SELECT key FROM held)
+ORDER BY j.id
+LIMIT %(limit)s
+FOR UPDATE OF j SKIP LOCKED;

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any, LiteralString, TypeVar
 
@@ -24,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import ErrorInfo, StoreUnavailable
+from treadle.core.errors import ErrorInfo, StoreError, StoreUnavailable, ValueOutOfRange
 from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
@@ -33,6 +34,7 @@ from treadle.logs import route_stdlib
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
+from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -42,9 +44,11 @@ from treadle.store.outcomes import (
 )
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.dbclock import DatabaseClock
-from treadle.store.postgres.errors import translated
+from treadle.store.postgres.errors import translate, translated
 from treadle.store.postgres.listener import Listener
-from treadle.store.postgres.retry import NotSent, Reconnect, borrow
+from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
+from treadle.store.postgres.session import WorkerSession
+from treadle.store.postgres.workers import LivenessOps
 from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
@@ -66,7 +70,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads, FlowOps, QuarantineOps):
+class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -101,9 +105,15 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         )
         self._pool.open(wait=False)
         self._listener = Listener(url)
+        self._sessions: dict[str, WorkerSession] = {}  # liveness, per worker (ADR 0018)
+        self._sessions_lock = threading.Lock()
         self._claim_mark = threading.local()
         self._limited: dict[str, int] = {}
         self._limited_expires = 0.0
+        # Concurrent enqueues share one statement and commit (ADR 0019); two batches may
+        # be in flight, so the next is gathered and sent while the server flushes one.
+        self._committer = GroupCommitter("postgres", self._commit_group,
+                                         lanes=min(2, pool_size))
 
     # -- plumbing ------------------------------------------------------------
 
@@ -170,6 +180,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         return list(values)
 
     def close(self) -> None:
+        self._stop_sessions()
+        self._committer.close()
         self._listener.stop()
         self._pool.close()
 
@@ -229,16 +241,75 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
 
     # -- producers -----------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+    def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[Enqueued]:
+        """Insert ``jobs`` (all or none), coalesced with concurrent callers (ADR 0019)."""
         if not jobs:
             return []
+        return self._committer.enqueue(jobs, guard)
+
+    def submit(self, jobs: Sequence[NewJob], *,
+               guard: Guard | None = None) -> Future[list[Enqueued]]:
+        """Non-blocking :meth:`enqueue`: the future resolves once the jobs are durable."""
+        return self._committer.submit(jobs, guard)
+
+    def _commit_group(self, batch: Sequence[Submission]) -> list[Result]:
+        """A batch of submissions in one statement (or one transaction with guards).
+
+        When the server refuses the combined statement (one submission's bad parent, say),
+        nothing of it was written; each submission is then sent on its own, so each
+        caller gets its own answer and only the bad one fails."""
+        try:
+            return self._commit_once(batch)
+        except (StoreError, ValueOutOfRange):  # refused, not lost (StoreUnavailable)
+            if len(batch) == 1:
+                raise
+        out: list[Result] = []
+        for sub in batch:
+            try:
+                out.append(self._commit_once([sub])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _commit_once(self, batch: Sequence[Submission]) -> list[Result]:
+        jobs = [nj for sub in batch for nj in sub.jobs]
         keyed = sum(nj.idempotency_key is not None for nj in jobs)
-        # Without idempotency keys the insert (with its events and wake-up) is one
-        # atomic statement: one round trip. Keys need a second look in the same transaction.
-        # Only a batch whose every job has a key may be re-sent after a lost connection:
-        # the keys turn a repeat into a lookup (docs/adr/0007-reconnecting-to-postgresql.md).
-        return self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs),
-                              tx=bool(keyed), idempotent=keyed == len(jobs))
+        # Without idempotency keys or guards the insert (with its events and wake-up) is
+        # one atomic statement: one round trip. Keys need a second look in the same
+        # transaction. Only a batch whose every job has a key may be re-sent after a lost
+        # connection: the keys turn a repeat into a lookup (ADR 0007).
+        if not any(sub.guard is not None for sub in batch):
+            flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs),
+                                  tx=bool(keyed), idempotent=keyed == len(jobs))
+            return _split(batch, flat, [None] * len(batch))
+        return self._retrying("enqueue", lambda cur: self._guarded(cur, batch),
+                              tx=True, idempotent=keyed == len(jobs))
+
+    def _guarded(self, cur: Cursor, batch: Sequence[Submission]) -> list[Result]:
+        """Each guard under its own savepoint (a refusal rolls back only its own
+        statements), then one insert for the submissions that passed."""
+
+        def execute(sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+
+        tx = StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs), self.codec)
+        refused: list[Exception | None] = [None] * len(batch)
+        for i, sub in enumerate(batch):
+            if sub.guard is None:
+                continue
+            cur.execute("SAVEPOINT treadle_submission")
+            try:
+                sub.guard(tx)
+            except Exception as exc:
+                if is_connection_lost(exc):
+                    raise  # the whole transaction is gone: the retry layer decides
+                cur.execute("ROLLBACK TO SAVEPOINT treadle_submission")
+                refused[i] = translate(exc)
+            cur.execute("RELEASE SAVEPOINT treadle_submission")
+        live = [sub for sub, r in zip(batch, refused, strict=True) if r is None]
+        flat = self._enqueue_in(cur, [nj for sub in live for nj in sub.jobs])
+        return _split(batch, flat, refused)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
@@ -548,36 +619,44 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
             rows = cur.fetchall()
             if not rows:
                 return ReapResult()
-            cols: dict[str, list[Any]] = {k: [] for k in (
-                "id", "status", "error", "reason", "worker", "crashes", "detail")}
-            for r in rows:
-                job = job_from_row(r, self.codec)
-                assert job.lease_expires_at is not None
-                d = reap_decision(
-                    attempt=job.attempt, max_attempts=job.max_attempts,
-                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                    died=worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
-                                     job.lease_expires_at),
-                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                )
-                cols["id"].append(r["id"])
-                cols["status"].append(d.status)
-                cols["error"].append(Jsonb(d.error.to_json()))
-                cols["reason"].append(d.reason)
-                cols["worker"].append(r["lease_owner"])
-                cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
-                cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
-            cur.execute(Q["reap_many"], {**cols, "now": now})
-            reaped = cur.fetchall()
-            finished = [str(r["id"]) for r in reaped
-                        if r["status"] in ("failed", "cancelled")]
-            if finished:
-                ids = [int(i) for i in finished]
-                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-                for i in range(0, len(finished), _NOTIFY_CHUNK):
-                    chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
-                    cur.execute(Q["notify_done"], {"ids": chunk})
-            cur.execute(Q["notify_jobs"], {"queues": ["*"]})
+            return self._reap_rows(cur, rows, now, seen_dead=False)
+
+    def _reap_rows(self, cur: Cursor, rows: list[dict[str, Any]], now: datetime, *,
+                   seen_dead: bool) -> ReapResult:
+        """Decide for each locked row (crash or lapse, quarantine: ``store/crashes.py``) and
+        write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
+        rows of workers whose session ended (ADR 0018), not of expired leases."""
+        cols: dict[str, list[Any]] = {k: [] for k in (
+            "id", "token", "status", "error", "reason", "worker", "crashes", "detail")}
+        for r in rows:
+            job = job_from_row(r, self.codec)
+            assert job.lease_expires_at is not None
+            d = reap_decision(
+                attempt=job.attempt, max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                died=seen_dead or worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
+                                              job.lease_expires_at),
+                crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                seen_dead=seen_dead,
+            )
+            cols["id"].append(r["id"])
+            cols["token"].append(job.lease_token)
+            cols["status"].append(d.status)
+            cols["error"].append(Jsonb(d.error.to_json()))
+            cols["reason"].append(d.reason)
+            cols["worker"].append(r["lease_owner"])
+            cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
+            cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
+        cur.execute(Q["reap_many"], {**cols, "now": now})
+        reaped = cur.fetchall()
+        finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]
+        if finished:
+            ids = [int(i) for i in finished]
+            cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
+            for i in range(0, len(finished), _NOTIFY_CHUNK):
+                chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
+                cur.execute(Q["notify_done"], {"ids": chunk})
+        cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         for r in reaped:
             counts[r["status"]] += 1
@@ -674,6 +753,22 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
             cur.execute(Q["notify_jobs"], {"queues": [name]})
         self._limited_expires = 0.0  # this process sees its own change at once
         return self.queue(name)
+
+
+def _split(
+    batch: Sequence[Submission], flat: list[Enqueued], refused: list[Exception | None]
+) -> list[Result]:
+    """Hand each submission its slice of ``flat`` (the jobs of those not refused, in
+    order), or its refusal."""
+    out: list[Result] = []
+    at = 0
+    for sub, refusal in zip(batch, refused, strict=True):
+        if refusal is not None:
+            out.append(refusal)
+            continue
+        out.append(flat[at:at + len(sub.jobs)])
+        at += len(sub.jobs)
+    return out
 
 
 def _match_inserted(

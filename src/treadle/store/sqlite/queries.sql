@@ -95,10 +95,13 @@ ORDER BY j.lease_expires_at
 LIMIT :limit;
 
 -- name: reap_one
+-- Guarded by the token read with the row (ADR 0002); an expired lease must still be
+-- expired, a dead worker's (:seen_dead, ADR 0018) need not be.
 UPDATE treadle_jobs
 SET status = :status, error = :error, run_at = :now, lease_owner = NULL,
     lease_expires_at = NULL, finished_at = :finished_at, crashes = coalesce(:crashes, crashes)
-WHERE id = :id AND status = 'running' AND lease_expires_at <= :now;
+WHERE id = :id AND status = 'running' AND lease_token = :token
+  AND (:seen_dead OR lease_expires_at <= :now);
 
 -- name: get_job
 SELECT * FROM treadle_jobs WHERE id = :id AND (:tenant IS NULL OR tenant = :tenant);
@@ -352,3 +355,22 @@ SET status = :status,
     finished_at = :finished_at
 WHERE id = :id AND status = 'quarantined'
 RETURNING attempt, queue;
+
+-- name: register_worker
+-- A worker's row with its process, by which its death is noticed on this host (ADR 0018).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, host, pid, pid_start)
+VALUES (:worker, :now, :now, '{}', :host, :pid, :pid_start)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    host = excluded.host, pid = excluded.pid, pid_start = excluded.pid_start;
+
+-- name: running_owners
+-- The workers holding running jobs, with the process each recorded (if any).
+SELECT DISTINCT w.id, w.host, w.pid, w.pid_start
+FROM treadle_jobs j JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND w.pid IS NOT NULL;
+
+-- name: owner_leases
+SELECT * FROM treadle_jobs
+WHERE status = 'running' AND lease_owner = :owner
+ORDER BY id
+LIMIT :limit;

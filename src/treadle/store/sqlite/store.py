@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, LiteralString, TypeVar
@@ -35,6 +36,7 @@ from treadle.core.outcome import Outcome
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
+from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission, unwrap
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -51,6 +53,7 @@ from treadle.store.rows import (
     sort_claimed,
 )
 from treadle.store.sqlite.errors import translated
+from treadle.store.sqlite.workers import LivenessOps
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
@@ -65,7 +68,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
+class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -79,6 +82,8 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
         self._wake = threading.Condition()
         self._interrupted = False
         self._seq = 0  # bumped by every in-process commit that may interest a waiter
+        # Concurrent enqueues share one BEGIN IMMEDIATE ... COMMIT (one fsync; ADR 0019).
+        self._committer = GroupCommitter("sqlite", self._commit_group)
         if self.path != ":memory:":
             parent = Path(self.path).parent
             if not parent.is_dir():
@@ -113,11 +118,13 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
             self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
                 conn.execute("COMMIT")
+            except BaseException:
+                # SQLite rolls back by itself on some errors (I/O, a full disk); a COMMIT
+                # it refused (a deferred foreign key) leaves the transaction open.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     codec = SQLITE_CODEC
     backend = "sqlite"
@@ -181,6 +188,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
         return dumps(list(values))
 
     def close(self) -> None:
+        self._committer.close()
         self.interrupt()
         with self._lock:
             for conn in self._conns:
@@ -263,21 +271,65 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
 
     # -- producers -----------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+    def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[Enqueued]:
+        """Insert ``jobs`` (all or none), coalesced with concurrent callers (ADR 0019)."""
+        if not jobs:
+            return []
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.in_transaction:
+            # Inside this thread's own open transaction: SQLite refuses a nested BEGIN at
+            # once (as before); the committer would wait for a lock this thread holds.
+            return unwrap(self._commit_group([Submission(jobs, guard)])[0])
+        return self._committer.enqueue(jobs, guard)
+
+    def submit(self, jobs: Sequence[NewJob], *,
+               guard: Guard | None = None) -> Future[list[Enqueued]]:
+        """Non-blocking :meth:`enqueue`: the future resolves once the jobs are durable."""
+        return self._committer.submit(jobs, guard)
+
+    def _commit_group(self, batch: Sequence[Submission]) -> list[Result]:
+        """One write transaction for a batch; each submission under its own savepoint,
+        so one the database (or its guard) refuses is rolled back alone."""
+        out: list[Result] = []
         with self._tx() as conn:
-            out = self._enqueue_in(conn, jobs)
-        self._notify()
+            tx = self._store_tx(conn)
+            if len(batch) == 1 and batch[0].guard is None:  # nothing to isolate
+                out.append(self._enqueue_in(conn, batch[0].jobs))
+            else:
+                for sub in batch:
+                    out.append(self._one_submission(conn, tx, sub))
+        if any(not isinstance(r, Exception) for r in out):
+            self._notify()
         return out
+
+    def _one_submission(self, conn: sqlite3.Connection, tx: StoreTransaction,
+                        sub: Submission) -> Result:
+        conn.execute("SAVEPOINT treadle_submission")
+        try:
+            with translated():
+                if sub.guard is not None:
+                    sub.guard(tx)
+                result: Result = self._enqueue_in(conn, sub.jobs)
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise  # SQLite dropped the whole transaction (I/O error, full disk)
+            conn.execute("ROLLBACK TO treadle_submission")
+            result = exc
+        conn.execute("RELEASE treadle_submission")
+        return result
+
+    def _store_tx(self, conn: sqlite3.Connection) -> StoreTransaction:
+        return StoreTransaction(
+            lambda sql, params: list(conn.execute(sql, params).fetchall()),
+            lambda jobs: self._enqueue_in(conn, jobs),
+            SQLITE_CODEC,
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
         """One ``BEGIN IMMEDIATE`` transaction for a plug-in's statements and new jobs."""
         with self._tx() as conn:
-            tx = StoreTransaction(
-                lambda sql, params: list(conn.execute(sql, params).fetchall()),
-                lambda jobs: self._enqueue_in(conn, jobs),
-                SQLITE_CODEC,
-            )
+            tx = self._store_tx(conn)
             yield tx
         if tx.enqueued:
             self._notify()
@@ -526,40 +578,50 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
 
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock.now()
-        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         # Cheap when nothing expired: one indexed read, no write lock.
         if not self._read("expired_leases", {"now": _ts(now), "limit": 1}):
             return ReapResult()
         with self._tx() as conn:
             rows = conn.execute(Q["expired_leases"], {"now": _ts(now), "limit": limit}).fetchall()
-            for r in rows:
-                job = job_from_row(r, SQLITE_CODEC)
-                assert job.lease_expires_at is not None
-                d = reap_decision(
-                    attempt=job.attempt, max_attempts=job.max_attempts,
-                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                    died=worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
-                                     r["owner_lease_seconds"], job.lease_expires_at),
-                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                )
-                terminal = d.status in ("failed", "cancelled")
-                cur = conn.execute(
-                    Q["reap_one"],
-                    {
-                        "id": r["id"], "status": d.status, "error": dumps(d.error.to_json()),
-                        "now": _ts(now), "finished_at": _ts(now) if terminal else None,
-                        "crashes": None if d.crashes is None else dumps(d.crashes),
-                    },
-                )
-                if cur.rowcount:
-                    counts[d.status] += 1
-                    self._event(conn, r["id"], "running", d.status, r["attempt"],
-                                r["lease_owner"], d.reason, now,
-                                None if d.detail is None else dumps(d.detail))
-                    if terminal:
-                        self._callback(conn, r["id"], now)
-        if counts["queued"]:
+            res = self._reap_rows(conn, rows, now, seen_dead=False)
+        if res.requeued:
             self._notify()
+        return res
+
+    def _reap_rows(self, conn: sqlite3.Connection, rows: Sequence[Any],
+                   now: datetime, *, seen_dead: bool) -> ReapResult:
+        """Decide for each row (crash or lapse, quarantine: ``store/crashes.py``) and write
+        it guarded by its token, with its event and callback. ``seen_dead``: rows of a
+        worker whose process is gone (ADR 0018), not of expired leases."""
+        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
+        for r in rows:
+            job = job_from_row(r, SQLITE_CODEC)
+            assert job.lease_expires_at is not None
+            died = seen_dead or worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
+                                            r["owner_lease_seconds"], job.lease_expires_at)
+            d = reap_decision(
+                attempt=job.attempt, max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                died=died, crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                seen_dead=seen_dead,
+            )
+            terminal = d.status in ("failed", "cancelled")
+            cur = conn.execute(
+                Q["reap_one"],
+                {
+                    "id": r["id"], "token": job.lease_token, "seen_dead": int(seen_dead),
+                    "status": d.status, "error": dumps(d.error.to_json()),
+                    "now": _ts(now), "finished_at": _ts(now) if terminal else None,
+                    "crashes": None if d.crashes is None else dumps(d.crashes),
+                },
+            )
+            if cur.rowcount:
+                counts[d.status] += 1
+                self._event(conn, r["id"], "running", d.status, r["attempt"],
+                            r["lease_owner"], d.reason, now,
+                            None if d.detail is None else dumps(d.detail))
+                if terminal:
+                    self._callback(conn, r["id"], now)
         return ReapResult(counts["queued"], counts["failed"], counts["cancelled"],
                           counts["quarantined"])
 

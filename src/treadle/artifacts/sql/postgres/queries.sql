@@ -6,7 +6,15 @@
 -- takes the row's lock, or waits for a delete holding it to commit.
 INSERT INTO treadle_artifact_blobs (sha256, size, created_at)
 VALUES (%(sha256)s, %(size)s, %(now)s)
-ON CONFLICT (sha256) DO UPDATE SET size = excluded.size;
+ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, held_until = NULL;
+
+-- name: hold_blob
+-- A writer holds the blob's row (committed) before it uploads the object: while held,
+-- neither the collector nor a reference-counted delete removes it (ADR 0016).
+INSERT INTO treadle_artifact_blobs (sha256, size, created_at, held_until)
+VALUES (%(sha256)s, %(size)s, %(now)s, %(until)s)
+ON CONFLICT (sha256) DO UPDATE
+    SET held_until = GREATEST(treadle_artifact_blobs.held_until, excluded.held_until);
 
 -- name: upsert_artifact
 -- A retried step putting the same name again replaces the row (never a duplicate).
@@ -53,18 +61,27 @@ DELETE FROM treadle_artifacts WHERE job_id = %(job_id)s RETURNING sha256;
 DELETE FROM treadle_artifacts WHERE id = %(id)s RETURNING sha256;
 
 -- name: orphan_blobs
--- Objects no artifact references any more (their jobs were deleted by retention).
+-- Objects no artifact references any more (their jobs were deleted by retention)
+-- and no writer holds.
 SELECT b.sha256 FROM treadle_artifact_blobs b
 WHERE NOT EXISTS (SELECT 1 FROM treadle_artifacts a WHERE a.sha256 = b.sha256)
+  AND (b.held_until IS NULL OR b.held_until < %(now)s)
 ORDER BY b.sha256 LIMIT %(limit)s;
 
 -- name: lock_blob
 -- Waits for a put that pinned this blob and has not committed: its reference is then
--- visible to blob_refs (a new statement, a new snapshot under READ COMMITTED).
+-- visible to blob_in_use (a new statement, a new snapshot under READ COMMITTED).
 SELECT sha256 FROM treadle_artifact_blobs WHERE sha256 = %(sha256)s FOR UPDATE;
 
--- name: blob_refs
-SELECT count(*) AS refs FROM treadle_artifacts WHERE sha256 = %(sha256)s;
+-- name: blob_in_use
+-- Asked under the blob row's lock: referenced by an artifact, or held by a writer.
+SELECT EXISTS (SELECT 1 FROM treadle_artifacts WHERE sha256 = %(sha256)s)
+    OR EXISTS (SELECT 1 FROM treadle_artifact_blobs
+               WHERE sha256 = %(sha256)s AND held_until >= %(now)s) AS used;
+
+-- name: held_blobs
+-- Tests and the CLI: blobs a writer holds now.
+SELECT sha256 FROM treadle_artifact_blobs WHERE held_until >= %(now)s ORDER BY sha256;
 
 -- name: delete_blob
 DELETE FROM treadle_artifact_blobs WHERE sha256 = %(sha256)s;

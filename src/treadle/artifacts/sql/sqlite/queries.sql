@@ -4,8 +4,18 @@
 
 -- name: pin_blob
 -- A put announces the object before trusting it is stored (see records.py).
+-- The reference it commits with protects the object from now on: the hold is released.
 INSERT INTO treadle_artifact_blobs (sha256, size, created_at) VALUES (:sha256, :size, :now)
-ON CONFLICT (sha256) DO UPDATE SET size = excluded.size;
+ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, held_until = NULL;
+
+-- name: hold_blob
+-- A writer holds the blob's row (committed) before it uploads the object: while held,
+-- neither the collector nor a reference-counted delete removes it (ADR 0016).
+INSERT INTO treadle_artifact_blobs (sha256, size, created_at, held_until)
+VALUES (:sha256, :size, :now, :until)
+ON CONFLICT (sha256) DO UPDATE
+    SET held_until = max(coalesce(treadle_artifact_blobs.held_until, excluded.held_until),
+                         excluded.held_until);
 
 -- name: upsert_artifact
 -- A retried step putting the same name again replaces the row (never a duplicate).
@@ -49,17 +59,26 @@ DELETE FROM treadle_artifacts WHERE job_id = :job_id RETURNING sha256;
 DELETE FROM treadle_artifacts WHERE id = :id RETURNING sha256;
 
 -- name: orphan_blobs
--- Objects no artifact references any more (their jobs were deleted by retention).
+-- Objects no artifact references any more (their jobs were deleted by retention)
+-- and no writer holds.
 SELECT b.sha256 FROM treadle_artifact_blobs b
 WHERE NOT EXISTS (SELECT 1 FROM treadle_artifacts a WHERE a.sha256 = b.sha256)
+  AND (b.held_until IS NULL OR b.held_until < :now)
 ORDER BY b.sha256 LIMIT :limit;
 
 -- name: lock_blob
 -- PostgreSQL takes a row lock here; SQLite's writer lock already serialises.
 SELECT sha256 FROM treadle_artifact_blobs WHERE sha256 = :sha256;
 
--- name: blob_refs
-SELECT count(*) AS refs FROM treadle_artifacts WHERE sha256 = :sha256;
+-- name: blob_in_use
+-- Asked under the blob row's lock: referenced by an artifact, or held by a writer.
+SELECT EXISTS (SELECT 1 FROM treadle_artifacts WHERE sha256 = :sha256)
+    OR EXISTS (SELECT 1 FROM treadle_artifact_blobs
+               WHERE sha256 = :sha256 AND held_until >= :now) AS used;
+
+-- name: held_blobs
+-- Tests and the CLI: blobs a writer holds now.
+SELECT sha256 FROM treadle_artifact_blobs WHERE held_until >= :now ORDER BY sha256;
 
 -- name: delete_blob
 DELETE FROM treadle_artifact_blobs WHERE sha256 = :sha256;

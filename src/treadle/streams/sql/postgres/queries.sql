@@ -32,6 +32,12 @@ WHERE job_id = %(job_id)s;
 SELECT seq, attempt, kind, data, at FROM treadle_stream_items
 WHERE job_id = %(job_id)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s;
 
+-- name: latest_of_kind
+-- A job's newest item of one kind (its progress, carried by heartbeats): walks the
+-- primary key backwards from the head.
+SELECT seq, attempt, kind, data, at FROM treadle_stream_items
+WHERE job_id = %(job_id)s AND kind = %(kind)s ORDER BY seq DESC LIMIT 1;
+
 -- name: heads
 -- One query for every job a process follows: its state and its stream's head.
 SELECT j.id AS job_id, j.status AS status, j.attempt AS attempt,

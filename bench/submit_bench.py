@@ -1,0 +1,225 @@
+"""Submission benchmark: ``defer`` from one thread and from many, on SQLite and PostgreSQL.
+
+    python -m bench.submit_bench [--backends sqlite,postgres] [--rounds 3]
+        [--baseline-src /work/main/src]
+
+Each measurement runs in a fresh Python process against a fresh database (SQLite WAL
+``synchronous=FULL``; PostgreSQL with its durable defaults), no worker running:
+
+- ``seq``: one thread, ``--seq-jobs`` sequential ``task.defer()`` calls; jobs/s and the
+  median / p90 latency of one call (what a lone producer feels).
+- ``threads``: ``--threads`` threads, each deferring ``--thread-jobs`` jobs one at a time,
+  started together; jobs/s over all (what group commit is for, ADR 0019).
+
+With ``--baseline-src`` the same measurements also run with that source tree first on
+``PYTHONPATH`` (the code before group commit), interleaved round by round, so both see
+the same machine load. Results: bench/results/submit.json and submit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PG_ADMIN = os.environ.get("TREADLE_TEST_POSTGRES_URL",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def measure(url: str, mode: str, jobs: int, threads: int) -> dict[str, float]:
+    """Run in the child process: migrate ``url``, then time the submissions."""
+    from bench.apps.noop_tasks import build_app
+
+    app = build_app(url)
+    app.migrate()
+    task = app.get_task("noop")
+    for i in range(20):  # warm up: connections, statement caches
+        task.defer(i=i)
+    try:
+        if mode == "seq":
+            lat: list[float] = []
+            t0 = time.perf_counter()
+            for i in range(jobs):
+                s = time.perf_counter()
+                task.defer(i=i)
+                lat.append((time.perf_counter() - s) * 1000)
+            elapsed = time.perf_counter() - t0
+            return {"jobs_per_s": jobs / elapsed, "p50_ms": statistics.median(lat),
+                    "p90_ms": _pct(lat, 90)}
+        per = jobs // threads
+        barrier = threading.Barrier(threads + 1)
+        errors: list[BaseException] = []
+
+        def producer() -> None:
+            barrier.wait()
+            try:
+                for i in range(per):
+                    task.defer(i=i)
+            except BaseException as exc:  # reported below, not swallowed
+                errors.append(exc)
+
+        pool = [threading.Thread(target=producer) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        if errors:
+            raise errors[0]
+        committer = getattr(app.store, "_committer", None)
+        out = {"jobs_per_s": per * threads / elapsed}
+        if committer is not None:
+            out["batches"] = float(committer.batches)
+            out["largest_batch"] = float(committer.largest)
+        return out
+    finally:
+        app.close()
+
+
+class Database:
+    def __init__(self, kind: str) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._pg: str | None = None
+        if kind == "sqlite":
+            self._tmp = tempfile.TemporaryDirectory(prefix="treadle-submit-bench-")
+            self.url = f"sqlite:///{self._tmp.name}/bench.db"
+        else:
+            import psycopg
+
+            self._pg = f"treadle_submit_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self._pg}"')
+            self.url = PG_ADMIN.rpartition("/")[0] + f"/{self._pg}"
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        if self._pg is not None:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg}" WITH (FORCE)')
+
+
+def run_child(src: str | None, kind: str, mode: str, jobs: int, threads: int) -> dict[str, float]:
+    db = Database(kind)
+    try:
+        path = [src] if src else []
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.submit_bench", "--child", db.url, mode,
+             str(jobs), str(threads)],
+            cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600)
+        result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        db.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--child", nargs=4, metavar=("URL", "MODE", "JOBS", "THREADS"))
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seq-jobs", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--thread-jobs", type=int, default=16000)
+    ap.add_argument("--baseline-src", default=None)
+    ap.add_argument("--out", default=str(RESULTS / "submit"))
+    args = ap.parse_args()
+    if args.child:
+        url, mode, jobs, threads = args.child
+        print(json.dumps(measure(url, mode, int(jobs), int(threads))))
+        return
+    load_before = os.getloadavg()
+    versions = {"group-commit": None}
+    if args.baseline_src:
+        versions = {"baseline": args.baseline_src, "group-commit": None}
+    results: dict[str, Any] = {}
+    for kind in args.backends.split(","):
+        for mode, jobs in (("seq", args.seq_jobs), ("threads", args.thread_jobs)):
+            rounds: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
+            for i in range(args.rounds):
+                for version, src in versions.items():
+                    r = run_child(src, kind, mode, jobs, args.threads)
+                    rounds[version].append(r)
+                    print(f"{kind} {mode} {version} round {i + 1}: "
+                          + ", ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+            for version, rs in rounds.items():
+                medians = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+                results.setdefault(kind, {}).setdefault(mode, {})[version] = {
+                    "median": medians, "rounds": rs}
+    doc = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                 "platform": platform.platform()},
+        "load": {"before": load_before, "after": os.getloadavg()},
+        "params": {"rounds": args.rounds, "seq_jobs": args.seq_jobs, "threads": args.threads,
+                   "thread_jobs": args.thread_jobs, "baseline_src": args.baseline_src},
+        "target": {"threads_jobs_per_s": 8000.0},
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_markdown(doc))
+    print(out.with_suffix(".md").read_text())
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    p = doc["params"]
+    load = doc["load"]
+    lines = [
+        "# Submission benchmark (`defer`)",
+        "",
+        f"Date: {doc['date']} · Python {doc['host']['python']} · {doc['host']['cpus']} CPUs · "
+        f"{doc['host']['platform']}",
+        f"Load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load['before'])}; "
+        f"after: {' / '.join(f'{x:.2f}' for x in load['after'])}. The machine is shared "
+        "with other sessions' work: figures move by tens of percent between runs.",
+        "",
+        f"Medians over {p['rounds']} rounds, each in a fresh process on a fresh database, no "
+        f"worker. `seq`: one thread, {p['seq_jobs']} sequential `task.defer()`. `threads`: "
+        f"{p['threads']} threads deferring {p['thread_jobs']} jobs in all, one at a time. "
+        "Durable commits (SQLite WAL synchronous=FULL; PostgreSQL defaults). `baseline`: the "
+        f"code before group commit ({p['baseline_src']}), interleaved round by round.",
+        "",
+        "| backend | mode | version | jobs/s | call p50 ms | call p90 ms | batches | largest |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for kind, modes in doc["results"].items():
+        for mode, versions in modes.items():
+            for version, r in versions.items():
+                m = r["median"]
+                lines.append(
+                    f"| {kind} | {mode} | {version} | {m['jobs_per_s']:.0f} | "
+                    f"{m['p50_ms']:.3f} | {m['p90_ms']:.3f} | " if "p50_ms" in m else
+                    f"| {kind} | {mode} | {version} | {m['jobs_per_s']:.0f} | | | ")
+                lines[-1] += (f"{m['batches']:.0f} | {m['largest_batch']:.0f} |"
+                              if "batches" in m else " | |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Group commit for submissions (ADR 0019): concurrent enqueues share one transaction.
+
+A durable commit costs one fsync (SQLite ``synchronous=FULL``, PostgreSQL's WAL flush);
+the rows cost little. Sixteen threads or requests each enqueuing one job paid sixteen
+fsyncs; here they pay one. Every caller still returns only once *its own* jobs are
+committed, and each gets its own answer: a submission the database refuses (or whose
+guard refuses it) fails alone, and the others of its batch commit.
+
+How a submission travels:
+
+- **Idle: inline.** A blocking caller that finds nothing committing and nothing waiting
+  commits its submission on its own thread, at once: a lone or sequential producer never
+  waits for a batch window or a thread hand-off.
+- **Busy: gathered.** Otherwise it joins the queue and waits on its future. One
+  committer thread (started on first use, supervised) takes everything waiting, commits
+  it as one batch (one transaction), then answers each future. Non-blocking callers (the
+  HTTP API's event loop) always go through the queue.
+
+The backend supplies ``commit(batch)``: it returns one entry per submission, a list of
+``Enqueued`` or the exception that refused that submission. If ``commit`` raises, the
+batch's transaction did not commit (or may not have: a lost connection), and every
+caller of the batch gets that error; nothing is reported durable that is not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from treadle.core.errors import StoreUnavailable
+from treadle.core.job import Enqueued, NewJob
+from treadle.logs import get_logger
+from treadle.store.base import Transaction
+from treadle.worker.supervise import describe, supervised
+
+log = get_logger("treadle.store")
+
+# Jobs per batch: enough to amortise a commit over hundreds of producers, small enough
+# that one batch's statement stays short. A submission larger than this goes alone.
+MAX_BATCH_JOBS = 2000
+
+
+class Guard(Protocol):
+    """Runs in the batch's transaction before a submission's jobs are inserted.
+
+    Raising refuses that submission alone: its statements are rolled back to a savepoint
+    and the caller gets the exception. It must not enqueue through the store (it holds
+    the committer) and must be safe to run again (a batch whose every job has an
+    idempotency key is re-sent after a lost connection, ADR 0007)."""
+
+    def __call__(self, tx: Transaction) -> None: ...
+
+
+@dataclass(eq=False)
+class Submission:
+    """One caller's jobs (committed all or none) and where its answer goes."""
+
+    jobs: Sequence[NewJob]
+    guard: Guard | None = None
+    future: Future[list[Enqueued]] = field(default_factory=Future)
+
+
+Result = list[Enqueued] | Exception
+Commit = Callable[[Sequence[Submission]], list[Result]]
+
+
+def unwrap(result: Result) -> list[Enqueued]:
+    """A submission's jobs, or raise the error that refused it."""
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+class GroupCommitter:
+    """Coalesces concurrent submissions to one store (see the module docstring)."""
+
+    def __init__(
+        self, name: str, commit: Commit, *, lanes: int = 1, max_jobs: int = MAX_BATCH_JOBS
+    ) -> None:
+        if lanes < 1 or max_jobs < 1:
+            raise ValueError("lanes and max_jobs must be at least 1")
+        self.name = name
+        self._commit = commit
+        # Batches in flight at once: 1 for SQLite (one writer), more where the database
+        # can flush one batch while the next is sent (PostgreSQL, over its pool).
+        self._lanes = lanes
+        self._max_jobs = max_jobs
+        self._cond = threading.Condition()
+        self._pending: deque[Submission] = deque()
+        self._in_flight = 0  # batches (inline or the threads') being committed
+        self._closed = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.batches = 0  # committed batches (observability and tests)
+        self.largest = 0  # most submissions seen in one batch
+
+    # -- callers ---------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob], guard: Guard | None = None) -> list[Enqueued]:
+        """Commit ``jobs`` (with ``guard``), coalesced with concurrent callers; block
+        until they are durable, and return them (or raise this submission's error)."""
+        sub = Submission(jobs, guard)
+        with self._cond:
+            self._check_open()
+            inline = self._in_flight < self._lanes and not self._pending
+            if inline:
+                self._in_flight += 1
+                sub.future.set_running_or_notify_cancel()
+            else:
+                self._queue(sub)
+        if not inline:
+            return sub.future.result()
+        try:
+            self._run([sub])
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                if self._pending:
+                    self._cond.notify_all()
+        return sub.future.result()
+
+    def submit(self, jobs: Sequence[NewJob], guard: Guard | None = None) -> Future[list[Enqueued]]:
+        """Queue ``jobs`` for the committer thread; the future resolves once they are
+        durable. Cancelling it before its batch starts withdraws the submission."""
+        sub = Submission(jobs, guard)
+        with self._cond:
+            self._check_open()
+            self._queue(sub)
+        return sub.future
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+
+    def _queue(self, sub: Submission) -> None:
+        """Called holding the condition."""
+        if not self._threads:
+            for lane in range(self._lanes):
+                thread = threading.Thread(
+                    target=supervised(f"group-commit-{self.name}", self._loop, pause=self._stop),
+                    name=f"treadle-group-commit-{self.name}-{lane}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._pending.append(sub)
+        self._cond.notify_all()
+
+    # -- the committer thread ------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._in_flight >= self._lanes or not self._pending:
+                    if self._closed and not self._pending:
+                        return
+                    self._cond.wait()
+                batch = self._take()
+                self._in_flight += 1
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+
+    def _take(self) -> list[Submission]:
+        """Everything waiting, up to ``max_jobs`` jobs (always at least one submission);
+        withdrawn (cancelled) submissions are dropped here, before anything is written."""
+        batch: list[Submission] = []
+        jobs = 0
+        while self._pending:
+            sub = self._pending[0]
+            if batch and jobs + len(sub.jobs) > self._max_jobs:
+                break
+            self._pending.popleft()
+            if sub.future.set_running_or_notify_cancel():
+                batch.append(sub)
+                jobs += len(sub.jobs)
+        return batch
+
+    def _run(self, batch: list[Submission]) -> None:
+        """Commit one batch and answer each of its callers, whatever happens."""
+        if not batch:
+            return
+        try:
+            results = self._commit(batch)
+            if len(results) != len(batch):  # a backend bug: never guess who got what
+                raise RuntimeError(f"group commit answered {len(results)} of {len(batch)}")
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("group commit failed; every caller of the batch gets the error",
+                            committer=self.name, submissions=len(batch), error=describe(exc))
+            for sub in batch:
+                sub.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.largest = max(self.largest, len(batch))
+        for sub, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                sub.future.set_exception(result)
+            else:
+                sub.future.set_result(result)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Refuse new submissions, commit what is queued, stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        self._stop.set()
+        with self._cond:  # the thread could not finish in time: never leave a caller hanging
+            while self._pending:
+                sub = self._pending.popleft()
+                if sub.future.set_running_or_notify_cancel():
+                    sub.future.set_exception(StoreUnavailable("the store closed before commit"))
