@@ -145,9 +145,17 @@ class WorkflowContext:
         token = _step_key.set(self.idempotency_key(name))
         self._stream_step(seq, name, "started")
         try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = _run_awaitable(value)
+            # A span per step that runs (a replayed one returned above), child of the
+            # attempt's run span (ADR 0021).
+            with self.job_ctx.span(f"step {name}",
+                                   {"treadle.step": name, "treadle.seq": seq}) as span:
+                try:
+                    value = fn(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = _run_awaitable(value)
+                except Exception as exc:
+                    span.fail(f"{type(exc).__name__}")
+                    raise
         except Exception as exc:
             self._step_failed(seq, name, exc, None if early.settle() else started_at)
             raise
@@ -345,8 +353,11 @@ class WorkflowContext:
         job = self._make_child(task, payload)
         # The key makes the child unique per (parent, step, index) on top of the
         # transaction that writes it with the checkpoint.
+        # A child continues the workflow's trace, from the span current now (ADR 0021).
+        trace = self.job_ctx._tracing.current_traceparent() if self.job_ctx._tracing else None
         return replace(job, parent_id=self.job.id, tenant=self.job.tenant,
-                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}")
+                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}",
+                       traceparent=trace or self.job.traceparent)
 
     def _fan_in(self, rec: Step, fail_fast: bool) -> list[Any]:
         seq, name, kind = rec.seq, rec.name, rec.kind

@@ -84,7 +84,7 @@ def test_worker_options_and_its_deprecated_name(db_url: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             options = app.worker_options()
-        assert set(options) == {"on_finished", "services"} and options["on_finished"]
+        assert set(options) == {"on_finished", "services", "tracing"} and options["on_finished"]
         with pytest.warns(DeprecationWarning, match=r"use app.worker_options\(\)"):
             old = app.worker_hooks()
         assert old == options
