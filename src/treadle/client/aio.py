@@ -258,6 +258,14 @@ class AsyncClient:
     async def retry(self, job_id: int) -> Job:
         return await self.send(calls.retry(job_id))
 
+    async def release(self, job_id: int) -> Job:
+        """Release a quarantined job (ADR 0015): queued again, its crash count reset."""
+        return await self.send(calls.release(job_id))
+
+    async def discard(self, job_id: int) -> Job:
+        """Discard a quarantined job (ADR 0015): failed for good."""
+        return await self.send(calls.discard(job_id))
+
     async def register_dynamic_worker(self, code: str, language: Literal["javascript", "python"], *,
                               name: str | None = None, limits: Mapping[str, Any] | None = None,
                               allow_wasm: bool = False, fetch_allow: list[str] | None = None,

@@ -171,6 +171,14 @@ def retry(jid: int) -> Call[Job]:
     return Call("POST", f"/v1/jobs/{job_id(jid)}/retry", _job)
 
 
+def release(jid: int) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{job_id(jid)}/release", _job)
+
+
+def discard(jid: int) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{job_id(jid)}/discard", _job)
+
+
 def send_event(key: str, payload: Any) -> Call[int]:
     def parse(a: Answer) -> int:
         value = a.data.get("id") if isinstance(a.data, dict) else None

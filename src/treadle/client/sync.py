@@ -272,6 +272,14 @@ class Client:
     def retry(self, job_id: int) -> Job:
         return self.send(calls.retry(job_id))
 
+    def release(self, job_id: int) -> Job:
+        """Release a quarantined job (ADR 0015): queued again, its crash count reset."""
+        return self.send(calls.release(job_id))
+
+    def discard(self, job_id: int) -> Job:
+        """Discard a quarantined job (ADR 0015): failed for good."""
+        return self.send(calls.discard(job_id))
+
     # -- dynamic workers -------------------------------------------------------------
 
     def register_dynamic_worker(self, code: str, language: Literal["javascript", "python"], *,
