@@ -317,7 +317,9 @@ class Worker:
             if self._running or self._unwritten:
                 return False  # not empty (its look stays due)
         now = time.monotonic()
-        if not self._look_for_suspects and now < self._next_suspect_look:
+        # A burst run looks every time: it must not stop while a suspect waits.
+        if not (self._look_for_suspects or self.config.burst) \
+                and now < self._next_suspect_look:
             return False
         self._look_for_suspects = False
         self._next_suspect_look = now + SUSPECT_LOOK_INTERVAL
