@@ -301,6 +301,12 @@ class Worker:
                     # let in-flight work finish, then look again
                     self._stopping.wait(0.01)
                     continue
+                with self._room:
+                    if self._look_for_suspects and self._unwritten and not self._running:
+                        # Empty but for outcomes being written: look for suspects as soon
+                        # as they are stored (the flusher notifies), not a poll later.
+                        self._room.wait(cfg.poll_interval)
+                        continue
                 try:
                     if self.store.wait_for_work(cfg.poll_interval):
                         self._look_for_suspects = True  # a reap may have made suspects
