@@ -35,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+CHILD_TIMEOUT = 180.0  # seconds for one measurement (a hung run is recorded as such)
 PG_ADMIN = os.environ.get("TREADLE_TEST_POSTGRES_URL",
                           "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -129,10 +130,16 @@ def run_child(src: str | None, kind: str, mode: str, jobs: int, threads: int) ->
     try:
         path = [src] if src else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.submit_bench", "--child", db.url, mode,
-             str(jobs), str(threads)],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600)
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.submit_bench", "--child", db.url, mode,
+                 str(jobs), str(threads)],
+                cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+                timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # Recorded, not hidden: the run made no progress (seen with the pre-group-commit
+            # code, 16 threads on a 4-connection PostgreSQL pool).
+            return {"jobs_per_s": 0.0, "hung": 1.0}
         result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
     finally:
@@ -169,7 +176,8 @@ def main() -> None:
                     print(f"{kind} {mode} {version} round {i + 1}: "
                           + ", ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
             for version, rs in rounds.items():
-                medians = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+                keys = {k for r in rs for k in r}
+                medians = {k: statistics.median(r.get(k, 0.0) for r in rs) for k in keys}
                 results.setdefault(kind, {}).setdefault(mode, {})[version] = {
                     "median": medians, "rounds": rs}
     doc = {
@@ -227,6 +235,9 @@ def _markdown(doc: dict[str, Any]) -> str:
                     f"{cell('cpu_us_per_job', '.0f')} | {cell('p50_ms', '.2f')} | "
                     f"{cell('p90_ms', '.2f')} | {cell('batches', '.0f')} | "
                     f"{cell('largest_batch', '.0f')} |")
+                hung = sum(1 for x in r["rounds"] if x.get("hung"))
+                if hung:
+                    lines[-1] += f" {hung} of {len(r['rounds'])} rounds hung (0 jobs/s)"
     lines.append("")
     return "\n".join(lines)
 
