@@ -262,13 +262,19 @@ def main() -> None:
         rounds: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
         for i in range(args.rounds):
             for version, src in versions.items():
-                r = one_round(kind, args.clients, args.submit_jobs, args.runs,
-                              client_kinds, src)
+                try:
+                    r = one_round(kind, args.clients, args.submit_jobs, args.runs,
+                                  client_kinds, src)
+                except RuntimeError as exc:  # recorded, not hidden (the old code wedged)
+                    print(f"{kind} {version} round {i + 1} failed: {exc}"[:400], flush=True)
+                    r = {"failed": 1.0}
                 print(f"{kind} {version} round {i + 1}: "
                       + ", ".join(f"{k}={v:.1f}" for k, v in r.items()), flush=True)
                 rounds[version].append(r)
         for version, rs in rounds.items():
-            medians = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            ok = [r for r in rs if not r.get("failed")]
+            medians = ({k: statistics.median(r[k] for r in ok) for k in ok[0]} if ok
+                       else {"failed": 1.0})
             label = kind if version == "current" else f"{kind} ({version})"
             results[label] = {"median": medians, "rounds": rs}
     doc = {
@@ -328,6 +334,12 @@ def _markdown(doc: dict[str, Any]) -> str:
 
     for kind, r in doc["results"].items():
         m = r["median"]
+        failed = sum(1 for x in r["rounds"] if x.get("failed"))
+        if failed:
+            lines.append(f"| {kind} | {failed} of {len(r['rounds'])} rounds failed (requests "
+                         "timed out or 503) | | | | | | |")
+            if failed == len(r["rounds"]):
+                continue
         lines.append(f"| {kind} | {cell(m, 'submit_jobs_per_s', '.0f')} | "
                      f"{cell(m, 'server_cpu_us_httpx', '.0f')} | "
                      f"{cell(m, 'submit_raw_jobs_per_s', '.0f')} | "
