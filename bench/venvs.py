@@ -15,11 +15,15 @@ PEER_REQUIREMENTS: dict[str, list[str]] = {
     "procrastinate": ["procrastinate==3.10.0", "psycopg[binary]==3.3.9"],
     "celery": ["celery[redis]==5.7.0"],
     "dbos": ["dbos==3.4.0", "psycopg[binary]==3.3.9"],
+    "huey": ["huey==3.5.4", "redis==8.1.0"],
+    "dramatiq": ["dramatiq[redis]==2.2.1", "redis==8.1.0"],
 }
 PEER_SCRIPTS: dict[str, str] = {
     "procrastinate": "procrastinate_bench.py",
     "celery": "celery_bench.py",
     "dbos": "dbos_bench.py",
+    "huey": "huey_bench.py",
+    "dramatiq": "dramatiq_bench.py",
 }
 
 

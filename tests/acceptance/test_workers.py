@@ -75,8 +75,12 @@ def test_kill_9_mid_job_reruns_after_the_lease_expires(db_url: str, workers: Wor
     done = job.wait(timeout=60)
     assert done.status is JobStatus.SUCCEEDED and done.result == "attempt2"
     reasons = events_by_reason(app, job.id)
-    assert reasons == ["enqueued", "claimed", "lease_expired", "claimed", "completed"]
-    expired = next(e for e in app.job_events(job.id) if e.reason == "lease_expired")
+    # With a 2 s lease either guard may act first: the dead worker's session or process
+    # (ADR 0018) or its lease; test_recovery.py times the first with the default lease,
+    # and the SIGSTOP test below needs the lease alone.
+    assert reasons[:2] + reasons[3:] == ["enqueued", "claimed", "claimed", "completed"]
+    assert reasons[2] in ("worker_died", "lease_expired")
+    expired = next(e for e in app.job_events(job.id) if e.reason == reasons[2])
     assert expired.attempt == 1 and expired.worker is not None
     app.close()
 

@@ -50,3 +50,13 @@ def test_bad_values_refused(bad: object) -> None:
         p.update(bad, 1)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput), p.watch(bad):  # type: ignore[arg-type]
         pass
+
+
+def test_hostile_messages_are_cleaned_and_capped() -> None:
+    p = ProgressState(ManualClock())
+    p.update(1, 2, "bad \udc80 nul \x00 " + "x" * 100_000)
+    v = p.value
+    assert v is not None and v.message is not None
+    assert v.message.endswith("more characters not stored]") and len(v.message) < 1100
+    assert "\udc80" not in v.message and "\x00" not in v.message
+    v.message.encode("utf-8")  # storable

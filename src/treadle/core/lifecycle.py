@@ -42,10 +42,11 @@ TRANSITIONS: dict[tuple[JobStatus, JobStatus], frozenset[str]] = {
     (JobStatus.QUEUED, JobStatus.CANCELLED): frozenset({"cancelled"}),
     (JobStatus.RUNNING, JobStatus.SUCCEEDED): frozenset({"completed"}),
     (JobStatus.RUNNING, JobStatus.FAILED): frozenset(
-        {"failed", "attempts_exhausted", "lease_expired", "timeout"}
+        {"failed", "attempts_exhausted", "lease_expired", "worker_died", "timeout"}
     ),
     (JobStatus.RUNNING, JobStatus.QUEUED): frozenset(
-        {"retry", "lease_expired", "released", "continued"}
+        # worker_died: the worker's session or process ended (ADR 0018).
+        {"retry", "lease_expired", "worker_died", "released", "continued"}
     ),
     (JobStatus.RUNNING, JobStatus.CANCELLED): frozenset({"cancelled"}),
     # A workflow's step checkpoints are events of the running attempt that leave its

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import InvalidInput
+from treadle.core.storable import clean_text
 
 MAX_STALL_SECONDS = 7 * 86_400.0
+MAX_MESSAGE_CHARS = 1000  # as a stream's progress item keeps
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class ProgressState:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
                                   or not math.isfinite(v)):
                 raise InvalidInput(f"progress {name} must be a finite number")
-        value = ProgressValue(float(done), None if total is None else float(total), message)
+        text = None if message is None else clean_text(str(message), MAX_MESSAGE_CHARS)
+        value = ProgressValue(float(done), None if total is None else float(total), text)
         with self._lock:
             if self._value is None or self._value.done != value.done:
                 self._moved_at = self.clock.monotonic()

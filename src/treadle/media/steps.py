@@ -105,13 +105,16 @@ class MediaSteps:
             sha256, stall = check_sha256(payload["sha256"]), float(payload["stall_seconds"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"not a media segment payload: {exc}") from None
+        # Per attempt: an abandoned attempt's thread (stuck, then released) must not
+        # remove or touch the files a later attempt of the same job is using.
+        work = self.root / f"segment-{ctx.job.id}-{ctx.job.attempt}"
         try:
-            return self.encode(ctx, sha256, info, rendition, seg, stall)
+            return self.encode(ctx, sha256, info, rendition, seg, stall, work)
         finally:
-            self.cleanup(ctx.job)
+            shutil.rmtree(work, ignore_errors=True)
 
-    def encode(self, ctx: JobContext, sha256: str, info: MediaInfo,
-               rendition: Rendition, seg: Segment, stall_seconds: float) -> dict[str, Any]:
+    def encode(self, ctx: JobContext, sha256: str, info: MediaInfo, rendition: Rendition,
+               seg: Segment, stall_seconds: float, work: Path) -> dict[str, Any]:
         job = ctx.job
         key = output_key(sha256, "segment", {**rendition.params(), "start": seg.start,
                                              "end": seg.end})
@@ -119,19 +122,18 @@ class MediaSteps:
         found = self.svc.reuse(job.id, name, tenant=job.tenant)
         if found is not None:
             return {"name": name, "frames": found.meta.get("frames", 0), "reused": True}
-        work = self.workdir(job)
         work.mkdir(parents=True, exist_ok=True)
-        # Per attempt: an abandoned attempt's thread (stuck, then released) must not
-        # touch the file a later attempt is writing.
-        out = work / f"{key}.{uuid.uuid4().hex[:8]}.part.mp4"
+        out = work / f"{key}.part.mp4"
         total = max(1, round((seg.end - seg.start) * (info.fps or 25)))
         meter = FrameMeter(ctx, f"{rendition.name} segment {seg.index}", total,
                            self.frame_hook)
+        # Fetched before the watch: a long download from S3 counts no frames, and its own
+        # client times out a connection that stops.
+        src = local_copy(self.svc, sha256, work)
         try:
-            # The worker fails this step as ``timeout`` if no frame is counted for
-            # ``stall_seconds``: fetching the input and opening it count as part of it.
+            # The worker fails this segment as ``timeout`` if no frame is counted for
+            # ``stall_seconds``, even if FFmpeg never returns (ADR 0016).
             with ctx.watch_progress(stall_seconds):
-                src = local_copy(self.svc, sha256, work)
                 frames = encode.encode_segment(src, info, seg, rendition, out, meter.advance)
             meter.finish()
             self.svc.put(job.id, name, out, tenant=job.tenant, content_type="video/mp4",

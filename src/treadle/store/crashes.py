@@ -52,15 +52,21 @@ def reap_decision(
     crashes: Sequence[Crash] = (),
     max_crashes: int | None = None,
     now: datetime | None = None,
+    seen_dead: bool = False,
 ) -> ReapDecision:
     """What an expired lease becomes. A requested cancel wins; then a crash that reaches
     ``max_crashes`` quarantines the job (even on its last attempt: an operator should see
-    a job that kills workers); then the usual retry-or-fail by attempts."""
+    a job that kills workers); then the usual retry-or-fail by attempts.
+
+    ``seen_dead``: not a lease that ran out, but a worker whose session or process was
+    seen to end (ADR 0018): a crash for certain, recorded with the reason ``worker_died``."""
+    message = (f"worker {owner} died during attempt {attempt}" if seen_dead else
+               f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}")
     err = ErrorInfo(
-        ErrorClass.LEASE_LOST,
-        f"lease expired: worker {owner} stopped heartbeating during attempt {attempt}",
-        {"worker": owner, "attempt": attempt, "worker_died": died},
+        ErrorClass.LEASE_LOST, message,
+        {"worker": owner, "attempt": attempt, "worker_died": died or seen_dead},
     )
+    died = died or seen_dead
     if cancel_requested:
         return ReapDecision("cancelled", "cancelled", err, None, None)
     history: list[dict[str, Any]] | None = None
@@ -77,5 +83,5 @@ def reap_decision(
             return ReapDecision("quarantined", "quarantined", err, history,
                                 {"crashes": history, "max_crashes": limit})
     status = "failed" if attempt >= max_attempts else "queued"
-    return ReapDecision(status, "lease_expired", err, history,
+    return ReapDecision(status, "worker_died" if seen_dead else "lease_expired", err, history,
                         {"crash": history[-1]} if history else None)

@@ -57,7 +57,9 @@ class MigrationRunner:
                 f"{self.latest}: upgrade Treadle before using this database",
                 detail={"database": newest, "code": self.latest},
             )
-        if not allow_behind and newest < self.latest:
+        # A gap counts too: migrations numbered by separate changes may land out of order.
+        missing = {v for v, _, _ in self.migrations} - set(applied)
+        if not allow_behind and missing:
             raise ConfigurationError(
                 f"{self.what} is at version {newest}, Treadle needs {self.latest}: "
                 "run `treadle migrate`",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from treadle.core.errors import ConfigurationError
@@ -13,6 +14,9 @@ log = get_logger("treadle.reaper")
 
 REAP_SLACK = 0.02  # seconds after the expiry, so the lease is past on the store's clock
 PROBE_INTERVAL = 0.25  # how often a worker re-reads the earliest lease expiry
+# How often a worker looks for dead workers (ADR 0018): a killed worker's jobs run
+# again within about this plus the time its session takes to end (well under 2 s).
+DEAD_INTERVAL = 1.0
 
 
 @dataclass
@@ -38,10 +42,19 @@ class Reaper:
         due = self.store.lease_due_in()
         return self.interval if due is None else min(self.interval, due + REAP_SLACK)
 
+    def run_dead_once(self) -> ReapResult:
+        """Re-queue the jobs of workers known dead (ADR 0018): their session ended
+        (PostgreSQL) or their process is gone (SQLite). Leases stay the guard against
+        workers that are alive but frozen or cut off."""
+        return self._drain(self.store.reap_dead, "re-queued the jobs of dead workers")
+
     def run_once(self) -> ReapResult:
+        return self._drain(self.store.reap, "reaped expired leases")
+
+    def _drain(self, reap: Callable[..., ReapResult], what: str) -> ReapResult:
         total = ReapResult()
         while True:
-            res = self.store.reap(limit=self.batch)
+            res = reap(limit=self.batch)
             total = ReapResult(
                 total.requeued + res.requeued,
                 total.failed + res.failed,
@@ -52,7 +65,7 @@ class Reaper:
                 break
         if total.total:
             log.info(
-                "reaped expired leases",
+                what,
                 requeued=total.requeued,
                 failed=total.failed,
                 cancelled=total.cancelled,

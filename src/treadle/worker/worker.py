@@ -14,6 +14,7 @@ logged, the job in hand is failed with a classified error, and the thread goes o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from treadle.context import JobContext
@@ -47,10 +48,12 @@ from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Store
 from treadle.streams.buffer import StreamBuffer
 from treadle.streams.repo import StreamRepo
+from treadle.tracing import NULL_TRACING, Tracing
+from treadle.usage import UsageMeter
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
 from treadle.worker.pruner import Pruner
-from treadle.worker.reaper import PROBE_INTERVAL, Reaper
+from treadle.worker.reaper import DEAD_INTERVAL, PROBE_INTERVAL, Reaper
 from treadle.worker.scheduler import Scheduler
 from treadle.worker.supervise import describe, supervised
 from treadle.worker.writing import store_batch, store_each
@@ -80,13 +83,20 @@ class WorkerConfig:
     poll_interval: float = 2.0  # safety net only; wake-ups come from the store
     shutdown_grace: float = 30.0
     reap_interval: float = 5.0
+    prune_interval: float = 60.0  # retention passes (ADR 0010)
     name: str | None = None
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
+    # Claim ahead (ADR 0017): jobs claimed beyond the free slots, held under lease and
+    # heartbeat, started as slots free up, released at shutdown. None: ``concurrency``.
+    prefetch: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigurationError("concurrency must be between 1 and 10000")
-        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
+        if self.prefetch is not None and not 0 <= self.prefetch <= 10_000:
+            raise ConfigurationError("prefetch must be between 0 and 10000")
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0 \
+                or self.prune_interval <= 0:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
@@ -112,6 +122,8 @@ class _Running:
     future: Any = None  # concurrent.futures.Future for async tasks
     finalized: bool = False
     started: float = field(default_factory=time.perf_counter)
+    begun: bool = False  # False while claimed ahead, waiting for a slot (ADR 0017)
+    meter: UsageMeter | None = None  # what the attempt costs, from its start (ADR 0022)
 
 
 class Worker:
@@ -126,7 +138,9 @@ class Worker:
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
         services: Sequence[Service] = (),
+        tracing: Tracing = NULL_TRACING,
     ) -> None:
+        self.tracing = tracing  # spans for claims and runs (ADR 0021)
         self.scheduler = scheduler
         self.services = list(services)
         self.clock = clock
@@ -140,8 +154,14 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
-        self.pruner = Pruner(store)
+        self.pruner = Pruner(store, interval=self.config.prune_interval)
+        self.prefetch = self.config.concurrency if self.config.prefetch is None \
+            else self.config.prefetch
+        # Every attempt this worker holds a lease for: begun ones and those claimed ahead.
         self._running: dict[int, _Running] = {}
+        self._ahead: collections.deque[_Running] = collections.deque()  # claimed, not begun
+        self._executing = 0  # begun and not finalized: at most ``concurrency``
+        self._dispatching = threading.local()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -167,13 +187,26 @@ class Worker:
     def run(self) -> None:
         log.info("worker starting", worker=self.id, queues=self.config.queues,
                  kinds=self.kinds, concurrency=self.config.concurrency)
+        self._register()
         self._start_threads()
         try:
             self._claim_loop()
         finally:
             self._shutdown()
             self._stopped.set()
+            with contextlib.suppress(Exception):  # nothing to undo if it never registered
+                self.store.unregister_worker(self.id)
             log.info("worker stopped", worker=self.id, processed=self.processed)
+
+    def _register(self) -> None:
+        """Make this worker's death noticeable before it claims anything (ADR 0018)."""
+        try:
+            if not self.store.register_worker(self.id):
+                log.warning("worker liveness unknown; a crash is noticed by lease expiry",
+                            worker=self.id)
+        except StoreUnavailable as exc:
+            log.warning("could not register the worker; a crash is noticed by lease expiry",
+                        worker=self.id, error=str(exc))
 
     def _start_threads(self) -> None:
         for _ in range(self.config.concurrency):
@@ -209,10 +242,13 @@ class Worker:
         """Claim what fits, start it, wait for wake-ups; True once a burst run is done."""
         backoff = 0.05
         cfg = self.config
+        capacity = cfg.concurrency + self.prefetch
         while not self._stopping.is_set():
             with self._room:
-                room = cfg.concurrency - len(self._running)
-                if room <= 0:
+                room = capacity - len(self._running)
+                # Claim the next batch while half the claimed-ahead jobs still wait: the
+                # slots never wait for a claim's round trip, and batches stay large.
+                if room <= 0 or len(self._ahead) > self.prefetch // 2:
                     self._room.wait(cfg.poll_interval)
                     continue
             try:
@@ -222,14 +258,15 @@ class Worker:
                     lease_seconds=cfg.lease.seconds, kinds=self.kinds,
                 )
                 self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
+                if jobs and self.tracing.enabled:
+                    self._trace_claim(jobs, t0)
                 backoff = 0.05
             except StoreUnavailable as exc:
                 log.warning("claim failed; retrying", worker=self.id, error=str(exc))
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for job in jobs:
-                self._start(job)
+            self._accept(jobs)
             if len(jobs) < room:
                 if cfg.burst and not jobs:
                     with self._lock:
@@ -245,15 +282,55 @@ class Worker:
                     self._stopping.wait(backoff)
         return False
 
-    def _start(self, job: Job) -> None:
-        log.debug("job claimed", job_id=job.id, attempt=job.attempt, worker=self.id)
-        deadline = Deadline.after(job.timeout, self.clock)
-        entry = _Running(job, JobContext(job, self.id, deadline), Runnable())
-        entry.ctx._log_sink = entry.logs.add
-        entry.ctx._stream = self.streams.writer(job.id, job.attempt)
-        entry.ctx.progress_state = ProgressState(self.clock)
+    def _accept(self, jobs: Sequence[Job]) -> None:
+        """Hold claimed jobs (their leases are heartbeated from now on), start what fits."""
+        entries = []
+        for job in jobs:
+            log.debug("job claimed", job_id=job.id, attempt=job.attempt, worker=self.id)
+            entry = _Running(job, JobContext(job, self.id, Deadline.after(None)), Runnable())
+            entry.ctx._log_sink = entry.logs.add
+            entry.ctx._stream = self.streams.writer(job.id, job.attempt)
+            entry.ctx.progress_state = ProgressState(self.clock)
+            entries.append(entry)
         with self._lock:
-            self._running[job.id] = entry
+            for entry in entries:
+                self._running[entry.job.id] = entry
+            self._ahead.extend(entries)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Begin claimed-ahead attempts while slots are free (not once stopping: what is
+        left ahead is released at shutdown, without using up an attempt)."""
+        if getattr(self._dispatching, "on", False):
+            return  # a start that finalized at once (say, no executor): the outer loop goes on
+        self._dispatching.on = True
+        try:
+            self._dispatch_ahead()
+        finally:
+            self._dispatching.on = False
+
+    def _dispatch_ahead(self) -> None:
+        while not self._stopping.is_set():
+            with self._room:
+                if self._executing >= self.config.concurrency or not self._ahead:
+                    return
+                entry = self._ahead.popleft()
+                if entry.finalized:  # cancelled while it waited
+                    continue
+                self._executing += 1
+                entry.begun = True
+                self._room.notify()  # the claim loop may want the next batch now
+            self._start(entry)
+
+    def _start(self, entry: _Running) -> None:
+        job = entry.job
+        # The timeout runs from the start, not from the claim ahead.
+        entry.ctx.deadline = Deadline.after(job.timeout, self.clock)
+        entry.started = time.perf_counter()
+        # Usage and spans from the start too (ADR 0022, ADR 0021): a job released while
+        # held ahead never ran, and reports no usage.
+        entry.meter = entry.ctx._usage = UsageMeter(job)
+        entry.ctx._tracing = self.tracing
         executor = self.executors.get(job.kind)
         try:
             if executor is None:
@@ -292,14 +369,23 @@ class Worker:
             if entry is None:
                 return
             entry.thread_id = me
-            try:
-                assert entry.runnable.call is not None
-                result = entry.runnable.call(entry.ctx)
-                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
-            except _HardStop:
-                return  # finalized by whoever stopped us; a replacement thread runs
-            except BaseException as exc:
-                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            meter = entry.meter
+            with self.tracing.run(entry.job, self.id) as span:
+                try:
+                    assert entry.runnable.call is not None
+                    if meter is not None:
+                        meter.enter()  # thread CPU of this attempt from here (ADR 0022)
+                    try:
+                        result = entry.runnable.call(entry.ctx)
+                    finally:
+                        if meter is not None:
+                            meter.leave()
+                    outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+                except _HardStop:
+                    return  # finalized by whoever stopped us; a replacement thread runs
+                except BaseException as exc:
+                    outcome = self._error_outcome(entry.job, exc, entry.runnable)
+                span.outcome(outcome)
             self._finalize(entry, outcome)
             if entry.thread_id is None:
                 return  # this thread was abandoned after a hard stop; a replacement runs
@@ -307,17 +393,20 @@ class Worker:
 
     async def _run_async(self, entry: _Running) -> None:
         assert entry.runnable.acall is not None
-        try:
-            timeout = entry.job.timeout
-            result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
-            outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
-        except asyncio.CancelledError:
-            return  # finalized by whoever cancelled us
-        except TimeoutError:
-            exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
-            outcome = self._error_outcome(entry.job, exc, entry.runnable)
-        except BaseException as exc:
-            outcome = self._error_outcome(entry.job, exc, entry.runnable)
+        # An async task shares its thread with others: its CPU is not measured (None).
+        with self.tracing.run(entry.job, self.id) as span:
+            try:
+                timeout = entry.job.timeout
+                result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
+                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+            except asyncio.CancelledError:
+                return  # finalized by whoever cancelled us
+            except TimeoutError:
+                exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            except BaseException as exc:
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            span.outcome(outcome)
         self._finalize(entry, outcome)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -342,10 +431,33 @@ class Worker:
             if entry.finalized:
                 return False
             entry.finalized = True
+            if entry.begun:
+                self._executing -= 1
             self._running.pop(entry.job.id, None)
             self._room.notify()
-        self._outcomes.put((entry, outcome))
+        self._outcomes.put((entry, self._with_usage(entry, outcome)))
+        if entry.begun:
+            self._dispatch()  # the freed slot takes the next claimed-ahead job at once
         return True
+
+    def _with_usage(self, entry: _Running, outcome: Outcome) -> Outcome:
+        """The outcome with what the attempt cost (ADR 0022); a measuring failure costs
+        the figures, never the outcome."""
+        if entry.meter is None:
+            return outcome
+        try:
+            return replace(outcome, usage=entry.meter.finish(outcome, entry.logs.bytes))
+        except Exception as exc:
+            log.error("usage not measured", job_id=entry.job.id, error=describe(exc))
+            return outcome
+
+    def _trace_claim(self, jobs: list[Job], t0: float) -> None:
+        end = time.time_ns()
+        start = end - int((time.perf_counter() - t0) * 1e9)
+        try:
+            self.tracing.claimed(self.id, jobs, start, end)
+        except Exception as exc:  # tracing must never break the worker
+            log.error("tracing failed", error=describe(exc))
 
     def _hard_stop(self, entry: _Running, outcome: Outcome) -> None:
         """End an attempt that will not end by itself (timeout, cancel, shutdown)."""
@@ -443,7 +555,7 @@ class Worker:
         cfg = self.config
         next_beat = 0.0
         next_reap = time.monotonic() + cfg.reap_interval
-        next_tick = next_probe = 0.0
+        next_tick = next_probe = next_dead = 0.0
         next_prune = time.monotonic() + self.pruner.interval
         next_service = [0.0] * len(self.services)
         while not self._stopped.is_set():
@@ -460,6 +572,11 @@ class Worker:
                 if self.scheduler is not None and now >= next_tick:
                     self.scheduler.run_once()
                     next_tick = now + 1.0
+                if now >= next_dead:
+                    dead = self.reaper.run_dead_once()
+                    if dead.total:
+                        self.observer.reaped(dead)
+                    next_dead = now + DEAD_INTERVAL
                 if now >= next_reap:
                     reaped = self.reaper.run_once()
                     if reaped.total:
@@ -495,7 +612,10 @@ class Worker:
             # Progress rides with the heartbeat: the latest value, once per beat (ADR 0016).
             latest = e.ctx.progress_state.take_unreported()
             if latest is not None and e.ctx._stream is not None:
-                e.ctx._stream.progress(latest.done, latest.total, latest.message)
+                try:
+                    e.ctx._stream.progress(latest.done, latest.total, latest.message)
+                except Exception as exc:  # one job's progress never stops the others' beat
+                    log.error("progress not written", job_id=e.job.id, error=describe(exc))
             if e.job.id in res.cancel_requested:
                 log.info("cancelling job on request", job_id=e.job.id, worker=self.id)
                 self._hard_stop(e, Outcome(e.job.id, e.job.lease_token, OutcomeKind.CANCELLED,
@@ -509,6 +629,8 @@ class Worker:
         with self._lock:
             entries = list(self._running.values())
         for e in entries:
+            if not e.begun:
+                continue  # held ahead: its time starts when it begins (ADR 0017)
             if e.ctx.deadline.expired:
                 exc = Timeout(f"task exceeded its timeout of {e.job.timeout}s")
             elif (stalled := e.ctx.progress_state.stalled()) is not None:
@@ -521,6 +643,13 @@ class Worker:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_grace
+        # Claimed ahead and never begun: back to the queue at once (a release does not
+        # use up an attempt), so other workers run them during our grace period.
+        with self._room:
+            ahead = [e for e in self._running.values() if not e.begun]
+        for e in ahead:
+            self._hard_stop(e, Outcome(e.job.id, e.job.lease_token, OutcomeKind.RELEASED,
+                                       self.id))
         with self._room:
             while self._running and time.monotonic() < deadline:
                 self._room.wait(min(0.1, max(0.0, deadline - time.monotonic())))

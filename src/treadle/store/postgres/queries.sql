@@ -69,18 +69,21 @@ WITH input AS (
         %(max_attempts)s::integer[], %(timeout)s::double precision[],
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
         %(callback_url)s::text[], %(concurrency_limit)s::integer[],
-        %(rate_period)s::double precision[], %(max_crashes)s::integer[]
+        %(rate_period)s::double precision[], %(max_crashes)s::integer[],
+        %(traceparent)s::text[], %(rate_key)s::text[], %(rate_limit)s::integer[],
+        %(rate_window)s::double precision[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, max_crashes, ord)
+                           concurrency_limit, rate_period, max_crashes, traceparent, rate_key,
+                           rate_limit, rate_window, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-        max_crashes, created_at)
+        max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
            idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           max_crashes, %(now)s
+           max_crashes, %(now)s, traceparent, rate_key, rate_limit, rate_window
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -111,9 +114,9 @@ WITH input AS (
         %(id)s::bigint[], %(token)s::bigint[], %(status)s::text[], %(result)s::jsonb[],
         %(error)s::jsonb[], %(run_at)s::timestamptz[], %(payload)s::jsonb[],
         %(extra_attempts)s::integer[], %(finished_at)s::timestamptz[], %(worker)s::text[],
-        %(reason)s::text[]
+        %(reason)s::text[], %(usage)s::jsonb[]
     ) AS t(id, token, status, result, error, run_at, payload, extra_attempts, finished_at,
-           worker, reason)
+           worker, reason, usage)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status,
@@ -131,7 +134,21 @@ WITH input AS (
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.attempt, j.status, j.queue, j.tenant, j.callback_url, i.worker,
-              i.reason, i.error
+              i.reason, i.error, j.kind, j.task, j.traceparent, i.usage
+), us AS (
+    -- What the attempt cost (ADR 0022), counted exactly when its outcome is accepted.
+    INSERT INTO treadle_attempt_usage (
+        job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
+        wall_seconds, cpu_seconds, peak_memory_bytes, result_bytes, log_bytes, wait_seconds,
+        tokens_in, tokens_out, cost_usd)
+    SELECT id, attempt, tenant, queue, kind, task, usage->>'outcome', usage->>'error_class',
+           %(now)s, (usage->>'wall_seconds')::double precision,
+           (usage->>'cpu_seconds')::double precision, (usage->>'peak_memory_bytes')::bigint,
+           (usage->>'result_bytes')::bigint, (usage->>'log_bytes')::bigint,
+           (usage->>'wait_seconds')::double precision, (usage->>'tokens_in')::bigint,
+           (usage->>'tokens_out')::bigint, (usage->>'cost_usd')::double precision
+    FROM upd WHERE usage IS NOT NULL
+    ON CONFLICT (job_id, attempt) DO NOTHING
 ), ev AS (
     -- Each attempt's error stays in its event, after the job's own error moves on.
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
@@ -142,9 +159,9 @@ WITH input AS (
 ), cb AS (
     -- A finished job's callback delivery is a durable job written in this same statement.
     INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                              parent_id, created_at)
+                              parent_id, created_at, traceparent)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s, traceparent
     FROM upd WHERE callback_url IS NOT NULL AND status IN ('succeeded', 'failed', 'cancelled')
     RETURNING id
 ), cb_ev AS (
@@ -197,18 +214,19 @@ LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED;
 
 -- name: reap_many
+-- Guarded by the token read with the rows (ADR 0002): only the attempt that was judged.
 WITH input AS (
-    SELECT * FROM unnest(%(id)s::bigint[], %(status)s::text[], %(error)s::jsonb[],
-                         %(reason)s::text[], %(worker)s::text[], %(crashes)s::jsonb[],
-                         %(detail)s::jsonb[])
-        AS t(id, status, error, reason, worker, crashes, detail)
+    SELECT * FROM unnest(%(id)s::bigint[], %(token)s::bigint[], %(status)s::text[],
+                         %(error)s::jsonb[], %(reason)s::text[], %(worker)s::text[],
+                         %(crashes)s::jsonb[], %(detail)s::jsonb[])
+        AS t(id, token, status, error, reason, worker, crashes, detail)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
         lease_expires_at = NULL, crashes = coalesce(i.crashes, j.crashes),
         finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
                            ELSE %(now)s END
-    FROM input i WHERE j.id = i.id AND j.status = 'running'
+    FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.status, j.attempt, i.reason, i.worker, i.detail
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
@@ -286,7 +304,7 @@ ON CONFLICT (name) DO UPDATE SET
         ELSE coalesce(%(concurrency_limit)s::integer, treadle_queues.concurrency_limit) END;
 
 -- name: queue_configs
-SELECT name, paused, concurrency_limit FROM treadle_queues;
+SELECT name, paused, concurrency_limit, retention_seconds FROM treadle_queues;
 
 -- name: queue_stats
 SELECT queue,
@@ -324,9 +342,9 @@ SELECT pg_advisory_xact_lock(hashtext('treadle_migrate'));
 -- the same transaction as the job's final state so it can never be lost.
 WITH ins AS (
     INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                              parent_id, created_at)
+                              parent_id, created_at, traceparent)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s, traceparent
     FROM treadle_jobs WHERE id = ANY (%(ids)s::bigint[]) AND callback_url IS NOT NULL
     RETURNING id
 ), ev AS (
@@ -384,9 +402,16 @@ SELECT count(*) AS n FROM treadle_jobs
 WHERE status = 'running' AND concurrency_key = %(key)s AND rate_period IS NULL;
 
 -- name: started_in_window
--- A rate-limited key's starts within its window (the sliding window of ADR 0010).
-SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
-WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s;
+-- A rate key's starts within its window (the sliding window of ADR 0010): of rate-only
+-- jobs (the key in concurrency_key) and of jobs whose rate limit sits beside a
+-- concurrency limit (rate_key, 0010), one index probe each.
+SELECT sum(n)::bigint AS n, min(oldest) AS oldest FROM (
+    SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+    WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s
+    UNION ALL
+    SELECT count(*), min(started_at) FROM treadle_jobs
+    WHERE rate_key = %(key)s AND started_at > %(since)s
+) w;
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -406,8 +431,12 @@ WITH RECURSIVE t AS (
             ORDER BY j.tenant LIMIT 1), t.depth + 1
     FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
 ), keyed AS (
-    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period FROM (
-        SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
+    -- One row per (key, kind of rule, second rate key): a job with both rules (rate_key
+    -- set) is claimed only with room under both, so it is planned apart from the others.
+    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period,
+           rate_key, min(rate_limit) AS rlim, max(rate_window) AS rperiod FROM (
+        SELECT concurrency_key, concurrency_limit, rate_period, rate_key, rate_limit,
+               rate_window FROM treadle_jobs j
         WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
           AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
           AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
@@ -419,27 +448,37 @@ WITH RECURSIVE t AS (
                   AND r.concurrency_key = j.concurrency_key
                   AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
           END < j.concurrency_limit
+          AND (j.rate_key IS NULL
+               OR (SELECT count(*) FROM treadle_jobs r WHERE r.rate_key = j.rate_key
+                     AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  + (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                       AND r.concurrency_key = j.rate_key
+                       AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  < j.rate_limit)
           -- A one-time probe of the (small) keyed index: with no such jobs queued, the
           -- scan above never runs, whatever plan the other indexes suggest.
           AND EXISTS (SELECT 1 FROM treadle_jobs k
                       WHERE k.status = 'queued' AND k.concurrency_limit IS NOT NULL)
         ORDER BY priority DESC, run_at, id
         LIMIT %(scan)s
-    ) c GROUP BY concurrency_key LIMIT %(keys)s
+    ) c GROUP BY concurrency_key, rate_period IS NULL, rate_key LIMIT %(keys)s
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running, NULL::double precision AS period
+           AS running, NULL::double precision AS period, NULL::text AS rkey,
+       NULL::integer AS rn, NULL::double precision AS rperiod
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
-SELECT 'key', concurrency_key, lim, 0, period FROM keyed
+SELECT 'key', concurrency_key, lim, 0, period, rate_key, rlim, rperiod FROM keyed
 UNION ALL
 -- While rate-limited work waits, idle claimers look again at its spacing (no notification
 -- says that a window moved on).
-(SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
- WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
-   AND run_at <= %(now)s
+(SELECT 'rate', NULL, NULL, NULL,
+        coalesce(rate_window / rate_limit, rate_period / concurrency_limit), NULL, NULL, NULL
+ FROM treadle_jobs
+ WHERE status = 'queued' AND concurrency_limit IS NOT NULL
+   AND (rate_period IS NOT NULL OR rate_key IS NOT NULL) AND run_at <= %(now)s
  LIMIT 1);
 
 -- name: claim_fair
@@ -490,6 +529,7 @@ WITH cand AS (
     SELECT id FROM treadle_jobs
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = %(key)s
       AND (rate_period IS NULL) = (%(period)s::double precision IS NULL) AND run_at <= %(now)s
+      AND rate_key IS NOT DISTINCT FROM %(rkey)s::text
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
@@ -529,3 +569,28 @@ SET status = %(status)s,
     finished_at = %(finished_at)s::timestamptz
 WHERE id = %(id)s AND status = 'quarantined'
 RETURNING attempt, queue;
+
+-- name: register_worker
+-- A worker's row with how its death is noticed (ADR 0018): the key of the session lock
+-- its liveness connection holds, and its process (for people reading the table).
+INSERT INTO treadle_workers (id, started_at, last_heartbeat, info, lock_key, host, pid, pid_start)
+VALUES (%(worker)s, %(now)s, %(now)s, '{}', %(lock_key)s, %(host)s, %(pid)s, %(pid_start)s)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,
+    lock_key = excluded.lock_key, host = excluded.host, pid = excluded.pid,
+    pid_start = excluded.pid_start;
+
+-- name: dead_owner_leases
+-- Running jobs whose worker recorded a liveness lock that no session holds any more:
+-- the worker is gone. Locked (SKIP LOCKED) for the guarded re-queue that follows.
+WITH held AS MATERIALIZED (
+    SELECT (classid::bigint << 32) | objid::bigint AS key FROM pg_locks
+    WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT j.*, w.last_heartbeat AS owner_heartbeat, w.lease_seconds AS owner_lease_seconds
+FROM treadle_jobs j JOIN treadle_workers w ON w.id = j.lease_owner
+WHERE j.status = 'running' AND w.lock_key IS NOT NULL
+  AND w.lock_key NOT IN (SELECT key FROM held)
+ORDER BY j.id
+LIMIT %(limit)s
+FOR UPDATE OF j SKIP LOCKED;

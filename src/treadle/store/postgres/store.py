@@ -31,9 +31,10 @@ from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
+from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
-from treadle.store.flow import FlowOps
+from treadle.store.flow import FlowOps, KeyPlan
 from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
@@ -47,6 +48,8 @@ from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translate, translated
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
+from treadle.store.postgres.session import WorkerSession
+from treadle.store.postgres.workers import LivenessOps
 from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
 from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
@@ -68,7 +71,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads, FlowOps, QuarantineOps):
+class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -103,6 +106,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         )
         self._pool.open(wait=False)
         self._listener = Listener(url)
+        self._sessions: dict[str, WorkerSession] = {}  # liveness, per worker (ADR 0018)
+        self._sessions_lock = threading.Lock()
         self._claim_mark = threading.local()
         self._limited: dict[str, int] = {}
         self._limited_expires = 0.0
@@ -176,6 +181,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         return list(values)
 
     def close(self) -> None:
+        self._stop_sessions()
         self._committer.close()
         self._listener.stop()
         self._pool.close()
@@ -329,6 +335,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
                 "callback_url", "concurrency_limit", "rate_period", "max_crashes",
+                "traceparent", "rate_key", "rate_limit", "rate_window",
             )
         }
         for nj in jobs:
@@ -348,6 +355,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
             cols["concurrency_limit"].append(nj.concurrency_limit)
             cols["rate_period"].append(nj.rate_period)
             cols["max_crashes"].append(nj.max_crashes)
+            cols["traceparent"].append(nj.traceparent)
+            cols["rate_key"].append(nj.rate_key)
+            cols["rate_limit"].append(nj.rate_limit)
+            cols["rate_window"].append(nj.rate_window)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -387,7 +398,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                               "max_tenants": MAX_TENANTS})
         # Per-key limited jobs first (ADR 0010): the other paths never take them.
-        keys = [(r["name"], r["n"], r["period"]) for r in plan if r["what"] == "key"]
+        keys = [KeyPlan(r["name"], r["n"], r["period"], r["rkey"], r["rn"], r["rperiod"])
+                for r in plan if r["what"] == "key"]
         for r in plan:
             if r["what"] == "rate":
                 self.rate_wait(timedelta(seconds=r["period"]))
@@ -459,29 +471,41 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         return out
 
     def _claim_keyed(
-        self, keys: list[tuple[str, int, float | None]], scope: dict[str, Any], room: int
+        self, keys: list[KeyPlan], scope: dict[str, Any], room: int
     ) -> list[Job]:
-        """Claim jobs under per-key limits, each key under its lock so the count holds."""
+        """Claim jobs under per-key limits, each key under its lock so the count holds (a
+        job with both rules: both keys, locked in a fixed order)."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
-            for key, lim, period in keys:
+            for k in keys:
                 if room - len(out) <= 0:
                     break
-                cur.execute(Q["lock_key"], {"key": key})
-                if period is None:
-                    cur.execute(Q["running_with_key"], {"key": key})
+                for key in sorted({k.key} | ({k.rkey} if k.rkey is not None else set())):
+                    cur.execute(Q["lock_key"], {"key": key})
+                if k.period is None:
+                    cur.execute(Q["running_with_key"], {"key": k.key})
+                    row = cur.fetchone()
+                    n = k.limit - (row["n"] if row else 0)
                 else:  # rate limit: starts within the sliding window
-                    cur.execute(Q["started_in_window"], {
-                        "key": key, "since": scope["now"] - timedelta(seconds=period)})
-                row = cur.fetchone()
-                n = min(room - len(out), lim - (row["n"] if row else 0))
-                if period is not None and n <= 0 and row is not None:
-                    self.rate_wait(row["oldest"] + timedelta(seconds=period) - scope["now"])
+                    n = self._rate_room(cur, k.key, k.limit, k.period, scope["now"])
+                if k.rkey is not None and k.rlimit is not None and k.rperiod is not None \
+                        and n > 0:
+                    n = min(n, self._rate_room(cur, k.rkey, k.rlimit, k.rperiod, scope["now"]))
+                n = min(room - len(out), n)
                 if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n,
-                                                 "period": period})
+                    cur.execute(Q["claim_key"], {**scope, "key": k.key, "limit": n,
+                                                 "period": k.period, "rkey": k.rkey})
                     out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _rate_room(self, cur: Any, key: str, starts: int, period: float, now: datetime) -> int:
+        """Starts ``key`` may still make in its sliding window; when none, wake by its end."""
+        cur.execute(Q["started_in_window"], {"key": key, "since": now - timedelta(seconds=period)})
+        row = cur.fetchone()
+        used = int(row["n"]) if row and row["n"] is not None else 0
+        if used >= starts and row is not None and row["oldest"] is not None:
+            self.rate_wait(row["oldest"] + timedelta(seconds=period) - now)
+        return starts - used
 
     def _server_time(self) -> datetime:
         with self._cursor(tx=False) as cur:
@@ -529,6 +553,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
         arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
         arrays["worker"] = [oc.worker for oc in outcomes]
         arrays["reason"] = [oc.event_reason for oc in outcomes]
+        arrays["usage"] = [usage.postgres_param(oc, _js) for oc in outcomes]  # ADR 0022
         arrays["now"] = now
         # One statement: guarded updates, events, callback deliveries and notifications.
         with self._cursor(tx=False) as cur:
@@ -614,36 +639,44 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps):
             rows = cur.fetchall()
             if not rows:
                 return ReapResult()
-            cols: dict[str, list[Any]] = {k: [] for k in (
-                "id", "status", "error", "reason", "worker", "crashes", "detail")}
-            for r in rows:
-                job = job_from_row(r, self.codec)
-                assert job.lease_expires_at is not None
-                d = reap_decision(
-                    attempt=job.attempt, max_attempts=job.max_attempts,
-                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                    died=worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
-                                     job.lease_expires_at),
-                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                )
-                cols["id"].append(r["id"])
-                cols["status"].append(d.status)
-                cols["error"].append(Jsonb(d.error.to_json()))
-                cols["reason"].append(d.reason)
-                cols["worker"].append(r["lease_owner"])
-                cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
-                cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
-            cur.execute(Q["reap_many"], {**cols, "now": now})
-            reaped = cur.fetchall()
-            finished = [str(r["id"]) for r in reaped
-                        if r["status"] in ("failed", "cancelled")]
-            if finished:
-                ids = [int(i) for i in finished]
-                cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-                for i in range(0, len(finished), _NOTIFY_CHUNK):
-                    chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
-                    cur.execute(Q["notify_done"], {"ids": chunk})
-            cur.execute(Q["notify_jobs"], {"queues": ["*"]})
+            return self._reap_rows(cur, rows, now, seen_dead=False)
+
+    def _reap_rows(self, cur: Cursor, rows: list[dict[str, Any]], now: datetime, *,
+                   seen_dead: bool) -> ReapResult:
+        """Decide for each locked row (crash or lapse, quarantine: ``store/crashes.py``) and
+        write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
+        rows of workers whose session ended (ADR 0018), not of expired leases."""
+        cols: dict[str, list[Any]] = {k: [] for k in (
+            "id", "token", "status", "error", "reason", "worker", "crashes", "detail")}
+        for r in rows:
+            job = job_from_row(r, self.codec)
+            assert job.lease_expires_at is not None
+            d = reap_decision(
+                attempt=job.attempt, max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                died=seen_dead or worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
+                                              job.lease_expires_at),
+                crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                seen_dead=seen_dead,
+            )
+            cols["id"].append(r["id"])
+            cols["token"].append(job.lease_token)
+            cols["status"].append(d.status)
+            cols["error"].append(Jsonb(d.error.to_json()))
+            cols["reason"].append(d.reason)
+            cols["worker"].append(r["lease_owner"])
+            cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
+            cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
+        cur.execute(Q["reap_many"], {**cols, "now": now})
+        reaped = cur.fetchall()
+        finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]
+        if finished:
+            ids = [int(i) for i in finished]
+            cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
+            for i in range(0, len(finished), _NOTIFY_CHUNK):
+                chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
+                cur.execute(Q["notify_done"], {"ids": chunk})
+        cur.execute(Q["notify_jobs"], {"queues": ["*"]})
         counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         for r in reaped:
             counts[r["status"]] += 1

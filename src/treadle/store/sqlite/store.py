@@ -33,6 +33,7 @@ from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
+from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
@@ -53,9 +54,11 @@ from treadle.store.rows import (
     sort_claimed,
 )
 from treadle.store.sqlite.errors import translated
+from treadle.store.sqlite.workers import LivenessOps
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
+USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
 _POLL_SECONDS = 0.002
 _BUSY_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
@@ -67,7 +70,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
+class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -355,6 +358,10 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
+                "traceparent": nj.traceparent,
+                "rate_key": nj.rate_key,
+                "rate_limit": nj.rate_limit,
+                "rate_window": nj.rate_window,
             }
             row = conn.execute(Q["insert_job"], params).fetchone()
             if row is None:  # idempotency key already used: hand back that job
@@ -397,20 +404,25 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
                 if r["what"] == "rate":
                     self.rate_wait(timedelta(seconds=r["period"]))
             # Per-key limited jobs first (ADR 0010): the other paths never take them.
+            taken: dict[str, int] = {}  # claimed here per concurrency key (plan counts before)
+            now_ts = _ts(now)
             for cand in (r for r in plan if r["what"] == "key"):
                 period = cand["period"]
-                used = cand["running"]
                 if period is not None:  # rate limit: starts within the sliding window
-                    win = conn.execute(Q["started_in_window"], {
-                        "key": cand["name"], "since": base["now"] - period}).fetchone()
-                    used = win["n"]
-                    if used >= cand["n"]:
-                        self.rate_wait(timedelta(seconds=win["oldest"] + period - base["now"]))
-                n = min(limit - len(claimed), cand["n"] - used)
+                    room = self._rate_room(conn, cand["name"], cand["n"], period, now_ts)
+                else:
+                    room = cand["n"] - cand["running"] - taken.get(cand["name"], 0)
+                if cand["rkey"] is not None and room > 0:  # and a rate limit beside it
+                    room = min(room, self._rate_room(conn, cand["rkey"], cand["rn"],
+                                                     cand["rperiod"], now_ts))
+                n = min(limit - len(claimed), room)
                 if n > 0:
-                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["name"],
-                                                         "limit": n, "period": period}).fetchall()
+                    rows = conn.execute(Q["claim_key"], {
+                        **scope, "key": cand["name"], "limit": n, "period": period,
+                        "rkey": cand["rkey"]}).fetchall()
                     claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+                    if period is None:
+                        taken[cand["name"]] = taken.get(cand["name"], 0) + len(rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
             tenants = [TenantLoad(r["name"], r["n"], r["running"])
                        for r in plan if r["what"] == "tenant"]
@@ -451,6 +463,15 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
                 self._event(conn, job.id, "queued", "running", job.attempt, worker, "claimed", now)
         return sort_claimed(claimed)
 
+    def _rate_room(self, conn: sqlite3.Connection, key: str, starts: int, period: float,
+                   now: float) -> int:
+        """Starts ``key`` may still make in its sliding window (inside the claim's
+        transaction, so this claim's own starts count); when none, wake by its end."""
+        win = conn.execute(Q["started_in_window"], {"key": key, "since": now - period}).fetchone()
+        if win["n"] >= starts and win["oldest"] is not None:
+            self.rate_wait(timedelta(seconds=win["oldest"] + period - now))
+        return int(starts - win["n"])
+
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
     ) -> HeartbeatResult:
@@ -489,6 +510,9 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
                     )
                     if row["callback_url"] and params["finished_at"] is not None:
                         self._callback(conn, oc.job_id, now)
+                    used = usage.sqlite_params(oc, oc.job_id, row["attempt"], _ts(now))
+                    if used is not None:  # what the attempt cost, with it (ADR 0022)
+                        conn.execute(USAGE_Q["insert_usage"], used)
                     accepted.append(True)
                     continue
                 accepted.append(self._refused(conn, oc, params["status"], now))
@@ -577,40 +601,50 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps):
 
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock.now()
-        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
         # Cheap when nothing expired: one indexed read, no write lock.
         if not self._read("expired_leases", {"now": _ts(now), "limit": 1}):
             return ReapResult()
         with self._tx() as conn:
             rows = conn.execute(Q["expired_leases"], {"now": _ts(now), "limit": limit}).fetchall()
-            for r in rows:
-                job = job_from_row(r, SQLITE_CODEC)
-                assert job.lease_expires_at is not None
-                d = reap_decision(
-                    attempt=job.attempt, max_attempts=job.max_attempts,
-                    cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                    died=worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
-                                     r["owner_lease_seconds"], job.lease_expires_at),
-                    crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                )
-                terminal = d.status in ("failed", "cancelled")
-                cur = conn.execute(
-                    Q["reap_one"],
-                    {
-                        "id": r["id"], "status": d.status, "error": dumps(d.error.to_json()),
-                        "now": _ts(now), "finished_at": _ts(now) if terminal else None,
-                        "crashes": None if d.crashes is None else dumps(d.crashes),
-                    },
-                )
-                if cur.rowcount:
-                    counts[d.status] += 1
-                    self._event(conn, r["id"], "running", d.status, r["attempt"],
-                                r["lease_owner"], d.reason, now,
-                                None if d.detail is None else dumps(d.detail))
-                    if terminal:
-                        self._callback(conn, r["id"], now)
-        if counts["queued"]:
+            res = self._reap_rows(conn, rows, now, seen_dead=False)
+        if res.requeued:
             self._notify()
+        return res
+
+    def _reap_rows(self, conn: sqlite3.Connection, rows: Sequence[Any],
+                   now: datetime, *, seen_dead: bool) -> ReapResult:
+        """Decide for each row (crash or lapse, quarantine: ``store/crashes.py``) and write
+        it guarded by its token, with its event and callback. ``seen_dead``: rows of a
+        worker whose process is gone (ADR 0018), not of expired leases."""
+        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
+        for r in rows:
+            job = job_from_row(r, SQLITE_CODEC)
+            assert job.lease_expires_at is not None
+            died = seen_dead or worker_died(SQLITE_CODEC.opt_ts(r["owner_heartbeat"]),
+                                            r["owner_lease_seconds"], job.lease_expires_at)
+            d = reap_decision(
+                attempt=job.attempt, max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested, owner=job.lease_owner,
+                died=died, crashes=job.crashes, max_crashes=job.max_crashes, now=now,
+                seen_dead=seen_dead,
+            )
+            terminal = d.status in ("failed", "cancelled")
+            cur = conn.execute(
+                Q["reap_one"],
+                {
+                    "id": r["id"], "token": job.lease_token, "seen_dead": int(seen_dead),
+                    "status": d.status, "error": dumps(d.error.to_json()),
+                    "now": _ts(now), "finished_at": _ts(now) if terminal else None,
+                    "crashes": None if d.crashes is None else dumps(d.crashes),
+                },
+            )
+            if cur.rowcount:
+                counts[d.status] += 1
+                self._event(conn, r["id"], "running", d.status, r["attempt"],
+                            r["lease_owner"], d.reason, now,
+                            None if d.detail is None else dumps(d.detail))
+                if terminal:
+                    self._callback(conn, r["id"], now)
         return ReapResult(counts["queued"], counts["failed"], counts["cancelled"],
                           counts["quarantined"])
 
