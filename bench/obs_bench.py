@@ -1,4 +1,4 @@
-"""What usage accounting and tracing cost on the hot path (issue 13; ADR 0021, 0022).
+"""What usage accounting and tracing cost on the hot path (ADRs 0021, 0022).
 
 Two measurements per backend, interleaved repeats, medians:
 
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _report(r: dict[str, Any]) -> str:
     med = statistics.median
     lines = [
-        "# Usage accounting and tracing on the hot path (issue 13)",
+        "# Usage accounting and tracing on the hot path (ADRs 0021, 0022)",
         "",
         f"{r['when']}: {r['jobs']} no-op jobs per run, {r['repeats']} interleaved repeats, "
         "medians. In-process worker, concurrency 8. The machine (2 cores) is shared with "

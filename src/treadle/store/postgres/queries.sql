@@ -70,18 +70,20 @@ WITH input AS (
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
         %(callback_url)s::text[], %(concurrency_limit)s::integer[],
         %(rate_period)s::double precision[], %(max_crashes)s::integer[],
-        %(traceparent)s::text[]
+        %(traceparent)s::text[], %(rate_key)s::text[], %(rate_limit)s::integer[],
+        %(rate_window)s::double precision[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, max_crashes, traceparent, ord)
+                           concurrency_limit, rate_period, max_crashes, traceparent, rate_key,
+                           rate_limit, rate_window, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-        max_crashes, created_at, traceparent)
+        max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
            idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           max_crashes, %(now)s, traceparent
+           max_crashes, %(now)s, traceparent, rate_key, rate_limit, rate_window
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -400,9 +402,16 @@ SELECT count(*) AS n FROM treadle_jobs
 WHERE status = 'running' AND concurrency_key = %(key)s AND rate_period IS NULL;
 
 -- name: started_in_window
--- A rate-limited key's starts within its window (the sliding window of ADR 0010).
-SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
-WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s;
+-- A rate key's starts within its window (the sliding window of ADR 0010): of rate-only
+-- jobs (the key in concurrency_key) and of jobs whose rate limit sits beside a
+-- concurrency limit (rate_key, 0010), one index probe each.
+SELECT sum(n)::bigint AS n, min(oldest) AS oldest FROM (
+    SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+    WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s
+    UNION ALL
+    SELECT count(*), min(started_at) FROM treadle_jobs
+    WHERE rate_key = %(key)s AND started_at > %(since)s
+) w;
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -422,8 +431,12 @@ WITH RECURSIVE t AS (
             ORDER BY j.tenant LIMIT 1), t.depth + 1
     FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
 ), keyed AS (
-    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period FROM (
-        SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
+    -- One row per (key, kind of rule, second rate key): a job with both rules (rate_key
+    -- set) is claimed only with room under both, so it is planned apart from the others.
+    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period,
+           rate_key, min(rate_limit) AS rlim, max(rate_window) AS rperiod FROM (
+        SELECT concurrency_key, concurrency_limit, rate_period, rate_key, rate_limit,
+               rate_window FROM treadle_jobs j
         WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
           AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
           AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
@@ -435,27 +448,37 @@ WITH RECURSIVE t AS (
                   AND r.concurrency_key = j.concurrency_key
                   AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
           END < j.concurrency_limit
+          AND (j.rate_key IS NULL
+               OR (SELECT count(*) FROM treadle_jobs r WHERE r.rate_key = j.rate_key
+                     AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  + (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                       AND r.concurrency_key = j.rate_key
+                       AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  < j.rate_limit)
           -- A one-time probe of the (small) keyed index: with no such jobs queued, the
           -- scan above never runs, whatever plan the other indexes suggest.
           AND EXISTS (SELECT 1 FROM treadle_jobs k
                       WHERE k.status = 'queued' AND k.concurrency_limit IS NOT NULL)
         ORDER BY priority DESC, run_at, id
         LIMIT %(scan)s
-    ) c GROUP BY concurrency_key LIMIT %(keys)s
+    ) c GROUP BY concurrency_key, rate_period IS NULL, rate_key LIMIT %(keys)s
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running, NULL::double precision AS period
+           AS running, NULL::double precision AS period, NULL::text AS rkey,
+       NULL::integer AS rn, NULL::double precision AS rperiod
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
-SELECT 'key', concurrency_key, lim, 0, period FROM keyed
+SELECT 'key', concurrency_key, lim, 0, period, rate_key, rlim, rperiod FROM keyed
 UNION ALL
 -- While rate-limited work waits, idle claimers look again at its spacing (no notification
 -- says that a window moved on).
-(SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
- WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
-   AND run_at <= %(now)s
+(SELECT 'rate', NULL, NULL, NULL,
+        coalesce(rate_window / rate_limit, rate_period / concurrency_limit), NULL, NULL, NULL
+ FROM treadle_jobs
+ WHERE status = 'queued' AND concurrency_limit IS NOT NULL
+   AND (rate_period IS NOT NULL OR rate_key IS NOT NULL) AND run_at <= %(now)s
  LIMIT 1);
 
 -- name: claim_fair
@@ -506,6 +529,7 @@ WITH cand AS (
     SELECT id FROM treadle_jobs
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = %(key)s
       AND (rate_period IS NULL) = (%(period)s::double precision IS NULL) AND run_at <= %(now)s
+      AND rate_key IS NOT DISTINCT FROM %(rkey)s::text
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))

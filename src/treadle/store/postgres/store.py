@@ -34,7 +34,7 @@ from treadle.logs import route_stdlib
 from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
-from treadle.store.flow import FlowOps
+from treadle.store.flow import FlowOps, KeyPlan
 from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
@@ -335,7 +335,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
                 "callback_url", "concurrency_limit", "rate_period", "max_crashes",
-                "traceparent",
+                "traceparent", "rate_key", "rate_limit", "rate_window",
             )
         }
         for nj in jobs:
@@ -356,6 +356,9 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["rate_period"].append(nj.rate_period)
             cols["max_crashes"].append(nj.max_crashes)
             cols["traceparent"].append(nj.traceparent)
+            cols["rate_key"].append(nj.rate_key)
+            cols["rate_limit"].append(nj.rate_limit)
+            cols["rate_window"].append(nj.rate_window)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -395,7 +398,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                               "max_tenants": MAX_TENANTS})
         # Per-key limited jobs first (ADR 0010): the other paths never take them.
-        keys = [(r["name"], r["n"], r["period"]) for r in plan if r["what"] == "key"]
+        keys = [KeyPlan(r["name"], r["n"], r["period"], r["rkey"], r["rn"], r["rperiod"])
+                for r in plan if r["what"] == "key"]
         for r in plan:
             if r["what"] == "rate":
                 self.rate_wait(timedelta(seconds=r["period"]))
@@ -467,29 +471,41 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         return out
 
     def _claim_keyed(
-        self, keys: list[tuple[str, int, float | None]], scope: dict[str, Any], room: int
+        self, keys: list[KeyPlan], scope: dict[str, Any], room: int
     ) -> list[Job]:
-        """Claim jobs under per-key limits, each key under its lock so the count holds."""
+        """Claim jobs under per-key limits, each key under its lock so the count holds (a
+        job with both rules: both keys, locked in a fixed order)."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
-            for key, lim, period in keys:
+            for k in keys:
                 if room - len(out) <= 0:
                     break
-                cur.execute(Q["lock_key"], {"key": key})
-                if period is None:
-                    cur.execute(Q["running_with_key"], {"key": key})
+                for key in sorted({k.key} | ({k.rkey} if k.rkey is not None else set())):
+                    cur.execute(Q["lock_key"], {"key": key})
+                if k.period is None:
+                    cur.execute(Q["running_with_key"], {"key": k.key})
+                    row = cur.fetchone()
+                    n = k.limit - (row["n"] if row else 0)
                 else:  # rate limit: starts within the sliding window
-                    cur.execute(Q["started_in_window"], {
-                        "key": key, "since": scope["now"] - timedelta(seconds=period)})
-                row = cur.fetchone()
-                n = min(room - len(out), lim - (row["n"] if row else 0))
-                if period is not None and n <= 0 and row is not None:
-                    self.rate_wait(row["oldest"] + timedelta(seconds=period) - scope["now"])
+                    n = self._rate_room(cur, k.key, k.limit, k.period, scope["now"])
+                if k.rkey is not None and k.rlimit is not None and k.rperiod is not None \
+                        and n > 0:
+                    n = min(n, self._rate_room(cur, k.rkey, k.rlimit, k.rperiod, scope["now"]))
+                n = min(room - len(out), n)
                 if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n,
-                                                 "period": period})
+                    cur.execute(Q["claim_key"], {**scope, "key": k.key, "limit": n,
+                                                 "period": k.period, "rkey": k.rkey})
                     out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _rate_room(self, cur: Any, key: str, starts: int, period: float, now: datetime) -> int:
+        """Starts ``key`` may still make in its sliding window; when none, wake by its end."""
+        cur.execute(Q["started_in_window"], {"key": key, "since": now - timedelta(seconds=period)})
+        row = cur.fetchone()
+        used = int(row["n"]) if row and row["n"] is not None else 0
+        if used >= starts and row is not None and row["oldest"] is not None:
+            self.rate_wait(row["oldest"] + timedelta(seconds=period) - now)
+        return starts - used
 
     def _server_time(self) -> datetime:
         with self._cursor(tx=False) as cur:
