@@ -21,6 +21,7 @@ WITH cand AS (
             AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
       -- Only kinds this worker can run (ADR 0008): a filter on the ordered index scan.
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -44,6 +45,7 @@ WITH cand AS (
       AND queue <> ALL (ARRAY(
           SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -218,12 +220,13 @@ FOR UPDATE OF j SKIP LOCKED;
 WITH input AS (
     SELECT * FROM unnest(%(id)s::bigint[], %(token)s::bigint[], %(status)s::text[],
                          %(error)s::jsonb[], %(reason)s::text[], %(worker)s::text[],
-                         %(crashes)s::jsonb[], %(detail)s::jsonb[])
-        AS t(id, token, status, error, reason, worker, crashes, detail)
+                         %(crashes)s::jsonb[], %(detail)s::jsonb[], %(refund)s::integer[])
+        AS t(id, token, status, error, reason, worker, crashes, detail, refund)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
         lease_expires_at = NULL, crashes = coalesce(i.crashes, j.crashes),
+        max_attempts = j.max_attempts + i.refund,  -- a crash gives its attempt back (0024)
         finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
                            ELSE %(now)s END
     FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
@@ -497,6 +500,7 @@ WITH alloc AS (
           AND NOT EXISTS (SELECT 1 FROM treadle_queues q WHERE q.name = j.queue
                             AND (q.paused OR q.concurrency_limit IS NOT NULL))
           AND (%(kinds)s::text[] IS NULL OR j.kind = ANY (%(kinds)s::text[]))
+          AND (j.crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT a.n
         FOR UPDATE SKIP LOCKED
@@ -533,6 +537,7 @@ WITH cand AS (
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -555,15 +560,15 @@ SELECT clock_timestamp() AS now;
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 
 -- name: leave_quarantine
--- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- Release (back to queued: crash count reset, at least one attempt left) or discard
 -- (failed, terminal) a quarantined job (ADR 0015).
 UPDATE treadle_jobs
 SET status = %(status)s,
     run_at = CASE WHEN %(status)s = 'queued' THEN %(now)s ELSE run_at END,
     crashes = CASE WHEN %(status)s = 'queued' THEN NULL ELSE crashes END,
-    -- The attempts its crashes used are given back (and at least one is left).
+    -- Crashes refunded their attempts when reaped (ADR 0024): at least one is left.
     max_attempts = CASE WHEN %(status)s = 'queued'
-        THEN greatest(max_attempts + coalesce(jsonb_array_length(crashes), 0), attempt + 1)
+        THEN greatest(max_attempts, attempt + 1)
         ELSE max_attempts END,
     error = coalesce(%(error)s::jsonb, error),
     finished_at = %(finished_at)s::timestamptz
@@ -594,3 +599,12 @@ WHERE j.status = 'running' AND w.lock_key IS NOT NULL
 ORDER BY j.id
 LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED;
+
+-- name: suspect_waiting
+-- Is a suspect due (ADR 0024)? An idle worker's look: the partial index holds only
+-- queued suspects, so with none this reads nothing.
+SELECT 1 FROM treadle_jobs
+WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= %(now)s
+  AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+  AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+LIMIT 1;

@@ -384,16 +384,19 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         limit: int,
         lease_seconds: float,
         kinds: Sequence[str] | None = None,
+        suspect: bool = False,
     ) -> list[Job]:
         if limit <= 0:
             return []
+        if suspect:  # a suspect is claimed alone (ADR 0024)
+            limit = 1
         # Note the notification count before looking, so that work enqueued between this
         # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
         self._listener.ensure_started()
         self._claim_mark.seen = self._listener.work_seq()
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
-                "kinds": None if kinds is None else list(kinds)}
+                "kinds": None if kinds is None else list(kinds), "suspect": suspect}
         scope = {**base, "queues": None if queues is None else list(queues)}
         plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                               "max_tenants": MAX_TENANTS})
@@ -647,7 +650,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
         rows of workers whose session ended (ADR 0018), not of expired leases."""
         cols: dict[str, list[Any]] = {k: [] for k in (
-            "id", "token", "status", "error", "reason", "worker", "crashes", "detail")}
+            "id", "token", "status", "error", "reason", "worker", "crashes", "detail", "refund")}
         for r in rows:
             job = job_from_row(r, self.codec)
             assert job.lease_expires_at is not None
@@ -667,6 +670,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["worker"].append(r["lease_owner"])
             cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
             cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
+            cols["refund"].append(int(d.refund))
         cur.execute(Q["reap_many"], {**cols, "now": now})
         reaped = cur.fetchall()
         finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]

@@ -15,6 +15,7 @@ WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_claim
     WHERE status = 'queued' AND queue = :queue AND run_at <= :now
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
@@ -29,6 +30,7 @@ WHERE id IN (
     WHERE status = 'queued' AND run_at <= :now
       AND queue NOT IN (SELECT value FROM json_each(:excluded))
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
@@ -100,7 +102,8 @@ LIMIT :limit;
 -- expired, a dead worker's (:seen_dead, ADR 0018) need not be.
 UPDATE treadle_jobs
 SET status = :status, error = :error, run_at = :now, lease_owner = NULL,
-    lease_expires_at = NULL, finished_at = :finished_at, crashes = coalesce(:crashes, crashes)
+    lease_expires_at = NULL, finished_at = :finished_at, crashes = coalesce(:crashes, crashes),
+    max_attempts = max_attempts + :refund  -- a crash gives its attempt back (ADR 0024)
 WHERE id = :id AND status = 'running' AND lease_token = :token
   AND (:seen_dead OR lease_expires_at <= :now);
 
@@ -328,6 +331,7 @@ WHERE id IN (
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT value FROM json_each(:excluded))
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -350,6 +354,7 @@ WHERE id IN (
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -358,15 +363,15 @@ RETURNING *;
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 
 -- name: leave_quarantine
--- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- Release (back to queued: crash count reset, at least one attempt left) or discard
 -- (failed, terminal) a quarantined job (ADR 0015).
 UPDATE treadle_jobs
 SET status = :status,
     run_at = CASE WHEN :status = 'queued' THEN :now ELSE run_at END,
     crashes = CASE WHEN :status = 'queued' THEN NULL ELSE crashes END,
-    -- The attempts its crashes used are given back (and at least one is left).
+    -- Crashes refunded their attempts when reaped (ADR 0024): at least one is left.
     max_attempts = CASE WHEN :status = 'queued'
-        THEN max(max_attempts + coalesce(json_array_length(crashes), 0), attempt + 1)
+        THEN max(max_attempts, attempt + 1)
         ELSE max_attempts END,
     error = coalesce(:error, error),
     finished_at = :finished_at
@@ -391,3 +396,12 @@ SELECT * FROM treadle_jobs
 WHERE status = 'running' AND lease_owner = :owner
 ORDER BY id
 LIMIT :limit;
+
+-- name: suspect_waiting
+-- Is a suspect due (ADR 0024)? An idle worker's look: the partial index holds only
+-- queued suspects, so with none this reads nothing (no write lock either).
+SELECT 1 FROM treadle_jobs INDEXED BY treadle_jobs_suspects
+WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= :now
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+LIMIT 1;

@@ -383,9 +383,12 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         limit: int,
         lease_seconds: float,
         kinds: Sequence[str] | None = None,
+        suspect: bool = False,
     ) -> list[Job]:
         if limit <= 0:
             return []
+        if suspect:  # a suspect is claimed alone (ADR 0024)
+            limit = 1
         self._local.claim_mark = self._mark()  # see wait_for_work
         now = self.clock.now()
         base = {
@@ -394,6 +397,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             "expires": _ts(now + timedelta(seconds=lease_seconds)),
             # Only kinds this worker can run (ADR 0008); None: all.
             "kinds": None if kinds is None else dumps(list(kinds)),
+            "suspect": int(suspect),
         }
         claimed: list[Job] = []
         with self._tx() as conn:
@@ -636,6 +640,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     "status": d.status, "error": dumps(d.error.to_json()),
                     "now": _ts(now), "finished_at": _ts(now) if terminal else None,
                     "crashes": None if d.crashes is None else dumps(d.crashes),
+                    "refund": int(d.refund),
                 },
             )
             if cur.rowcount:
