@@ -30,6 +30,8 @@ from treadle.core.errors import (
 from treadle.core.job import Job, JobEvent, JobLog
 from treadle.core.lifecycle import JobStatus
 from treadle.core.retry import RetryPolicy
+from treadle.core.usage import Usage
+from treadle.tracing import Tracing, otel_tracing
 
 if TYPE_CHECKING:
     from treadle.client import AsyncClient, Client
@@ -69,8 +71,11 @@ __all__ = [
     "SandboxViolation",
     "Task",
     "Timeout",
+    "Tracing",
     "Transient",
     "Treadle",
     "TreadleError",
+    "Usage",
     "WaitTimeout",
+    "otel_tracing",
 ]

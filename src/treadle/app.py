@@ -49,6 +49,7 @@ from treadle.store import Store, open_store
 from treadle.store.groupcommit import Guard
 from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
 from treadle.streams.repo import TRACK as STREAMS_TRACK
+from treadle.tracing import NULL_TRACING, Tracing
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -99,9 +100,6 @@ class TaskOptions:
             check_key_limit(self.concurrency, "concurrency")
         if self.rate_limit is not None:
             check_rate_limit(self.rate_limit)
-            if self.concurrency is not None:
-                raise ConfigurationError(
-                    "a task takes concurrency= or rate_limit=, not both (not supported yet)")
 
 
 class JobHandle:
@@ -189,15 +187,24 @@ class Task(Generic[P, R]):
         )
 
     def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The per-key limit's key for this payload, computed once at submit and stored."""
+        """The per-key limits' keys for this payload, computed once at submit and stored.
+
+        A concurrency limit goes in concurrency_key/limit; a rate limit alone there too
+        (with rate_period), beside a concurrency limit in rate_key/limit/window (ADR 0010)."""
+        out: dict[str, Any] = {}
+        if self.options.concurrency is not None:
+            spec, limit = self.options.concurrency
+            out = {"concurrency_key": job_key(self.name, spec, payload),
+                   "concurrency_limit": limit}
         if self.options.rate_limit is not None:
             spec, starts, per = self.options.rate_limit
-            return {"concurrency_key": job_key(self.name, spec, payload),
-                    "concurrency_limit": starts, "rate_period": float(per)}
-        if self.options.concurrency is None:
-            return {}
-        spec, limit = self.options.concurrency
-        return {"concurrency_key": job_key(self.name, spec, payload), "concurrency_limit": limit}
+            key = job_key(self.name, spec, payload)
+            if out:
+                out |= {"rate_key": key, "rate_limit": starts, "rate_window": float(per)}
+            else:
+                out = {"concurrency_key": key, "concurrency_limit": starts,
+                       "rate_period": float(per)}
+        return out
 
     def check_arguments(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Refuse, before anything is stored, a payload the function cannot be called with.
@@ -251,8 +258,12 @@ class Treadle:
         store: Store | None = None,
         egress: EgressPolicy | None = None,
         artifacts: str | ArtifactStore | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.url = url
+        # Spans of submissions and of this app's workers (ADR 0021): a no-op unless given
+        # (``treadle.tracing.otel_tracing()``, or the CLI's --otel).
+        self.tracing: Tracing = tracing or NULL_TRACING
         self.clock = clock
         # Where env.fetch and callbacks may connect: public addresses unless an operator
         # allowed private ranges (the CLI reads TREADLE_EGRESS_ALLOW; ADR 0305).
@@ -531,6 +542,7 @@ class Treadle:
             "on_finished": [p.on_finished for p in plugins],
             "services": [*(s for p in plugins for s in p.services(self)),
                          *artifact_services(self)],
+            "tracing": self.tracing,
         }
 
     def worker_hooks(self) -> dict[str, Any]:
@@ -590,7 +602,12 @@ class Treadle:
         Concurrent callers (threads) share one commit (group commit, ADR 0019); ``guard``
         runs in that transaction first and may refuse this submission alone."""
         self._check_callbacks(jobs)
-        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs, guard=guard)]
+        if not self.tracing.enabled:
+            return [JobHandle(self, e.job, e.created)
+                    for e in self.store.enqueue(jobs, guard=guard)]
+        with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
+            return [JobHandle(self, e.job, e.created)
+                    for e in self.store.enqueue(traced, guard=guard)]
 
     async def enqueue_async(
         self, jobs: Sequence[NewJob], *, guard: Guard | None = None
@@ -598,8 +615,12 @@ class Treadle:
         """:meth:`enqueue` for an asyncio event loop: awaits the group commit without
         holding a thread. Cancelling it before its batch is written withdraws the jobs."""
         self._check_callbacks(jobs)
-        done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
-        return [JobHandle(self, e.job, e.created) for e in done]
+        if not self.tracing.enabled:
+            done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
+            return [JobHandle(self, e.job, e.created) for e in done]
+        with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
+            done = await asyncio.wrap_future(self.store.submit(traced, guard=guard))
+            return [JobHandle(self, e.job, e.created) for e in done]
 
     def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:
         for nj in jobs:

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 
 def explain(store: Store, job: Job, now: datetime) -> dict[str, Any] | None:
-    """``{"rule": ..., "message": ...}`` for a queued job; None for any other status.
+    """``{"rule": ..., "message": ...}`` for a queued (or quarantined) job; None otherwise.
 
     Rules are checked in the order the claim applies them, so the answer names what a
     claimer would stop at first."""
+    if job.status is JobStatus.QUARANTINED:  # held for an operator (ADR 0015)
+        return _why("quarantined", f"quarantined: its worker died under it "
+                    f"{len(job.crashes)} times; release or discard it")
     if job.status is not JobStatus.QUEUED:
         return None
     if job.run_at > now:
@@ -39,6 +42,14 @@ def explain(store: Store, job: Job, now: datetime) -> dict[str, Any] | None:
         if running >= limit:
             return _why("key_concurrency", f"key {job.concurrency_key!r} already runs "
                         f"{running} of at most {limit} jobs")
+        # A rate limit beside the concurrency limit: the claim needs room under both, so
+        # with a free slot the window is what holds the job.
+        if job.rate_key is not None and job.rate_limit is not None \
+                and job.rate_window is not None:
+            started = store.started_in_window(job.rate_key, job.rate_window)
+            if started >= job.rate_limit:
+                return _why("rate_limit", f"key {job.rate_key!r} started {started} jobs "
+                            f"in the last {job.rate_window:g} s (limit {job.rate_limit})")
     ahead = store.queued_ahead_in_tenant(job)
     if ahead:
         return _why("behind_tenant", f"waiting behind {ahead} jobs of tenant {job.tenant!r}",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from treadle.core import storable
+from treadle.core import storable, traceparent
 from treadle.core.errors import ErrorInfo, InvalidInput
 from treadle.core.lifecycle import JobStatus
 
@@ -85,6 +85,13 @@ class NewJob:
     concurrency_limit: int | None = None
     # Set: a rate limit instead, at most concurrency_limit starts per rate_period seconds.
     rate_period: float | None = None
+    # A rate limit beside the concurrency limit above (ADR 0010, update): at most
+    # rate_limit starts with rate_key per rate_window seconds. None: no second rule.
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_window: float | None = None
+    # W3C traceparent the job's spans continue (ADR 0021); only the canonical form.
+    traceparent: str | None = None
     # Quarantine after this many attempts whose worker died (ADR 0015); None: the default.
     max_crashes: int | None = None
 
@@ -126,6 +133,8 @@ class NewJob:
             or not 0.001 <= self.rate_period <= 24 * 3600
         ):
             raise InvalidInput("a rate limit needs a key, a count and a period of 1 ms to 1 day")
+        if (self.rate_key, self.rate_limit, self.rate_window) != (None, None, None):
+            _check_second_rule(self)
         if self.max_crashes is not None:
             check_max_crashes(self.max_crashes, InvalidInput)
         if self.callback_url is not None and (
@@ -136,6 +145,26 @@ class NewJob:
             raise InvalidInput(
                 f"callback_url must be a printable URL of at most {MAX_URL_LENGTH} characters"
             )
+        if self.traceparent is not None and traceparent.parse(self.traceparent) != (
+            self.traceparent
+        ):
+            raise InvalidInput("traceparent must be a canonical W3C traceparent (version 00)")
+
+
+def _check_second_rule(nj: NewJob) -> None:
+    """A rate limit stored beside a concurrency limit: all three parts, and only on a job
+    whose first rule is a concurrency limit (a rate-only job keeps the 0005 encoding)."""
+    if nj.rate_key is None or nj.rate_limit is None or nj.rate_window is None:
+        raise InvalidInput("a second rate limit needs a key, a count and a period")
+    if nj.concurrency_limit is None or nj.rate_period is not None:
+        raise InvalidInput("a second rate limit goes only with a concurrency limit")
+    validate_name("rate_key", nj.rate_key)
+    if isinstance(nj.rate_limit, bool) or not isinstance(nj.rate_limit, int) \
+            or not 1 <= nj.rate_limit <= 1_000_000:
+        raise InvalidInput("rate limit must be an integer from 1 to 1000000")
+    if isinstance(nj.rate_window, bool) or not isinstance(nj.rate_window, int | float) \
+            or not 0.001 <= nj.rate_window <= 24 * 3600:
+        raise InvalidInput("a rate limit needs a period of 1 ms to 1 day")
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,10 @@ class Job:
     finished_at: datetime | None = None
     concurrency_limit: int | None = None
     rate_period: float | None = None
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_window: float | None = None
+    traceparent: str | None = None
     # Attempts whose worker died under them, since the last release (ADR 0015).
     crashes: tuple[Crash, ...] = ()
     max_crashes: int = DEFAULT_MAX_CRASHES
@@ -258,6 +291,10 @@ class JobLog:
         }
 
 
+# Seconds a finished job (with its events and logs) is kept unless its queue says (ADR 0010).
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class QueueInfo:
     name: str
@@ -269,6 +306,7 @@ class QueueInfo:
     running: int = 0
     failed_last_hour: int = 0
     succeeded_last_hour: int = 0
+    retention_seconds: float = DEFAULT_RETENTION  # how long its finished jobs are kept
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -281,6 +319,7 @@ class QueueInfo:
             "running": self.running,
             "failed_last_hour": self.failed_last_hour,
             "throughput_last_hour": self.succeeded_last_hour,
+            "retention_seconds": self.retention_seconds,
         }
 
 

@@ -280,7 +280,12 @@ def main() -> None:
         reply = _run_handler(handler, json.loads(payload), env, int(limits["max_output_bytes"]))
         stream.flush()
         _finish(reply)
-        if not keep or reply.get("dirty"):
+        if not keep:
+            # Stay until the parent has read our peak memory from /proc and kills us
+            # (usage accounting, ADR 0022); an exited process has no VmHWM to read.
+            _recv()
+            return
+        if reply.get("dirty"):
             return
         msg = _recv()
         payload = msg["input"]

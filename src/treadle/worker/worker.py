@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from treadle.context import JobContext
@@ -48,6 +48,8 @@ from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Store
 from treadle.streams.buffer import StreamBuffer
 from treadle.streams.repo import StreamRepo
+from treadle.tracing import NULL_TRACING, Tracing
+from treadle.usage import UsageMeter
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
 from treadle.worker.pruner import Pruner
@@ -61,6 +63,9 @@ log = get_logger("treadle.worker")
 # Called after an outcome is recorded. "Listener", not "hook": a hook is an inbound
 # webhook binding (docs/glossary.md).
 FinishListener = Callable[[Job, Outcome], None]
+# How often an idle worker looks for suspects without a wake-up (ADR 0024): a safety net,
+# as the reap that makes suspects wakes the waiting workers.
+SUSPECT_LOOK_INTERVAL = 10.0
 # Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
 _STREAMS: Literal["streams"] = "streams"
 
@@ -81,6 +86,7 @@ class WorkerConfig:
     poll_interval: float = 2.0  # safety net only; wake-ups come from the store
     shutdown_grace: float = 30.0
     reap_interval: float = 5.0
+    prune_interval: float = 60.0  # retention passes (ADR 0010)
     name: str | None = None
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
     # Claim ahead (ADR 0017): jobs claimed beyond the free slots, held under lease and
@@ -92,7 +98,8 @@ class WorkerConfig:
             raise ConfigurationError("concurrency must be between 1 and 10000")
         if self.prefetch is not None and not 0 <= self.prefetch <= 10_000:
             raise ConfigurationError("prefetch must be between 0 and 10000")
-        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0 \
+                or self.prune_interval <= 0:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
@@ -119,6 +126,7 @@ class _Running:
     finalized: bool = False
     started: float = field(default_factory=time.perf_counter)
     begun: bool = False  # False while claimed ahead, waiting for a slot (ADR 0017)
+    meter: UsageMeter | None = None  # what the attempt costs, from its start (ADR 0022)
 
 
 class Worker:
@@ -133,7 +141,9 @@ class Worker:
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
         services: Sequence[Service] = (),
+        tracing: Tracing = NULL_TRACING,
     ) -> None:
+        self.tracing = tracing  # spans for claims and runs (ADR 0021)
         self.scheduler = scheduler
         self.services = list(services)
         self.clock = clock
@@ -147,13 +157,22 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
-        self.pruner = Pruner(store)
+        self.pruner = Pruner(store, interval=self.config.prune_interval)
         self.prefetch = self.config.concurrency if self.config.prefetch is None \
             else self.config.prefetch
         # Every attempt this worker holds a lease for: begun ones and those claimed ahead.
         self._running: dict[int, _Running] = {}
         self._ahead: collections.deque[_Running] = collections.deque()  # claimed, not begun
         self._executing = 0  # begun and not finalized: at most ``concurrency``
+        # Isolation after a crash (ADR 0024): while this worker runs a suspect it claims
+        # nothing else, so if the process dies again the crash is charged to that job only.
+        self._alone = False
+        # Outcomes handed to the flusher and not yet written: their jobs are still
+        # ``running`` under this worker in the store, so a crash now would be charged to
+        # them too. A suspect waits for an empty worker *and* none of these.
+        self._unwritten = 0
+        self._look_for_suspects = True  # something changed since the last look found none
+        self._next_suspect_look = 0.0  # monotonic; the safety net for a missed wake-up
         self._dispatching = threading.local()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -238,6 +257,11 @@ class Worker:
         capacity = cfg.concurrency + self.prefetch
         while not self._stopping.is_set():
             with self._room:
+                if self._alone:
+                    if self._running or self._unwritten:  # its outcome is not stored yet
+                        self._room.wait(cfg.poll_interval)
+                        continue
+                    self._alone = False
                 room = capacity - len(self._running)
                 # Claim the next batch while half the claimed-ahead jobs still wait: the
                 # slots never wait for a claim's round trip, and batches stay large.
@@ -251,6 +275,8 @@ class Worker:
                     lease_seconds=cfg.lease.seconds, kinds=self.kinds,
                 )
                 self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
+                if jobs and self.tracing.enabled:
+                    self._trace_claim(jobs, t0)
                 backoff = 0.05
             except StoreUnavailable as exc:
                 log.warning("claim failed; retrying", worker=self.id, error=str(exc))
@@ -258,6 +284,14 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._accept(jobs)
+            if jobs:
+                self._look_for_suspects = True
+            else:
+                try:
+                    if self._claim_suspect():
+                        continue
+                except StoreUnavailable as exc:
+                    log.warning("looking for suspects failed", worker=self.id, error=str(exc))
             if len(jobs) < room:
                 if cfg.burst and not jobs:
                     with self._lock:
@@ -268,10 +302,44 @@ class Worker:
                     self._stopping.wait(0.01)
                     continue
                 try:
-                    self.store.wait_for_work(cfg.poll_interval)
+                    if self.store.wait_for_work(cfg.poll_interval):
+                        self._look_for_suspects = True  # a reap may have made suspects
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
         return False
+
+    def _claim_suspect(self) -> bool:
+        """An empty worker claims one suspect (a job whose worker died under it) and runs
+        it alone (ADR 0024). Looked for only when this worker holds nothing, and only after
+        a change (a wake-up, work done) or every ``SUSPECT_LOOK_INTERVAL``: one cheap read
+        of a partial index, so an idle worker's cost barely moves."""
+        with self._lock:
+            if self._running or self._unwritten:
+                return False  # not empty (its look stays due)
+        now = time.monotonic()
+        if not self._look_for_suspects and now < self._next_suspect_look:
+            return False
+        self._look_for_suspects = False
+        self._next_suspect_look = now + SUSPECT_LOOK_INTERVAL
+        cfg = self.config
+        if not self.store.suspect_waiting(queues=cfg.queues, kinds=self.kinds):
+            return False
+        t0 = time.perf_counter()
+        jobs = self.store.claim(queues=cfg.queues, worker=self.id, limit=1,
+                                lease_seconds=cfg.lease.seconds, kinds=self.kinds,
+                                suspect=True)
+        self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
+        if not jobs:
+            return False  # another worker took it, or flow control holds it back
+        if self.tracing.enabled:
+            self._trace_claim(jobs, t0)
+        log.info("running a suspect alone", job_id=jobs[0].id, worker=self.id,
+                 crashes=len(jobs[0].crashes))
+        with self._lock:
+            self._alone = True
+        self._look_for_suspects = True  # after it, look again: there may be more
+        self._accept(jobs)
+        return True
 
     def _accept(self, jobs: Sequence[Job]) -> None:
         """Hold claimed jobs (their leases are heartbeated from now on), start what fits."""
@@ -318,6 +386,10 @@ class Worker:
         # The timeout runs from the start, not from the claim ahead.
         entry.ctx.deadline = Deadline.after(job.timeout, self.clock)
         entry.started = time.perf_counter()
+        # Usage and spans from the start too (ADR 0022, ADR 0021): a job released while
+        # held ahead never ran, and reports no usage.
+        entry.meter = entry.ctx._usage = UsageMeter(job)
+        entry.ctx._tracing = self.tracing
         executor = self.executors.get(job.kind)
         try:
             if executor is None:
@@ -356,14 +428,23 @@ class Worker:
             if entry is None:
                 return
             entry.thread_id = me
-            try:
-                assert entry.runnable.call is not None
-                result = entry.runnable.call(entry.ctx)
-                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
-            except _HardStop:
-                return  # finalized by whoever stopped us; a replacement thread runs
-            except BaseException as exc:
-                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            meter = entry.meter
+            with self.tracing.run(entry.job, self.id) as span:
+                try:
+                    assert entry.runnable.call is not None
+                    if meter is not None:
+                        meter.enter()  # thread CPU of this attempt from here (ADR 0022)
+                    try:
+                        result = entry.runnable.call(entry.ctx)
+                    finally:
+                        if meter is not None:
+                            meter.leave()
+                    outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+                except _HardStop:
+                    return  # finalized by whoever stopped us; a replacement thread runs
+                except BaseException as exc:
+                    outcome = self._error_outcome(entry.job, exc, entry.runnable)
+                span.outcome(outcome)
             self._finalize(entry, outcome)
             if entry.thread_id is None:
                 return  # this thread was abandoned after a hard stop; a replacement runs
@@ -371,17 +452,20 @@ class Worker:
 
     async def _run_async(self, entry: _Running) -> None:
         assert entry.runnable.acall is not None
-        try:
-            timeout = entry.job.timeout
-            result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
-            outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
-        except asyncio.CancelledError:
-            return  # finalized by whoever cancelled us
-        except TimeoutError:
-            exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
-            outcome = self._error_outcome(entry.job, exc, entry.runnable)
-        except BaseException as exc:
-            outcome = self._error_outcome(entry.job, exc, entry.runnable)
+        # An async task shares its thread with others: its CPU is not measured (None).
+        with self.tracing.run(entry.job, self.id) as span:
+            try:
+                timeout = entry.job.timeout
+                result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
+                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+            except asyncio.CancelledError:
+                return  # finalized by whoever cancelled us
+            except TimeoutError:
+                exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            except BaseException as exc:
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            span.outcome(outcome)
         self._finalize(entry, outcome)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -406,14 +490,34 @@ class Worker:
             if entry.finalized:
                 return False
             entry.finalized = True
+            self._unwritten += 1
             if entry.begun:
                 self._executing -= 1
             self._running.pop(entry.job.id, None)
             self._room.notify()
-        self._outcomes.put((entry, outcome))
+        self._outcomes.put((entry, self._with_usage(entry, outcome)))
         if entry.begun:
             self._dispatch()  # the freed slot takes the next claimed-ahead job at once
         return True
+
+    def _with_usage(self, entry: _Running, outcome: Outcome) -> Outcome:
+        """The outcome with what the attempt cost (ADR 0022); a measuring failure costs
+        the figures, never the outcome."""
+        if entry.meter is None:
+            return outcome
+        try:
+            return replace(outcome, usage=entry.meter.finish(outcome, entry.logs.bytes))
+        except Exception as exc:
+            log.error("usage not measured", job_id=entry.job.id, error=describe(exc))
+            return outcome
+
+    def _trace_claim(self, jobs: list[Job], t0: float) -> None:
+        end = time.time_ns()
+        start = end - int((time.perf_counter() - t0) * 1e9)
+        try:
+            self.tracing.claimed(self.id, jobs, start, end)
+        except Exception as exc:  # tracing must never break the worker
+            log.error("tracing failed", error=describe(exc))
 
     def _hard_stop(self, entry: _Running, outcome: Outcome) -> None:
         """End an attempt that will not end by itself (timeout, cancel, shutdown)."""
@@ -457,6 +561,9 @@ class Worker:
             self.streams.flush(self._stopped)
             if batch:
                 self._write(batch)
+                with self._room:
+                    self._unwritten -= len(batch)
+                    self._room.notify()  # an isolated suspect's outcome may be stored now
 
     def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
         backoff = 0.05

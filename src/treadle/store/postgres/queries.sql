@@ -21,6 +21,7 @@ WITH cand AS (
             AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
       -- Only kinds this worker can run (ADR 0008): a filter on the ordered index scan.
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -44,6 +45,7 @@ WITH cand AS (
       AND queue <> ALL (ARRAY(
           SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -69,18 +71,21 @@ WITH input AS (
         %(max_attempts)s::integer[], %(timeout)s::double precision[],
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
         %(callback_url)s::text[], %(concurrency_limit)s::integer[],
-        %(rate_period)s::double precision[], %(max_crashes)s::integer[]
+        %(rate_period)s::double precision[], %(max_crashes)s::integer[],
+        %(traceparent)s::text[], %(rate_key)s::text[], %(rate_limit)s::integer[],
+        %(rate_window)s::double precision[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, max_crashes, ord)
+                           concurrency_limit, rate_period, max_crashes, traceparent, rate_key,
+                           rate_limit, rate_window, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-        max_crashes, created_at)
+        max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
            idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           max_crashes, %(now)s
+           max_crashes, %(now)s, traceparent, rate_key, rate_limit, rate_window
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -111,9 +116,9 @@ WITH input AS (
         %(id)s::bigint[], %(token)s::bigint[], %(status)s::text[], %(result)s::jsonb[],
         %(error)s::jsonb[], %(run_at)s::timestamptz[], %(payload)s::jsonb[],
         %(extra_attempts)s::integer[], %(finished_at)s::timestamptz[], %(worker)s::text[],
-        %(reason)s::text[]
+        %(reason)s::text[], %(usage)s::jsonb[]
     ) AS t(id, token, status, result, error, run_at, payload, extra_attempts, finished_at,
-           worker, reason)
+           worker, reason, usage)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status,
@@ -131,7 +136,21 @@ WITH input AS (
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.attempt, j.status, j.queue, j.tenant, j.callback_url, i.worker,
-              i.reason, i.error
+              i.reason, i.error, j.kind, j.task, j.traceparent, i.usage
+), us AS (
+    -- What the attempt cost (ADR 0022), counted exactly when its outcome is accepted.
+    INSERT INTO treadle_attempt_usage (
+        job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
+        wall_seconds, cpu_seconds, peak_memory_bytes, result_bytes, log_bytes, wait_seconds,
+        tokens_in, tokens_out, cost_usd)
+    SELECT id, attempt, tenant, queue, kind, task, usage->>'outcome', usage->>'error_class',
+           %(now)s, (usage->>'wall_seconds')::double precision,
+           (usage->>'cpu_seconds')::double precision, (usage->>'peak_memory_bytes')::bigint,
+           (usage->>'result_bytes')::bigint, (usage->>'log_bytes')::bigint,
+           (usage->>'wait_seconds')::double precision, (usage->>'tokens_in')::bigint,
+           (usage->>'tokens_out')::bigint, (usage->>'cost_usd')::double precision
+    FROM upd WHERE usage IS NOT NULL
+    ON CONFLICT (job_id, attempt) DO NOTHING
 ), ev AS (
     -- Each attempt's error stays in its event, after the job's own error moves on.
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
@@ -142,9 +161,9 @@ WITH input AS (
 ), cb AS (
     -- A finished job's callback delivery is a durable job written in this same statement.
     INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                              parent_id, created_at)
+                              parent_id, created_at, traceparent)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s, traceparent
     FROM upd WHERE callback_url IS NOT NULL AND status IN ('succeeded', 'failed', 'cancelled')
     RETURNING id
 ), cb_ev AS (
@@ -201,12 +220,13 @@ FOR UPDATE OF j SKIP LOCKED;
 WITH input AS (
     SELECT * FROM unnest(%(id)s::bigint[], %(token)s::bigint[], %(status)s::text[],
                          %(error)s::jsonb[], %(reason)s::text[], %(worker)s::text[],
-                         %(crashes)s::jsonb[], %(detail)s::jsonb[])
-        AS t(id, token, status, error, reason, worker, crashes, detail)
+                         %(crashes)s::jsonb[], %(detail)s::jsonb[], %(refund)s::integer[])
+        AS t(id, token, status, error, reason, worker, crashes, detail, refund)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
         lease_expires_at = NULL, crashes = coalesce(i.crashes, j.crashes),
+        max_attempts = j.max_attempts + i.refund,  -- a crash gives its attempt back (0024)
         finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
                            ELSE %(now)s END
     FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
@@ -287,7 +307,7 @@ ON CONFLICT (name) DO UPDATE SET
         ELSE coalesce(%(concurrency_limit)s::integer, treadle_queues.concurrency_limit) END;
 
 -- name: queue_configs
-SELECT name, paused, concurrency_limit FROM treadle_queues;
+SELECT name, paused, concurrency_limit, retention_seconds FROM treadle_queues;
 
 -- name: queue_stats
 SELECT queue,
@@ -325,9 +345,9 @@ SELECT pg_advisory_xact_lock(hashtext('treadle_migrate'));
 -- the same transaction as the job's final state so it can never be lost.
 WITH ins AS (
     INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                              parent_id, created_at)
+                              parent_id, created_at, traceparent)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s, traceparent
     FROM treadle_jobs WHERE id = ANY (%(ids)s::bigint[]) AND callback_url IS NOT NULL
     RETURNING id
 ), ev AS (
@@ -385,9 +405,16 @@ SELECT count(*) AS n FROM treadle_jobs
 WHERE status = 'running' AND concurrency_key = %(key)s AND rate_period IS NULL;
 
 -- name: started_in_window
--- A rate-limited key's starts within its window (the sliding window of ADR 0010).
-SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
-WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s;
+-- A rate key's starts within its window (the sliding window of ADR 0010): of rate-only
+-- jobs (the key in concurrency_key) and of jobs whose rate limit sits beside a
+-- concurrency limit (rate_key, 0010), one index probe each.
+SELECT sum(n)::bigint AS n, min(oldest) AS oldest FROM (
+    SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+    WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s
+    UNION ALL
+    SELECT count(*), min(started_at) FROM treadle_jobs
+    WHERE rate_key = %(key)s AND started_at > %(since)s
+) w;
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -407,8 +434,12 @@ WITH RECURSIVE t AS (
             ORDER BY j.tenant LIMIT 1), t.depth + 1
     FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
 ), keyed AS (
-    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period FROM (
-        SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
+    -- One row per (key, kind of rule, second rate key): a job with both rules (rate_key
+    -- set) is claimed only with room under both, so it is planned apart from the others.
+    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period,
+           rate_key, min(rate_limit) AS rlim, max(rate_window) AS rperiod FROM (
+        SELECT concurrency_key, concurrency_limit, rate_period, rate_key, rate_limit,
+               rate_window FROM treadle_jobs j
         WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
           AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
           AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
@@ -420,27 +451,37 @@ WITH RECURSIVE t AS (
                   AND r.concurrency_key = j.concurrency_key
                   AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
           END < j.concurrency_limit
+          AND (j.rate_key IS NULL
+               OR (SELECT count(*) FROM treadle_jobs r WHERE r.rate_key = j.rate_key
+                     AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  + (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                       AND r.concurrency_key = j.rate_key
+                       AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  < j.rate_limit)
           -- A one-time probe of the (small) keyed index: with no such jobs queued, the
           -- scan above never runs, whatever plan the other indexes suggest.
           AND EXISTS (SELECT 1 FROM treadle_jobs k
                       WHERE k.status = 'queued' AND k.concurrency_limit IS NOT NULL)
         ORDER BY priority DESC, run_at, id
         LIMIT %(scan)s
-    ) c GROUP BY concurrency_key LIMIT %(keys)s
+    ) c GROUP BY concurrency_key, rate_period IS NULL, rate_key LIMIT %(keys)s
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running, NULL::double precision AS period
+           AS running, NULL::double precision AS period, NULL::text AS rkey,
+       NULL::integer AS rn, NULL::double precision AS rperiod
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
-SELECT 'key', concurrency_key, lim, 0, period FROM keyed
+SELECT 'key', concurrency_key, lim, 0, period, rate_key, rlim, rperiod FROM keyed
 UNION ALL
 -- While rate-limited work waits, idle claimers look again at its spacing (no notification
 -- says that a window moved on).
-(SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
- WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
-   AND run_at <= %(now)s
+(SELECT 'rate', NULL, NULL, NULL,
+        coalesce(rate_window / rate_limit, rate_period / concurrency_limit), NULL, NULL, NULL
+ FROM treadle_jobs
+ WHERE status = 'queued' AND concurrency_limit IS NOT NULL
+   AND (rate_period IS NOT NULL OR rate_key IS NOT NULL) AND run_at <= %(now)s
  LIMIT 1);
 
 -- name: claim_fair
@@ -459,6 +500,7 @@ WITH alloc AS (
           AND NOT EXISTS (SELECT 1 FROM treadle_queues q WHERE q.name = j.queue
                             AND (q.paused OR q.concurrency_limit IS NOT NULL))
           AND (%(kinds)s::text[] IS NULL OR j.kind = ANY (%(kinds)s::text[]))
+          AND (j.crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT a.n
         FOR UPDATE SKIP LOCKED
@@ -482,18 +524,27 @@ ON CONFLICT (name) DO UPDATE SET weight = excluded.weight;
 -- name: tenant_weights
 SELECT name, weight FROM treadle_tenants ORDER BY name;
 
--- name: lock_key
--- Serialises claimers of one concurrency key, so the running count holds.
-SELECT pg_advisory_xact_lock(hashtext('treadle_key:' || %(key)s));
+-- name: lock_keys
+-- Serialises claimers of a per-key limited key, so its count holds. Every key one claim
+-- plans to count (concurrency and rate keys), locked up front in one
+-- order of the lock ids themselves: a claimer that takes keys one by one in its plan's
+-- order can deadlock with another whose plan orders them differently, which a job with
+-- two keys (ADR 0010, migration 0010) makes likely (claimers of (user, vendor) pairs sharing a vendor).
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtext('treadle_key:' || k) AS h FROM unnest(%(keys)s::text[]) AS k
+    ORDER BY h
+) ids;
 
 -- name: claim_key
 WITH cand AS (
     SELECT id FROM treadle_jobs
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = %(key)s
       AND (rate_period IS NULL) = (%(period)s::double precision IS NULL) AND run_at <= %(now)s
+      AND rate_key IS NOT DISTINCT FROM %(rkey)s::text
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -516,15 +567,15 @@ SELECT clock_timestamp() AS now;
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 
 -- name: leave_quarantine
--- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- Release (back to queued: crash count reset, at least one attempt left) or discard
 -- (failed, terminal) a quarantined job (ADR 0015).
 UPDATE treadle_jobs
 SET status = %(status)s,
     run_at = CASE WHEN %(status)s = 'queued' THEN %(now)s ELSE run_at END,
     crashes = CASE WHEN %(status)s = 'queued' THEN NULL ELSE crashes END,
-    -- The attempts its crashes used are given back (and at least one is left).
+    -- Crashes refunded their attempts when reaped (ADR 0024): at least one is left.
     max_attempts = CASE WHEN %(status)s = 'queued'
-        THEN greatest(max_attempts + coalesce(jsonb_array_length(crashes), 0), attempt + 1)
+        THEN greatest(max_attempts, attempt + 1)
         ELSE max_attempts END,
     error = coalesce(%(error)s::jsonb, error),
     finished_at = %(finished_at)s::timestamptz
@@ -555,3 +606,12 @@ WHERE j.status = 'running' AND w.lock_key IS NOT NULL
 ORDER BY j.id
 LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED;
+
+-- name: suspect_waiting
+-- Is a suspect due (ADR 0024)? An idle worker's look: the partial index holds only
+-- queued suspects, so with none this reads nothing.
+SELECT 1 FROM treadle_jobs
+WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= %(now)s
+  AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+  AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+LIMIT 1;

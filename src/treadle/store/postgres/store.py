@@ -31,9 +31,10 @@ from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
+from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
-from treadle.store.flow import FlowOps
+from treadle.store.flow import FlowOps, KeyPlan
 from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
@@ -274,18 +275,22 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     def _commit_once(self, batch: Sequence[Submission]) -> list[Result]:
         jobs = [nj for sub in batch for nj in sub.jobs]
         keyed = sum(nj.idempotency_key is not None for nj in jobs)
+        # Read the clock before borrowing: its periodic re-sync borrows a connection of its
+        # own, and taken inside the borrow, producers holding every pool connection waited
+        # on each other until the pool timed out (16 threads on 4 connections stalled).
+        now = self.clock.now()
         # Without idempotency keys or guards the insert (with its events and wake-up) is
         # one atomic statement: one round trip. Keys need a second look in the same
         # transaction. Only a batch whose every job has a key may be re-sent after a lost
         # connection: the keys turn a repeat into a lookup (ADR 0007).
         if not any(sub.guard is not None for sub in batch):
-            flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs),
+            flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs, now),
                                   tx=bool(keyed), idempotent=keyed == len(jobs))
             return _split(batch, flat, [None] * len(batch))
-        return self._retrying("enqueue", lambda cur: self._guarded(cur, batch),
+        return self._retrying("enqueue", lambda cur: self._guarded(cur, batch, now),
                               tx=True, idempotent=keyed == len(jobs))
 
-    def _guarded(self, cur: Cursor, batch: Sequence[Submission]) -> list[Result]:
+    def _guarded(self, cur: Cursor, batch: Sequence[Submission], now: datetime) -> list[Result]:
         """Each guard under its own savepoint (a refusal rolls back only its own
         statements), then one insert for the submissions that passed."""
 
@@ -308,7 +313,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 refused[i] = translate(exc)
             cur.execute("RELEASE SAVEPOINT treadle_submission")
         live = [sub for sub, r in zip(batch, refused, strict=True) if r is None]
-        flat = self._enqueue_in(cur, [nj for sub in live for nj in sub.jobs])
+        flat = self._enqueue_in(cur, [nj for sub in live for nj in sub.jobs], now)
         return _split(batch, flat, refused)
 
     @contextlib.contextmanager
@@ -324,16 +329,19 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             yield StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs),
                                    self.codec)
 
-    def _enqueue_in(self, cur: Cursor, jobs: Sequence[NewJob]) -> list[Enqueued]:
+    def _enqueue_in(
+        self, cur: Cursor, jobs: Sequence[NewJob], now: datetime | None = None
+    ) -> list[Enqueued]:
         if not jobs:
             return []
-        now = self.clock.now()
+        now = now or self.clock.now()
         cols: dict[str, list[Any]] = {
             k: []
             for k in (
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
                 "callback_url", "concurrency_limit", "rate_period", "max_crashes",
+                "traceparent", "rate_key", "rate_limit", "rate_window",
             )
         }
         for nj in jobs:
@@ -353,6 +361,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["concurrency_limit"].append(nj.concurrency_limit)
             cols["rate_period"].append(nj.rate_period)
             cols["max_crashes"].append(nj.max_crashes)
+            cols["traceparent"].append(nj.traceparent)
+            cols["rate_key"].append(nj.rate_key)
+            cols["rate_limit"].append(nj.rate_limit)
+            cols["rate_window"].append(nj.rate_window)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -378,21 +390,25 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         limit: int,
         lease_seconds: float,
         kinds: Sequence[str] | None = None,
+        suspect: bool = False,
     ) -> list[Job]:
         if limit <= 0:
             return []
+        if suspect:  # a suspect is claimed alone (ADR 0024)
+            limit = 1
         # Note the notification count before looking, so that work enqueued between this
         # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
         self._listener.ensure_started()
         self._claim_mark.seen = self._listener.work_seq()
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
-                "kinds": None if kinds is None else list(kinds)}
+                "kinds": None if kinds is None else list(kinds), "suspect": suspect}
         scope = {**base, "queues": None if queues is None else list(queues)}
         plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                               "max_tenants": MAX_TENANTS})
         # Per-key limited jobs first (ADR 0010): the other paths never take them.
-        keys = [(r["name"], r["n"], r["period"]) for r in plan if r["what"] == "key"]
+        keys = [KeyPlan(r["name"], r["n"], r["period"], r["rkey"], r["rn"], r["rperiod"])
+                for r in plan if r["what"] == "key"]
         for r in plan:
             if r["what"] == "rate":
                 self.rate_wait(timedelta(seconds=r["period"]))
@@ -464,29 +480,41 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         return out
 
     def _claim_keyed(
-        self, keys: list[tuple[str, int, float | None]], scope: dict[str, Any], room: int
+        self, keys: list[KeyPlan], scope: dict[str, Any], room: int
     ) -> list[Job]:
-        """Claim jobs under per-key limits, each key under its lock so the count holds."""
+        """Claim jobs under per-key limits, every planned key under its lock so the counts
+        hold (taken together, in one fixed order: see lock_keys)."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
-            for key, lim, period in keys:
+            wanted = {k.key for k in keys} | {k.rkey for k in keys if k.rkey is not None}
+            cur.execute(Q["lock_keys"], {"keys": sorted(wanted)})
+            for k in keys:
                 if room - len(out) <= 0:
                     break
-                cur.execute(Q["lock_key"], {"key": key})
-                if period is None:
-                    cur.execute(Q["running_with_key"], {"key": key})
+                if k.period is None:
+                    cur.execute(Q["running_with_key"], {"key": k.key})
+                    row = cur.fetchone()
+                    n = k.limit - (row["n"] if row else 0)
                 else:  # rate limit: starts within the sliding window
-                    cur.execute(Q["started_in_window"], {
-                        "key": key, "since": scope["now"] - timedelta(seconds=period)})
-                row = cur.fetchone()
-                n = min(room - len(out), lim - (row["n"] if row else 0))
-                if period is not None and n <= 0 and row is not None:
-                    self.rate_wait(row["oldest"] + timedelta(seconds=period) - scope["now"])
+                    n = self._rate_room(cur, k.key, k.limit, k.period, scope["now"])
+                if k.rkey is not None and k.rlimit is not None and k.rperiod is not None \
+                        and n > 0:
+                    n = min(n, self._rate_room(cur, k.rkey, k.rlimit, k.rperiod, scope["now"]))
+                n = min(room - len(out), n)
                 if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n,
-                                                 "period": period})
+                    cur.execute(Q["claim_key"], {**scope, "key": k.key, "limit": n,
+                                                 "period": k.period, "rkey": k.rkey})
                     out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _rate_room(self, cur: Any, key: str, starts: int, period: float, now: datetime) -> int:
+        """Starts ``key`` may still make in its sliding window; when none, wake by its end."""
+        cur.execute(Q["started_in_window"], {"key": key, "since": now - timedelta(seconds=period)})
+        row = cur.fetchone()
+        used = int(row["n"]) if row and row["n"] is not None else 0
+        if used >= starts and row is not None and row["oldest"] is not None:
+            self.rate_wait(row["oldest"] + timedelta(seconds=period) - now)
+        return starts - used
 
     def _server_time(self) -> datetime:
         with self._cursor(tx=False) as cur:
@@ -534,6 +562,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
         arrays["worker"] = [oc.worker for oc in outcomes]
         arrays["reason"] = [oc.event_reason for oc in outcomes]
+        arrays["usage"] = [usage.postgres_param(oc, _js) for oc in outcomes]  # ADR 0022
         arrays["now"] = now
         # One statement: guarded updates, events, callback deliveries and notifications.
         with self._cursor(tx=False) as cur:
@@ -627,7 +656,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
         rows of workers whose session ended (ADR 0018), not of expired leases."""
         cols: dict[str, list[Any]] = {k: [] for k in (
-            "id", "token", "status", "error", "reason", "worker", "crashes", "detail")}
+            "id", "token", "status", "error", "reason", "worker", "crashes", "detail", "refund")}
         for r in rows:
             job = job_from_row(r, self.codec)
             assert job.lease_expires_at is not None
@@ -647,6 +676,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["worker"].append(r["lease_owner"])
             cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
             cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
+            cols["refund"].append(int(d.refund))
         cur.execute(Q["reap_many"], {**cols, "now": now})
         reaped = cur.fetchall()
         finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]
