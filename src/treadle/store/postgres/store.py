@@ -482,15 +482,15 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     def _claim_keyed(
         self, keys: list[KeyPlan], scope: dict[str, Any], room: int
     ) -> list[Job]:
-        """Claim jobs under per-key limits, each key under its lock so the count holds (a
-        job with both rules: both keys, locked in a fixed order)."""
+        """Claim jobs under per-key limits, every planned key under its lock so the counts
+        hold (taken together, in one fixed order: see lock_keys)."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
+            wanted = {k.key for k in keys} | {k.rkey for k in keys if k.rkey is not None}
+            cur.execute(Q["lock_keys"], {"keys": sorted(wanted)})
             for k in keys:
                 if room - len(out) <= 0:
                     break
-                for key in sorted({k.key} | ({k.rkey} if k.rkey is not None else set())):
-                    cur.execute(Q["lock_key"], {"key": key})
                 if k.period is None:
                     cur.execute(Q["running_with_key"], {"key": k.key})
                     row = cur.fetchone()
