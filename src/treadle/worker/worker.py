@@ -295,7 +295,8 @@ class Worker:
             if len(jobs) < room:
                 if cfg.burst and not jobs:
                     with self._lock:
-                        idle = not self._running
+                        # written too: a suspect waits for them, and must run before we stop
+                        idle = not self._running and not self._unwritten
                     if idle and self._outcomes.empty():
                         return True
                     # let in-flight work finish, then look again
