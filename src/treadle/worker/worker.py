@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import math
 import os
 import queue
 import socket
@@ -520,8 +521,14 @@ class Worker:
                 self._enforce_deadlines()
                 if now >= next_probe:
                     # Reap when the earliest lease runs out, not on the next fixed tick.
-                    next_reap = min(next_reap, now + self.reaper.due_in())
-                    next_probe = now + PROBE_INTERVAL
+                    due = self.reaper.due_in()
+                    if due is None:
+                        # No job runs anywhere: nothing to reap until one does; an idle
+                        # worker looks again only every reap_interval (idle cost).
+                        next_reap, next_probe = math.inf, now + cfg.reap_interval
+                    else:
+                        next_reap = min(next_reap, now + due)
+                        next_probe = now + PROBE_INTERVAL
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval
