@@ -1,9 +1,11 @@
 # The two commands of the README:
 #   make run   - install what is needed, then run Treadle on the embedded default (SQLite)
+#                with the example app (examples/starter); APP=module:attr serves your own
 #   make test  - install what is needed, then lint, type-check and run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+APP    ?= examples.starter.app:app
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: install run test lint typecheck pytest system-deps bench clean
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/treadle up $(ARGS)
+	$(BIN)/treadle up --app $(APP) $(ARGS)
 
 system-deps:
 	@for script in scripts/deps/*.sh; do bash "$$script" || exit 1; done

@@ -1,4 +1,4 @@
-"""Hand-off benchmark (issue 13): Treadle vs Huey (Redis, SQLite), Dramatiq and Celery.
+"""Hand-off benchmark (ADRs 0017, 0019): Treadle vs Huey (Redis, SQLite), Dramatiq and Celery.
 
     .venv/bin/python -m bench.handoff_bench                      # everything -> bench/results/
     .venv/bin/python -m bench.handoff_bench --parts drain --repeats 1 --jobs 2000 --quick

@@ -128,8 +128,10 @@ def resume_run(src: Path, tmp: Path) -> dict[str, Any]:
     app = Treadle(db)
     try:
         handle = submit(app, src, renditions="360p,720p", thumbnails=4, hls=True)
+        # --prefetch 0: the killed worker holds only the segment in flight, so "ran twice"
+        # counts work lost (a segment claimed ahead and never begun costs nothing).
         worker_cmd = [PY, "-m", "treadle", "worker", "--db", db, "--concurrency", "1",
-                      "--lease-seconds", str(LEASE)]
+                      "--prefetch", "0", "--lease-seconds", str(LEASE)]
         start = time.perf_counter()
         first = subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)

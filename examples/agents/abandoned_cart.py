@@ -75,7 +75,8 @@ def main(url: str | None = None) -> int:
                                         host="127.0.0.1", port=0, log_level="warning"))
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    threading.Thread(target=api.run, daemon=True).start()
+    serving = threading.Thread(target=api.run, daemon=True)
+    serving.start()
     while not api.started:
         time.sleep(0.05)
     port = api.servers[0].sockets[0].getsockname()[1]
@@ -92,7 +93,9 @@ def main(url: str | None = None) -> int:
         while not Receiver.received and time.monotonic() < deadline:
             time.sleep(0.1)
     api.should_exit = True
+    serving.join(10)  # the API closes its sockets, then the app its store
     receiver.shutdown()
+    receiver.server_close()  # its listening socket
     app.close()
     if not Receiver.received:
         print("no callback received")

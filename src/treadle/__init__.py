@@ -8,9 +8,13 @@
 >>> job.wait(timeout=10).result  # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING, Any
+
 from treadle.app import JobHandle, Task, Treadle, WaitTimeout
 from treadle.context import Continue, JobContext
 from treadle.core.errors import (
+    AccessDenied,
+    BadResponse,
     Cancelled,
     ErrorClass,
     InvalidInput,
@@ -26,11 +30,30 @@ from treadle.core.errors import (
 from treadle.core.job import Job, JobEvent, JobLog
 from treadle.core.lifecycle import JobStatus
 from treadle.core.retry import RetryPolicy
+from treadle.core.usage import Usage
+from treadle.tracing import Tracing, otel_tracing
+
+if TYPE_CHECKING:
+    from treadle.client import AsyncClient, Client
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # The remote client needs pydantic (the `client` extra): imported on first use only.
+    if name in ("Client", "AsyncClient"):
+        import treadle.client
+
+        return getattr(treadle.client, name)
+    raise AttributeError(f"module 'treadle' has no attribute {name!r}")
+
+
 __all__ = [
+    "AccessDenied",
+    "AsyncClient",
+    "BadResponse",
     "Cancelled",
+    "Client",
     "Continue",
     "ErrorClass",
     "InvalidInput",
@@ -48,8 +71,11 @@ __all__ = [
     "SandboxViolation",
     "Task",
     "Timeout",
+    "Tracing",
     "Transient",
     "Treadle",
     "TreadleError",
+    "Usage",
     "WaitTimeout",
+    "otel_tracing",
 ]

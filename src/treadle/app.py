@@ -49,6 +49,7 @@ from treadle.store import Store, open_store
 from treadle.store.groupcommit import Guard
 from treadle.streams.repo import SQL_PACKAGE as STREAMS_SQL
 from treadle.streams.repo import TRACK as STREAMS_TRACK
+from treadle.tracing import NULL_TRACING, Tracing
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -251,8 +252,12 @@ class Treadle:
         store: Store | None = None,
         egress: EgressPolicy | None = None,
         artifacts: str | ArtifactStore | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.url = url
+        # Spans of submissions and of this app's workers (ADR 0021): a no-op unless given
+        # (``treadle.tracing.otel_tracing()``, or the CLI's --otel).
+        self.tracing: Tracing = tracing or NULL_TRACING
         self.clock = clock
         # Where env.fetch and callbacks may connect: public addresses unless an operator
         # allowed private ranges (the CLI reads TREADLE_EGRESS_ALLOW; ADR 0305).
@@ -531,6 +536,7 @@ class Treadle:
             "on_finished": [p.on_finished for p in plugins],
             "services": [*(s for p in plugins for s in p.services(self)),
                          *artifact_services(self)],
+            "tracing": self.tracing,
         }
 
     def worker_hooks(self) -> dict[str, Any]:
@@ -590,7 +596,12 @@ class Treadle:
         Concurrent callers (threads) share one commit (group commit, ADR 0019); ``guard``
         runs in that transaction first and may refuse this submission alone."""
         self._check_callbacks(jobs)
-        return [JobHandle(self, e.job, e.created) for e in self.store.enqueue(jobs, guard=guard)]
+        if not self.tracing.enabled:
+            return [JobHandle(self, e.job, e.created)
+                    for e in self.store.enqueue(jobs, guard=guard)]
+        with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
+            return [JobHandle(self, e.job, e.created)
+                    for e in self.store.enqueue(traced, guard=guard)]
 
     async def enqueue_async(
         self, jobs: Sequence[NewJob], *, guard: Guard | None = None
@@ -598,8 +609,12 @@ class Treadle:
         """:meth:`enqueue` for an asyncio event loop: awaits the group commit without
         holding a thread. Cancelling it before its batch is written withdraws the jobs."""
         self._check_callbacks(jobs)
-        done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
-        return [JobHandle(self, e.job, e.created) for e in done]
+        if not self.tracing.enabled:
+            done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
+            return [JobHandle(self, e.job, e.created) for e in done]
+        with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
+            done = await asyncio.wrap_future(self.store.submit(traced, guard=guard))
+            return [JobHandle(self, e.job, e.created) for e in done]
 
     def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:
         for nj in jobs:
@@ -713,7 +728,10 @@ class Treadle:
         from treadle.streams.repo import StreamRepo
 
         self.store.get_job(job_id, tenant=tenant)  # another tenant's job: not found
-        item = StreamRepo(self.store).latest(job_id, PROGRESS)
+        repo = StreamRepo(self.store)
+        if not repo.available():  # a database without the streams' tables
+            return None
+        item = repo.latest(job_id, PROGRESS)
         return None if item is None else dict(item.data)
 
     def job_events(self, job_id: int) -> list[JobEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -12,10 +13,12 @@ from treadle.core.budget import Deadline
 from treadle.core.errors import TreadleError
 from treadle.core.job import Job
 from treadle.core.progress import ProgressState
+from treadle.tracing import NULL_SPAN, Attributes, SpanHandle, Tracing
 
 if TYPE_CHECKING:
     from treadle.artifacts.context import JobArtifacts
     from treadle.streams.buffer import StreamWriter
+    from treadle.usage import UsageMeter
 
 
 class Continue(TreadleError):
@@ -53,6 +56,8 @@ class JobContext:
     # Set by the executor that knows the app (the worker does not): see ``artifacts``.
     artifacts_factory: Callable[[Job], JobArtifacts] | None = None
     _stream: StreamWriter | None = None  # the job's live stream (docs/streams.md)
+    _usage: UsageMeter | None = None  # what this attempt costs (ADR 0022)
+    _tracing: Tracing | None = None  # spans of this attempt (ADR 0021)
     # The latest progress, carried by the worker's heartbeat; stall detection (ADR 0016).
     progress_state: ProgressState = field(default_factory=ProgressState)
 
@@ -94,6 +99,31 @@ class JobContext:
         self.progress_state.update(done, total, message, reported=live)
         if live and self._stream is not None:
             self._stream.progress(done, total, message)
+
+    def record_usage(
+        self,
+        *,
+        cpu_seconds: float | None = None,
+        peak_memory_bytes: int | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        """Add to this attempt's usage what the worker cannot see (ADR 0022): CPU spent
+        in another process, its peak memory, model tokens and money. Summed per tenant
+        and queue in ``GET /v1/usage``; bad numbers are clamped, never raised."""
+        if self._usage is not None:
+            self._usage.record(cpu_seconds=cpu_seconds, peak_memory_bytes=peak_memory_bytes,
+                               tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost_usd)
+
+    def span(
+        self, name: str, attributes: Attributes | None = None
+    ) -> AbstractContextManager[SpanHandle]:
+        """A tracing span around a part of this attempt (a child of its run span); a
+        no-op unless tracing is on (ADR 0021)."""
+        if self._tracing is None:
+            return contextlib.nullcontext(NULL_SPAN)
+        return self._tracing.span(name, attributes or {})
 
     def watch_progress(self, stall_seconds: float | None) -> AbstractContextManager[None]:
         """``with ctx.watch_progress(120): ...``: inside the block, the worker fails this

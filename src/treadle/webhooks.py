@@ -155,16 +155,25 @@ def register_builtin_tasks(
             DELIVERY_HEADER: str(ctx.job.id),
             **(signed_headers(secret, body) if secret else {}),
         }
-        try:
-            # The egress policy of the app (ADR 0305): resolved, checked, connected to the
-            # checked address; redirects are not followed.
-            resp = treadle.egress.request("POST", job.callback_url, content=body,
-                                          headers=headers, timeout=timeout, max_bytes=64 << 10)
-        except EgressError as exc:
-            # One message whatever happened (no port-open oracle); only the class differs:
-            # a refused address will stay refused, a failed connection may recover.
-            cls = Transient if not exc.permanent else Permanent
-            raise cls(f"callback not delivered: {REFUSED}") from None
+        # A span per delivery attempt, in the finished job's trace (ADR 0021); the
+        # receiver gets its traceparent to continue it.
+        with ctx.span("callback delivery", {"treadle.job_id": job.id}) as span:
+            trace = treadle.tracing.current_traceparent()
+            if trace is not None:
+                headers["traceparent"] = trace
+            try:
+                # The egress policy of the app (ADR 0305): resolved, checked, connected to
+                # the checked address; redirects are not followed.
+                resp = treadle.egress.request("POST", job.callback_url, content=body,
+                                              headers=headers, timeout=timeout,
+                                              max_bytes=64 << 10)
+            except EgressError as exc:
+                # One message whatever happened (no port-open oracle); only the class
+                # differs: a refused address will stay refused, a failed one may recover.
+                cls = Transient if not exc.permanent else Permanent
+                span.fail("not delivered")
+                raise cls(f"callback not delivered: {REFUSED}") from None
+            span.set("http.response.status_code", resp.status)
         status = resp.status
         if 200 <= status < 300:
             return {"delivered": True, "status": status, "attempt": ctx.attempt}

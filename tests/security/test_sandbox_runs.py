@@ -116,7 +116,7 @@ def handler(input, env):
 
 
 def test_js_run_on_the_registry_cannot_write_into_another_tenants_kv(dyn: Dyn) -> None:
-    """The same attack through ``app.workers`` and the store-backed kv (two tenants)."""
+    """The same attack through ``app.dynamic_workers`` and the store-backed kv (two tenants)."""
     a, b = "tenant-a", "tenant-b"
     victim = dyn.workers.register(
         "async function handler(i, env) { await env.kv.put('mine', 'b'); "

@@ -40,7 +40,8 @@ def test_a_killed_child_is_dead_even_before_it_is_reaped() -> None:
     try:
         me = liveness.current()
         assert me is not None
-        stat = open(f"/proc/{child.pid}/stat").read()  # noqa: SIM115
+        with open(f"/proc/{child.pid}/stat") as f:
+            stat = f.read()
         ticks = stat[stat.rindex(")") + 2:].split()[19]
         boot = me.start.partition(":")[0]
         assert liveness.is_alive(me.host, child.pid, f"{boot}:{ticks}") is True

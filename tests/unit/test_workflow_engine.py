@@ -33,6 +33,7 @@ class MemoryLog:
         self.steps: dict[int, Step] = {}
         self.events: list[tuple[int, str, Any]] = []
         self.writes = 0
+        self.tx = object()  # stands for the store transaction of a checkpoint
 
     def load(self) -> list[Step]:
         return [self.steps[k] for k in sorted(self.steps)]
@@ -53,7 +54,10 @@ class MemoryLog:
 
     def complete(self, seq: int, name: str, kind: StepKind, result_json: str, *,
                  event_key: str | None = None, event_id: int | None = None,
-                 started_at: datetime | None = None) -> None:
+                 started_at: datetime | None = None,
+                 also: Callable[[Any], None] | None = None) -> None:
+        if also is not None:  # first: if it raises, nothing is written (a rollback)
+            also(self.tx)
         if started_at is not None:
             self.start(seq, name, kind)
         self._put(seq, name, kind, StepStatus.COMPLETED, result=json.loads(result_json),
@@ -272,3 +276,40 @@ def test_async_steps_work_from_a_thread_that_runs_an_event_loop() -> None:
     host.start()
     host.join()
     assert out == [1]
+
+
+def test_in_checkpoint_writes_with_the_checkpoint_once_never_on_replay() -> None:
+    log = MemoryLog()
+    seen: list[tuple[Any, object]] = []
+
+    def pair(a: int, **kw: Any) -> tuple[int, int]:
+        assert kw == {"b": 2}  # in_checkpoint is the engine's, not passed to the step
+        return (a, kw["b"])
+
+    def flow(ctx: WorkflowContext) -> Any:
+        return ctx.step("pair", pair, 1, b=2, in_checkpoint=lambda v, tx: seen.append((v, tx)))
+
+    assert run(log, flow) == [1, 2]
+    assert run(log, flow) == [1, 2]  # replayed: neither the step nor the write runs again
+    assert seen == [((1, 2), log.tx)]  # the step's own value, in the checkpoint's transaction
+
+
+def test_a_failing_in_checkpoint_fails_the_step_and_checkpoints_nothing() -> None:
+    log = MemoryLog()
+    runs: list[int] = []
+    refuse = [True]
+
+    def write(value: Any, tx: object) -> None:
+        if refuse[0]:
+            raise ValueError("cap reached")
+
+    def flow(ctx: WorkflowContext) -> Any:
+        return ctx.step("s", lambda: runs.append(1) or len(runs), in_checkpoint=write)
+
+    with pytest.raises(ValueError, match="cap reached"):
+        run(log, flow)
+    failed = log.steps[0]
+    assert failed.status is StepStatus.FAILED and failed.error is not None
+    assert "cap reached" in failed.error.message
+    refuse[0] = False
+    assert run(log, flow) == 2 and log.steps[0].status is StepStatus.COMPLETED

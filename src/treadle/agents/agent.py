@@ -38,9 +38,12 @@ def _signature(input: Any, documents: Any = None) -> None:
 
 
 class Agent(Task[..., Any]):
-    def __init__(self, app: Treadle, name: str, spec: AgentSpec, options: TaskOptions) -> None:
+    def __init__(self, app: Treadle, name: str, spec: AgentSpec, options: TaskOptions, *,
+                 owns_adapter: bool = False) -> None:
         super().__init__(app, _signature, name, options)
         self.spec = spec
+        # Built here from a model string (so closed with the app), not passed in by the caller.
+        self.owns_adapter = owns_adapter
 
     def __repr__(self) -> str:
         return f"<Agent {self.name!r} model={self.spec.adapter.model!r}>"
@@ -122,7 +125,7 @@ def register(
         queue=queue or "default", retries=retries, priority=priority, retry_policy=retry_policy,
         timeout=None if timeout is None else timeout + ATTEMPT_GRACE,
     )
-    agent = Agent(app, name, spec, options)
+    agent = Agent(app, name, spec, options, owns_adapter=isinstance(model, str))
     if app.find_plugin(Agents) is None:
         app.use(Agents())
     app.tasks[name] = agent

@@ -82,3 +82,16 @@ class Agents(JobKindPlugin):
         from treadle.agents.cli import agents_app
 
         return agents_app
+
+    def close(self) -> None:
+        """Close the model adapters the app's agents built from model strings (an SDK
+        client holds a connection pool); adapters passed in are their owners' to close."""
+        from treadle.agents.agent import Agent
+
+        if self._app is None:
+            return
+        for task in list(self._app.tasks.values()):
+            if isinstance(task, Agent) and task.owns_adapter:
+                close = getattr(task.spec.adapter, "close", None)
+                if close is not None:
+                    close()

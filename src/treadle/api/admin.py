@@ -53,7 +53,7 @@ def list_schedules(request: Request, principal: Reader) -> JSONResponse:
 
 
 @router.patch("/queues/{name}", response_model=QueueOut, tags=["queues"],
-              summary="Pause, resume or limit a queue")
+              summary="Pause, resume or limit a queue, or set its retention")
 def patch_queue(
     request: Request,
     name: Annotated[str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN)],
@@ -63,6 +63,8 @@ def patch_queue(
     treadle: Treadle = request.app.state.treadle
     validate_name("queue", name)
     clear = "concurrency_limit" in body.model_fields_set and body.concurrency_limit is None
+    if "retention_seconds" in body.model_fields_set:  # null: back to the default
+        treadle.store.set_retention(name, body.retention_seconds)
     info = treadle.store.set_queue(
         name, paused=body.paused, concurrency_limit=body.concurrency_limit, clear_limit=clear
     )

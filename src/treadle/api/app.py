@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from treadle.api import admin, jobs, problems
+from treadle.api import usage as usage_api
 from treadle.api.auth import _bearer, principal_from_request
 from treadle.api.config import ApiConfig
 from treadle.api.metrics import ASGIApp, Metrics, Scope
@@ -66,6 +67,7 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
         if router is not None:
             app.include_router(router)
     app.include_router(admin.router)
+    app.include_router(usage_api.router)  # GET /v1/usage (ADR 0022)
     _ops_routes(app)
     # Order: size limit innermost so its 413 is counted by the metrics middleware.
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +25,7 @@ from treadle.api.models import (
     SubmitJob,
 )
 from treadle.api.problems import Problem
+from treadle.core import traceparent
 from treadle.core.job import Job, JobFilter, NewJob
 from treadle.core.lifecycle import JobStatus
 from treadle.store.base import Transaction
@@ -65,11 +67,12 @@ def _fingerprint(body: SubmitJob) -> str:
 
 def _prepare(
     treadle: Treadle, config: ApiConfig, body: SubmitJob, principal: Principal,
-    key: str | None,
+    key: str | None, trace: str | None = None,
 ) -> tuple[NewJob, Guard | None]:
     """Validate fully, writing nothing: the job, and with an ``Idempotency-Key`` the guard
     that claims the key inside the job's own transaction (ADR 0019): a conflict refuses
-    this request alone (409), and the claim commits or rolls back with the job."""
+    this request alone (409), and the claim commits or rolls back with the job.
+    ``trace``: the request's parsed traceparent, stored with the job (ADR 0021)."""
     if body.task.startswith(BUILTIN_PREFIX):
         raise Problem(422, f"{body.task!r} is a built-in task and cannot be submitted",
                       slug="builtin-task")
@@ -83,6 +86,8 @@ def _prepare(
         priority=body.priority, queue=body.queue, tenant=principal.tenant,
         callback_url=str(body.callback_url) if body.callback_url else None,
     )
+    if trace is not None:
+        new = replace(new, traceparent=trace)
     if key is None:
         return new, None
     keystore, tenant, fingerprint = keystore_for(treadle), principal.tenant, _fingerprint(body)
@@ -97,10 +102,10 @@ def _prepare(
 
 def _submit(
     treadle: Treadle, config: ApiConfig, body: SubmitJob, principal: Principal,
-    key: str | None,
+    key: str | None, trace: str | None = None,
 ) -> tuple[Job, bool]:
     """Validate fully, then write once: a refused request never leaves a row."""
-    new, guard = _prepare(treadle, config, body, principal, key)
+    new, guard = _prepare(treadle, config, body, principal, key, trace)
     handle = treadle.enqueue([new], guard=guard)[0]
     return handle.job, handle.created
 
@@ -124,10 +129,12 @@ async def submit_job(
     # Validation is a bounded amount of work on a body the loop has already parsed, so it
     # runs here, unless the task's key function (user code) would run; the commit is
     # awaited without holding a thread, coalesced with concurrent requests (ADR 0019).
+    trace = request_traceparent(request)
     if _runs_user_code(treadle, body.task):
-        new, guard = await run_in_threadpool(_prepare, treadle, config, body, principal, key)
+        new, guard = await run_in_threadpool(_prepare, treadle, config, body, principal, key,
+                                             trace)
     else:
-        new, guard = _prepare(treadle, config, body, principal, key)
+        new, guard = _prepare(treadle, config, body, principal, key, trace)
     handle = (await treadle.enqueue_async([new], guard=guard))[0]
     _count(request, handle.job, handle.created)
     return _job_response(handle.job, 202 if handle.created else 200, location=True,
@@ -148,18 +155,19 @@ async def run_job(
         return await run_inline(request, body, principal, key)
     treadle, config = _ctx(request)
     task_body = body.as_submit()
+    trace = request_traceparent(request)
     wait = config.sync_window if body.wait is None else min(body.wait, config.sync_window)
     limiter: anyio.CapacityLimiter = request.app.state.sync_waiters
     if wait <= 0 or limiter.available_tokens < 1:
         # Saturated: do not queue behind other waiters; answer 202 at once.
         job, created = await run_in_threadpool(
-            _submit, treadle, config, task_body, principal, key)
+            _submit, treadle, config, task_body, principal, key, trace)
         _count(request, job, created)
         return _job_response(job, 200 if job.is_finished else 202, location=True)
 
     def submit_and_wait() -> tuple[Job, bool]:
         # One thread hop for submit + wait + read keeps the sync path short.
-        job, created = _submit(treadle, config, task_body, principal, key)
+        job, created = _submit(treadle, config, task_body, principal, key, trace)
         if not job.is_finished:
             treadle.store.wait_for_finish([job.id], wait)
             job = treadle.get_job(job.id)
@@ -208,7 +216,8 @@ def _path_id(job_id: int) -> int:
 def get_job(request: Request, job_id: int, principal: Reader) -> JSONResponse:
     treadle, _ = _ctx(request)
     job = treadle.get_job(_path_id(job_id), tenant=principal.tenant)
-    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job)})
+    return JSONResponse({**job.to_json(), "waiting_on": treadle.why_not_running(job),
+                         "progress": treadle.job_progress(job.id)})
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, summary="A job's event log")
@@ -243,6 +252,13 @@ def retry_job(request: Request, job_id: int, principal: Submitter) -> JSONRespon
         raise Problem(409, f"only failed or cancelled jobs can be retried; job {job.id} is "
                       f"{job.status.value}", slug="not-retryable", job=_summary(job))
     return _job_response(treadle.retry(job.id, tenant=principal.tenant), 200)
+
+
+def request_traceparent(request: Request) -> str | None:
+    """The request's W3C ``traceparent``, canonical, or None: a missing, malformed or
+    oversized header is ignored (a new trace starts), never stored raw (ADR 0021)."""
+    values = request.headers.getlist("traceparent")
+    return traceparent.parse(values[0]) if len(values) == 1 else None
 
 
 @router.post("/jobs/{job_id}/release", response_model=JobOut,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -80,6 +81,37 @@ class _StoreCollector(Collector):
         for w in workers:
             beat.add_metric([w.id], max(0.0, now - w.last_heartbeat.timestamp()))
         yield beat
+        yield from _usage_metrics(self.treadle)
+
+
+# Store-derived: the last hour's usage per tenant and queue (ADR 0022), whatever process
+# ran the attempts. Local workers' totals since start are the counters below.
+_USAGE_GAUGES = (
+    ("attempts", "treadle_usage_attempts_last_hour", "Attempts that ended in the last hour"),
+    ("cpu_seconds", "treadle_usage_cpu_seconds_last_hour", "CPU seconds of those attempts"),
+    ("wall_seconds", "treadle_usage_wall_seconds_last_hour", "Wall seconds of those attempts"),
+    ("result_bytes", "treadle_usage_result_bytes_last_hour", "Bytes of their results"),
+    ("log_bytes", "treadle_usage_log_bytes_last_hour", "Bytes of their log lines"),
+    ("tokens_in", "treadle_usage_tokens_in_last_hour", "Model input tokens"),
+    ("tokens_out", "treadle_usage_tokens_out_last_hour", "Model output tokens"),
+    ("cost_usd", "treadle_usage_cost_usd_last_hour", "Model cost in US dollars"),
+)
+
+
+def _usage_metrics(treadle: Treadle) -> Iterator[Metric]:
+    from treadle.store.usage import UsageReader  # extension SQL: only SQL stores have it
+
+    try:
+        rows = UsageReader(treadle.store).by_tenant_and_queue(
+            since=datetime.now(UTC) - timedelta(hours=1))
+    except Exception as exc:  # a store without usage tables must not fail the scrape
+        log.warning("metrics: usage unavailable: %r", exc)
+        return
+    for key, name, text in _USAGE_GAUGES:
+        family = GaugeMetricFamily(name, text, labels=["tenant", "queue"])
+        for r in rows:
+            family.add_metric([str(r["tenant"]), str(r["queue"])], float(r[key] or 0))
+        yield family
 
 
 class PrometheusObserver(Observer):
@@ -94,6 +126,12 @@ class PrometheusObserver(Observer):
     def finished(self, worker: str, job: Job, outcome: Outcome, seconds: float) -> None:
         self.m.completed.labels(job.queue, outcome.kind.value).inc()
         self.m.duration.labels(job.queue).observe(seconds)
+        used = outcome.usage
+        if used is not None:  # ADR 0022
+            self.m.cpu.labels(job.tenant, job.queue).inc(used.cpu_seconds or 0.0)
+            self.m.tokens.labels(job.tenant, job.queue, "in").inc(used.tokens_in)
+            self.m.tokens.labels(job.tenant, job.queue, "out").inc(used.tokens_out)
+            self.m.cost.labels(job.tenant, job.queue).inc(used.cost_usd)
         if outcome.kind is OutcomeKind.RETRY and outcome.error is not None:
             self.m.retries.labels(job.queue, outcome.error.error_class.value).inc()
 
@@ -132,6 +170,12 @@ class Metrics:
                                        "Time of one claim call", buckets=_LATENCY, registry=r)
         self.duration = Histogram("treadle_job_duration_seconds", "Attempt run time",
                                   ["queue"], buckets=_DURATION, registry=r)
+        self.cpu = Counter("treadle_attempt_cpu_seconds", "CPU seconds of attempts run by "
+                           "local workers", ["tenant", "queue"], registry=r)
+        self.tokens = Counter("treadle_attempt_model_tokens", "Model tokens of attempts run "
+                              "by local workers", ["tenant", "queue", "direction"], registry=r)
+        self.cost = Counter("treadle_attempt_cost_usd", "Model cost (USD) of attempts run by "
+                            "local workers", ["tenant", "queue"], registry=r)
         self.http_requests = Counter("treadle_http_requests", "HTTP requests",
                                      ["method", "route", "status"], registry=r)
         self.http_latency = Histogram("treadle_http_request_duration_seconds",

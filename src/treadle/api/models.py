@@ -217,7 +217,7 @@ class ErrorOut(BaseModel):
 
 class WaitingOn(BaseModel):
     """Why a queued job is not running: run_at, queue_paused, queue_limit,
-    key_concurrency, behind_tenant or ready."""
+    key_concurrency, behind_tenant or ready; quarantined for a quarantined job."""
 
     rule: str
     message: str
@@ -246,6 +246,12 @@ class CrashOut(BaseModel):
     at: datetime
     worker: str | None
     attempt: int
+
+
+class ProgressOut(BaseModel):
+    done: float
+    total: float | None = None
+    message: str | None = None
 
 
 class JobOut(BaseModel):
@@ -281,6 +287,8 @@ class JobOut(BaseModel):
     max_crashes: int = Field(3, description="Quarantined when crashes reach this")
     waiting_on: WaitingOn | None = Field(
         None, description="For a queued job: the rule that holds it (ADR 0010)")
+    progress: ProgressOut | None = Field(
+        None, description="The latest progress its worker's heartbeat carried (ADR 0016)")
 
 
 class JobPage(BaseModel):
@@ -327,6 +335,8 @@ class QueueOut(BaseModel):
     running: int
     failed_last_hour: int
     throughput_last_hour: int
+    retention_seconds: float = Field(
+        description="Finished jobs of this queue are deleted after this many seconds")
 
 
 class QueueList(BaseModel):
@@ -334,10 +344,14 @@ class QueueList(BaseModel):
 
 
 class QueuePatch(_Strict):
-    """Pause/resume a queue or set its concurrency limit (``null`` removes it)."""
+    """Pause/resume a queue, set its concurrency limit (``null`` removes it) or its
+    retention (``null``: the default, 7 days)."""
 
     paused: bool | None = None
     concurrency_limit: int | None = Field(default=None, ge=0, le=100_000)
+    retention_seconds: int | None = Field(
+        default=None, ge=60, le=10 * 365 * 86400,
+        description="Keep finished jobs this long (60 s to ten years); null: 7 days")
 
 
 class HookIn(_Strict):

@@ -12,7 +12,7 @@ import typer
 
 from treadle.artifacts.cli import artifacts_app
 from treadle.cli.common import clean_errors, fail, load_app
-from treadle.cli.flow import schedules_app, tenants_app
+from treadle.cli.flow import queues_app, schedules_app, tenants_app
 from treadle.cli.jobs import jobs_app, submit
 from treadle.cli.run import migrate, up, worker
 from treadle.kinds import builtin_plugins
@@ -32,6 +32,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(queues_app, name="queues")
 
 
 def _media_commands() -> None:

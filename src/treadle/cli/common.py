@@ -18,6 +18,7 @@ from treadle.app import DEFAULT_URL, Treadle
 from treadle.core.errors import ConfigurationError, TreadleError
 from treadle.egress import EgressPolicy
 from treadle.store import probe as probe_store
+from treadle.tracing import otel_tracing
 
 console = Console()
 err_console = Console(stderr=True)
@@ -73,6 +74,31 @@ def load_app(spec: str | None, db: str | None) -> Treadle:
     if allow is not None:
         app.egress = EgressPolicy.parse(allow)
     return app
+
+
+OtelOption = Annotated[
+    bool,
+    typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (needs "
+                 "treadle[otel]); on too when OTEL_EXPORTER_OTLP_ENDPOINT is set."),
+]
+
+
+def enable_tracing(app: Treadle, flag: bool) -> None:
+    """Tracing from ``--otel`` or the standard OpenTelemetry variables (ADR 0021).
+
+    On when the flag is given or an OTLP endpoint variable is set; off with
+    ``OTEL_SDK_DISABLED=true``. The exporter reads ``OTEL_EXPORTER_OTLP_*`` itself; the
+    service is ``OTEL_SERVICE_NAME`` (default ``treadle``). Without the extra installed
+    this fails with a message naming ``treadle[otel]``."""
+    env = os.environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    if not flag and not any(k in env for k in ("OTEL_EXPORTER_OTLP_ENDPOINT",
+                                               "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return
+    name = env.get("OTEL_SERVICE_NAME", "").strip()[:200] or "treadle"
+    app.tracing = otel_tracing(service_name=name)
+    app.on_close(app.tracing.shutdown)
 
 
 def _load_app(spec: str | None, db: str | None) -> Treadle:

@@ -1,9 +1,8 @@
-"""``treadle schedules list|pause|resume``, ``treadle tenants list|set-weight`` and
-``treadle jobs prune`` (ADR 0010)."""
+"""``treadle schedules list|pause|resume``, ``treadle tenants list|set-weight``,
+``treadle queues list|set-retention`` and ``treadle jobs prune`` (ADR 0010)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
@@ -11,20 +10,12 @@ from rich.table import Table
 
 from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
 from treadle.cli.jobs import jobs_app
+from treadle.core.ages import format_age, parse_age
+from treadle.core.job import DEFAULT_RETENTION
 
 schedules_app = typer.Typer(help="Cron schedules: list, pause, resume.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants' shares of the workers (weights).", no_args_is_help=True)
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_age(text: str) -> float:
-    """``90s``, ``15m``, ``12h``, ``1d``, ``2w`` -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if not m:
-        raise ValueError(f"{text!r} is not an age like 90s, 15m, 12h, 1d or 2w")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
+queues_app = typer.Typer(help="Queues: list them, set their retention.", no_args_is_help=True)
 
 @schedules_app.command("list")
 def list_schedules(app_spec: AppOption = None, db: DbOption = None) -> None:
@@ -87,3 +78,33 @@ def list_tenants(db: DbOption = None) -> None:
         for name, weight in load_app(None, db).store.tenant_weights().items():
             table.add_row(name, str(weight))
         console.print(table)
+
+
+@queues_app.command("list")
+def list_queues(db: DbOption = None) -> None:
+    """Every queue with its state, depth, limit and retention."""
+    with clean_errors():
+        table = Table("queue", "state", "depth", "running", "limit", "retention")
+        for q in load_app(None, db).store.queues():
+            table.add_row(q.name, "paused" if q.paused else "active", str(q.queued),
+                          str(q.running), "" if q.concurrency_limit is None
+                          else str(q.concurrency_limit), format_age(q.retention_seconds))
+        console.print(table)
+
+
+@queues_app.command("set-retention")
+def set_retention(
+    queue: str,
+    age: Annotated[str, typer.Argument(help="e.g. 12h, 1d, 2w; `default` for 7 days")],
+    db: DbOption = None,
+) -> None:
+    """Delete QUEUE's finished jobs (with their events and logs) AGE after they finish."""
+    with clean_errors():
+        try:
+            seconds = None if age == "default" else parse_age(age)
+        except ValueError as exc:
+            fail(str(exc))
+        store = load_app(None, db).store
+        store.set_retention(queue, seconds)
+        shown = format_age(seconds if seconds is not None else DEFAULT_RETENTION)
+        console.print(f"queue {queue}: finished jobs kept {shown}")

@@ -177,19 +177,28 @@ def retry(job_id: int, db: DbOption = None, url: UrlOption = None,
 
 
 @jobs_app.command("release")
-def release(job_id: int, db: DbOption = None) -> None:
+def release(job_id: int, db: DbOption = None, url: UrlOption = None,
+            key: KeyOption = None) -> None:
     """Release a quarantined job: queued again with its crash count reset (ADR 0015)."""
-    _leave_quarantine(job_id, db, "release")
+    _leave_quarantine(job_id, db, url, key, "release")
 
 
 @jobs_app.command("discard")
-def discard(job_id: int, db: DbOption = None) -> None:
+def discard(job_id: int, db: DbOption = None, url: UrlOption = None,
+            key: KeyOption = None) -> None:
     """Discard a quarantined job: failed for good, not run again (ADR 0015)."""
-    _leave_quarantine(job_id, db, "discard")
+    _leave_quarantine(job_id, db, url, key, "discard")
 
 
-def _leave_quarantine(job_id: int, db: str | None, action: str) -> None:
+def _leave_quarantine(job_id: int, db: str | None, url: str | None, key: str | None,
+                      action: str) -> None:
     with clean_errors():
+        client = remote(url, key)
+        if client is not None:  # the server refuses other states with a clear 409
+            with client:
+                job = (client.release if action == "release" else client.discard)(job_id)
+            console.print(f"job {job.id}: {_status(job)}")
+            return
         app = load_app(None, db)
         before = app.get_job(job_id)
         if before.status is not JobStatus.QUARANTINED:

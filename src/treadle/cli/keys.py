@@ -20,6 +20,13 @@ DbOption = Annotated[
 ]
 
 
+OtelOption = Annotated[
+    bool,
+    typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (needs "
+                 "treadle[otel]); on too when OTEL_EXPORTER_OTLP_ENDPOINT is set."),
+]
+
+
 def _keystore(db: str | None):  # type: ignore[no-untyped-def]  # avoids importing the CLI early
     from treadle.api.auth import keystore_for
     from treadle.cli.common import load_app
@@ -89,9 +96,10 @@ def server_command(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    otel: OtelOption = False,
 ) -> None:
     """Serve the HTTP API (no workers; run `treadle worker` for those)."""
-    from treadle.cli.common import clean_errors, load_app
+    from treadle.cli.common import clean_errors, enable_tracing, load_app
     from treadle.core.errors import MissingExtra
     from treadle.kinds import use_builtin
 
@@ -101,5 +109,6 @@ def server_command(
         except ImportError as exc:
             raise MissingExtra("server", exc.name or "fastapi") from exc
         app = use_builtin(load_app(app_spec, db))
+        enable_tracing(app, otel)
         app.check_schema()
         serve(app, config_from_env(host), host=host, port=port, log_level=log_level)

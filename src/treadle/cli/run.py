@@ -13,8 +13,10 @@ from treadle.app import Treadle
 from treadle.cli.common import (
     AppOption,
     DbOption,
+    OtelOption,
     clean_errors,
     console,
+    enable_tracing,
     err_console,
     install_builtins,
     load_app,
@@ -113,12 +115,14 @@ def worker(
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")]
     = "127.0.0.1",
+    otel: OtelOption = False,
 ) -> None:
     """Run a worker: claim jobs under leases and run them."""
     configure_logging(level=log_level)
     signals = GracefulSignals()
     with clean_errors():
         app = use_builtin(load_app(app_spec, db))
+        enable_tracing(app, otel)
         app.check_schema()
         if metrics_port is not None:
             serve_worker_metrics(app, metrics_host, metrics_port)
@@ -139,12 +143,14 @@ def up(
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
     server: Annotated[bool, typer.Option(help="Serve the HTTP API and UI too.")] = True,
     log_level: Annotated[str, typer.Option()] = "info",
+    otel: OtelOption = False,
 ) -> None:
     """Everything in one process: migrate, then API + UI, workers, reaper and scheduler."""
     configure_logging(level=log_level)
     signals = GracefulSignals()
     with clean_errors():
         app = use_builtin(load_app(app_spec, db))
+        enable_tracing(app, otel)
         applied = app.migrate()
         if applied:
             log.info("migrated", versions=applied, db=app.url)

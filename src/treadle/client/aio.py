@@ -258,25 +258,33 @@ class AsyncClient:
     async def retry(self, job_id: int) -> Job:
         return await self.send(calls.retry(job_id))
 
-    async def register_worker(self, code: str, language: Literal["javascript", "python"], *,
+    async def release(self, job_id: int) -> Job:
+        """Release a quarantined job (ADR 0015): queued again, its crash count reset."""
+        return await self.send(calls.release(job_id))
+
+    async def discard(self, job_id: int) -> Job:
+        """Discard a quarantined job (ADR 0015): failed for good."""
+        return await self.send(calls.discard(job_id))
+
+    async def register_dynamic_worker(self, code: str, language: Literal["javascript", "python"], *,
                               name: str | None = None, limits: Mapping[str, Any] | None = None,
                               allow_wasm: bool = False, fetch_allow: list[str] | None = None,
                               kv: bool = False) -> WorkerOut:
-        return await self.send(calls.register_worker(
+        return await self.send(calls.register_dynamic_worker(
             code, language, name=name, limits=limits, allow_wasm=allow_wasm,
             fetch_allow=fetch_allow, kv=kv))
 
-    async def get_worker(self, worker_id: str) -> WorkerOut:
-        return await self.send(calls.get_worker(worker_id))
+    async def get_dynamic_worker(self, worker_id: str) -> WorkerOut:
+        return await self.send(calls.get_dynamic_worker(worker_id))
 
-    async def list_workers(self, *, limit: int = 100) -> list[WorkerOut]:
-        return await self.send(calls.list_workers(limit))
+    async def list_dynamic_workers(self, *, limit: int = 100) -> list[WorkerOut]:
+        return await self.send(calls.list_dynamic_workers(limit))
 
-    async def run_worker(self, worker_id: str, input: Any = None, *,
+    async def run_dynamic_worker(self, worker_id: str, input: Any = None, *,
                          mode: Literal["load", "get"] = "load",
                          limits: Mapping[str, Any] | None = None, wait: float = 25.0,
                          sync: bool = True,
                          idempotency_key: str | None = None) -> AsyncRemoteJobHandle:
-        return self._handle(await self.send(calls.run_worker(
+        return self._handle(await self.send(calls.run_dynamic_worker(
             worker_id, input, mode=mode, limits=limits, wait=wait, sync=sync,
             idempotency_key=idempotency_key)))

@@ -18,8 +18,8 @@ from treadle.core.lifecycle import JobStatus
 
 T = TypeVar("T")
 _WORKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-# Dynamic workers live here; one constant, so a renamed route is one edit (ADR 0020).
-WORKERS = "/v1/workers"
+# Dynamic workers live here (ADR 0023; /v1/workers is its deprecated alias): one constant.
+WORKERS = "/v1/dynamic-workers"
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,14 @@ def retry(jid: int) -> Call[Job]:
     return Call("POST", f"/v1/jobs/{job_id(jid)}/retry", _job)
 
 
+def release(jid: int) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{job_id(jid)}/release", _job)
+
+
+def discard(jid: int) -> Call[Job]:
+    return Call("POST", f"/v1/jobs/{job_id(jid)}/discard", _job)
+
+
 def send_event(key: str, payload: Any) -> Call[int]:
     def parse(a: Answer) -> int:
         value = a.data.get("id") if isinstance(a.data, dict) else None
@@ -187,7 +195,7 @@ def _worker_id(worker_id: str) -> str:
     return worker_id
 
 
-def register_worker(code: str, language: str, *, name: str | None,
+def register_dynamic_worker(code: str, language: str, *, name: str | None,
                     limits: Mapping[str, Any] | None, allow_wasm: bool,
                     fetch_allow: list[str] | None, kv: bool) -> Call[WorkerOut]:
     body = {"code": code, "language": language, "allow_wasm": allow_wasm, "kv": kv,
@@ -197,17 +205,17 @@ def register_worker(code: str, language: str, *, name: str | None,
                 ok=(200, 201))
 
 
-def get_worker(worker_id: str) -> Call[WorkerOut]:
+def get_dynamic_worker(worker_id: str) -> Call[WorkerOut]:
     return Call("GET", f"{WORKERS}/{_worker_id(worker_id)}",
                 lambda a: model(WorkerOut, a.data, "worker"))
 
 
-def list_workers(limit: int) -> Call[list[WorkerOut]]:
+def list_dynamic_workers(limit: int) -> Call[list[WorkerOut]]:
     return Call("GET", WORKERS, lambda a: model(WorkerList, a.data, "workers").workers,
                 params=[("limit", str(limit))])
 
 
-def run_worker(worker_id: str, input: Any, *, mode: Literal["load", "get"],
+def run_dynamic_worker(worker_id: str, input: Any, *, mode: Literal["load", "get"],
                limits: Mapping[str, Any] | None, wait: float, sync: bool,
                idempotency_key: str | None) -> Call[Submitted]:
     body = {"input": input, "mode": mode, "async": not sync, "wait": wait,

@@ -272,28 +272,36 @@ class Client:
     def retry(self, job_id: int) -> Job:
         return self.send(calls.retry(job_id))
 
+    def release(self, job_id: int) -> Job:
+        """Release a quarantined job (ADR 0015): queued again, its crash count reset."""
+        return self.send(calls.release(job_id))
+
+    def discard(self, job_id: int) -> Job:
+        """Discard a quarantined job (ADR 0015): failed for good."""
+        return self.send(calls.discard(job_id))
+
     # -- dynamic workers -------------------------------------------------------------
 
-    def register_worker(self, code: str, language: Literal["javascript", "python"], *,
+    def register_dynamic_worker(self, code: str, language: Literal["javascript", "python"], *,
                         name: str | None = None, limits: Mapping[str, Any] | None = None,
                         allow_wasm: bool = False, fetch_allow: list[str] | None = None,
                         kv: bool = False) -> WorkerOut:
-        return self.send(calls.register_worker(code, language, name=name, limits=limits,
+        return self.send(calls.register_dynamic_worker(code, language, name=name, limits=limits,
                                                allow_wasm=allow_wasm,
                                                fetch_allow=fetch_allow, kv=kv))
 
-    def get_worker(self, worker_id: str) -> WorkerOut:
-        return self.send(calls.get_worker(worker_id))
+    def get_dynamic_worker(self, worker_id: str) -> WorkerOut:
+        return self.send(calls.get_dynamic_worker(worker_id))
 
-    def list_workers(self, *, limit: int = 100) -> list[WorkerOut]:
-        return self.send(calls.list_workers(limit))
+    def list_dynamic_workers(self, *, limit: int = 100) -> list[WorkerOut]:
+        return self.send(calls.list_dynamic_workers(limit))
 
-    def run_worker(self, worker_id: str, input: Any = None, *,
+    def run_dynamic_worker(self, worker_id: str, input: Any = None, *,
                    mode: Literal["load", "get"] = "load",
                    limits: Mapping[str, Any] | None = None, wait: float = 25.0,
                    sync: bool = True, idempotency_key: str | None = None) -> RemoteJobHandle:
         """One run of a registered worker as a job; ``sync=False`` answers at once."""
-        return self._handle(self.send(calls.run_worker(
+        return self._handle(self.send(calls.run_dynamic_worker(
             worker_id, input, mode=mode, limits=limits, wait=wait, sync=sync,
             idempotency_key=idempotency_key)))
 

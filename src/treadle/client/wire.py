@@ -34,7 +34,7 @@ from treadle.core.errors import (
     TreadleError,
     UnknownTask,
 )
-from treadle.core.job import Job, JobEvent, JobKind, JobLog
+from treadle.core.job import Crash, Job, JobEvent, JobKind, JobLog
 from treadle.core.lifecycle import JobStatus
 from treadle.sandbox import wirejson
 
@@ -83,6 +83,8 @@ def job_from(data: Any) -> Job:
         result=out.result, error=error, parent_id=out.parent_id, callback_url=out.callback_url,
         cancel_requested=out.cancel_requested, started_at=out.started_at,
         finished_at=out.finished_at,
+        crashes=tuple(Crash(c.at, c.worker, c.attempt) for c in out.crashes),
+        max_crashes=out.max_crashes,
     )
 
 

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 
 def explain(store: Store, job: Job, now: datetime) -> dict[str, Any] | None:
-    """``{"rule": ..., "message": ...}`` for a queued job; None for any other status.
+    """``{"rule": ..., "message": ...}`` for a queued (or quarantined) job; None otherwise.
 
     Rules are checked in the order the claim applies them, so the answer names what a
     claimer would stop at first."""
+    if job.status is JobStatus.QUARANTINED:  # held for an operator (ADR 0015)
+        return _why("quarantined", f"quarantined: its worker died under it "
+                    f"{len(job.crashes)} times; release or discard it")
     if job.status is not JobStatus.QUEUED:
         return None
     if job.run_at > now:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from treadle.core import storable
+from treadle.core import storable, traceparent
 from treadle.core.errors import ErrorInfo, InvalidInput
 from treadle.core.lifecycle import JobStatus
 
@@ -85,6 +85,8 @@ class NewJob:
     concurrency_limit: int | None = None
     # Set: a rate limit instead, at most concurrency_limit starts per rate_period seconds.
     rate_period: float | None = None
+    # W3C traceparent the job's spans continue (ADR 0021); only the canonical form.
+    traceparent: str | None = None
     # Quarantine after this many attempts whose worker died (ADR 0015); None: the default.
     max_crashes: int | None = None
 
@@ -136,6 +138,10 @@ class NewJob:
             raise InvalidInput(
                 f"callback_url must be a printable URL of at most {MAX_URL_LENGTH} characters"
             )
+        if self.traceparent is not None and traceparent.parse(self.traceparent) != (
+            self.traceparent
+        ):
+            raise InvalidInput("traceparent must be a canonical W3C traceparent (version 00)")
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class Job:
     finished_at: datetime | None = None
     concurrency_limit: int | None = None
     rate_period: float | None = None
+    traceparent: str | None = None
     # Attempts whose worker died under them, since the last release (ADR 0015).
     crashes: tuple[Crash, ...] = ()
     max_crashes: int = DEFAULT_MAX_CRASHES
@@ -258,6 +265,10 @@ class JobLog:
         }
 
 
+# Seconds a finished job (with its events and logs) is kept unless its queue says (ADR 0010).
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class QueueInfo:
     name: str
@@ -269,6 +280,7 @@ class QueueInfo:
     running: int = 0
     failed_last_hour: int = 0
     succeeded_last_hour: int = 0
+    retention_seconds: float = DEFAULT_RETENTION  # how long its finished jobs are kept
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -281,6 +293,7 @@ class QueueInfo:
             "running": self.running,
             "failed_last_hour": self.failed_last_hour,
             "throughput_last_hour": self.succeeded_last_hour,
+            "retention_seconds": self.retention_seconds,
         }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from treadle.core.errors import ErrorInfo
 from treadle.core.lifecycle import JobStatus
+from treadle.core.usage import Usage
 
 
 class OutcomeKind(enum.StrEnum):
@@ -55,6 +56,7 @@ class Outcome:
     run_at: datetime | None = None  # for RETRY
     payload: dict[str, Any] | None = None  # for CONTINUED
     reason: str | None = None  # event reason; defaults per kind
+    usage: Usage | None = None  # what the attempt cost, stored with it (ADR 0022)
 
     @property
     def event_reason(self) -> str:

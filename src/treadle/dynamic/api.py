@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -38,7 +39,7 @@ from pydantic import BaseModel
 
 from treadle.api.auth import Principal, keystore_for
 from treadle.api.config import ApiConfig
-from treadle.api.jobs import IdempotencyKey, Reader, Submitter
+from treadle.api.jobs import IdempotencyKey, Reader, Submitter, request_traceparent
 from treadle.api.models import JobOut, RegisterWorker, RunRequest, RunWorker, WorkerList, WorkerOut
 from treadle.api.problems import Problem
 from treadle.core.job import Job
@@ -233,6 +234,7 @@ async def run_inline(
     assert body.code is not None and body.language is not None
     code, language = body.code, body.language
     _check_size(config, body.input)
+    trace = request_traceparent(request)
 
     def submit() -> JobHandle:
         limits = body.limits.overrides() if body.limits else None
@@ -247,6 +249,8 @@ async def run_inline(
             priority=body.priority or 0, idempotency_key=key,
             callback_url=str(body.callback_url) if body.callback_url else None,
         )
+        if trace is not None:  # the request's trace continues in the run (ADR 0021)
+            new = replace(new, traceparent=trace)
         return treadle.enqueue([new])[0]
 
     return await respond(request, submit, body.wait, sync=True)

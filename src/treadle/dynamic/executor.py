@@ -25,6 +25,7 @@ from treadle.executors.base import Runnable
 from treadle.logs import get_logger
 from treadle.sandbox import Bindings, Limits, Mode, RunResult, SandboxManager
 from treadle.sandbox.bindings import HostCallError
+from treadle.sandbox.spec import RunUsage
 
 log = get_logger("treadle.dynamic")
 
@@ -189,19 +190,26 @@ class CodeExecutor:
         try:
             result: RunResult = run(
                 worker.spec, request.input, tenant=job.tenant,
-                bindings=Bindings(kv=kv, egress=self.egress()),
+                bindings=Bindings(kv=kv, egress=self.egress(), emit=ctx.emit),
                 limits=limits,
             )
         except TreadleError as exc:
             # Console output written before a failure, when the engine hands it over.
             for line in getattr(exc, "logs", None) or ():
                 ctx.log(str(line))
+            used = getattr(exc, "usage", None)
+            if isinstance(used, RunUsage):  # a failed run's sandbox cost counts too
+                ctx.record_usage(cpu_seconds=used.cpu_seconds,
+                                 peak_memory_bytes=used.peak_memory_bytes)
             _raise_kv_failure(kv, exc)
             raise
         # A run that succeeded keeps its result even if a kv call failed: the code saw the
         # refused call and decided; retrying could repeat its side effects.
         for line in result.logs:
             ctx.log(line)
+        # The sandbox's CPU and peak memory are this attempt's usage (ADR 0022).
+        ctx.record_usage(cpu_seconds=result.cpu_seconds,
+                         peak_memory_bytes=result.peak_memory_bytes)
         log.debug("dynamic run finished", job_id=job.id, worker_id=worker.id,
                   mode=result.mode, reused=result.reused, duration_ms=round(result.duration_ms, 2),
                   host_calls=result.host_calls)

@@ -91,9 +91,10 @@ def register(router: APIRouter, ctx: UIContext) -> None:
                              methods=methods, include_in_schema=False)
 
 
-def _moved(to: str) -> Callable[[], Awaitable[Response]]:
-    async def moved() -> Response:
-        return RedirectResponse(to, status_code=308)
+def _moved(to: str) -> Callable[[Request], Awaitable[Response]]:
+    async def moved(request: Request) -> Response:
+        query = request.url.query  # as sent (percent-encoded)
+        return RedirectResponse(f"{to}?{query}" if query else to, status_code=308)
 
     return moved
 

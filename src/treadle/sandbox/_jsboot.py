@@ -84,6 +84,20 @@ PRELUDE = r"""
     return reply.value;
   };
   const env = {log};
+  // env.emit(kind, data): an item on the job's live stream. The data travels as JSON text
+  // of at most EMIT_MAX characters (bindings.EMIT_MAX_CHARS); the host checks the rest.
+  // It returns a promise: await it, since a call not yet sent when the run ends is
+  // refused (host calls belong to runs, ADR 0102).
+  const EMIT_MAX = 65536;
+  env.emit = async (kind, data) => {
+    let text;
+    try { text = stringify(data === undefined ? null : data); }
+    catch (e) { throw new Error('env.emit data is not JSON: ' + S(e && e.message)); }
+    if (typeof text !== 'string') throw new Error('env.emit data is not JSON');
+    if (text.length > EMIT_MAX)
+      throw new Error('env.emit data is over ' + EMIT_MAX + ' characters of JSON');
+    return call('emit', S(kind), text);
+  };
   if (hasKv) env.kv = Object.freeze({
     get: (k) => call('kv.get', S(k)),
     put: (k, v) => call('kv.put', S(k), S(v)),

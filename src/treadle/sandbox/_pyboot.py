@@ -25,6 +25,7 @@ from typing import Any
 _IN = 0
 _OUT = 1
 _RUN: Any = None  # the id of the run in progress; None between runs
+_EMIT_MAX = 65536  # characters of JSON per env.emit (bindings.EMIT_MAX_CHARS)
 _WRITE_LOCK = threading.Lock()
 
 
@@ -96,6 +97,20 @@ class _Env:
 
     def log(self, *parts: Any) -> None:
         _send({"t": "log", "line": " ".join(str(p) for p in parts)})
+
+    def emit(self, kind: str, data: Any = None) -> None:
+        """Append an item to the job's live stream (written with the worker's next batch).
+        Refusals (not JSON, too big or deep, a reserved kind) raise here."""
+        try:
+            # Counted in characters as JavaScript's env.emit does (the frame escapes them).
+            text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise _HostError("env.emit data is nested too deeply") from None
+        except (TypeError, ValueError) as exc:
+            raise _HostError(f"env.emit data is not JSON: {exc}") from None
+        if len(text) > _EMIT_MAX:
+            raise _HostError(f"env.emit data is over {_EMIT_MAX} characters of JSON")
+        _call("emit", str(kind), text)
 
 
 def _fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
@@ -265,7 +280,12 @@ def main() -> None:
         reply = _run_handler(handler, json.loads(payload), env, int(limits["max_output_bytes"]))
         stream.flush()
         _finish(reply)
-        if not keep or reply.get("dirty"):
+        if not keep:
+            # Stay until the parent has read our peak memory from /proc and kills us
+            # (usage accounting, ADR 0022); an exited process has no VmHWM to read.
+            _recv()
+            return
+        if reply.get("dirty"):
             return
         msg = _recv()
         payload = msg["input"]

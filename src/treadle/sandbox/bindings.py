@@ -1,25 +1,35 @@
 """Capabilities handed to sandboxed code through ``env``, all executed by the host.
 
 Sandboxed code has no network and no file system. What it may do outside is a *host call*
-sent over the pipe: ``kv.get``/``kv.put``/``kv.delete`` on the tenant's store and ``fetch``
-through the worker's egress allow-list and the host's egress policy (``treadle.egress``).
-Every call is counted against ``Limits.max_host_calls``; the arguments are untrusted
-input and are checked here.
+sent over the pipe: ``kv.get``/``kv.put``/``kv.delete`` on the tenant's store, ``fetch``
+through the worker's egress allow-list and the host's egress policy (``treadle.egress``),
+and ``emit`` onto the job's live stream (ADR 0011, ADR 0020). Every call but ``emit`` is
+counted against ``Limits.max_host_calls``; the arguments are untrusted input and are
+checked here.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from treadle.core.errors import TreadleError
 from treadle.core.storable import is_valid_text
 from treadle.egress import REFUSED, AllowList, EgressError, EgressPolicy, parse_url
+from treadle.sandbox import wirejson
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.spec import WorkerSpec
 
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 1 << 20
+# ``env.emit`` data travels as JSON text of at most this many characters; the boots refuse
+# more before sending. A frame may carry it escaped (up to 6 bytes a character), so the
+# hosts' frame cap grows by EMIT_FRAME_BYTES. The stream's own per-item cap (64 KiB by
+# default, counted in UTF-8) is applied by the sink, the job's stream writer.
+EMIT_MAX_CHARS = 1 << 16
+EMIT_FRAME_BYTES = 6 * EMIT_MAX_CHARS + (4 << 10)
 
 
 class KVStore(Protocol):
@@ -80,6 +90,9 @@ class Bindings:
     """
 
     kv: KVStore | None = None
+    # ``env.emit(kind, data)``: where items go (the job's stream: ``ctx.emit``). Unset:
+    # the call is refused with a clear message (a sandbox run outside a job).
+    emit: Callable[[str, Any], None] | None = None
     fetch_timeout: float = 10.0
     fetch_max_bytes: int = 1 << 20
     egress: EgressPolicy = field(default_factory=EgressPolicy)
@@ -118,6 +131,11 @@ class HostCalls:
 
     def handle(self, op: Any, args: Any) -> Any:
         """Run one call; raises :class:`HostCallError` with a message for the code."""
+        if op == "emit":
+            # Not a subrequest: an append to the job's in-memory stream buffer, bounded by
+            # the stream's caps (pending items, item size) and the run's time limits, so a
+            # worker may stream many items (tokens, rows) without using up its calls.
+            return self._emit(args if isinstance(args, list) else [])
         self.count += 1
         if self.count > self.limits.max_host_calls:
             self.limit_hit = True
@@ -151,6 +169,26 @@ class HostCalls:
             raise HostCallError(f"kv values are limited to {MAX_VALUE_BYTES} bytes")
         self.kv.put(key, args[1])
         return None
+
+    def _emit(self, args: list[Any]) -> None:
+        sink = self.bindings.emit
+        if sink is None:
+            raise HostCallError("env.emit is not bound: this run is not a job with a stream")
+        if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], str):
+            raise HostCallError("env.emit takes (kind, data)")
+        kind, text = args
+        if len(text) > EMIT_MAX_CHARS:
+            raise HostCallError(f"env.emit data is over {EMIT_MAX_CHARS} characters of JSON")
+        try:
+            data = wirejson.loads(text)
+        except wirejson.UnsafeJSON as exc:
+            raise HostCallError(f"env.emit data cannot be stored: {exc}") from None
+        try:
+            # Kind, storability (lone surrogates, NUL), the per-item and pending caps: the
+            # stream's own checks, with their classified messages (ADR 0011).
+            sink(kind, data)
+        except TreadleError as exc:
+            raise HostCallError(f"env.emit refused: {exc.message}") from None
 
     def _fetch(self, args: list[Any]) -> Any:
         if not self.spec.fetch_allow:

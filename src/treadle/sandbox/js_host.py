@@ -13,7 +13,7 @@ from typing import Any
 
 from treadle.core.errors import MissingExtra, ResourceExhausted, SandboxViolation, TreadleError
 from treadle.sandbox import outcome, process, procstat, seccomp
-from treadle.sandbox.bindings import HostCalls
+from treadle.sandbox.bindings import EMIT_FRAME_BYTES, HostCalls
 from treadle.sandbox.channel import (
     Channel,
     ChannelClosed,
@@ -25,7 +25,7 @@ from treadle.sandbox.channel import (
     attach_logs,
 )
 from treadle.sandbox.limits import Limits
-from treadle.sandbox.spec import WorkerSpec
+from treadle.sandbox.spec import RunUsage, WorkerSpec
 
 READY_TIMEOUT = 20.0
 _MR_MOUNT = "/opt/treadle"
@@ -139,11 +139,13 @@ class JsHost:
         input_json: str,
         calls: HostCalls,
         key: str | None,
+        usage: RunUsage | None = None,
     ) -> tuple[Any, list[str], float | None, bool]:
         """One run; returns (output, logs, started_at, reused). Caller holds ``lock``."""
         self._flush_drops()
         chan = self.ensure()
-        chan.max_frame = limits.max_output_bytes + 4 * limits.max_log_bytes + (64 << 10)
+        chan.max_frame = (limits.max_output_bytes + 4 * limits.max_log_bytes + (64 << 10)
+                          + EMIT_FRAME_BYTES)
         request = {
             "t": "run",
             "key": key,
@@ -156,7 +158,7 @@ class JsHost:
         }
         ex = Exchange(calls, limits.max_log_bytes)
         try:
-            return self._exchange(chan, ex, request, limits, calls)
+            return self._exchange(chan, ex, request, limits, calls, usage)
         except TreadleError as err:
             # Console output written before the failure belongs to the run's record.
             attach_logs(err, ex.logs)
@@ -164,11 +166,14 @@ class JsHost:
 
     def _exchange(
         self, chan: Channel, ex: Exchange, request: dict[str, Any], limits: Limits,
-        calls: HostCalls,
+        calls: HostCalls, usage: RunUsage | None = None,
     ) -> tuple[Any, list[str], float | None, bool]:
         deadline = time.monotonic() + limits.timeout
+        cpu0 = procstat.usage(self.pids)[1] if usage is not None else 0.0
         try:
             reply = ex.run(chan, request, deadline, self._watchdog(limits))
+            if usage is not None:  # the host's CPU over this run (one run per host)
+                usage.cpu_seconds = max(0.0, procstat.usage(self.pids)[1] - cpu0)
         except ChannelTimeout:
             self.kill()
             raise outcome.timeout(limits.timeout) from None

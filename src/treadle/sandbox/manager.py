@@ -16,7 +16,7 @@ from treadle.sandbox.js_pool import JsHostPool
 from treadle.sandbox.limits import Limits
 from treadle.sandbox.pool import WarmPool
 from treadle.sandbox.py_host import PyInstance
-from treadle.sandbox.spec import Mode, RunResult, WorkerSpec, worker_id
+from treadle.sandbox.spec import Mode, RunResult, RunUsage, WorkerSpec, worker_id
 
 
 class _PyWarm:
@@ -164,14 +164,19 @@ class SandboxManager:
         kv = binds.kv if binds.kv is not None else self._kv_for_tenant(tenant)
         calls = HostCalls(spec, eff, binds, kv)
         wid = worker_id(spec)
-        if spec.language == "javascript":
-            output, logs, started, reused = self._run_js(
-                mode, spec, eff, input_json, calls, (tenant, wid)
-            )
-        else:
-            output, logs, started, reused = self._run_py(
-                mode, spec, eff, input_json, calls, (tenant, wid)
-            )
+        used = RunUsage()
+        try:
+            if spec.language == "javascript":
+                output, logs, started, reused = self._run_js(
+                    mode, spec, eff, input_json, calls, (tenant, wid), used
+                )
+            else:
+                output, logs, started, reused = self._run_py(
+                    mode, spec, eff, input_json, calls, (tenant, wid), used
+                )
+        except TreadleError as err:
+            err.usage = used  # type: ignore[attr-defined]  # a failed run cost too
+            raise
         t1 = time.perf_counter()
         return RunResult(
             output=output,
@@ -182,6 +187,8 @@ class SandboxManager:
             reused=reused,
             worker_id=wid,
             host_calls=calls.count,
+            cpu_seconds=used.cpu_seconds,
+            peak_memory_bytes=used.peak_memory_bytes,
         )
 
     def _run_py(
@@ -192,12 +199,14 @@ class SandboxManager:
         input_json: str,
         calls: HostCalls,
         key: tuple[str, str],
+        used: RunUsage | None = None,
     ) -> tuple[Any, list[str], float | None, bool]:
         if mode == "load":
             inst, _ = self._pool.acquire()
             try:
                 out, logs, started = inst.run(
-                    spec, limits, input_json, calls, keep=False, tmp_bytes=self._tmp_bytes
+                    spec, limits, input_json, calls, keep=False, tmp_bytes=self._tmp_bytes,
+                    usage=used,
                 )
             finally:
                 inst.kill()
@@ -212,7 +221,8 @@ class SandboxManager:
                 if warm.inst.reusable():
                     try:
                         out, logs, started = warm.inst.run(
-                            spec, limits, input_json, calls, keep=True, tmp_bytes=self._tmp_bytes
+                            spec, limits, input_json, calls, keep=True, tmp_bytes=self._tmp_bytes,
+                            usage=used,
                         )
                         return out, logs, started, True
                     finally:
@@ -228,7 +238,8 @@ class SandboxManager:
         with fresh.lock:
             try:
                 out, logs, started = inst.run(
-                    spec, limits, input_json, calls, keep=True, tmp_bytes=self._tmp_bytes
+                    spec, limits, input_json, calls, keep=True, tmp_bytes=self._tmp_bytes,
+                    usage=used,
                 )
             finally:
                 evicted: list[_PyWarm] = []
@@ -262,11 +273,12 @@ class SandboxManager:
         input_json: str,
         calls: HostCalls,
         key: tuple[str, str],
+        used: RunUsage | None = None,
     ) -> tuple[Any, list[str], float | None, bool]:
         if mode == "load":
             _, host = self._js.acquire()
             try:
-                out, logs, started, _ = host.run(spec, limits, input_json, calls, None)
+                out, logs, started, _ = host.run(spec, limits, input_json, calls, None, used)
             finally:
                 host.lock.release()
             return out, logs, started, False
@@ -280,7 +292,8 @@ class SandboxManager:
         self._drop_js(stale)
         index, host = self._js.acquire(cached.host if cached is not None else None)
         try:
-            out, logs, started, reused = host.run(spec, limits, input_json, calls, ctx_key)
+            out, logs, started, reused = host.run(spec, limits, input_json, calls, ctx_key,
+                                                 used)
         finally:
             alive = host.chan is not None
             gen = host.generation

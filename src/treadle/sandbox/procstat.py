@@ -45,6 +45,18 @@ def usage(pids: list[int]) -> tuple[int, float]:
     return rss, cpu
 
 
+def peak_rss(pid: int) -> int | None:
+    """The process's peak resident set size (``VmHWM``) in bytes, None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class StatFile:
     """``/proc/PID/stat`` kept open: re-reading an open proc file costs a few
     microseconds, opening it tens (warm runs check it twice per run)."""

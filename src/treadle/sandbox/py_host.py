@@ -11,7 +11,7 @@ from typing import Any
 
 from treadle.core.errors import ResourceExhausted, SandboxViolation, TreadleError
 from treadle.sandbox import outcome, process, procstat, seccomp
-from treadle.sandbox.bindings import HostCalls
+from treadle.sandbox.bindings import EMIT_FRAME_BYTES, HostCalls
 from treadle.sandbox.channel import (
     Channel,
     ChannelClosed,
@@ -23,7 +23,7 @@ from treadle.sandbox.channel import (
     attach_logs,
 )
 from treadle.sandbox.limits import Limits
-from treadle.sandbox.spec import WorkerSpec
+from treadle.sandbox.spec import RunUsage, WorkerSpec
 
 READY_TIMEOUT = 10.0
 # CPU a warm instance may use between two runs (finishing the reply, blocking on read).
@@ -78,6 +78,7 @@ class PyInstance:
         *,
         keep: bool,
         tmp_bytes: int,
+        usage: RunUsage | None = None,
     ) -> tuple[Any, list[str], float | None]:
         """Run the handler once; returns (output, logs, started_at). Raises classified errors.
 
@@ -85,7 +86,8 @@ class PyInstance:
         that could have left it in a bad state, except ordinary user exceptions).
         """
         self.wait_ready()
-        self.chan.max_frame = limits.max_output_bytes + limits.max_log_bytes + (64 << 10)
+        self.chan.max_frame = (limits.max_output_bytes + limits.max_log_bytes + (64 << 10)
+                               + EMIT_FRAME_BYTES)
         if self.initialised:
             request: dict[str, Any] = {"t": "run", "input": input_json}
         else:
@@ -99,7 +101,7 @@ class PyInstance:
             }
         ex = Exchange(calls, limits.max_log_bytes)
         try:
-            return self._exchange(ex, request, limits, calls, keep)
+            return self._exchange(ex, request, limits, calls, keep, usage)
         except TreadleError as err:
             # Console output written before the failure belongs to the run's record.
             attach_logs(err, ex.logs)
@@ -107,12 +109,16 @@ class PyInstance:
 
     def _exchange(
         self, ex: Exchange, request: dict[str, Any], limits: Limits, calls: HostCalls,
-        keep: bool,
+        keep: bool, usage: RunUsage | None = None,
     ) -> tuple[Any, list[str], float | None]:
         deadline = time.monotonic() + limits.timeout
         self.last_used = time.monotonic()
+        cpu0 = self._threads_and_cpu()[1] if usage is not None else 0.0
         try:
             reply = ex.run(self.chan, request, deadline, self._cpu_watchdog(limits))
+            if usage is not None and self._inner:  # measured before anything kills it
+                usage.cpu_seconds = max(0.0, self._threads_and_cpu()[1] - cpu0)
+                usage.peak_memory_bytes = procstat.peak_rss(self._inner)
         except ChannelTimeout:
             self.kill()
             raise outcome.timeout(limits.timeout) from None

@@ -97,3 +97,16 @@ class RunResult:
     reused: bool
     worker_id: str = ""
     host_calls: int = 0
+    # What the run cost in its sandbox (usage accounting, ADR 0022); None: not measured.
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+
+
+@dataclass
+class RunUsage:
+    """Filled by the host during one run: the sandbox's CPU for the run and its peak
+    resident memory (Python: the interpreter's high-water mark, which for a warm ``get``
+    instance spans its earlier runs too; JavaScript: not measured, hosts are shared)."""
+
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None

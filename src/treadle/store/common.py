@@ -14,7 +14,7 @@ from typing import Any
 
 from treadle.core.clock import Clock
 from treadle.core.errors import JobNotFound
-from treadle.core.job import Job, JobEvent, JobFilter, JobLog, QueueInfo
+from treadle.core.job import DEFAULT_RETENTION, Job, JobEvent, JobFilter, JobLog, QueueInfo
 from treadle.core.lease import WorkerInfo
 from treadle.store.rows import Codec, event_from_row, job_from_row, log_from_row
 
@@ -80,6 +80,8 @@ class SqlReads:
                     paused=bool(cfg["paused"]) if cfg else False,
                     concurrency_limit=cfg["concurrency_limit"] if cfg else None,
                     **counts,
+                    retention_seconds=float(cfg["retention_seconds"])
+                    if cfg and cfg["retention_seconds"] is not None else DEFAULT_RETENTION,
                 )
             )
         return out

@@ -16,10 +16,10 @@ from treadle.core.clock import Clock
 from treadle.core.cron import ScheduleState
 from treadle.core.errors import InvalidInput
 from treadle.core.fairness import check_weight
-from treadle.core.job import Job, validate_name
+from treadle.core.job import DEFAULT_RETENTION, Job, validate_name
 from treadle.store.rows import Codec
 
-DEFAULT_RETENTION = 7 * 24 * 3600.0  # seconds a finished job is kept
+__all__ = ["DEFAULT_RETENTION", "FlowOps"]
 
 
 class FlowOps:
@@ -91,7 +91,12 @@ class FlowOps:
     # -- retention -------------------------------------------------------------
 
     def set_retention(self, queue: str, seconds: float | None) -> None:
-        if seconds is not None and not 60 <= seconds <= 10 * 365 * 24 * 3600:
+        """Keep ``queue``'s finished jobs ``seconds`` (None: the default, 7 days)."""
+        validate_name("queue", queue)
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float)
+            or not 60 <= seconds <= 10 * 365 * 24 * 3600
+        ):
             raise InvalidInput("retention must be between 60 s and ten years")
         self._write("set_retention", {"name": queue,
                                       "seconds": None if seconds is None else int(seconds)})

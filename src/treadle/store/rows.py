@@ -96,6 +96,7 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
         concurrency_limit=row["concurrency_limit"]
         if "concurrency_limit" in row.keys() else None,  # noqa: SIM118
         rate_period=row["rate_period"] if "rate_period" in row.keys() else None,  # noqa: SIM118
+        traceparent=row["traceparent"] if "traceparent" in row.keys() else None,  # noqa: SIM118
         **_crash_fields(row, codec),
     )
 

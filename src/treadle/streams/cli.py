@@ -9,6 +9,7 @@ replaced, so a job cannot drive the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import unicodedata
 from collections import deque
@@ -91,8 +92,10 @@ def watch(
     key: KeyOption = None,
 ) -> None:
     """Follow a job live: state, progress, log lines and emitted items, until it ends."""
-    with clean_errors():
+    with clean_errors(), contextlib.ExitStack() as closing:
         client = remote(url, key)
+        if client is not None:
+            closing.enter_context(client)
         source: Any = client if client is not None else load_app(None, db)
         source.get_job(job_id)  # a clear "not found" before anything is drawn
         # Over HTTP: the SSE endpoint, resumed with Last-Event-ID if the link drops.

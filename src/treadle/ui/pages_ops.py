@@ -14,9 +14,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import Scope
 
+from treadle.core.ages import format_age, parse_age
 from treadle.core.errors import TreadleError
-from treadle.core.job import JobFilter, validate_name
+from treadle.core.job import DEFAULT_RETENTION, JobFilter, validate_name
 from treadle.core.lifecycle import JobStatus
+from treadle.store.usage import UsageReader
 from treadle.ui import queries
 from treadle.ui.auth import can_steer_queues
 from treadle.ui.session import SessionUser
@@ -64,8 +66,12 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         action = form_str(form, "action")
         try:
             validate_name("queue", name)
-            message = await run_in_threadpool(
-                _steer, ctx, name, action, form_str(form, "concurrency_limit"))
+            if action == "retention":
+                message = await run_in_threadpool(
+                    _set_retention, ctx, name, form_str(form, "retention"))
+            else:
+                message = await run_in_threadpool(
+                    _steer, ctx, name, action, form_str(form, "concurrency_limit"))
         except (TreadleError, ValueError) as exc:
             message = f"Queue {name}: {getattr(exc, 'message', None) or exc}"
             kind = "warn"
@@ -104,6 +110,14 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 def _series(ctx: UIContext, user: SessionUser, window: str) -> queries.Series:
     return queries.series(ctx.store, tenant=user.tenant_filter, window=window,
                           now=datetime.now(UTC))
+
+
+def _set_retention(ctx: UIContext, name: str, text: str) -> str:
+    """``12h``, ``1d``, ``2w``...; empty: back to the default (ADR 0010)."""
+    seconds = parse_age(text) if text.strip() else None
+    ctx.store.set_retention(name, seconds)
+    shown = format_age(seconds if seconds is not None else DEFAULT_RETENTION)
+    return f"Queue {name}: finished jobs are kept {shown}."
 
 
 def _steer(ctx: UIContext, name: str, action: str, limit: str) -> str:
@@ -149,10 +163,8 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
     failures = ctx.store.list_jobs(
         JobFilter(tenant=user.tenant_filter, statuses=(JobStatus.FAILED,), limit=RECENT_FAILURES)
     )
-    hour = queries.totals(
-        queries.finished_in_window(ctx.store, tenant=user.tenant_filter,
-                                   since=now - timedelta(hours=1))[0]
-    )
+    hour = queries.window_totals(ctx.store, tenant=user.tenant_filter,
+                                 since=now - timedelta(hours=1))
     return {
         "counts": {s.value: counts.get(s.value, 0) for s in JobStatus},
         "queues": ctx.store.queues(),
@@ -160,7 +172,21 @@ def _dashboard(ctx: UIContext, user: SessionUser) -> dict[str, Any]:
         "failures": failures,
         "hour": hour,
         "panels": [panel(ctx, user) for panel in ctx.panels],
+        "usage": _usage(ctx, user, now),
     }
+
+
+def _usage(ctx: UIContext, user: SessionUser, now: datetime) -> dict[str, Any]:
+    """The last day's usage (ADR 0022): per queue in the user's scope, per tenant for
+    admins only (a tenant never sees another's figures)."""
+    reader = UsageReader(ctx.store)
+    since = now - timedelta(hours=24)
+    out: dict[str, Any] = {"queues": reader.summary(start=since, end=now, group_by="queue",
+                                                    tenant=user.tenant_filter),
+                           "tenants": []}
+    if user.is_admin:
+        out["tenants"] = reader.summary(start=since, end=now, group_by="tenant")
+    return out
 
 
 class HtmlOnlyRoute(APIRoute):

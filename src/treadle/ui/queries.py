@@ -1,27 +1,26 @@
-"""Aggregates for the dashboard and metrics pages, computed from the Store's public reads.
+"""Aggregates for the dashboard and metrics pages, computed by the store (ADR 0022).
 
-The store has no time-bucketed aggregate query, so these read a *bounded* recent window of
-finished jobs through ``list_jobs`` (newest first, cursor-paginated) and bucket them here.
-The bound keeps a busy system from turning a page view into a table scan; when it is hit
-the result says ``truncated`` and the page shows that it is a sample. A store-side
-aggregate (``store.stats(since, bucket_seconds, tenant)``) would remove the bound.
+Every attempt that ends writes a usage row (``treadle_attempt_usage``) with its outcome,
+run time and wait; the charts are grouped counts and nearest-rank percentiles over those
+rows, bucketed in SQL (``usage_queries.sql``: ``chart_counts``, ``chart_percentiles``,
+``chart_totals``). Nothing is sampled: a busy window costs the database an index range
+scan, not a page view of thousands of job rows.
+
+Counted are attempts that ended their job (succeeded or failed) as reported by a worker;
+a job failed by the reaper (its worker died) has no attempt report and is not counted.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from treadle.core.job import Job
-from treadle.core.lifecycle import JobStatus
-from treadle.store import JobFilter, Store
+from treadle.store import Store
+from treadle.store.extension import ExtensionSql
 
-MAX_SAMPLE = 5000
-PAGE = 500
 WINDOWS: dict[str, timedelta] = {
     "15m": timedelta(minutes=15),
     "1h": timedelta(hours=1),
@@ -29,35 +28,6 @@ WINDOWS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
 }
 BUCKETS = 60
-
-
-def finished_in_window(
-    store: Store, *, tenant: str | None, since: datetime, max_jobs: int = MAX_SAMPLE
-) -> tuple[list[Job], bool]:
-    """Succeeded/failed jobs that finished at or after ``since`` (and whether we hit the cap).
-
-    Jobs are found by creation time, so look back one more window: a job created earlier but
-    finished inside the window is still counted unless it waited longer than the window.
-    """
-    span = max(timedelta(minutes=5), datetime.now(since.tzinfo) - since)
-    out: list[Job] = []
-    before: int | None = None
-    scanned = 0
-    while scanned < max_jobs:
-        page = store.list_jobs(
-            JobFilter(
-                tenant=tenant, statuses=(JobStatus.SUCCEEDED, JobStatus.FAILED),
-                created_after=since - span, before_id=before, limit=min(PAGE, max_jobs - scanned),
-            )
-        )
-        if not page:
-            return out, False
-        scanned += len(page)
-        out.extend(j for j in page if j.finished_at is not None and j.finished_at >= since)
-        before = page[-1].id
-        if len(page) < PAGE:
-            return out, False
-    return out, True
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -81,7 +51,7 @@ class Series:
     p95: list[float | None] = field(default_factory=list)
     p99: list[float | None] = field(default_factory=list)
     error_classes: dict[str, list[int]] = field(default_factory=dict)
-    truncated: bool = False
+    truncated: bool = False  # kept for the page and API shape: never sampled any more
     totals: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -94,10 +64,12 @@ class Series:
         }
 
 
-def run_seconds(job: Job) -> float | None:
-    if job.started_at is None or job.finished_at is None:
-        return None
-    return max(0.0, (job.finished_at - job.started_at).total_seconds())
+def _sql(store: Store) -> ExtensionSql:
+    return ExtensionSql(store, "usage_queries.sql")
+
+
+def _params(start: float, step: int, tenant: str | None) -> dict[str, Any]:
+    return {"start": start, "step": step, "tenant": tenant}
 
 
 def series(store: Store, *, tenant: str | None, window: str, now: datetime) -> Series:
@@ -105,61 +77,70 @@ def series(store: Store, *, tenant: str | None, window: str, now: datetime) -> S
     window = window if window in WINDOWS else "1h"
     step = max(1, int(span.total_seconds()) // BUCKETS)
     start = int(now.timestamp()) - step * BUCKETS
-    jobs, truncated = finished_in_window(
-        store, tenant=tenant, since=datetime.fromtimestamp(start, now.tzinfo)
-    )
-    out = Series(window=window, bucket_seconds=step, truncated=truncated)
+    sql = _sql(store)
+    params = _params(float(start), step, tenant)
+    out = Series(window=window, bucket_seconds=step)
     out.x = [start + step * (i + 1) for i in range(BUCKETS)]
     out.succeeded = [0] * BUCKETS
     out.failed = [0] * BUCKETS
-    durations: list[list[float]] = [[] for _ in range(BUCKETS)]
     classes: dict[str, list[int]] = {}
-    for job in jobs:
-        assert job.finished_at is not None
-        i = min(BUCKETS - 1, max(0, int((job.finished_at.timestamp() - start) // step)))
-        if job.status is JobStatus.SUCCEEDED:
-            out.succeeded[i] += 1
+    for r in sql.run("chart_counts", params):
+        i = min(BUCKETS - 1, max(0, int(r["b"])))
+        if r["outcome"] == "succeeded":
+            out.succeeded[i] += int(r["n"])
         else:
-            out.failed[i] += 1
-            cls = job.error.error_class.value if job.error else "unknown"
-            classes.setdefault(cls, [0] * BUCKETS)[i] += 1
-        d = run_seconds(job)
-        if d is not None:
-            durations[i].append(d)
-    for bucket in durations:
-        bucket.sort()
-        out.p50.append(_ms(percentile(bucket, 50)))
-        out.p95.append(_ms(percentile(bucket, 95)))
-        out.p99.append(_ms(percentile(bucket, 99)))
+            out.failed[i] += int(r["n"])
+            cls = str(r["error_class"] or "unknown")
+            classes.setdefault(cls, [0] * BUCKETS)[i] += int(r["n"])
+    pct: dict[int, Mapping[str, Any]] = {}
+    for r in sql.run("chart_percentiles", params):
+        pct[min(BUCKETS - 1, max(0, int(r["b"])))] = r
+    for i in range(BUCKETS):
+        pr = pct.get(i)
+        out.p50.append(_ms(pr["p50"]) if pr else None)
+        out.p95.append(_ms(pr["p95"]) if pr else None)
+        out.p99.append(_ms(pr["p99"]) if pr else None)
     out.error_classes = dict(sorted(classes.items()))
-    out.totals = totals(jobs)
+    out.totals = _totals(sql, params, out.succeeded, out.failed, classes)
     return out
 
 
-def totals(jobs: Sequence[Job]) -> dict[str, Any]:
+def window_totals(store: Store, *, tenant: str | None, since: datetime) -> dict[str, Any]:
+    """The dashboard's "last hour" tiles: the same figures as a chart's totals."""
+    sql = _sql(store)
+    span = 10 * 365 * 24 * 3600  # one bucket for the whole window
+    params = _params(since.timestamp(), span, tenant)
+    ok = failed = 0
+    classes: dict[str, list[int]] = {}
+    for r in sql.run("chart_counts", params):
+        if r["outcome"] == "succeeded":
+            ok += int(r["n"])
+        else:
+            failed += int(r["n"])
+            classes.setdefault(str(r["error_class"] or "unknown"), [0])[0] += int(r["n"])
+    return _totals(sql, params, [ok], [failed], classes)
+
+
+def _totals(sql: ExtensionSql, params: dict[str, Any], succeeded: list[int],
+            failed: list[int], classes: dict[str, list[int]]) -> dict[str, Any]:
     """Whole-window summary, rendered server-side so the numbers exist without JavaScript."""
-    runs = sorted(d for d in (run_seconds(j) for j in jobs) if d is not None)
-    waits = sorted(
-        max(0.0, (j.started_at - j.run_at).total_seconds()) for j in jobs if j.started_at
-    )
-    failed = sum(1 for j in jobs if j.status is JobStatus.FAILED)
-    classes = Counter(
-        (j.error.error_class.value if j.error else "unknown")
-        for j in jobs if j.status is JobStatus.FAILED
-    )
+    ok, bad = sum(succeeded), sum(failed)
+    rows = sql.run("chart_totals", params)
+    t: dict[str, Any] = dict(rows[0]) if rows else {}
+    by_class = sorted(((k, sum(v)) for k, v in classes.items()), key=lambda kv: (-kv[1], kv[0]))
     return {
-        "finished": len(jobs),
-        "succeeded": len(jobs) - failed,
-        "failed": failed,
-        "failure_rate": (failed / len(jobs)) if jobs else None,
-        "run_p50_ms": _ms(percentile(runs, 50)),
-        "run_p95_ms": _ms(percentile(runs, 95)),
-        "run_p99_ms": _ms(percentile(runs, 99)),
-        "wait_p50_ms": _ms(percentile(waits, 50)),
-        "wait_p95_ms": _ms(percentile(waits, 95)),
-        "error_classes": dict(classes.most_common()),
+        "finished": ok + bad,
+        "succeeded": ok,
+        "failed": bad,
+        "failure_rate": (bad / (ok + bad)) if ok + bad else None,
+        "run_p50_ms": _ms(t.get("run_p50")),
+        "run_p95_ms": _ms(t.get("run_p95")),
+        "run_p99_ms": _ms(t.get("run_p99")),
+        "wait_p50_ms": _ms(t.get("wait_p50")),
+        "wait_p95_ms": _ms(t.get("wait_p95")),
+        "error_classes": dict(by_class),
     }
 
 
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
+    return None if seconds is None else round(float(seconds) * 1000, 1)

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from treadle.core.ages import format_age
 from treadle.ui import session as sess
 from treadle.ui.session import SessionUser, Signer
 
@@ -101,7 +102,8 @@ def make_templates(extra_dirs: Sequence[Path] = ()) -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pretty=_pretty, ago=_ago, utc=_utc, iso=_iso, duration=_duration, ms=_ms)
+    env.filters.update(pretty=_pretty, ago=_ago, utc=_utc, iso=_iso, duration=_duration, ms=_ms,
+                       age=format_age)
     env.globals["static"] = lambda path: f"{STATIC_PREFIX}/{path}"
     return Jinja2Templates(env=env)
 

@@ -24,12 +24,14 @@ class AttemptLog:
         self._lines: list[str] = []
         self._dropped = 0
         self._lock = threading.Lock()
+        self.bytes = 0  # UTF-8 bytes of the lines kept (usage accounting, ADR 0022)
 
     def add(self, line: str) -> None:
         text = clean_text(line if isinstance(line, str) else str(line), MAX_LINE_CHARS)
         with self._lock:
             if len(self._lines) < MAX_LINES:
                 self._lines.append(text)
+                self.bytes += len(text.encode())
             else:
                 self._dropped += 1
 

@@ -13,6 +13,7 @@ from treadle.core.errors import ErrorClass, ErrorInfo, InvalidOutput
 from treadle.core.job import Job
 from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.core.retry import decide
+from treadle.core.usage import Usage, encoded_size
 from treadle.executors.base import Runnable
 
 MAX_RESULT_BYTES = 1 << 20
@@ -22,10 +23,15 @@ def outcome_for_result(job: Job, result: Any, runnable: Runnable, worker: str) -
     """Success, unless the result cannot be stored: then that job fails as
     ``invalid_output`` (never retried) and the worker carries on (ADR 0006)."""
     try:
-        storable.check(result, "result", error=InvalidOutput, max_bytes=MAX_RESULT_BYTES)
+        storable.check(result, "result", error=InvalidOutput)
+        size = encoded_size(result)  # measured once: the limit and the usage row (ADR 0022)
+        if size > MAX_RESULT_BYTES:
+            raise InvalidOutput(f"result is {size} bytes; the limit is {MAX_RESULT_BYTES}",
+                                detail={"bytes": size, "limit": MAX_RESULT_BYTES})
     except InvalidOutput as err:
         return outcome_for_error(job, err, runnable, worker)
-    return Outcome(job.id, job.lease_token, OutcomeKind.SUCCEEDED, worker, result=result)
+    return Outcome(job.id, job.lease_token, OutcomeKind.SUCCEEDED, worker, result=result,
+                   usage=Usage(result_bytes=size))
 
 
 def outcome_for_error(

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from treadle.context import JobContext
@@ -49,6 +49,8 @@ from treadle.observe import NULL_OBSERVER, Observer
 from treadle.store import Store
 from treadle.streams.buffer import StreamBuffer
 from treadle.streams.repo import StreamRepo
+from treadle.tracing import NULL_TRACING, Tracing
+from treadle.usage import UsageMeter
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.outcome import outcome_for_crash, outcome_for_error, outcome_for_result
 from treadle.worker.pruner import Pruner
@@ -82,6 +84,7 @@ class WorkerConfig:
     poll_interval: float = 2.0  # safety net only; wake-ups come from the store
     shutdown_grace: float = 30.0
     reap_interval: float = 5.0
+    prune_interval: float = 60.0  # retention passes (ADR 0010)
     name: str | None = None
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
     # Claim ahead (ADR 0017): jobs claimed beyond the free slots, held under lease and
@@ -95,7 +98,8 @@ class WorkerConfig:
             raise ConfigurationError("concurrency must be between 1 and 10000")
         if self.prefetch is not None and not 0 <= self.prefetch <= 10_000:
             raise ConfigurationError("prefetch must be between 0 and 10000")
-        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0:
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.reap_interval <= 0 \
+                or self.prune_interval <= 0:
             raise ConfigurationError("intervals must be positive")
         if self.queues is not None and not self.queues:
             raise ConfigurationError("queues must name at least one queue (or be None for all)")
@@ -122,6 +126,7 @@ class _Running:
     finalized: bool = False
     started: float = field(default_factory=time.perf_counter)
     begun: bool = False  # False while claimed ahead, waiting for a slot (ADR 0017)
+    meter: UsageMeter | None = None  # what the attempt costs, from its start (ADR 0022)
 
 
 class Worker:
@@ -136,7 +141,9 @@ class Worker:
         observer: Observer = NULL_OBSERVER,
         scheduler: Scheduler | None = None,
         services: Sequence[Service] = (),
+        tracing: Tracing = NULL_TRACING,
     ) -> None:
+        self.tracing = tracing  # spans for claims and runs (ADR 0021)
         self.scheduler = scheduler
         self.services = list(services)
         self.clock = clock
@@ -150,7 +157,7 @@ class Worker:
         self.id = self.config.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
-        self.pruner = Pruner(store)
+        self.pruner = Pruner(store, interval=self.config.prune_interval)
         cfg = self.config
         self.adaptive = cfg.prefetch is None
         self.prefetch = cfg.concurrency if cfg.prefetch is None else cfg.prefetch
@@ -256,6 +263,8 @@ class Worker:
                     lease_seconds=cfg.lease.seconds, kinds=self.kinds,
                 )
                 self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
+                if jobs and self.tracing.enabled:
+                    self._trace_claim(jobs, t0)
                 backoff = 0.05
                 if self.adaptive:
                     self._adapt_prefetch(full=len(jobs) == room)
@@ -337,6 +346,10 @@ class Worker:
         # The timeout runs from the start, not from the claim ahead.
         entry.ctx.deadline = Deadline.after(job.timeout, self.clock)
         entry.started = time.perf_counter()
+        # Usage and spans from the start too (ADR 0022, ADR 0021): a job released while
+        # held ahead never ran, and reports no usage.
+        entry.meter = entry.ctx._usage = UsageMeter(job)
+        entry.ctx._tracing = self.tracing
         executor = self.executors.get(job.kind)
         try:
             if executor is None:
@@ -375,14 +388,23 @@ class Worker:
             if entry is None:
                 return
             entry.thread_id = me
-            try:
-                assert entry.runnable.call is not None
-                result = entry.runnable.call(entry.ctx)
-                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
-            except _HardStop:
-                return  # finalized by whoever stopped us; a replacement thread runs
-            except BaseException as exc:
-                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            meter = entry.meter
+            with self.tracing.run(entry.job, self.id) as span:
+                try:
+                    assert entry.runnable.call is not None
+                    if meter is not None:
+                        meter.enter()  # thread CPU of this attempt from here (ADR 0022)
+                    try:
+                        result = entry.runnable.call(entry.ctx)
+                    finally:
+                        if meter is not None:
+                            meter.leave()
+                    outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+                except _HardStop:
+                    return  # finalized by whoever stopped us; a replacement thread runs
+                except BaseException as exc:
+                    outcome = self._error_outcome(entry.job, exc, entry.runnable)
+                span.outcome(outcome)
             self._finalize(entry, outcome)
             if entry.thread_id is None:
                 return  # this thread was abandoned after a hard stop; a replacement runs
@@ -390,17 +412,20 @@ class Worker:
 
     async def _run_async(self, entry: _Running) -> None:
         assert entry.runnable.acall is not None
-        try:
-            timeout = entry.job.timeout
-            result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
-            outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
-        except asyncio.CancelledError:
-            return  # finalized by whoever cancelled us
-        except TimeoutError:
-            exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
-            outcome = self._error_outcome(entry.job, exc, entry.runnable)
-        except BaseException as exc:
-            outcome = self._error_outcome(entry.job, exc, entry.runnable)
+        # An async task shares its thread with others: its CPU is not measured (None).
+        with self.tracing.run(entry.job, self.id) as span:
+            try:
+                timeout = entry.job.timeout
+                result = await asyncio.wait_for(entry.runnable.acall(entry.ctx), timeout)
+                outcome = outcome_for_result(entry.job, result, entry.runnable, self.id)
+            except asyncio.CancelledError:
+                return  # finalized by whoever cancelled us
+            except TimeoutError:
+                exc = Timeout(f"task exceeded its timeout of {entry.job.timeout}s")
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            except BaseException as exc:
+                outcome = self._error_outcome(entry.job, exc, entry.runnable)
+            span.outcome(outcome)
         self._finalize(entry, outcome)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -429,10 +454,29 @@ class Worker:
                 self._executing -= 1
             self._running.pop(entry.job.id, None)
             self._room.notify()
-        self._outcomes.put((entry, outcome))
+        self._outcomes.put((entry, self._with_usage(entry, outcome)))
         if entry.begun:
             self._dispatch()  # the freed slot takes the next claimed-ahead job at once
         return True
+
+    def _with_usage(self, entry: _Running, outcome: Outcome) -> Outcome:
+        """The outcome with what the attempt cost (ADR 0022); a measuring failure costs
+        the figures, never the outcome."""
+        if entry.meter is None:
+            return outcome
+        try:
+            return replace(outcome, usage=entry.meter.finish(outcome, entry.logs.bytes))
+        except Exception as exc:
+            log.error("usage not measured", job_id=entry.job.id, error=describe(exc))
+            return outcome
+
+    def _trace_claim(self, jobs: list[Job], t0: float) -> None:
+        end = time.time_ns()
+        start = end - int((time.perf_counter() - t0) * 1e9)
+        try:
+            self.tracing.claimed(self.id, jobs, start, end)
+        except Exception as exc:  # tracing must never break the worker
+            log.error("tracing failed", error=describe(exc))
 
     def _hard_stop(self, entry: _Running, outcome: Outcome) -> None:
         """End an attempt that will not end by itself (timeout, cancel, shutdown)."""

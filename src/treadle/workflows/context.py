@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import json
 import threading
@@ -28,6 +29,7 @@ from treadle.core.classify import classify
 from treadle.core.clock import Clock
 from treadle.core.errors import ErrorClass, InvalidInput, TreadleError
 from treadle.core.job import NewJob, validate_name
+from treadle.store.base import Transaction
 from treadle.workflows.log import StepLog
 from treadle.workflows.model import (
     ChildFailed,
@@ -46,6 +48,8 @@ from treadle.workflows.timer import TIMERS
 T = TypeVar("T")
 # Builds a child job from (task or task name, payload): the executor binds it to the app.
 ChildFactory = Callable[[Any, Mapping[str, Any]], NewJob]
+# (a step's result, the open transaction that checkpoints it) -> more writes in it.
+CheckpointWrite = Callable[[Any, Transaction], None]
 
 MAX_STEP_RESULT_BYTES = 16 << 20  # a step result above this is refused (stored apart above 64 KiB)
 FAIL_FAST, COLLECT = "fail_fast", "collect"
@@ -121,8 +125,15 @@ class WorkflowContext:
         if self.job_ctx._stream is not None:
             self.job_ctx._stream.step(seq, name, state)
 
-    def step(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` once; its JSON result is checkpointed under ``name``."""
+    def step(self, name: str, fn: Callable[..., T], /, *args: Any,
+             in_checkpoint: CheckpointWrite | None = None, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` once; its JSON result is checkpointed under ``name``.
+
+        ``in_checkpoint(result, tx)`` (not passed to ``fn``), when given, writes rows of
+        the caller's in the store transaction ``tx`` that checkpoints the result: both
+        commit or neither (an agent's spending-ledger row). It runs once per checkpoint,
+        never on replay; if it raises, the step is not checkpointed and the error is the
+        step's."""
         seq, rec = self._next(name, StepKind.STEP)
         if rec is not None and rec.status is StepStatus.COMPLETED:
             return self._stored_result(rec)  # type: ignore[no-any-return]
@@ -134,13 +145,19 @@ class WorkflowContext:
         token = _step_key.set(self.idempotency_key(name))
         self._stream_step(seq, name, "started")
         try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = _run_awaitable(value)
+            # A span per step that runs (a replayed one returned above), child of the
+            # attempt's run span (ADR 0021).
+            with self.job_ctx.span(f"step {name}",
+                                   {"treadle.step": name, "treadle.seq": seq}) as span:
+                try:
+                    value = fn(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = _run_awaitable(value)
+                except Exception as exc:
+                    span.fail(f"{type(exc).__name__}")
+                    raise
         except Exception as exc:
-            unrecorded = None if early.settle() else started_at
-            self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
-            self._stream_step(seq, name, "failed")
+            self._step_failed(seq, name, exc, None if early.settle() else started_at)
             raise
         except BaseException:
             early.settle()
@@ -149,10 +166,23 @@ class WorkflowContext:
             _step_key.reset(token)
         unrecorded = None if early.settle() else started_at
         text = self._encode(seq, name, StepKind.STEP, value, started_at=unrecorded)
-        self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
+        if in_checkpoint is None:
+            self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded)
+        else:
+            try:
+                self._log.complete(seq, name, StepKind.STEP, text, started_at=unrecorded,
+                                   also=functools.partial(in_checkpoint, value))
+            except Exception as exc:  # rolled back with the checkpoint: the step failed
+                self._step_failed(seq, name, exc, unrecorded)
+                raise
         self._stream_step(seq, name, "completed")
         # The first run sees what a replay will see (tuples become lists, and so on).
         return json.loads(text)  # type: ignore[no-any-return]
+
+    def _step_failed(self, seq: int, name: str, exc: Exception,
+                     unrecorded: datetime | None) -> None:
+        self._log.fail(seq, name, StepKind.STEP, classify(exc), started_at=unrecorded)
+        self._stream_step(seq, name, "failed")
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` without holding a worker slot (the job is ``waiting``)."""
@@ -323,8 +353,11 @@ class WorkflowContext:
         job = self._make_child(task, payload)
         # The key makes the child unique per (parent, step, index) on top of the
         # transaction that writes it with the checkpoint.
+        # A child continues the workflow's trace, from the span current now (ADR 0021).
+        trace = self.job_ctx._tracing.current_traceparent() if self.job_ctx._tracing else None
         return replace(job, parent_id=self.job.id, tenant=self.job.tenant,
-                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}")
+                       idempotency_key=f"treadle.wf:{self.job.id}:{seq}:{idx}",
+                       traceparent=trace or self.job.traceparent)
 
     def _fan_in(self, rec: Step, fail_fast: bool) -> list[Any]:
         seq, name, kind = rec.seq, rec.name, rec.kind

@@ -15,6 +15,7 @@ from typing import Any
 
 from treadle.core.job import Job, NewJob
 from treadle.store import Store
+from treadle.store.base import Transaction
 from treadle.store.extension import ExtensionSql
 from treadle.store.rows import Codec
 
@@ -26,10 +27,12 @@ class Tx:
     """One open write transaction."""
 
     def __init__(self, db: WorkflowDb, run: Callable[[str, Mapping[str, Any]], Rows],
-                 enqueue: Callable[[Sequence[NewJob]], list[Job]]) -> None:
+                 enqueue: Callable[[Sequence[NewJob]], list[Job]],
+                 store_tx: Transaction) -> None:
         self.db = db
         self.run = run
         self.enqueue = enqueue
+        self.store_tx = store_tx  # the store's transaction, for others' statements
 
     def op(self, name: str, params: Mapping[str, Any]) -> Rows:
         """A named operation (see :meth:`WorkflowDb.op`) inside this transaction."""
@@ -84,4 +87,4 @@ class WorkflowDb:
             def enqueue(jobs: Sequence[NewJob]) -> list[Job]:
                 return [e.job for e in stx.enqueue(jobs)]
 
-            yield Tx(self, run, enqueue)
+            yield Tx(self, run, enqueue, stx)

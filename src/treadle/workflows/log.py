@@ -7,13 +7,16 @@ the stores; unit tests use an in-memory one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from treadle.core.errors import ErrorInfo
 from treadle.core.job import NewJob
+from treadle.store.base import Transaction
 from treadle.workflows.model import ChildState, Step, StepKind
+
+TxWrite = Callable[[Transaction], None]  # writes inside an open store transaction
 
 
 class StepLog(Protocol):
@@ -32,12 +35,14 @@ class StepLog(Protocol):
     def complete(
         self, seq: int, name: str, kind: StepKind, result_json: str, *,
         event_key: str | None = None, event_id: int | None = None,
-        started_at: datetime | None = None,
+        started_at: datetime | None = None, also: TxWrite | None = None,
     ) -> None:
         """Checkpoint the result, encoded as JSON text (event ``step_completed``).
 
         ``started_at``: the run's start was not written yet; write it (a new attempt,
-        event ``step_started``) in the same transaction."""
+        event ``step_started``) in the same transaction. ``also``: more writes of the
+        caller's, run inside that transaction after the checkpoint (an error there rolls
+        the checkpoint back with them)."""
         ...
 
     def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo, *,

@@ -12,6 +12,7 @@ from treadle.core import storable
 from treadle.core.errors import ErrorInfo
 from treadle.core.job import Job, NewJob
 from treadle.workflows.db import WorkflowDb
+from treadle.workflows.log import TxWrite
 from treadle.workflows.model import ChildState, FencedSignal, Step, StepKind, StepStatus
 
 # Results above this are stored once in treadle_wf_blobs and loaded only when replayed,
@@ -52,16 +53,27 @@ class SqlStepLog:
     def complete(
         self, seq: int, name: str, kind: StepKind, result_json: str, *,
         event_key: str | None = None, event_id: int | None = None,
-        started_at: datetime | None = None,
+        started_at: datetime | None = None, also: TxWrite | None = None,
     ) -> None:
         ref = None
         if len(result_json) > INLINE_RESULT_BYTES:
             ref = hashlib.sha256(result_json.encode()).hexdigest()
-            self.db.write("put_blob", {"hash": ref, "data": result_json})
-        self._fenced("step_complete", {
+        params = {
             **self._base(seq, name, kind, started_at), "result": None if ref else result_json,
             "result_ref": ref, "event_key": event_key, "event_id": event_id,
-        })
+        }
+        blob = {"hash": ref, "data": result_json}
+        if also is None:  # the common case: one statement (PostgreSQL: one round trip)
+            if ref is not None:
+                self.db.write("put_blob", blob)
+            self._fenced("step_complete", params)
+            return
+        with self.db.transaction() as tx:
+            if ref is not None:
+                tx.run("put_blob", blob)
+            if not tx.op("step_complete", params):
+                raise FencedSignal  # rolled back: neither the checkpoint nor `also`
+            also(tx.store_tx)
 
     def fail(self, seq: int, name: str, kind: StepKind, error: ErrorInfo, *,
              started_at: datetime | None = None) -> None:

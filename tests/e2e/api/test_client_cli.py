@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 from tests.e2e.api.conftest import Api, api_worker, treadle_cli
@@ -88,3 +89,33 @@ def test_refusals_are_messages_and_nonzero_exits(api: Api) -> None:
     code, _, err = _cli(api, "jobs", "show", "1", env={"TREADLE_URL": "ftp://nowhere"},
                         via_env=True)
     assert code != 0 and "http(s)://" in err
+
+
+def test_release_and_discard_through_the_api(api: Api) -> None:
+    @api.treadle.task(name="fragile", max_crashes=1)
+    def fragile() -> None:
+        return None
+
+    def quarantined() -> int:
+        with Client(api.url, api.keys["a"]) as c:
+            job: Any = c.submit("fragile")
+        # A worker claims it and dies at once (it never heartbeats): one crash is enough.
+        api.treadle.store.claim(queues=None, worker="dies", limit=1, lease_seconds=0.01)
+        while not api.treadle.store.reap().quarantined:
+            time.sleep(0.01)
+        return int(job.id)
+
+    first, second = quarantined(), quarantined()
+    code, out, err = _cli(api, "jobs", "release", str(first))
+    assert code == 0 and "queued" in out, err
+    code, out, err = _cli(api, "jobs", "discard", str(second), via_env=True)
+    assert code == 0 and "failed" in out, err
+    code, out, err = _cli(api, "jobs", "discard", str(first))
+    assert code != 0 and "only quarantined jobs can be discarded" in err
+    code, out, err = _cli(api, "jobs", "release", str(second), key="b")  # another tenant
+    assert code != 0 and "not found" in err
+    assert api.treadle.get_job(first).status.value == "queued"
+    with Client(api.url, api.keys["a"]) as c:
+        gone = c.get_job(second)
+        assert gone.status.value == "failed" and len(gone.crashes) == 1
+        assert gone.crashes[0].worker == "dies" and gone.max_crashes == 1

@@ -194,7 +194,12 @@ def test_posts_without_csrf_token_are_refused(page: Page, server: Server) -> Non
 
 def test_workers_editor_and_metrics(page: Page, server: Server) -> None:
     login(page, server)
-    page.goto(server.url + "/dynamic-workers/new")
+    # The menu names the concept in full (ADR 0023); the old address still leads here.
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Dynamic workers", exact=True).click()
+    expect(page).to_have_url(server.url + "/dynamic-workers/new")
+    page.goto(server.url + "/workers/new")
+    expect(page).to_have_url(server.url + "/dynamic-workers/new")
     expect(page.locator(".CodeMirror")).to_be_visible()
     expect(page.locator(".CodeMirror .cm-keyword").first).to_be_visible()  # highlighted
     expect(page.locator("#workers-unavailable")).to_have_count(0)

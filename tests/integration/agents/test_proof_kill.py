@@ -4,38 +4,27 @@ stay in the report and the ledger (no double spend)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.workflows.procs import ROOT, WorkerProcs, wait_until
+from tests.integration.workflows.procs import WorkerProcs, wait_until
 from treadle import JobStatus, Treadle
 from treadle.agents import Agents
 from treadle.agents.stub import StubLLM
 
 
 class AgentProcs(WorkerProcs):
+    app = "tests.integration.agents.agent_app:app"
+
     def __init__(self, db_url: str, marks: Path, logs: Path, stub_url: str) -> None:
         super().__init__(db_url, marks, logs)
         self.stub_url = stub_url
 
-    def start(self, *, concurrency: int = 1, lease: float = 2.0) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "TREADLE_DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT),
-               "AGENT_MARKS": str(self.marks), "AGENT_STUB_URL": self.stub_url,
-               "AGENT_TOOL_SECONDS": "1.0"}
-        log = open(self.logs / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen(
-            [sys.executable, "-m", "treadle", "worker",
-             "--app", "tests.integration.agents.agent_app:app",
-             "--concurrency", str(concurrency), "--lease-seconds", str(lease),
-             "--log-level", "warning"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        self.procs.append(p)
-        return p
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "AGENT_MARKS": str(self.marks),
+                "AGENT_STUB_URL": self.stub_url, "AGENT_TOOL_SECONDS": "1.0"}
 
 
 @pytest.fixture

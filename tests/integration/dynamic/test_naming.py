@@ -73,6 +73,9 @@ def test_the_editor_page_moved_and_its_old_address_redirects(db_url: str) -> Non
                 assert r.status_code == 308, (path, r.text)
                 assert r.headers["location"] == path.replace("/workers/", "/dynamic-workers/")
             assert client.get("/workers/other", follow_redirects=False).status_code == 404
+            r = client.get("/workers/new?language=python&x=%00%F0%9F%90%8D",
+                           follow_redirects=False)
+            assert r.headers["location"] == "/dynamic-workers/new?language=python&x=%00%F0%9F%90%8D"
     finally:
         app.close()
 
@@ -84,7 +87,7 @@ def test_worker_options_and_its_deprecated_name(db_url: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             options = app.worker_options()
-        assert set(options) == {"on_finished", "services"} and options["on_finished"]
+        assert set(options) == {"on_finished", "services", "tracing"} and options["on_finished"]
         with pytest.warns(DeprecationWarning, match=r"use app.worker_options\(\)"):
             old = app.worker_hooks()
         assert old == options

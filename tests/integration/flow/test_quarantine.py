@@ -155,6 +155,8 @@ def test_api_lists_releases_and_discards_quarantined_jobs(db_url: str) -> None:
     page = client.get("/v1/jobs", params={"status": "quarantined"}, headers=auth).json()
     assert [j["id"] for j in page["jobs"]] == [third, second, first]
     assert [c["worker"] for c in page["jobs"][0]["crashes"]] == ["w1", "w2", "w3"]
+    why = client.get(f"/v1/jobs/{first}", headers=auth).json()["waiting_on"]
+    assert why["rule"] == "quarantined" and "3 times" in why["message"]
     r = client.post(f"/v1/jobs/{first}/release", headers=auth)
     assert r.status_code == 200 and r.json()["status"] == "queued" and r.json()["crashes"] == []
     r = client.post(f"/v1/jobs/{second}/discard", headers=auth)

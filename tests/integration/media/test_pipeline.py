@@ -213,8 +213,11 @@ def test_a_killed_worker_resumes_at_the_next_unfinished_segment(
     app.migrate()
     try:
         handle = submit(app, src, renditions="240p", thumbnails=0, segment_seconds=1)
+        # --prefetch 0: the killed worker holds only the segment in flight. (Claimed ahead,
+        # it would also hold one it had not begun: that one runs again elsewhere with a
+        # higher attempt number, but no work was lost on it.)
         cmd = [sys.executable, "-m", "treadle", "worker", "--db", db, "--concurrency", "1",
-               "--lease-seconds", "1"]
+               "--prefetch", "0", "--lease-seconds", "1"]
         first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120

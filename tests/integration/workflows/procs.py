@@ -15,22 +15,25 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 class WorkerProcs:
+    app = "tests.integration.workflows.wf_app:app"
+
     def __init__(self, db_url: str, marks: Path, logs: Path) -> None:
         self.db_url = db_url
         self.marks = marks
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
 
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TREADLE_DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT),
+                "WF_MARKS": str(self.marks)}
+
     def start(self, *, concurrency: int = 1, lease: float = 2.0) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "TREADLE_DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT),
-               "WF_MARKS": str(self.marks)}
         with open(self.logs / f"worker-{len(self.procs)}.log", "wb") as log:
             p = subprocess.Popen(  # the child keeps its own copy of the log's descriptor
-                [sys.executable, "-m", "treadle", "worker",
-                 "--app", "tests.integration.workflows.wf_app:app",
+                [sys.executable, "-m", "treadle", "worker", "--app", self.app,
                  "--concurrency", str(concurrency), "--lease-seconds", str(lease),
                  "--log-level", "warning"],
-                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+                env=self.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
             )
         self.procs.append(p)
         return p

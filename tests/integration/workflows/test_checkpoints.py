@@ -3,7 +3,9 @@ divergence fails the job permanently."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +14,7 @@ from treadle import JobStatus, Treadle
 from treadle.core.clock import ManualClock
 from treadle.core.errors import ErrorClass
 from treadle.core.job import JobKind, NewJob
+from treadle.store.base import Transaction
 from treadle.workflows import StepStatus, WorkflowContext
 from treadle.workflows.model import FencedSignal, StepKind
 from treadle.workflows.steplog import INLINE_RESULT_BYTES, SqlStepLog
@@ -118,3 +121,64 @@ def test_a_non_json_step_result_fails_the_job_naming_the_step(mapp: Treadle) -> 
     assert job.error.error_class is ErrorClass.PERMANENT and "'make_set'" in job.error.message
     (step,) = mapp.job_steps(job.id)
     assert step.status is StepStatus.FAILED
+
+
+def _side_row(log: SqlStepLog, key: str) -> Callable[[Transaction], None]:
+    """A write of the caller's own, in the checkpoint's transaction: a row we can look up."""
+    return lambda tx: tx.execute(log.db.q["put_blob"], {"hash": key, "data": '"side"'})
+
+
+def _has(log: SqlStepLog, key: str) -> bool:
+    return bool(log.db.read("blob", {"hash": key}))
+
+
+def test_a_checkpoint_and_its_extra_writes_commit_together(mapp: Treadle) -> None:
+    mapp.enqueue([NewJob(task="wf", kind=JobKind.WORKFLOW, max_attempts=3)])
+    (job,) = mapp.store.claim(queues=None, worker="a", limit=1, lease_seconds=30)
+    log = SqlStepLog(mapp.workflows.db, job)
+    log.complete(0, "small", StepKind.STEP, '"ok"', started_at=mapp.clock.now(),
+                 also=_side_row(log, "side-small"))
+    big = json.dumps("y" * (INLINE_RESULT_BYTES + 1))  # its blob is in the same transaction
+    log.complete(1, "big", StepKind.STEP, big, also=_side_row(log, "side-big"))
+    assert _has(log, "side-small") and _has(log, "side-big")
+    steps = mapp.job_steps(job.id)
+    assert [(s.name, s.status) for s in steps] == [("small", StepStatus.COMPLETED),
+                                                   ("big", StepStatus.COMPLETED)]
+    assert log.load_result(log.load()[1].result_ref or "") == json.loads(big)
+
+
+def test_a_failing_extra_write_rolls_the_checkpoint_back(mapp: Treadle) -> None:
+    mapp.enqueue([NewJob(task="wf", kind=JobKind.WORKFLOW, max_attempts=3)])
+    (job,) = mapp.store.claim(queues=None, worker="a", limit=1, lease_seconds=30)
+    log = SqlStepLog(mapp.workflows.db, job)
+    big = json.dumps("z" * (INLINE_RESULT_BYTES + 1))
+
+    def then_fail(tx: Transaction) -> None:
+        _side_row(log, "side-lost")(tx)
+        raise RuntimeError("ledger refused")
+
+    with pytest.raises(RuntimeError, match="ledger refused"):
+        log.complete(0, "s", StepKind.STEP, big, started_at=mapp.clock.now(), also=then_fail)
+    assert not _has(log, "side-lost") and log.load() == []  # not even the step's start
+    assert not log.db.read("blob", {"hash": hashlib.sha256(big.encode()).hexdigest()})
+    assert "step_started" not in [e.reason for e in mapp.job_events(job.id)]
+
+
+def test_a_zombie_writes_neither_the_checkpoint_nor_its_extra_rows(
+    mapp: Treadle, clock: ManualClock,
+) -> None:
+    mapp.enqueue([NewJob(task="wf", kind=JobKind.WORKFLOW, max_attempts=3)])
+    (old,) = mapp.store.claim(queues=None, worker="a", limit=1, lease_seconds=5)
+    clock.advance(6)
+    assert mapp.store.reap().requeued == 1
+    mapp.store.claim(queues=None, worker="b", limit=1, lease_seconds=5)
+    zombie = SqlStepLog(mapp.workflows.db, old)
+    called: list[bool] = []
+
+    def write(tx: Transaction) -> None:
+        called.append(True)
+        _side_row(zombie, "side-zombie")(tx)
+
+    with pytest.raises(FencedSignal):
+        zombie.complete(0, "s", StepKind.STEP, '"stale"', started_at=clock.now(), also=write)
+    assert called == [] and not _has(zombie, "side-zombie") and zombie.load() == []

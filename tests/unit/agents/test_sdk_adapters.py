@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +110,55 @@ def test_retry_after_forms() -> None:
     assert retry_after({"retry-after": "-5"}) == 0
     assert retry_after({"retry-after": "soon"}) is None
     assert retry_after({"retry-after": "1e309"}) == 3600
+
+
+@pytest.mark.parametrize("cls", [OpenAIAdapter, AnthropicAdapter])
+def test_one_lazy_client_per_adapter_closed_with_it(cls: Any) -> None:
+    adapter = cls("m", base_url="http://127.0.0.1:9", api_key="k")
+    assert adapter._client is None  # nothing built (or imported) until the first call
+    barrier = threading.Barrier(8)
+    seen: list[Any] = []
+
+    def first_call() -> None:
+        barrier.wait()
+        seen.append(adapter.client())
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and all(c is seen[0] for c in seen)  # worker threads share one
+    assert not seen[0].is_closed()
+    adapter.close()
+    assert seen[0].is_closed() and adapter._client is None
+    adapter.close()  # twice is fine
+
+
+@pytest.mark.parametrize("cls", [OpenAIAdapter, AnthropicAdapter])
+def test_a_client_passed_in_is_left_to_its_owner(cls: Any) -> None:
+    sdk = importlib.import_module(cls.sdk)
+    mine = getattr(sdk, cls.client_class)(base_url="http://127.0.0.1:9", api_key="k")
+    adapter = cls("m", client=mine)
+    assert adapter.client() is mine
+    adapter.close()
+    assert not mine.is_closed()
+    mine.close()
+
+
+def test_the_app_closes_the_clients_of_agents_it_built_from_model_strings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from treadle import Treadle
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    app = Treadle(f"sqlite:///{tmp_path / 'a.db'}")
+    built = app.agent(name="built", model="openai:gpt-4.1-mini")
+    passed = OpenAIAdapter("gpt-4.1-mini", api_key="k")
+    given = app.agent(name="given", model=passed)
+    built_client = built.spec.adapter.client()  # type: ignore[attr-defined]
+    given_client = passed.client()
+    app.close()
+    assert built.owns_adapter and not given.owns_adapter
+    assert built_client.is_closed() and not given_client.is_closed()
+    passed.close()

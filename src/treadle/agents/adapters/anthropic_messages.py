@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 from treadle.agents.adapters.errors import connection_error, from_status
+from treadle.agents.adapters.sdk import SdkAdapter
 from treadle.agents.messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
-from treadle.core.errors import MissingExtra, TreadleError
+from treadle.core.errors import TreadleError
 
 SERVER = "anthropic"
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires a bound on the answer
@@ -20,28 +21,16 @@ _STOP = {"end_turn": "end", "stop_sequence": "end", "tool_use": "tool_calls",
          "max_tokens": "length"}
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(SdkAdapter):
+    sdk = "anthropic"
+    client_class = "Anthropic"
+
     def __init__(self, model: str, *, client: Any = None, stream: bool = False,
                  max_retries: int = 0, max_tokens: int = DEFAULT_MAX_TOKENS,
                  **client_options: Any) -> None:
-        self._model = model
-        self.stream = stream
+        super().__init__(model, client=client, stream=stream, max_retries=max_retries,
+                         **client_options)
         self.max_tokens = max_tokens
-        self._client = client
-        self._options = {"max_retries": max_retries, **client_options}
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                import anthropic
-            except ImportError as exc:
-                raise MissingExtra("agents", "anthropic") from exc
-            self._client = anthropic.Anthropic(**self._options)
-        return self._client
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         import anthropic

@@ -95,9 +95,11 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
 
 def _drain(pipe: IO[bytes], sink: list[bytes], limit: int) -> None:
     """Keep the first ``limit`` bytes; read (and drop) the rest so the command never
-    blocks on a full pipe."""
+    blocks on a full pipe. The pipe is closed here, at its end of file: only this thread
+    reads it, and it may outlive the call (a helper that left the process group still
+    holds the pipe open)."""
     kept = 0
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError), pipe:
         while chunk := pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536):
             if kept < limit:
                 sink.append(chunk[: limit - kept])

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from treadle.agents.adapters.errors import connection_error, from_status
+from treadle.agents.adapters.sdk import SdkAdapter
 from treadle.agents.messages import (
     Message,
     ModelRequest,
@@ -20,33 +21,16 @@ from treadle.agents.messages import (
     Usage,
     estimate_tokens,
 )
-from treadle.core.errors import MissingExtra, TreadleError
+from treadle.core.errors import TreadleError
 
 SERVER = "openai"
 _STOP = {"stop": "end", "tool_calls": "tool_calls", "function_call": "tool_calls",
          "length": "length"}
 
 
-class OpenAIAdapter:
-    def __init__(self, model: str, *, client: Any = None, stream: bool = False,
-                 max_retries: int = 0, **client_options: Any) -> None:
-        self._model = model
-        self.stream = stream
-        self._client = client
-        self._options = {"max_retries": max_retries, **client_options}
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                import openai
-            except ImportError as exc:
-                raise MissingExtra("agents", "openai") from exc
-            self._client = openai.OpenAI(**self._options)
-        return self._client
+class OpenAIAdapter(SdkAdapter):
+    sdk = "openai"
+    client_class = "OpenAI"
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         import openai

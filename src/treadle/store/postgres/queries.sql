@@ -69,18 +69,19 @@ WITH input AS (
         %(max_attempts)s::integer[], %(timeout)s::double precision[],
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
         %(callback_url)s::text[], %(concurrency_limit)s::integer[],
-        %(rate_period)s::double precision[], %(max_crashes)s::integer[]
+        %(rate_period)s::double precision[], %(max_crashes)s::integer[],
+        %(traceparent)s::text[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, max_crashes, ord)
+                           concurrency_limit, rate_period, max_crashes, traceparent, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-        max_crashes, created_at)
+        max_crashes, created_at, traceparent)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
            idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           max_crashes, %(now)s
+           max_crashes, %(now)s, traceparent
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -111,9 +112,9 @@ WITH input AS (
         %(id)s::bigint[], %(token)s::bigint[], %(status)s::text[], %(result)s::jsonb[],
         %(error)s::jsonb[], %(run_at)s::timestamptz[], %(payload)s::jsonb[],
         %(extra_attempts)s::integer[], %(finished_at)s::timestamptz[], %(worker)s::text[],
-        %(reason)s::text[]
+        %(reason)s::text[], %(usage)s::jsonb[]
     ) AS t(id, token, status, result, error, run_at, payload, extra_attempts, finished_at,
-           worker, reason)
+           worker, reason, usage)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status,
@@ -131,7 +132,21 @@ WITH input AS (
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.attempt, j.status, j.queue, j.tenant, j.callback_url, i.worker,
-              i.reason, i.error
+              i.reason, i.error, j.kind, j.task, j.traceparent, i.usage
+), us AS (
+    -- What the attempt cost (ADR 0022), counted exactly when its outcome is accepted.
+    INSERT INTO treadle_attempt_usage (
+        job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
+        wall_seconds, cpu_seconds, peak_memory_bytes, result_bytes, log_bytes, wait_seconds,
+        tokens_in, tokens_out, cost_usd)
+    SELECT id, attempt, tenant, queue, kind, task, usage->>'outcome', usage->>'error_class',
+           %(now)s, (usage->>'wall_seconds')::double precision,
+           (usage->>'cpu_seconds')::double precision, (usage->>'peak_memory_bytes')::bigint,
+           (usage->>'result_bytes')::bigint, (usage->>'log_bytes')::bigint,
+           (usage->>'wait_seconds')::double precision, (usage->>'tokens_in')::bigint,
+           (usage->>'tokens_out')::bigint, (usage->>'cost_usd')::double precision
+    FROM upd WHERE usage IS NOT NULL
+    ON CONFLICT (job_id, attempt) DO NOTHING
 ), ev AS (
     -- Each attempt's error stays in its event, after the job's own error moves on.
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
@@ -142,9 +157,9 @@ WITH input AS (
 ), cb AS (
     -- A finished job's callback delivery is a durable job written in this same statement.
     INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                              parent_id, created_at)
+                              parent_id, created_at, traceparent)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s, traceparent
     FROM upd WHERE callback_url IS NOT NULL AND status IN ('succeeded', 'failed', 'cancelled')
     RETURNING id
 ), cb_ev AS (
@@ -287,7 +302,7 @@ ON CONFLICT (name) DO UPDATE SET
         ELSE coalesce(%(concurrency_limit)s::integer, treadle_queues.concurrency_limit) END;
 
 -- name: queue_configs
-SELECT name, paused, concurrency_limit FROM treadle_queues;
+SELECT name, paused, concurrency_limit, retention_seconds FROM treadle_queues;
 
 -- name: queue_stats
 SELECT queue,
@@ -325,9 +340,9 @@ SELECT pg_advisory_xact_lock(hashtext('treadle_migrate'));
 -- the same transaction as the job's final state so it can never be lost.
 WITH ins AS (
     INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                              parent_id, created_at)
+                              parent_id, created_at, traceparent)
     SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s
+           jsonb_build_object('job_id', id), %(now)s, 11, 30, id, %(now)s, traceparent
     FROM treadle_jobs WHERE id = ANY (%(ids)s::bigint[]) AND callback_url IS NOT NULL
     RETURNING id
 ), ev AS (

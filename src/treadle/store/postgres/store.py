@@ -31,6 +31,7 @@ from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
+from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
@@ -338,6 +339,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
                 "callback_url", "concurrency_limit", "rate_period", "max_crashes",
+                "traceparent",
             )
         }
         for nj in jobs:
@@ -357,6 +359,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["concurrency_limit"].append(nj.concurrency_limit)
             cols["rate_period"].append(nj.rate_period)
             cols["max_crashes"].append(nj.max_crashes)
+            cols["traceparent"].append(nj.traceparent)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -552,6 +555,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
         arrays["worker"] = [oc.worker for oc in outcomes]
         arrays["reason"] = [oc.event_reason for oc in outcomes]
+        arrays["usage"] = [usage.postgres_param(oc, _js) for oc in outcomes]  # ADR 0022
         arrays["now"] = now
         # One statement: guarded updates, events, callback deliveries and notifications.
         with self._cursor(tx=False) as cur:

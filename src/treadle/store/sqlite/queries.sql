@@ -42,11 +42,11 @@ VALUES (:job_id, :from_status, :to_status, :attempt, :worker, :reason, :at, :det
 INSERT INTO treadle_jobs (
     tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
     idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-    max_crashes, created_at)
+    max_crashes, created_at, traceparent)
 VALUES (
     :tenant, :queue, :kind, :task, :payload, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :concurrency_key, :parent_id, :callback_url, :concurrency_limit,
-    :rate_period, :max_crashes, :created_at)
+    :rate_period, :max_crashes, :created_at, :traceparent)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -163,7 +163,7 @@ ON CONFLICT (name) DO UPDATE SET
                              ELSE coalesce(:concurrency_limit, treadle_queues.concurrency_limit) END;
 
 -- name: queue_configs
-SELECT name, paused, concurrency_limit FROM treadle_queues;
+SELECT name, paused, concurrency_limit, retention_seconds FROM treadle_queues;
 
 -- name: queue_stats
 SELECT queue,
@@ -186,10 +186,11 @@ SELECT version FROM treadle_migrations ORDER BY version;
 -- name: insert_callback_job
 -- The delivery of a finished job's callback is itself a durable job, written in
 -- the same transaction as the job's final state so it can never be lost.
+-- It continues the job's trace (traceparent), so the delivery shows in the same trace.
 INSERT INTO treadle_jobs (tenant, queue, kind, task, payload, run_at, max_attempts, timeout,
-                          parent_id, created_at)
+                          parent_id, created_at, traceparent)
 SELECT tenant, 'treadle.callbacks', 'task', 'treadle.deliver_callback',
-       json_object('job_id', id), :now, 11, 30, id, :now
+       json_object('job_id', id), :now, 11, 30, id, :now, traceparent
 FROM treadle_jobs WHERE id = :id AND callback_url IS NOT NULL
 RETURNING id;
 

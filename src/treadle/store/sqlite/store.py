@@ -33,6 +33,7 @@ from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
+from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
@@ -57,6 +58,7 @@ from treadle.store.sqlite.workers import LivenessOps
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
+USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
 _POLL_SECONDS = 0.002
 _BUSY_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
@@ -356,6 +358,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 "parent_id": nj.parent_id,
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
+                "traceparent": nj.traceparent,
             }
             row = conn.execute(Q["insert_job"], params).fetchone()
             if row is None:  # idempotency key already used: hand back that job
@@ -490,6 +493,9 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     )
                     if row["callback_url"] and params["finished_at"] is not None:
                         self._callback(conn, oc.job_id, now)
+                    used = usage.sqlite_params(oc, oc.job_id, row["attempt"], _ts(now))
+                    if used is not None:  # what the attempt cost, with it (ADR 0022)
+                        conn.execute(USAGE_Q["insert_usage"], used)
                     accepted.append(True)
                     continue
                 accepted.append(self._refused(conn, oc, params["status"], now))

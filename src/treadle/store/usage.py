@@ -1,0 +1,121 @@
+"""Writing an attempt's usage with its outcome, and reading it back summed (ADR 0022).
+
+The write rides in the store's ``complete`` (one more statement on SQLite, one more CTE
+of the one PostgreSQL statement), so usage is recorded exactly when an outcome is
+accepted: a refused (zombie) outcome records none, a replayed one none twice (the key is
+``(job_id, attempt)``). Reads are extension SQL (``usage_queries.sql``), not part of the
+Store protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from treadle.core.errors import InvalidInput
+from treadle.core.outcome import Outcome
+from treadle.store.base import Store
+from treadle.store.extension import ExtensionSql
+
+GroupBy = Literal["tenant", "queue"]
+GROUPS: tuple[GroupBy, ...] = ("tenant", "queue")
+
+
+def usage_fields(oc: Outcome) -> dict[str, Any] | None:
+    """The usage row's values (without job columns), or None when nothing was measured."""
+    if oc.usage is None:
+        return None
+    return {
+        **oc.usage.clean().to_json(),
+        "outcome": oc.kind.value,
+        "error_class": oc.error.error_class.value if oc.error is not None else None,
+    }
+
+
+def sqlite_params(oc: Outcome, job_id: int, attempt: int, now: float) -> dict[str, Any] | None:
+    fields = usage_fields(oc)
+    if fields is None:
+        return None
+    return {**fields, "job_id": job_id, "attempt": attempt, "now": now}
+
+
+def postgres_param(oc: Outcome, js: Callable[[Any], Any]) -> Any:
+    fields = usage_fields(oc)
+    return None if fields is None else js(fields)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Attempts of one tenant or queue in a time range, summed."""
+
+    group: str
+    attempts: int
+    succeeded: int
+    failed: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_memory_bytes: int | None  # the largest peak of any sandboxed attempt
+    result_bytes: int
+    log_bytes: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group, "attempts": self.attempts, "succeeded": self.succeeded,
+            "failed": self.failed, "wall_seconds": round(self.wall_seconds, 6),
+            "cpu_seconds": round(self.cpu_seconds, 6),
+            "peak_memory_bytes": self.peak_memory_bytes, "result_bytes": self.result_bytes,
+            "log_bytes": self.log_bytes, "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out, "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+class UsageReader:
+    """Sums of ``treadle_attempt_usage`` over ``[start, end)``; ``tenant`` narrows."""
+
+    def __init__(self, store: Store) -> None:
+        self.sql = ExtensionSql(store, "usage_queries.sql")
+
+    def summary(self, *, start: datetime, end: datetime, group_by: GroupBy,
+                tenant: str | None = None) -> list[UsageRow]:
+        if group_by not in GROUPS:
+            raise InvalidInput("group_by must be 'tenant' or 'queue'")
+        if start.tzinfo is None or end.tzinfo is None:
+            raise InvalidInput("from and to must include a timezone")
+        rows = self.sql.run(f"usage_by_{group_by}", {
+            "start": self.sql.ts_in(start), "end": self.sql.ts_in(end), "tenant": tenant})
+        return [UsageRow(
+            group=str(r["grp"]), attempts=int(r["attempts"]), succeeded=int(r["succeeded"]),
+            failed=int(r["failed"]), wall_seconds=float(r["wall_seconds"] or 0.0),
+            cpu_seconds=float(r["cpu_seconds"] or 0.0),
+            peak_memory_bytes=None if r["peak_memory_bytes"] is None
+            else int(r["peak_memory_bytes"]),
+            result_bytes=int(r["result_bytes"] or 0), log_bytes=int(r["log_bytes"] or 0),
+            tokens_in=int(r["tokens_in"] or 0), tokens_out=int(r["tokens_out"] or 0),
+            cost_usd=float(r["cost_usd"] or 0.0),
+        ) for r in rows]
+
+    def by_tenant_and_queue(self, *, since: datetime) -> list[dict[str, Any]]:
+        """Sums per (tenant, queue) since ``since`` (``/metrics``; at most 1000 pairs)."""
+        return [dict(r) for r in self.sql.run("usage_by_tenant_and_queue",
+                                              {"start": self.sql.ts_in(since)})]
+
+    def attempts(self, job_id: int) -> list[dict[str, Any]]:
+        """Every usage row of one job (the job page, tests)."""
+        out = []
+        for r in self.sql.run("usage_of_job", {"job_id": job_id}):
+            row = dict(r)
+            row["finished_at"] = self.sql.ts_out(row["finished_at"])
+            out.append(row)
+        return out
+
+    def finished(self, *, since: datetime, tenant: str | None) -> list[dict[str, Any]]:
+        """(finished_at, outcome, error_class, wall, wait) of terminal attempts since
+        ``since``: what the dashboard charts bucket (``ui/queries.py``)."""
+        rows = self.sql.run("finished_attempts", {"since": self.sql.ts_in(since),
+                                                  "tenant": tenant})
+        return [{**dict(r), "finished_at": self.sql.ts_out(r["finished_at"])} for r in rows]
