@@ -100,9 +100,6 @@ class TaskOptions:
             check_key_limit(self.concurrency, "concurrency")
         if self.rate_limit is not None:
             check_rate_limit(self.rate_limit)
-            if self.concurrency is not None:
-                raise ConfigurationError(
-                    "a task takes concurrency= or rate_limit=, not both (not supported yet)")
 
 
 class JobHandle:
@@ -190,15 +187,24 @@ class Task(Generic[P, R]):
         )
 
     def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The per-key limit's key for this payload, computed once at submit and stored."""
+        """The per-key limits' keys for this payload, computed once at submit and stored.
+
+        A concurrency limit goes in concurrency_key/limit; a rate limit alone there too
+        (with rate_period), beside a concurrency limit in rate_key/limit/window (ADR 0010)."""
+        out: dict[str, Any] = {}
+        if self.options.concurrency is not None:
+            spec, limit = self.options.concurrency
+            out = {"concurrency_key": job_key(self.name, spec, payload),
+                   "concurrency_limit": limit}
         if self.options.rate_limit is not None:
             spec, starts, per = self.options.rate_limit
-            return {"concurrency_key": job_key(self.name, spec, payload),
-                    "concurrency_limit": starts, "rate_period": float(per)}
-        if self.options.concurrency is None:
-            return {}
-        spec, limit = self.options.concurrency
-        return {"concurrency_key": job_key(self.name, spec, payload), "concurrency_limit": limit}
+            key = job_key(self.name, spec, payload)
+            if out:
+                out |= {"rate_key": key, "rate_limit": starts, "rate_window": float(per)}
+            else:
+                out = {"concurrency_key": key, "concurrency_limit": starts,
+                       "rate_period": float(per)}
+        return out
 
     def check_arguments(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Refuse, before anything is stored, a payload the function cannot be called with.

@@ -50,3 +50,11 @@ def kill_own_worker() -> None:
 @app.task(name="steady", retries=3)
 def steady(i: int) -> int:
     return i
+
+
+@app.task(name="hang_first_attempt_no_retry", retries=0, timeout=120, pass_context=True)
+def hang_first_attempt_no_retry(seconds: float, ctx: JobContext) -> str:
+    """No retries: only a crash's refunded attempt lets it run twice (ADR 0024)."""
+    if ctx.attempt == 1:
+        time.sleep(seconds)
+    return f"attempt{ctx.attempt}"

@@ -23,13 +23,15 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[BinaryIO] = []
 
-    def start(self, *args: str, concurrency: int = 4) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, concurrency: int | None = 4) -> subprocess.Popen[bytes]:
+        """``concurrency=None``: the CLI's default (and its default claim-ahead)."""
         env = {**os.environ, "TREADLE_DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT)}
         log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         self._logs.append(log)  # closed by stop_all, once the process is gone
         p = subprocess.Popen(
             [sys.executable, "-m", "treadle", "worker", "--app", "tests.acceptance.app:app",
-             "--concurrency", str(concurrency), "--log-level", "warning", *args],
+             *(() if concurrency is None else ("--concurrency", str(concurrency))),
+             "--log-level", "warning", *args],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
         )
         self.procs.append(p)

@@ -71,19 +71,29 @@ def test_a_dead_workers_jobs_are_requeued_and_its_late_write_is_refused(db_url: 
         store.close()
 
 
-def test_a_dead_worker_on_its_last_attempt_fails_its_job(db_url: str) -> None:
+def test_a_dead_worker_on_its_last_attempt_gives_the_attempt_back(db_url: str) -> None:
+    """A crash is not the job's failure (ADR 0024): its attempt is refunded and the job,
+    now a suspect, waits for a worker that runs it alone."""
     store = open_store(db_url)
     try:
         store.enqueue([NewJob(task="t", max_attempts=1)])
         assert store.register_worker("alive")
         dead_id, _ = _crash_holding_a_job(db_url)
         deadline = time.monotonic() + 10
-        while store.reap_dead().failed == 0:
+        while store.reap_dead().requeued == 0:
             assert time.monotonic() < deadline, "the dead worker's job was not reaped"
             time.sleep(0.05)
         job = store.get_job(dead_id)
-        assert job.status is JobStatus.FAILED
-        assert store.events(dead_id)[-1].reason == "worker_died"
+        assert job.status is JobStatus.QUEUED and job.max_attempts == 2 and job.attempt == 1
+        assert [c.worker for c in job.crashes] == ["doomed"]
+        last = store.events(dead_id)[-1]
+        assert last.reason == "worker_died" and last.detail is not None
+        assert last.detail["attempt_refunded"] is True
+        assert store.claim(queues=None, worker="alive", limit=5, lease_seconds=60) == []
+        assert store.suspect_waiting(queues=None)
+        [again] = store.claim(queues=None, worker="alive", limit=5, lease_seconds=60,
+                              suspect=True)
+        assert again.id == dead_id and again.attempt == 2
     finally:
         store.unregister_worker("alive")
         store.close()

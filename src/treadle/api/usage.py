@@ -81,8 +81,11 @@ async def get_usage(
     for name, value in (("from", from_), ("to", to)):
         if value is not None and value.tzinfo is None:
             raise Problem(422, f"{name} must include a timezone")
-    end = to.astimezone(UTC) if to is not None else now
-    start = from_.astimezone(UTC) if from_ is not None else end - DEFAULT_SPAN
+    try:
+        end = to.astimezone(UTC) if to is not None else now
+        start = from_.astimezone(UTC) if from_ is not None else end - DEFAULT_SPAN
+    except (OverflowError, ValueError):  # year 1 with a positive offset, and the like
+        raise Problem(422, "from and to must be within years 1 to 9999 in UTC") from None
     if start >= end:
         raise Problem(422, "from must be before to")
     # Tenant-scoped unless the key is an admin's: another tenant's figures are never shown.

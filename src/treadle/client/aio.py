@@ -193,18 +193,21 @@ class AsyncClient:
                      queue: str | None = None, priority: int | None = None,
                      run_at: datetime | None = None, delay: float | None = None,
                      callback_url: str | None = None,
-                     idempotency_key: str | None = None) -> AsyncRemoteJobHandle:
+                     idempotency_key: str | None = None,
+                     traceparent: str | None = None) -> AsyncRemoteJobHandle:
         return self._handle(await self.send(calls.submit(
             task, payload, queue=queue, priority=priority, run_at=run_at, delay=delay,
-            callback_url=callback_url, idempotency_key=idempotency_key)))
+            callback_url=callback_url, idempotency_key=idempotency_key,
+            trace=traceparent)))
 
     async def run(self, task: str, payload: Mapping[str, Any] | None = None, *,
                   wait: float = 25.0, queue: str | None = None, priority: int | None = None,
                   callback_url: str | None = None,
-                  idempotency_key: str | None = None) -> AsyncRemoteJobHandle:
+                  idempotency_key: str | None = None,
+                  traceparent: str | None = None) -> AsyncRemoteJobHandle:
         body = calls.run_task(task, payload, queue=queue, priority=priority,
                               callback_url=callback_url)
-        return self._handle(await self.send(calls.run(body, wait, idempotency_key)))
+        return self._handle(await self.send(calls.run(body, wait, idempotency_key, traceparent)))
 
     async def run_code(self, code: str, language: Literal["javascript", "python"],
                        input: Any = None, *, limits: Mapping[str, Any] | None = None,

@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from treadle.api.models import WorkerList, WorkerOut
 from treadle.client.wire import events_from, job_from, logs_from, model
+from treadle.core import traceparent
 from treadle.core.errors import BadResponse, InvalidInput
 from treadle.core.job import Job, JobEvent, JobLog
 from treadle.core.lifecycle import JobStatus
@@ -68,6 +69,21 @@ def _key_header(key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": key}
 
 
+def trace_header(value: str | None) -> dict[str, str]:
+    """``traceparent`` for a submission (ADR 0021): the given one (checked), else the
+    current OpenTelemetry span's when the SDK is installed and a span is active."""
+    if value is not None:
+        return {"traceparent": traceparent.check(value)}
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return {}
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"}
+
+
 def _job(a: Answer) -> Job:
     return job_from(a.data)
 
@@ -87,20 +103,22 @@ def _opts(**values: Any) -> dict[str, Any]:
 
 def submit(task: str, payload: Mapping[str, Any] | None, *, queue: str | None,
            priority: int | None, run_at: datetime | None, delay: float | None,
-           callback_url: str | None, idempotency_key: str | None) -> Call[Submitted]:
+           callback_url: str | None, idempotency_key: str | None,
+           trace: str | None = None) -> Call[Submitted]:
     body = {"task": task, "payload": dict(payload or {}),
             **_opts(queue=queue, priority=priority, run_at=run_at, delay=delay,
                     callback_url=callback_url)}
     return Call("POST", "/v1/jobs", _submitted, body, True,
-                headers=_key_header(idempotency_key), ok=(200, 202))
+                headers={**_key_header(idempotency_key), **trace_header(trace)}, ok=(200, 202))
 
 
-def run(body: dict[str, Any], wait: float,
-        idempotency_key: str | None) -> Call[Submitted]:
+def run(body: dict[str, Any], wait: float, idempotency_key: str | None,
+        trace: str | None = None) -> Call[Submitted]:
     # Always explicit: the client must know how long the server may hold the answer.
     body["wait"] = wait
     return Call("POST", "/v1/run", _submitted, body, True,
-                headers=_key_header(idempotency_key), ok=(200, 202), extra_time=wait)
+                headers={**_key_header(idempotency_key), **trace_header(trace)},
+                ok=(200, 202), extra_time=wait)
 
 
 def run_task(task: str, payload: Mapping[str, Any] | None, *, queue: str | None,

@@ -200,21 +200,25 @@ class Client:
                queue: str | None = None, priority: int | None = None,
                run_at: datetime | None = None, delay: float | None = None,
                callback_url: str | None = None,
-               idempotency_key: str | None = None) -> RemoteJobHandle:
-        """Enqueue a job of ``task`` (``POST /v1/jobs``)."""
+               idempotency_key: str | None = None,
+               traceparent: str | None = None) -> RemoteJobHandle:
+        """Enqueue a job of ``task`` (``POST /v1/jobs``). The job continues ``traceparent``
+        (W3C), or the current OpenTelemetry span's when one is active (ADR 0021)."""
         return self._handle(self.send(calls.submit(
             task, payload, queue=queue, priority=priority, run_at=run_at, delay=delay,
-            callback_url=callback_url, idempotency_key=idempotency_key)))
+            callback_url=callback_url, idempotency_key=idempotency_key,
+            trace=traceparent)))
 
     def run(self, task: str, payload: Mapping[str, Any] | None = None, *, wait: float = 25.0,
             queue: str | None = None, priority: int | None = None,
             callback_url: str | None = None,
-            idempotency_key: str | None = None) -> RemoteJobHandle:
+            idempotency_key: str | None = None,
+            traceparent: str | None = None) -> RemoteJobHandle:
         """Submit and wait up to ``wait`` s (capped by the server) in one request
         (``POST /v1/run``); ``handle.job.is_finished`` says whether it finished."""
         body = calls.run_task(task, payload, queue=queue, priority=priority,
                               callback_url=callback_url)
-        return self._handle(self.send(calls.run(body, wait, idempotency_key)))
+        return self._handle(self.send(calls.run(body, wait, idempotency_key, traceparent)))
 
     def run_code(self, code: str, language: Literal["javascript", "python"],
                  input: Any = None, *, limits: Mapping[str, Any] | None = None,

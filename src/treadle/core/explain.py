@@ -42,6 +42,14 @@ def explain(store: Store, job: Job, now: datetime) -> dict[str, Any] | None:
         if running >= limit:
             return _why("key_concurrency", f"key {job.concurrency_key!r} already runs "
                         f"{running} of at most {limit} jobs")
+        # A rate limit beside the concurrency limit: the claim needs room under both, so
+        # with a free slot the window is what holds the job.
+        if job.rate_key is not None and job.rate_limit is not None \
+                and job.rate_window is not None:
+            started = store.started_in_window(job.rate_key, job.rate_window)
+            if started >= job.rate_limit:
+                return _why("rate_limit", f"key {job.rate_key!r} started {started} jobs "
+                            f"in the last {job.rate_window:g} s (limit {job.rate_limit})")
     ahead = store.queued_ahead_in_tenant(job)
     if ahead:
         return _why("behind_tenant", f"waiting behind {ahead} jobs of tenant {job.tenant!r}",

@@ -85,6 +85,11 @@ class NewJob:
     concurrency_limit: int | None = None
     # Set: a rate limit instead, at most concurrency_limit starts per rate_period seconds.
     rate_period: float | None = None
+    # A rate limit beside the concurrency limit above (ADR 0010, update): at most
+    # rate_limit starts with rate_key per rate_window seconds. None: no second rule.
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_window: float | None = None
     # W3C traceparent the job's spans continue (ADR 0021); only the canonical form.
     traceparent: str | None = None
     # Quarantine after this many attempts whose worker died (ADR 0015); None: the default.
@@ -128,6 +133,8 @@ class NewJob:
             or not 0.001 <= self.rate_period <= 24 * 3600
         ):
             raise InvalidInput("a rate limit needs a key, a count and a period of 1 ms to 1 day")
+        if (self.rate_key, self.rate_limit, self.rate_window) != (None, None, None):
+            _check_second_rule(self)
         if self.max_crashes is not None:
             check_max_crashes(self.max_crashes, InvalidInput)
         if self.callback_url is not None and (
@@ -142,6 +149,22 @@ class NewJob:
             self.traceparent
         ):
             raise InvalidInput("traceparent must be a canonical W3C traceparent (version 00)")
+
+
+def _check_second_rule(nj: NewJob) -> None:
+    """A rate limit stored beside a concurrency limit: all three parts, and only on a job
+    whose first rule is a concurrency limit (a rate-only job keeps the 0005 encoding)."""
+    if nj.rate_key is None or nj.rate_limit is None or nj.rate_window is None:
+        raise InvalidInput("a second rate limit needs a key, a count and a period")
+    if nj.concurrency_limit is None or nj.rate_period is not None:
+        raise InvalidInput("a second rate limit goes only with a concurrency limit")
+    validate_name("rate_key", nj.rate_key)
+    if isinstance(nj.rate_limit, bool) or not isinstance(nj.rate_limit, int) \
+            or not 1 <= nj.rate_limit <= 1_000_000:
+        raise InvalidInput("rate limit must be an integer from 1 to 1000000")
+    if isinstance(nj.rate_window, bool) or not isinstance(nj.rate_window, int | float) \
+            or not 0.001 <= nj.rate_window <= 24 * 3600:
+        raise InvalidInput("a rate limit needs a period of 1 ms to 1 day")
 
 
 @dataclass(frozen=True)
@@ -175,6 +198,9 @@ class Job:
     finished_at: datetime | None = None
     concurrency_limit: int | None = None
     rate_period: float | None = None
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_window: float | None = None
     traceparent: str | None = None
     # Attempts whose worker died under them, since the last release (ADR 0015).
     crashes: tuple[Crash, ...] = ()

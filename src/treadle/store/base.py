@@ -80,6 +80,9 @@ class Store(Protocol):
         limit: int,
         lease_seconds: float,
         kinds: Sequence[str] | None = None,  # None: every kind
+        # True: at most one suspect (a job whose worker died under it), to run alone;
+        # False: only jobs that are not suspects (ADR 0024).
+        suspect: bool = False,
     ) -> list[Job]: ...
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
@@ -96,6 +99,10 @@ class Store(Protocol):
     def register_worker(self, worker: str) -> bool: ...
     def unregister_worker(self, worker: str) -> None: ...
     def reap_dead(self, *, limit: int = 500) -> ReapResult: ...
+    # isolation after a crash (ADR 0024): an idle worker's look for suspects
+    def suspect_waiting(
+        self, *, queues: Sequence[str] | None, kinds: Sequence[str] | None = None
+    ) -> bool: ...
 
     # control
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job: ...

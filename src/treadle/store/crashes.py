@@ -22,6 +22,9 @@ class ReapDecision:
     error: ErrorInfo
     crashes: list[dict[str, Any]] | None  # the new crash history; None: leave it as it is
     detail: dict[str, Any] | None  # the event's detail
+    # A crash gives its attempt back (``max_attempts + 1``, as a release does): the job
+    # did not fail, its process died, maybe under a neighbour (ADR 0015, isolation).
+    refund: bool = False
 
 
 def worker_died(
@@ -55,8 +58,10 @@ def reap_decision(
     seen_dead: bool = False,
 ) -> ReapDecision:
     """What an expired lease becomes. A requested cancel wins; then a crash that reaches
-    ``max_crashes`` quarantines the job (even on its last attempt: an operator should see
-    a job that kills workers); then the usual retry-or-fail by attempts.
+    ``max_crashes`` quarantines the job (an operator should see a job that kills workers);
+    a crash below it re-queues the job as a *suspect*, its attempt refunded (ADR 0024):
+    crashes have their own budget. A lease that lapsed while its worker lived uses the
+    attempt: retry-or-fail as usual.
 
     ``seen_dead``: not a lease that ran out, but a worker whose session or process was
     seen to end (ADR 0018): a crash for certain, recorded with the reason ``worker_died``."""
@@ -81,7 +86,14 @@ def reap_decision(
                 {"crashes": history, "max_crashes": limit},
             )
             return ReapDecision("quarantined", "quarantined", err, history,
-                                {"crashes": history, "max_crashes": limit})
+                                {"crashes": history, "max_crashes": limit}, refund=True)
+    if history is not None:
+        # A crash below the limit: back to the queue as a suspect (``crashes`` set), its
+        # attempt given back. Only ``max_crashes`` ends it, never the attempts: a job held
+        # ahead, or running beside a poison job, did nothing wrong.
+        return ReapDecision("queued", "worker_died" if seen_dead else "lease_expired", err,
+                            history, {"crash": history[-1], "attempt_refunded": True},
+                            refund=True)
     status = "failed" if attempt >= max_attempts else "queued"
-    return ReapDecision(status, "worker_died" if seen_dead else "lease_expired", err, history,
-                        {"crash": history[-1]} if history else None)
+    return ReapDecision(status, "worker_died" if seen_dead else "lease_expired", err, None,
+                        None)

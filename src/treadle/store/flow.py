@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from treadle.core.clock import Clock
 from treadle.core.cron import ScheduleState
@@ -19,7 +19,20 @@ from treadle.core.fairness import check_weight
 from treadle.core.job import DEFAULT_RETENTION, Job, validate_name
 from treadle.store.rows import Codec
 
-__all__ = ["DEFAULT_RETENTION", "FlowOps"]
+__all__ = ["DEFAULT_RETENTION", "FlowOps", "KeyPlan"]
+
+
+class KeyPlan(NamedTuple):
+    """One per-key limited group a claim plans to take from (ADR 0010): a concurrency key
+    and its limit, or (``period`` set) a rate key, its starts and window; and for jobs
+    with both rules, the rate limit beside the concurrency limit (``rkey``...)."""
+
+    key: str
+    limit: int
+    period: float | None
+    rkey: str | None = None
+    rlimit: int | None = None
+    rperiod: float | None = None
 
 
 class FlowOps:

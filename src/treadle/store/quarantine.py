@@ -1,4 +1,5 @@
-"""Leaving quarantine (ADR 0015): release a poison job to run again, or discard it.
+"""Leaving quarantine (ADR 0015): release a poison job to run again, or discard it; and
+the idle worker's look for suspects, jobs whose worker died under them (ADR 0024).
 
 Shared by both SQL backends; each supplies ``_leave_quarantine`` (one guarded update
 ``WHERE status = 'quarantined'`` with its event, in one transaction).
@@ -6,6 +7,7 @@ Shared by both SQL backends; each supplies ``_leave_quarantine`` (one guarded up
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +21,27 @@ class QuarantineOps:
 
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job:
         raise NotImplementedError
+
+    def _read(self, name: str, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        raise NotImplementedError
+
+    def _enc_ts(self, value: datetime) -> Any:
+        raise NotImplementedError
+
+    def _enc_list(self, values: Sequence[str]) -> Any:
+        raise NotImplementedError
+
+    def suspect_waiting(
+        self, *, queues: Sequence[str] | None, kinds: Sequence[str] | None = None
+    ) -> bool:
+        """Is a suspect due in these queues, of these kinds? One read of a partial index
+        that holds only queued suspects: cheap enough for every idle moment of a worker,
+        which then claims it alone (``claim(..., suspect=True)``)."""
+        return bool(self._read("suspect_waiting", {
+            "now": self._enc_ts(self.clock.now()),
+            "queues": None if queues is None else self._enc_list(queues),
+            "kinds": None if kinds is None else self._enc_list(kinds),
+        }))
 
     def _leave_quarantine(
         self, job_id: int, *, to: str, reason: str, now: datetime,

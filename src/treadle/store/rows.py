@@ -96,6 +96,7 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
         concurrency_limit=row["concurrency_limit"]
         if "concurrency_limit" in row.keys() else None,  # noqa: SIM118
         rate_period=row["rate_period"] if "rate_period" in row.keys() else None,  # noqa: SIM118
+        **_second_rule(row),
         traceparent=row["traceparent"] if "traceparent" in row.keys() else None,  # noqa: SIM118
         **_crash_fields(row, codec),
     )
@@ -110,6 +111,14 @@ def _crash_fields(row: Mapping[str, Any], codec: Codec) -> dict[str, Any]:
     if "max_crashes" in keys:
         out["max_crashes"] = row["max_crashes"] or DEFAULT_MAX_CRASHES
     return out
+
+
+def _second_rule(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A rate limit beside the concurrency limit (ADR 0010, migration 0010)."""
+    if "rate_key" not in row.keys() or row["rate_key"] is None:  # noqa: SIM118
+        return {}
+    return {"rate_key": row["rate_key"], "rate_limit": row["rate_limit"],
+            "rate_window": row["rate_window"]}
 
 
 def event_from_row(row: Mapping[str, Any], codec: Codec) -> JobEvent:

@@ -64,6 +64,9 @@ log = get_logger("treadle.worker")
 # Called after an outcome is recorded. "Listener", not "hook": a hook is an inbound
 # webhook binding (docs/glossary.md).
 FinishListener = Callable[[Job, Outcome], None]
+# How often an idle worker looks for suspects without a wake-up (ADR 0024): a safety net,
+# as the reap that makes suspects wakes the waiting workers.
+SUSPECT_LOOK_INTERVAL = 10.0
 # Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
 _STREAMS: Literal["streams"] = "streams"
 
@@ -167,6 +170,15 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._ahead: collections.deque[_Running] = collections.deque()  # claimed, not begun
         self._executing = 0  # begun and not finalized: at most ``concurrency``
+        # Isolation after a crash (ADR 0024): while this worker runs a suspect it claims
+        # nothing else, so if the process dies again the crash is charged to that job only.
+        self._alone = False
+        # Outcomes handed to the flusher and not yet written: their jobs are still
+        # ``running`` under this worker in the store, so a crash now would be charged to
+        # them too. A suspect waits for an empty worker *and* none of these.
+        self._unwritten = 0
+        self._look_for_suspects = True  # something changed since the last look found none
+        self._next_suspect_look = 0.0  # monotonic; the safety net for a missed wake-up
         self._dispatching = threading.local()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -250,6 +262,11 @@ class Worker:
         cfg = self.config
         while not self._stopping.is_set():
             with self._room:
+                if self._alone:
+                    if self._running or self._unwritten:  # its outcome is not stored yet
+                        self._room.wait(cfg.poll_interval)
+                        continue
+                    self._alone = False
                 room = cfg.concurrency + self.prefetch - len(self._running)
                 # Claim the next batch while half the claimed-ahead jobs still wait: the
                 # slots never wait for a claim's round trip, and batches stay large.
@@ -274,6 +291,14 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._accept(jobs)
+            if jobs:
+                self._look_for_suspects = True
+            else:
+                try:
+                    if self._claim_suspect():
+                        continue
+                except StoreUnavailable as exc:
+                    log.warning("looking for suspects failed", worker=self.id, error=str(exc))
             if len(jobs) < room:
                 if cfg.burst and not jobs:
                     with self._lock:
@@ -284,7 +309,8 @@ class Worker:
                     self._stopping.wait(0.01)
                     continue
                 try:
-                    self.store.wait_for_work(cfg.poll_interval)
+                    if self.store.wait_for_work(cfg.poll_interval):
+                        self._look_for_suspects = True  # a reap may have made suspects
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
         return False
@@ -300,6 +326,39 @@ class Worker:
             starved = not self._ahead and self._executing < self.config.concurrency
         if starved:
             self.prefetch = min(self._prefetch_max, max(1, self.prefetch * 2))
+
+    def _claim_suspect(self) -> bool:
+        """An empty worker claims one suspect (a job whose worker died under it) and runs
+        it alone (ADR 0024). Looked for only when this worker holds nothing, and only after
+        a change (a wake-up, work done) or every ``SUSPECT_LOOK_INTERVAL``: one cheap read
+        of a partial index, so an idle worker's cost barely moves."""
+        with self._lock:
+            if self._running or self._unwritten:
+                return False  # not empty (its look stays due)
+        now = time.monotonic()
+        if not self._look_for_suspects and now < self._next_suspect_look:
+            return False
+        self._look_for_suspects = False
+        self._next_suspect_look = now + SUSPECT_LOOK_INTERVAL
+        cfg = self.config
+        if not self.store.suspect_waiting(queues=cfg.queues, kinds=self.kinds):
+            return False
+        t0 = time.perf_counter()
+        jobs = self.store.claim(queues=cfg.queues, worker=self.id, limit=1,
+                                lease_seconds=cfg.lease.seconds, kinds=self.kinds,
+                                suspect=True)
+        self.observer.claimed(self.id, jobs, time.perf_counter() - t0)
+        if not jobs:
+            return False  # another worker took it, or flow control holds it back
+        if self.tracing.enabled:
+            self._trace_claim(jobs, t0)
+        log.info("running a suspect alone", job_id=jobs[0].id, worker=self.id,
+                 crashes=len(jobs[0].crashes))
+        with self._lock:
+            self._alone = True
+        self._look_for_suspects = True  # after it, look again: there may be more
+        self._accept(jobs)
+        return True
 
     def _accept(self, jobs: Sequence[Job]) -> None:
         """Hold claimed jobs (their leases are heartbeated from now on), start what fits."""
@@ -450,6 +509,7 @@ class Worker:
             if entry.finalized:
                 return False
             entry.finalized = True
+            self._unwritten += 1
             if entry.begun:
                 self._executing -= 1
             self._running.pop(entry.job.id, None)
@@ -520,6 +580,9 @@ class Worker:
             self.streams.flush(self._stopped)
             if batch:
                 self._write(batch)
+                with self._room:
+                    self._unwritten -= len(batch)
+                    self._room.notify()  # an isolated suspect's outcome may be stored now
 
     def _write(self, batch: list[tuple[_Running, Outcome]]) -> None:
         backoff = 0.05

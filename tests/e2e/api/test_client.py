@@ -213,3 +213,22 @@ def test_async_client(served: tuple[Api, Worker], gate: threading.Event) -> None
             assert "manual_retry" in [e.reason for e in await delayed.events()]
 
     run_async(main())
+
+
+def test_submissions_carry_the_callers_trace(api: Api) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with _client(api) as c:
+        assert api.treadle.get_job(c.submit("noop").id).traceparent is None
+        assert api.treadle.get_job(c.submit("noop", traceparent=given).id).traceparent == given
+        ran = c.run("noop", wait=0, traceparent=given)
+        assert api.treadle.get_job(ran.id).traceparent == given
+        with pytest.raises(InvalidInput):
+            c.submit("noop", traceparent="00-nope")  # refused before sending
+        tracer = TracerProvider().get_tracer("web")
+        with tracer.start_as_current_span("request") as span:  # a trace started upstream
+            inside = c.submit("noop")
+        ctx = span.get_span_context()
+        assert api.treadle.get_job(inside.id).traceparent == (
+            f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}")

@@ -4,6 +4,8 @@ sandboxes, a real worker, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.api.conftest import Api
@@ -68,3 +70,35 @@ def test_async_workers(dapi: Api) -> None:  # noqa: F811
             assert [x.id for x in await c.list_dynamic_workers()] == [w.id]
 
     run_async(main())
+
+
+def test_treadle_dynamic_through_the_api(dapi: Api, tmp_path: Path) -> None:  # noqa: F811
+    import json
+    import subprocess
+
+    from tests.e2e.api.conftest import treadle_cli
+
+    source = tmp_path / "rows.py"
+    source.write_text(PY_EMITTER)
+
+    def cli(*args: str, key: str = "a") -> tuple[int, str, str]:
+        proc = treadle_cli("dynamic", *args, "--url", dapi.url, "--key", dapi.keys[key],
+                           env={"TREADLE_DATABASE_URL": "sqlite:////nonexistent-dir/x.db"},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=60)
+        return proc.returncode, out, err
+
+    code, out, err = cli("register", str(source), "--name", "rows", "--timeout", "5")
+    assert code == 0, err
+    wid = out.strip()
+    code, out, err = cli("run", wid, "--input", '{"n": 3}', "--json")
+    assert code == 0, err
+    assert json.loads(out)["result"] == {"rows": 3}
+    code, out, err = cli("list", "--json")
+    assert code == 0, err
+    assert [(w["id"], w["name"], w["limits"]["timeout"]) for w in json.loads(out)] == [
+        (wid, "rows", 5.0)]
+    code, out, err = cli("show", wid)
+    assert code == 0 and PY_EMITTER in out, err
+    code, out, err = cli("show", wid, key="b")  # another tenant's worker
+    assert code != 0 and "not found" in err

@@ -93,3 +93,17 @@ def test_submissions_store_the_requests_traceparent_canonical_or_not_at_all(api:
         assert r.status_code in (200, 202), r.text
     stored = [api.treadle.get_job(r.json()["id"]).traceparent for r in (job, run, code, bad)]
     assert stored == [HEADER, HEADER, HEADER, None]
+
+
+def test_dates_at_the_edge_of_the_calendar_are_problems_not_crashes(api: Api) -> None:
+    """Found by schemathesis: ``astimezone`` overflows at year 1 with a positive offset."""
+    with api.client("a") as c:
+        for params in ({"from": "0001-01-01T00:00:00+14:00"},
+                       {"to": "0001-01-01T00:30:00+01:00"},
+                       {"to": "0001-01-01T12:00:00Z"}):  # from = to - 24 h
+            r = c.get("/v1/usage", params=params)
+            assert r.status_code == 422, (params, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+        ok = c.get("/v1/usage", params={"from": "0001-01-01T00:00:00Z",
+                                        "to": "9999-12-31T00:00:00Z"})
+        assert ok.status_code == 200, ok.text

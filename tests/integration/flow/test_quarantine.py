@@ -43,8 +43,11 @@ def _app(db_url: str) -> tuple[Treadle, ManualClock]:
 
 
 def _crash(app: Treadle, clock: ManualClock, worker: str) -> int:
-    """A worker claims the next job and dies at once: no heartbeat ever stamps its record."""
-    [job] = app.store.claim(queues=None, worker=worker, limit=1, lease_seconds=LEASE)
+    """A worker claims the next job and dies at once: no heartbeat ever stamps its record.
+    After its first crash a job is a suspect, claimed only alone (ADR 0024)."""
+    [job] = (app.store.claim(queues=None, worker=worker, limit=1, lease_seconds=LEASE)
+             or app.store.claim(queues=None, worker=worker, limit=1, lease_seconds=LEASE,
+                                suspect=True))
     clock.advance(LEASE + 0.5)
     res = app.store.reap()
     assert res.total == 1

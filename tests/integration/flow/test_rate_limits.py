@@ -82,8 +82,6 @@ def test_bad_rate_limits_are_refused(sqlite_url: str) -> None:
     app = Treadle(sqlite_url)
     with pytest.raises(ConfigurationError, match="period"):
         app.task(name="r0", rate_limit=("k", 5, 0))(lambda: None)
-    with pytest.raises(ConfigurationError, match="not both"):
-        app.task(name="r1", rate_limit=("k", 5, 1), concurrency=("k", 1))(lambda: None)
     t = app.task(name="r2", rate_limit=("{v}", 5, 1))(lambda v: None)
     with pytest.raises(InvalidInput, match="r2") as err:
         t.new_job({"v": "x" * 201})

@@ -70,3 +70,30 @@ def test_cli_prune_deletes_old_finished_jobs_only(db_url: str) -> None:
     bad = CliRunner().invoke(cli, ["jobs", "prune", "--older-than", "soon", "--db", db_url])
     assert bad.exit_code != 0
     app.close()
+
+
+def test_api_and_cli_name_the_rule_holding_a_dual_limited_job(db_url: str) -> None:
+    """A task with both limits: the API's and `treadle jobs show`'s waiting_on say which."""
+    # The CLI reads with the system clock: start this test's clock at real time, so the
+    # 60 s window is still open when the CLI looks.
+    clock = ManualClock(datetime.now(UTC))
+    app = Treadle(db_url, clock=clock)
+
+    @app.task(name="call", concurrency=("user:{user}", 1), rate_limit=("api:{vendor}", 1, 60))
+    def call(user: str, vendor: str) -> None:
+        return None
+
+    client = TestClient(create_app(app, ApiConfig(admin_key=KEY)))
+    auth = {"Authorization": f"Bearer {KEY}"}
+    first, same_user, other_user = (call.defer(user=u, vendor="acme")
+                                    for u in ("ann", "ann", "bob"))
+    assert [j.id for j in app.store.claim(queues=None, worker="w", limit=8,
+                                          lease_seconds=30)] == [first.id]
+    why = client.get(f"/v1/jobs/{same_user.id}", headers=auth).json()["waiting_on"]
+    assert why["rule"] == "key_concurrency" and "user:ann" in why["message"]
+    why = client.get(f"/v1/jobs/{other_user.id}", headers=auth).json()["waiting_on"]
+    assert why["rule"] == "rate_limit" and "api:acme" in why["message"]
+    shown = CliRunner().invoke(cli, ["jobs", "show", str(other_user.id), "--json", "--db", db_url])
+    assert shown.exit_code == 0, shown.output
+    assert '"rule": "rate_limit"' in shown.output
+    app.close()

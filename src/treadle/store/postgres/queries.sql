@@ -21,6 +21,7 @@ WITH cand AS (
             AND (q.paused OR (q.concurrency_limit IS NOT NULL AND NOT %(limited_ok)s)))
       -- Only kinds this worker can run (ADR 0008): a filter on the ordered index scan.
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -44,6 +45,7 @@ WITH cand AS (
       AND queue <> ALL (ARRAY(
           SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
@@ -70,18 +72,20 @@ WITH input AS (
         %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
         %(callback_url)s::text[], %(concurrency_limit)s::integer[],
         %(rate_period)s::double precision[], %(max_crashes)s::integer[],
-        %(traceparent)s::text[]
+        %(traceparent)s::text[], %(rate_key)s::text[], %(rate_limit)s::integer[],
+        %(rate_window)s::double precision[]
     ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
                            timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, max_crashes, traceparent, ord)
+                           concurrency_limit, rate_period, max_crashes, traceparent, rate_key,
+                           rate_limit, rate_window, ord)
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-        max_crashes, created_at, traceparent)
+        max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
     SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
            idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           max_crashes, %(now)s, traceparent
+           max_crashes, %(now)s, traceparent, rate_key, rate_limit, rate_window
     FROM input ORDER BY ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -216,12 +220,13 @@ FOR UPDATE OF j SKIP LOCKED;
 WITH input AS (
     SELECT * FROM unnest(%(id)s::bigint[], %(token)s::bigint[], %(status)s::text[],
                          %(error)s::jsonb[], %(reason)s::text[], %(worker)s::text[],
-                         %(crashes)s::jsonb[], %(detail)s::jsonb[])
-        AS t(id, token, status, error, reason, worker, crashes, detail)
+                         %(crashes)s::jsonb[], %(detail)s::jsonb[], %(refund)s::integer[])
+        AS t(id, token, status, error, reason, worker, crashes, detail, refund)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status, error = i.error, run_at = %(now)s, lease_owner = NULL,
         lease_expires_at = NULL, crashes = coalesce(i.crashes, j.crashes),
+        max_attempts = j.max_attempts + i.refund,  -- a crash gives its attempt back (0024)
         finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
                            ELSE %(now)s END
     FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
@@ -400,9 +405,16 @@ SELECT count(*) AS n FROM treadle_jobs
 WHERE status = 'running' AND concurrency_key = %(key)s AND rate_period IS NULL;
 
 -- name: started_in_window
--- A rate-limited key's starts within its window (the sliding window of ADR 0010).
-SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
-WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s;
+-- A rate key's starts within its window (the sliding window of ADR 0010): of rate-only
+-- jobs (the key in concurrency_key) and of jobs whose rate limit sits beside a
+-- concurrency limit (rate_key, 0010), one index probe each.
+SELECT sum(n)::bigint AS n, min(oldest) AS oldest FROM (
+    SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+    WHERE rate_period IS NOT NULL AND concurrency_key = %(key)s AND started_at > %(since)s
+    UNION ALL
+    SELECT count(*), min(started_at) FROM treadle_jobs
+    WHERE rate_key = %(key)s AND started_at > %(since)s
+) w;
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -422,8 +434,12 @@ WITH RECURSIVE t AS (
             ORDER BY j.tenant LIMIT 1), t.depth + 1
     FROM t WHERE t.tenant IS NOT NULL AND t.depth < %(max_tenants)s
 ), keyed AS (
-    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period FROM (
-        SELECT concurrency_key, concurrency_limit, rate_period FROM treadle_jobs j
+    -- One row per (key, kind of rule, second rate key): a job with both rules (rate_key
+    -- set) is claimed only with room under both, so it is planned apart from the others.
+    SELECT concurrency_key, min(concurrency_limit) AS lim, max(rate_period) AS period,
+           rate_key, min(rate_limit) AS rlim, max(rate_window) AS rperiod FROM (
+        SELECT concurrency_key, concurrency_limit, rate_period, rate_key, rate_limit,
+               rate_window FROM treadle_jobs j
         WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= %(now)s
           AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
           AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
@@ -435,27 +451,37 @@ WITH RECURSIVE t AS (
                   AND r.concurrency_key = j.concurrency_key
                   AND r.started_at > %(now)s - make_interval(secs => j.rate_period))
           END < j.concurrency_limit
+          AND (j.rate_key IS NULL
+               OR (SELECT count(*) FROM treadle_jobs r WHERE r.rate_key = j.rate_key
+                     AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  + (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                       AND r.concurrency_key = j.rate_key
+                       AND r.started_at > %(now)s - make_interval(secs => j.rate_window))
+                  < j.rate_limit)
           -- A one-time probe of the (small) keyed index: with no such jobs queued, the
           -- scan above never runs, whatever plan the other indexes suggest.
           AND EXISTS (SELECT 1 FROM treadle_jobs k
                       WHERE k.status = 'queued' AND k.concurrency_limit IS NOT NULL)
         ORDER BY priority DESC, run_at, id
         LIMIT %(scan)s
-    ) c GROUP BY concurrency_key LIMIT %(keys)s
+    ) c GROUP BY concurrency_key, rate_period IS NULL, rate_key LIMIT %(keys)s
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running, NULL::double precision AS period
+           AS running, NULL::double precision AS period, NULL::text AS rkey,
+       NULL::integer AS rn, NULL::double precision AS rperiod
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
-SELECT 'key', concurrency_key, lim, 0, period FROM keyed
+SELECT 'key', concurrency_key, lim, 0, period, rate_key, rlim, rperiod FROM keyed
 UNION ALL
 -- While rate-limited work waits, idle claimers look again at its spacing (no notification
 -- says that a window moved on).
-(SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit FROM treadle_jobs
- WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
-   AND run_at <= %(now)s
+(SELECT 'rate', NULL, NULL, NULL,
+        coalesce(rate_window / rate_limit, rate_period / concurrency_limit), NULL, NULL, NULL
+ FROM treadle_jobs
+ WHERE status = 'queued' AND concurrency_limit IS NOT NULL
+   AND (rate_period IS NOT NULL OR rate_key IS NOT NULL) AND run_at <= %(now)s
  LIMIT 1);
 
 -- name: claim_fair
@@ -474,6 +500,7 @@ WITH alloc AS (
           AND NOT EXISTS (SELECT 1 FROM treadle_queues q WHERE q.name = j.queue
                             AND (q.paused OR q.concurrency_limit IS NOT NULL))
           AND (%(kinds)s::text[] IS NULL OR j.kind = ANY (%(kinds)s::text[]))
+          AND (j.crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT a.n
         FOR UPDATE SKIP LOCKED
@@ -506,9 +533,11 @@ WITH cand AS (
     SELECT id FROM treadle_jobs
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = %(key)s
       AND (rate_period IS NULL) = (%(period)s::double precision IS NULL) AND run_at <= %(now)s
+      AND rate_key IS NOT DISTINCT FROM %(rkey)s::text
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue <> ALL (ARRAY(SELECT name FROM treadle_queues WHERE paused))
       AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+      AND (crashes IS NOT NULL) = %(suspect)s::boolean  -- suspects: alone (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -531,15 +560,15 @@ SELECT clock_timestamp() AS now;
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 
 -- name: leave_quarantine
--- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- Release (back to queued: crash count reset, at least one attempt left) or discard
 -- (failed, terminal) a quarantined job (ADR 0015).
 UPDATE treadle_jobs
 SET status = %(status)s,
     run_at = CASE WHEN %(status)s = 'queued' THEN %(now)s ELSE run_at END,
     crashes = CASE WHEN %(status)s = 'queued' THEN NULL ELSE crashes END,
-    -- The attempts its crashes used are given back (and at least one is left).
+    -- Crashes refunded their attempts when reaped (ADR 0024): at least one is left.
     max_attempts = CASE WHEN %(status)s = 'queued'
-        THEN greatest(max_attempts + coalesce(jsonb_array_length(crashes), 0), attempt + 1)
+        THEN greatest(max_attempts, attempt + 1)
         ELSE max_attempts END,
     error = coalesce(%(error)s::jsonb, error),
     finished_at = %(finished_at)s::timestamptz
@@ -570,3 +599,12 @@ WHERE j.status = 'running' AND w.lock_key IS NOT NULL
 ORDER BY j.id
 LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED;
+
+-- name: suspect_waiting
+-- Is a suspect due (ADR 0024)? An idle worker's look: the partial index holds only
+-- queued suspects, so with none this reads nothing.
+SELECT 1 FROM treadle_jobs
+WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= %(now)s
+  AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+  AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
+LIMIT 1;

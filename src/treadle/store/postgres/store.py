@@ -34,7 +34,7 @@ from treadle.logs import route_stdlib
 from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
-from treadle.store.flow import FlowOps
+from treadle.store.flow import FlowOps, KeyPlan
 from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
@@ -339,7 +339,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
                 "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
                 "callback_url", "concurrency_limit", "rate_period", "max_crashes",
-                "traceparent",
+                "traceparent", "rate_key", "rate_limit", "rate_window",
             )
         }
         for nj in jobs:
@@ -360,6 +360,9 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["rate_period"].append(nj.rate_period)
             cols["max_crashes"].append(nj.max_crashes)
             cols["traceparent"].append(nj.traceparent)
+            cols["rate_key"].append(nj.rate_key)
+            cols["rate_limit"].append(nj.rate_limit)
+            cols["rate_window"].append(nj.rate_window)
         keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         existing: dict[tuple[str, str], Job] = {}
         cur.execute(Q["insert_jobs"], {**cols, "now": now})
@@ -385,20 +388,23 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         limit: int,
         lease_seconds: float,
         kinds: Sequence[str] | None = None,
+        suspect: bool = False,
     ) -> list[Job]:
         if limit <= 0:
             return []
+        if suspect:  # a suspect is claimed alone (ADR 0024)
+            limit = 1
         # Note the notification count before looking, so that work enqueued between this
         # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
         self._listener.ensure_started()
         self._claim_mark.seen = self._listener.work_seq()
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
-                "kinds": None if kinds is None else list(kinds)}
+                "kinds": None if kinds is None else list(kinds), "suspect": suspect}
         scope = {**base, "queues": None if queues is None else list(queues)}
         mono = self.clock.monotonic()
         plan: list[dict[str, Any]] = []
-        skipped = mono < self._plan_trivial_until
+        skipped = not suspect and mono < self._plan_trivial_until
         if not skipped:
             plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                                   "max_tenants": MAX_TENANTS})
@@ -408,7 +414,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 r["what"] == "tenant" for r in plan)
             self._plan_trivial_until = mono + _PLAN_TTL if trivial else 0.0
         # Per-key limited jobs first (ADR 0010): the other paths never take them.
-        keys = [(r["name"], r["n"], r["period"]) for r in plan if r["what"] == "key"]
+        keys = [KeyPlan(r["name"], r["n"], r["period"], r["rkey"], r["rn"], r["rperiod"])
+                for r in plan if r["what"] == "key"]
         for r in plan:
             if r["what"] == "rate":
                 self.rate_wait(timedelta(seconds=r["period"]))
@@ -449,7 +456,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             # Nothing by the fast path: plan now (keyed work or another tenant may wait).
             self._plan_trivial_until = 0.0
             return self.claim(queues=queues, worker=worker, limit=limit,
-                              lease_seconds=lease_seconds, kinds=kinds)
+                              lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
         return sort_claimed(claimed)
 
     def _limited_queues(self) -> dict[str, int]:
@@ -485,29 +492,41 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         return out
 
     def _claim_keyed(
-        self, keys: list[tuple[str, int, float | None]], scope: dict[str, Any], room: int
+        self, keys: list[KeyPlan], scope: dict[str, Any], room: int
     ) -> list[Job]:
-        """Claim jobs under per-key limits, each key under its lock so the count holds."""
+        """Claim jobs under per-key limits, each key under its lock so the count holds (a
+        job with both rules: both keys, locked in a fixed order)."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
-            for key, lim, period in keys:
+            for k in keys:
                 if room - len(out) <= 0:
                     break
-                cur.execute(Q["lock_key"], {"key": key})
-                if period is None:
-                    cur.execute(Q["running_with_key"], {"key": key})
+                for key in sorted({k.key} | ({k.rkey} if k.rkey is not None else set())):
+                    cur.execute(Q["lock_key"], {"key": key})
+                if k.period is None:
+                    cur.execute(Q["running_with_key"], {"key": k.key})
+                    row = cur.fetchone()
+                    n = k.limit - (row["n"] if row else 0)
                 else:  # rate limit: starts within the sliding window
-                    cur.execute(Q["started_in_window"], {
-                        "key": key, "since": scope["now"] - timedelta(seconds=period)})
-                row = cur.fetchone()
-                n = min(room - len(out), lim - (row["n"] if row else 0))
-                if period is not None and n <= 0 and row is not None:
-                    self.rate_wait(row["oldest"] + timedelta(seconds=period) - scope["now"])
+                    n = self._rate_room(cur, k.key, k.limit, k.period, scope["now"])
+                if k.rkey is not None and k.rlimit is not None and k.rperiod is not None \
+                        and n > 0:
+                    n = min(n, self._rate_room(cur, k.rkey, k.rlimit, k.rperiod, scope["now"]))
+                n = min(room - len(out), n)
                 if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": key, "limit": n,
-                                                 "period": period})
+                    cur.execute(Q["claim_key"], {**scope, "key": k.key, "limit": n,
+                                                 "period": k.period, "rkey": k.rkey})
                     out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
         return out
+
+    def _rate_room(self, cur: Any, key: str, starts: int, period: float, now: datetime) -> int:
+        """Starts ``key`` may still make in its sliding window; when none, wake by its end."""
+        cur.execute(Q["started_in_window"], {"key": key, "since": now - timedelta(seconds=period)})
+        row = cur.fetchone()
+        used = int(row["n"]) if row and row["n"] is not None else 0
+        if used >= starts and row is not None and row["oldest"] is not None:
+            self.rate_wait(row["oldest"] + timedelta(seconds=period) - now)
+        return starts - used
 
     def _server_time(self) -> datetime:
         with self._cursor(tx=False) as cur:
@@ -649,7 +668,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
         rows of workers whose session ended (ADR 0018), not of expired leases."""
         cols: dict[str, list[Any]] = {k: [] for k in (
-            "id", "token", "status", "error", "reason", "worker", "crashes", "detail")}
+            "id", "token", "status", "error", "reason", "worker", "crashes", "detail", "refund")}
         for r in rows:
             job = job_from_row(r, self.codec)
             assert job.lease_expires_at is not None
@@ -669,6 +688,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cols["worker"].append(r["lease_owner"])
             cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
             cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
+            cols["refund"].append(int(d.refund))
         cur.execute(Q["reap_many"], {**cols, "now": now})
         reaped = cur.fetchall()
         finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]

@@ -15,6 +15,7 @@ WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_claim
     WHERE status = 'queued' AND queue = :queue AND run_at <= :now
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
@@ -29,6 +30,7 @@ WHERE id IN (
     WHERE status = 'queued' AND run_at <= :now
       AND queue NOT IN (SELECT value FROM json_each(:excluded))
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
       AND concurrency_limit IS NULL  -- per-key limited jobs: claim_key
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
@@ -42,11 +44,12 @@ VALUES (:job_id, :from_status, :to_status, :attempt, :worker, :reason, :at, :det
 INSERT INTO treadle_jobs (
     tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
     idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-    max_crashes, created_at, traceparent)
+    max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
 VALUES (
     :tenant, :queue, :kind, :task, :payload, :priority, :run_at, :max_attempts, :timeout,
     :idempotency_key, :concurrency_key, :parent_id, :callback_url, :concurrency_limit,
-    :rate_period, :max_crashes, :created_at, :traceparent)
+    :rate_period, :max_crashes, :created_at, :traceparent, :rate_key, :rate_limit,
+    :rate_window)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -99,7 +102,8 @@ LIMIT :limit;
 -- expired, a dead worker's (:seen_dead, ADR 0018) need not be.
 UPDATE treadle_jobs
 SET status = :status, error = :error, run_at = :now, lease_owner = NULL,
-    lease_expires_at = NULL, finished_at = :finished_at, crashes = coalesce(:crashes, crashes)
+    lease_expires_at = NULL, finished_at = :finished_at, crashes = coalesce(:crashes, crashes),
+    max_attempts = max_attempts + :refund  -- a crash gives its attempt back (ADR 0024)
 WHERE id = :id AND status = 'running' AND lease_token = :token
   AND (:seen_dead OR lease_expires_at <= :now);
 
@@ -240,9 +244,15 @@ SELECT count(*) AS n FROM treadle_jobs
 WHERE status = 'running' AND concurrency_key = :key AND rate_period IS NULL;
 
 -- name: started_in_window
--- A rate-limited key's starts within its window (the sliding window of ADR 0010).
-SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
-WHERE rate_period IS NOT NULL AND concurrency_key = :key AND started_at > :since;
+-- A rate key's starts within its window (the sliding window of ADR 0010): of rate-only
+-- jobs (the key in concurrency_key) and of jobs whose rate limit sits beside a
+-- concurrency limit (rate_key, 0010), one index probe each.
+SELECT sum(n) AS n, min(oldest) AS oldest FROM (
+    SELECT count(*) AS n, min(started_at) AS oldest FROM treadle_jobs
+    WHERE rate_period IS NOT NULL AND concurrency_key = :key AND started_at > :since
+    UNION ALL
+    SELECT count(*), min(started_at) FROM treadle_jobs
+    WHERE rate_key = :key AND started_at > :since);
 
 -- name: queued_ahead_in_tenant
 SELECT count(*) AS n FROM treadle_jobs
@@ -265,16 +275,18 @@ WITH RECURSIVE t(tenant, depth) AS (
 )
 SELECT 'tenant' AS what, t.tenant AS name, coalesce(w.weight, 1) AS n,
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running' AND r.tenant = t.tenant)
-           AS running, NULL AS period
+           AS running, NULL AS period, NULL AS rkey, NULL AS rn, NULL AS rperiod
 FROM t LEFT JOIN treadle_tenants w ON w.name = t.tenant
 WHERE t.tenant IS NOT NULL
 UNION ALL
+-- One row per (key, kind of rule, second rate key): a job with both rules (rate_key set)
+-- is claimed only with room under both, so it is planned apart from its key's others.
 SELECT 'key', concurrency_key, min(concurrency_limit),
        (SELECT count(*) FROM treadle_jobs r WHERE r.status = 'running'
           AND r.concurrency_key = c.concurrency_key AND r.rate_period IS NULL),
-       max(rate_period)
+       max(rate_period), rate_key, min(rate_limit), max(rate_window)
 FROM (
-    SELECT concurrency_key, concurrency_limit, rate_period
+    SELECT concurrency_key, concurrency_limit, rate_period, rate_key, rate_limit, rate_window
     FROM treadle_jobs j INDEXED BY treadle_jobs_keyed_queued
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND run_at <= :now
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -287,17 +299,24 @@ FROM (
                   AND r.concurrency_key = j.concurrency_key
                   AND r.started_at > :now - j.rate_period)
           END < j.concurrency_limit
+      AND (j.rate_key IS NULL
+           OR (SELECT count(*) FROM treadle_jobs r WHERE r.rate_key = j.rate_key
+                 AND r.started_at > :now - j.rate_window)
+              + (SELECT count(*) FROM treadle_jobs r WHERE r.rate_period IS NOT NULL
+                   AND r.concurrency_key = j.rate_key AND r.started_at > :now - j.rate_window)
+              < j.rate_limit)
     ORDER BY priority DESC, run_at, id
     LIMIT :scan
-) c GROUP BY concurrency_key
+) c GROUP BY concurrency_key, rate_period IS NULL, rate_key
 UNION ALL
 -- While rate-limited work waits, idle claimers look again at its spacing (no notification
 -- says that a window moved on).
 SELECT * FROM (
-    SELECT 'rate', NULL, NULL, NULL, rate_period / concurrency_limit
+    SELECT 'rate', NULL, NULL, NULL,
+           coalesce(rate_window / rate_limit, rate_period / concurrency_limit), NULL, NULL, NULL
     FROM treadle_jobs INDEXED BY treadle_jobs_keyed_queued
-    WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND rate_period IS NOT NULL
-      AND run_at <= :now
+    WHERE status = 'queued' AND concurrency_limit IS NOT NULL
+      AND (rate_period IS NOT NULL OR rate_key IS NOT NULL) AND run_at <= :now
     LIMIT 1);
 
 -- name: claim_tenant
@@ -312,6 +331,7 @@ WHERE id IN (
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT value FROM json_each(:excluded))
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -330,10 +350,11 @@ SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
 WHERE id IN (
     SELECT id FROM treadle_jobs INDEXED BY treadle_jobs_keyed_queued
     WHERE status = 'queued' AND concurrency_limit IS NOT NULL AND concurrency_key = :key
-      AND (rate_period IS NULL) = (:period IS NULL) AND run_at <= :now
+      AND (rate_period IS NULL) = (:period IS NULL) AND rate_key IS :rkey AND run_at <= :now
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT name FROM treadle_queues WHERE paused = 1)
       AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+      AND (crashes IS NOT NULL) = :suspect  -- suspects: alone, when idle (ADR 0024)
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
@@ -342,15 +363,15 @@ RETURNING *;
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 
 -- name: leave_quarantine
--- Release (back to queued: crash count reset, the crashes' attempts given back) or discard
+-- Release (back to queued: crash count reset, at least one attempt left) or discard
 -- (failed, terminal) a quarantined job (ADR 0015).
 UPDATE treadle_jobs
 SET status = :status,
     run_at = CASE WHEN :status = 'queued' THEN :now ELSE run_at END,
     crashes = CASE WHEN :status = 'queued' THEN NULL ELSE crashes END,
-    -- The attempts its crashes used are given back (and at least one is left).
+    -- Crashes refunded their attempts when reaped (ADR 0024): at least one is left.
     max_attempts = CASE WHEN :status = 'queued'
-        THEN max(max_attempts + coalesce(json_array_length(crashes), 0), attempt + 1)
+        THEN max(max_attempts, attempt + 1)
         ELSE max_attempts END,
     error = coalesce(:error, error),
     finished_at = :finished_at
@@ -375,3 +396,12 @@ SELECT * FROM treadle_jobs
 WHERE status = 'running' AND lease_owner = :owner
 ORDER BY id
 LIMIT :limit;
+
+-- name: suspect_waiting
+-- Is a suspect due (ADR 0024)? An idle worker's look: the partial index holds only
+-- queued suspects, so with none this reads nothing (no write lock either).
+SELECT 1 FROM treadle_jobs INDEXED BY treadle_jobs_suspects
+WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= :now
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+LIMIT 1;

@@ -359,6 +359,9 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 "callback_url": nj.callback_url,
                 "created_at": _ts(now),
                 "traceparent": nj.traceparent,
+                "rate_key": nj.rate_key,
+                "rate_limit": nj.rate_limit,
+                "rate_window": nj.rate_window,
             }
             row = conn.execute(Q["insert_job"], params).fetchone()
             if row is None:  # idempotency key already used: hand back that job
@@ -380,9 +383,12 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         limit: int,
         lease_seconds: float,
         kinds: Sequence[str] | None = None,
+        suspect: bool = False,
     ) -> list[Job]:
         if limit <= 0:
             return []
+        if suspect:  # a suspect is claimed alone (ADR 0024)
+            limit = 1
         self._local.claim_mark = self._mark()  # see wait_for_work
         now = self.clock.now()
         base = {
@@ -391,6 +397,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             "expires": _ts(now + timedelta(seconds=lease_seconds)),
             # Only kinds this worker can run (ADR 0008); None: all.
             "kinds": None if kinds is None else dumps(list(kinds)),
+            "suspect": int(suspect),
         }
         claimed: list[Job] = []
         with self._tx() as conn:
@@ -401,20 +408,25 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 if r["what"] == "rate":
                     self.rate_wait(timedelta(seconds=r["period"]))
             # Per-key limited jobs first (ADR 0010): the other paths never take them.
+            taken: dict[str, int] = {}  # claimed here per concurrency key (plan counts before)
+            now_ts = _ts(now)
             for cand in (r for r in plan if r["what"] == "key"):
                 period = cand["period"]
-                used = cand["running"]
                 if period is not None:  # rate limit: starts within the sliding window
-                    win = conn.execute(Q["started_in_window"], {
-                        "key": cand["name"], "since": base["now"] - period}).fetchone()
-                    used = win["n"]
-                    if used >= cand["n"]:
-                        self.rate_wait(timedelta(seconds=win["oldest"] + period - base["now"]))
-                n = min(limit - len(claimed), cand["n"] - used)
+                    room = self._rate_room(conn, cand["name"], cand["n"], period, now_ts)
+                else:
+                    room = cand["n"] - cand["running"] - taken.get(cand["name"], 0)
+                if cand["rkey"] is not None and room > 0:  # and a rate limit beside it
+                    room = min(room, self._rate_room(conn, cand["rkey"], cand["rn"],
+                                                     cand["rperiod"], now_ts))
+                n = min(limit - len(claimed), room)
                 if n > 0:
-                    rows = conn.execute(Q["claim_key"], {**scope, "key": cand["name"],
-                                                         "limit": n, "period": period}).fetchall()
+                    rows = conn.execute(Q["claim_key"], {
+                        **scope, "key": cand["name"], "limit": n, "period": period,
+                        "rkey": cand["rkey"]}).fetchall()
                     claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+                    if period is None:
+                        taken[cand["name"]] = taken.get(cand["name"], 0) + len(rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
             tenants = [TenantLoad(r["name"], r["n"], r["running"])
                        for r in plan if r["what"] == "tenant"]
@@ -454,6 +466,15 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             for job in claimed:
                 self._event(conn, job.id, "queued", "running", job.attempt, worker, "claimed", now)
         return sort_claimed(claimed)
+
+    def _rate_room(self, conn: sqlite3.Connection, key: str, starts: int, period: float,
+                   now: float) -> int:
+        """Starts ``key`` may still make in its sliding window (inside the claim's
+        transaction, so this claim's own starts count); when none, wake by its end."""
+        win = conn.execute(Q["started_in_window"], {"key": key, "since": now - period}).fetchone()
+        if win["n"] >= starts and win["oldest"] is not None:
+            self.rate_wait(timedelta(seconds=win["oldest"] + period - now))
+        return int(starts - win["n"])
 
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
@@ -619,6 +640,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     "status": d.status, "error": dumps(d.error.to_json()),
                     "now": _ts(now), "finished_at": _ts(now) if terminal else None,
                     "crashes": None if d.crashes is None else dumps(d.crashes),
+                    "refund": int(d.refund),
                 },
             )
             if cur.rowcount:
