@@ -382,3 +382,24 @@ def test_cancelled_before_its_batch_is_never_written(app: Treadle) -> None:
     assert keep.result(WAIT)[0].job.payload["who"] == "keep"
     assert _count(app) == len(blockers.ids) + 1
 
+
+
+def test_postgres_enqueue_reads_the_database_clock_before_borrowing(pg_url: str) -> None:
+    """The store's clock re-syncs with the server on its own connection. Read inside the
+    enqueue's borrow, a pool whose every connection was held by enqueuers could not serve
+    it (the code before group commit stalled with 16 producers on 4 connections). With one
+    connection and a clock that re-syncs on every read, the re-sync must still succeed."""
+    import structlog
+
+    from treadle.store.postgres.dbclock import DatabaseClock
+    from treadle.store.postgres.store import PostgresStore
+
+    store = PostgresStore(pg_url, pool_size=1, timeout=1.0)
+    try:
+        store.clock = DatabaseClock(store._server_time, resync=0.0)
+        with structlog.testing.capture_logs() as logs:
+            done = store.enqueue([NewJob(task="echo", payload={"n": 1, "who": "x"})])
+        assert done[0].created
+        assert not [e for e in logs if e.get("event") == "cannot read the database clock"]
+    finally:
+        store.close()

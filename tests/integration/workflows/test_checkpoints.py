@@ -39,7 +39,8 @@ def test_a_zombie_attempt_cannot_write_a_checkpoint(mapp: Treadle, clock: Manual
     zombie.start(0, "s", StepKind.STEP)
     clock.advance(6)
     assert mapp.store.reap().requeued == 1
-    (new,) = mapp.store.claim(queues=None, worker="b", limit=1, lease_seconds=5)
+    # Its worker died under it: a suspect now, claimed to run alone (ADR 0024).
+    (new,) = mapp.store.claim(queues=None, worker="b", limit=1, lease_seconds=5, suspect=True)
     assert new.lease_token > old.lease_token
     with pytest.raises(FencedSignal):
         zombie.complete(0, "s", StepKind.STEP, '"stale"')
@@ -171,7 +172,8 @@ def test_a_zombie_writes_neither_the_checkpoint_nor_its_extra_rows(
     (old,) = mapp.store.claim(queues=None, worker="a", limit=1, lease_seconds=5)
     clock.advance(6)
     assert mapp.store.reap().requeued == 1
-    mapp.store.claim(queues=None, worker="b", limit=1, lease_seconds=5)
+    assert len(mapp.store.claim(queues=None, worker="b", limit=1, lease_seconds=5,
+                                suspect=True)) == 1  # a suspect after its crash (ADR 0024)
     zombie = SqlStepLog(mapp.workflows.db, old)
     called: list[bool] = []
 

@@ -524,9 +524,16 @@ ON CONFLICT (name) DO UPDATE SET weight = excluded.weight;
 -- name: tenant_weights
 SELECT name, weight FROM treadle_tenants ORDER BY name;
 
--- name: lock_key
--- Serialises claimers of one concurrency key, so the running count holds.
-SELECT pg_advisory_xact_lock(hashtext('treadle_key:' || %(key)s));
+-- name: lock_keys
+-- Serialises claimers of a per-key limited key, so its count holds. Every key one claim
+-- plans to count (concurrency and rate keys), locked up front in one
+-- order of the lock ids themselves: a claimer that takes keys one by one in its plan's
+-- order can deadlock with another whose plan orders them differently, which a job with
+-- two keys (ADR 0010, migration 0010) makes likely (claimers of (user, vendor) pairs sharing a vendor).
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtext('treadle_key:' || k) AS h FROM unnest(%(keys)s::text[]) AS k
+    ORDER BY h
+) ids;
 
 -- name: claim_key
 WITH cand AS (

@@ -279,18 +279,22 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     def _commit_once(self, batch: Sequence[Submission]) -> list[Result]:
         jobs = [nj for sub in batch for nj in sub.jobs]
         keyed = sum(nj.idempotency_key is not None for nj in jobs)
+        # Read the clock before borrowing: its periodic re-sync borrows a connection of its
+        # own, and taken inside the borrow, producers holding every pool connection waited
+        # on each other until the pool timed out (16 threads on 4 connections stalled).
+        now = self.clock.now()
         # Without idempotency keys or guards the insert (with its events and wake-up) is
         # one atomic statement: one round trip. Keys need a second look in the same
         # transaction. Only a batch whose every job has a key may be re-sent after a lost
         # connection: the keys turn a repeat into a lookup (ADR 0007).
         if not any(sub.guard is not None for sub in batch):
-            flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs),
+            flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs, now),
                                   tx=bool(keyed), idempotent=keyed == len(jobs))
             return _split(batch, flat, [None] * len(batch))
-        return self._retrying("enqueue", lambda cur: self._guarded(cur, batch),
+        return self._retrying("enqueue", lambda cur: self._guarded(cur, batch, now),
                               tx=True, idempotent=keyed == len(jobs))
 
-    def _guarded(self, cur: Cursor, batch: Sequence[Submission]) -> list[Result]:
+    def _guarded(self, cur: Cursor, batch: Sequence[Submission], now: datetime) -> list[Result]:
         """Each guard under its own savepoint (a refusal rolls back only its own
         statements), then one insert for the submissions that passed."""
 
@@ -313,7 +317,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 refused[i] = translate(exc)
             cur.execute("RELEASE SAVEPOINT treadle_submission")
         live = [sub for sub, r in zip(batch, refused, strict=True) if r is None]
-        flat = self._enqueue_in(cur, [nj for sub in live for nj in sub.jobs])
+        flat = self._enqueue_in(cur, [nj for sub in live for nj in sub.jobs], now)
         return _split(batch, flat, refused)
 
     @contextlib.contextmanager
@@ -329,10 +333,12 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             yield StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs),
                                    self.codec)
 
-    def _enqueue_in(self, cur: Cursor, jobs: Sequence[NewJob]) -> list[Enqueued]:
+    def _enqueue_in(
+        self, cur: Cursor, jobs: Sequence[NewJob], now: datetime | None = None
+    ) -> list[Enqueued]:
         if not jobs:
             return []
-        now = self.clock.now()
+        now = now or self.clock.now()
         cols: dict[str, list[Any]] = {
             k: []
             for k in (
@@ -494,15 +500,15 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     def _claim_keyed(
         self, keys: list[KeyPlan], scope: dict[str, Any], room: int
     ) -> list[Job]:
-        """Claim jobs under per-key limits, each key under its lock so the count holds (a
-        job with both rules: both keys, locked in a fixed order)."""
+        """Claim jobs under per-key limits, every planned key under its lock so the counts
+        hold (taken together, in one fixed order: see lock_keys)."""
         out: list[Job] = []
         with self._cursor(tx=True) as cur:
+            wanted = {k.key for k in keys} | {k.rkey for k in keys if k.rkey is not None}
+            cur.execute(Q["lock_keys"], {"keys": sorted(wanted)})
             for k in keys:
                 if room - len(out) <= 0:
                     break
-                for key in sorted({k.key} | ({k.rkey} if k.rkey is not None else set())):
-                    cur.execute(Q["lock_key"], {"key": key})
                 if k.period is None:
                     cur.execute(Q["running_with_key"], {"key": k.key})
                     row = cur.fetchone()
