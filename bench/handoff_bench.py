@@ -234,6 +234,58 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"median_jobs_per_s": round(statistics.median(vals), 1), "runs": runs}
 
 
+def render(doc: dict[str, Any]) -> str:
+    """``handoff.md``: medians, the ratios the issue asks for, and the machine's load."""
+    res, cfg = doc["results"], doc["config"]
+    extra = (", " + " ".join(cfg["treadle_args"])) if cfg["treadle_args"] else ""
+    out = [f"# Hand-off benchmark (issue 13) — {doc['date']}", "",
+           f"Machine: {doc['machine'].get('nproc')} cores, {doc['machine'].get('cpu', '?')}; "
+           "shared with other sessions' test runs and benchmarks, so figures are noisy.",
+           f"`uptime` at start: `{doc['uptime_at_start']}`", "",
+           f"`uptime` at end: `{doc.get('uptime_now', '?')}`", "",
+           f"PostgreSQL {doc['versions']['postgresql']}; Redis {doc['versions']['redis']}.",
+           f"Config: {cfg['jobs']} jobs, {cfg['workers']} worker processes per system, "
+           f"Treadle `--concurrency {cfg['concurrency']}` (defaults otherwise{extra}), "
+           f"{cfg['repeats']} interleaved repeats. Raw: `{doc.get('json_name', '')}`.", ""]
+    if "drain" in res:
+        d = res["drain"]
+        out += ["## Drain (jobs/s, first to last job start, read from the appended file)", "",
+                "| system | median | runs (load 1 min before each) |", "| --- | --- | --- |"]
+        for s, v in d.items():
+            runs = ", ".join(f"{r['jobs_per_s']} ({r['loadavg_1m_before']})" for r in v["runs"])
+            out.append(f"| {s} | {v['median_jobs_per_s']} | {runs} |")
+        out.append("")
+        for a, b in (("treadle-postgres", "huey-redis"), ("treadle-sqlite", "huey-sqlite"),
+                     ("treadle-postgres", "dramatiq-redis")):
+            if a in d and b in d:
+                ratio = d[a]["median_jobs_per_s"] / d[b]["median_jobs_per_s"]
+                goal = "" if b.startswith("dramatiq") else " (target 1.5x)"
+                out.append(f"- {a} / {b}: **{ratio:.2f}x**{goal}")
+        out.append("")
+    if "latency" in res:
+        out += ["## Pickup latency (ms; idle workers, one job every "
+                f"{doc['config']['interval']} s)", "",
+                "| system | enqueue→start p50 | p95 | p99 | commit ack→start p50 | p99 |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for s, v in res["latency"].items():
+            e, c = v["enqueue_to_start"], v.get("commit_ack_to_start")
+            tail = f"{c['p50_ms']} | {c['p99_ms']}" if c else "— | —"
+            out.append(f"| {s} | {e['p50_ms']} | {e['p95_ms']} | {e['p99_ms']} | {tail} |")
+        out.append("")
+    if "scaleout" in res:
+        out += ["## Scale-out: Treadle drain on PostgreSQL by worker processes", "",
+                "| processes | jobs/s |", "| --- | --- |"]
+        out += [f"| {n} | {v['jobs_per_s']} |" for n, v in res["scaleout"].items()]
+        out.append("")
+    if "idle" in res:
+        out += ["## Idle cost per worker (PostgreSQL, no work)", "",
+                "| workers | transactions/s per worker | CPU % per worker |", "| --- | --- | --- |"]
+        out += [f"| {n} | {v['transactions_per_s_per_worker']} | {v['cpu_percent_per_worker']} |"
+                for n, v in res["idle"].items()]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.handoff_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         doc["uptime_now"] = os.popen("uptime").read().strip()
+        doc["json_name"] = json_path.name
         json_path.write_text(dump_json(doc) + "\n")
+        (out_dir / f"{name}.md").write_text(render(doc))
 
     with tempfile.TemporaryDirectory(prefix="handoff-bench-") as tmp_s:
         tmp = Path(tmp_s)

@@ -105,3 +105,35 @@ def test_prefetch_is_validated() -> None:
     with pytest.raises(ConfigurationError, match="prefetch"):
         WorkerConfig(prefetch=-1)
     assert WorkerConfig(prefetch=0).prefetch == 0
+
+
+def test_adaptive_prefetch_grows_while_slots_starve_and_resets_when_a_claim_is_short(
+    app: Treadle,
+) -> None:
+    from treadle.worker import Worker
+
+    worker = Worker(app.store, app.executors(), WorkerConfig(concurrency=4))
+    assert worker.adaptive and worker.prefetch == 4
+    worker._adapt_prefetch(full=True)  # nothing ahead, slots idle: the claim was too small
+    assert worker.prefetch == 8
+    for _ in range(10):
+        worker._adapt_prefetch(full=True)
+    assert worker.prefetch == 64  # at most 16 x concurrency
+    worker._adapt_prefetch(full=False)  # no backlog any more
+    assert worker.prefetch == 4
+    fixed = Worker(app.store, app.executors(), WorkerConfig(concurrency=4, prefetch=3))
+    assert not fixed.adaptive and fixed.prefetch == 3
+
+
+def test_a_backlog_of_short_jobs_drains_with_the_adaptive_default(app: Treadle) -> None:
+    @app.task(name="tiny", retries=0)
+    def tiny(i: int) -> int:
+        return i
+
+    handles = tiny.defer_many([{"i": i} for i in range(300)])
+    with run_worker(app, concurrency=2) as worker:
+        for h in handles:
+            assert h.wait(30).status is JobStatus.SUCCEEDED
+        assert worker.prefetch <= 32
+    assert {e.reason for h in handles[:20] for e in app.job_events(h.id)} == {
+        "enqueued", "claimed", "completed"}

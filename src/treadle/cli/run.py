@@ -102,7 +102,7 @@ def worker(
     = None,
     concurrency: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
     prefetch: Annotated[int | None, typer.Option(
-        min=0, max=10_000, help="Jobs claimed ahead of free slots (default: --concurrency).",
+        min=0, max=10_000, help="Jobs claimed ahead of free slots (default: adaptive, ADR 0017).",
     )] = None,
     lease_seconds: Annotated[float, typer.Option(min=0.2, max=86_400)] = 30.0,
     shutdown_grace: Annotated[float, typer.Option(min=0)] = 30.0,

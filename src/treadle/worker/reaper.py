@@ -35,12 +35,13 @@ class Reaper:
         if self.batch < 1:
             raise ConfigurationError("reaper batch must be >= 1")
 
-    def due_in(self) -> float:
+    def due_in(self) -> float | None:
         """Seconds until the next reap is worth doing: when the earliest lease runs out
-        (so a dead worker's jobs run again within lease + a moment, ADR 0010), at most
-        ``interval``."""
+        (so a frozen worker's jobs run again within lease + a moment, ADR 0010), at most
+        ``interval``; None when no job is running at all (nothing can expire before the
+        next probe: an idle worker then neither reaps nor probes often, ADR 0017)."""
         due = self.store.lease_due_in()
-        return self.interval if due is None else min(self.interval, due + REAP_SLACK)
+        return None if due is None else min(self.interval, due + REAP_SLACK)
 
     def run_dead_once(self) -> ReapResult:
         """Re-queue the jobs of workers known dead (ADR 0018): their session ended

@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import math
 import os
 import queue
 import socket
@@ -90,7 +91,9 @@ class WorkerConfig:
     name: str | None = None
     burst: bool = False  # stop once no work is left (tests, one-shot runs)
     # Claim ahead (ADR 0017): jobs claimed beyond the free slots, held under lease and
-    # heartbeat, started as slots free up, released at shutdown. None: ``concurrency``.
+    # heartbeat, started as slots free up, released at shutdown. None: adaptive, from
+    # ``concurrency`` up to 16 x ``concurrency`` while a backlog drains faster than a claim
+    # round trip refills it, back to ``concurrency`` once a claim comes back short.
     prefetch: int | None = None
 
     def __post_init__(self) -> None:
@@ -158,8 +161,11 @@ class Worker:
         self.on_finished = list(on_finished)
         self.reaper = Reaper(store, interval=self.config.reap_interval)
         self.pruner = Pruner(store, interval=self.config.prune_interval)
-        self.prefetch = self.config.concurrency if self.config.prefetch is None \
-            else self.config.prefetch
+        cfg = self.config
+        self.adaptive = cfg.prefetch is None
+        self.prefetch = cfg.concurrency if cfg.prefetch is None else cfg.prefetch
+        self._prefetch_base = self.prefetch
+        self._prefetch_max = min(16 * cfg.concurrency, 10_000) if self.adaptive else self.prefetch
         # Every attempt this worker holds a lease for: begun ones and those claimed ahead.
         self._running: dict[int, _Running] = {}
         self._ahead: collections.deque[_Running] = collections.deque()  # claimed, not begun
@@ -254,7 +260,6 @@ class Worker:
         """Claim what fits, start it, wait for wake-ups; True once a burst run is done."""
         backoff = 0.05
         cfg = self.config
-        capacity = cfg.concurrency + self.prefetch
         while not self._stopping.is_set():
             with self._room:
                 if self._alone:
@@ -262,7 +267,7 @@ class Worker:
                         self._room.wait(cfg.poll_interval)
                         continue
                     self._alone = False
-                room = capacity - len(self._running)
+                room = cfg.concurrency + self.prefetch - len(self._running)
                 # Claim the next batch while half the claimed-ahead jobs still wait: the
                 # slots never wait for a claim's round trip, and batches stay large.
                 if room <= 0 or len(self._ahead) > self.prefetch // 2:
@@ -278,6 +283,8 @@ class Worker:
                 if jobs and self.tracing.enabled:
                     self._trace_claim(jobs, t0)
                 backoff = 0.05
+                if self.adaptive:
+                    self._adapt_prefetch(full=len(jobs) == room)
             except StoreUnavailable as exc:
                 log.warning("claim failed; retrying", worker=self.id, error=str(exc))
                 self._stopping.wait(backoff)
@@ -314,6 +321,18 @@ class Worker:
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
         return False
+
+    def _adapt_prefetch(self, *, full: bool) -> None:
+        """Grow the claim-ahead when slots went idle waiting for this claim (a backlog of
+        short jobs: bigger batches, fewer round trips per job); back to the base when a
+        claim comes back short (no backlog: hold no more jobs than needed)."""
+        if not full:
+            self.prefetch = self._prefetch_base
+            return
+        with self._lock:
+            starved = not self._ahead and self._executing < self.config.concurrency
+        if starved:
+            self.prefetch = min(self._prefetch_max, max(1, self.prefetch * 2))
 
     def _claim_suspect(self) -> bool:
         """An empty worker claims one suspect (a job whose worker died under it) and runs
@@ -636,8 +655,14 @@ class Worker:
                 self._enforce_deadlines()
                 if now >= next_probe:
                     # Reap when the earliest lease runs out, not on the next fixed tick.
-                    next_reap = min(next_reap, now + self.reaper.due_in())
-                    next_probe = now + PROBE_INTERVAL
+                    due = self.reaper.due_in()
+                    if due is None:
+                        # No job runs anywhere: nothing to reap until one does; an idle
+                        # worker looks again only every reap_interval (idle cost).
+                        next_reap, next_probe = math.inf, now + cfg.reap_interval
+                    else:
+                        next_reap = min(next_reap, now + due)
+                        next_probe = now + PROBE_INTERVAL
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + cfg.lease.heartbeat_interval

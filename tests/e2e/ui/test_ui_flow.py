@@ -123,3 +123,31 @@ def test_release_and_discard_a_quarantined_job(page: Page, server: Server) -> No
     expect(page.locator("#job-status .badge")).to_have_attribute("data-status", "failed")
     expect(page.locator(".timeline")).to_contain_text("Discarded from quarantine")
     assert server.treadle.get_job(again).status is JobStatus.FAILED
+
+
+def test_job_page_names_the_rate_limit_holding_a_dual_limited_job(
+    page: Page, server: Server
+) -> None:
+    """A task with both per-key limits (ADR 0010): once one job has used the vendor's
+    budget, another user's job (a free slot of its own) waits on the rate limit."""
+    app = server.treadle
+    if "ui.dual" not in app.tasks:
+        @app.task(name="ui.dual", concurrency=("user:{user}", 1),
+                  rate_limit=("vendor:{vendor}", 1, 3600), retries=0)
+        def dual(user: str, vendor: str) -> None:
+            return None
+
+    vendor = f"v{time.time_ns()}"  # a fresh window for this run
+    first = app.tasks["ui.dual"].defer(user="ann", vendor=vendor)
+    second = app.tasks["ui.dual"].defer(user="bob", vendor=vendor)
+    deadline = time.monotonic() + 15
+    while app.get_job(first.id).status is JobStatus.QUEUED:  # the session's worker claims it
+        assert time.monotonic() < deadline, "the first job was never claimed"
+        time.sleep(0.05)
+    login(page, server)
+    page.goto(f"{server.url}/jobs/{second.id}")
+    why = page.locator("#job-waiting-on")
+    expect(why).to_have_attribute("data-rule", "rate_limit")
+    expect(why).to_contain_text(f"vendor:{vendor}")
+    assert app.get_job(second.id).attempt == 0
+    shot(page, "23-job-waiting-on-rate-limit")

@@ -135,7 +135,8 @@ def test_cancel_a_waiting_workflow_cancels_its_children(mapp: Treadle) -> None:
         return ctx.map("kids", blocked, [{"i": i} for i in range(6)])
 
     h = parent.defer()
-    with Running(mapp, concurrency=2):
+    # prefetch=0: "running" in the store means executing here, none held ahead (ADR 0017).
+    with Running(mapp, concurrency=2, prefetch=0):
         wait_until(lambda: status(mapp, h.id) is JobStatus.WAITING, 20, "the fan-out")
         kids = mapp.job_steps(h.id)[0].children
         wait_until(lambda: sum(status(mapp, k) is JobStatus.RUNNING for k in kids) == 2, 20,

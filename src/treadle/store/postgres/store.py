@@ -61,6 +61,9 @@ Q = load_queries("treadle.store.postgres")
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
+# Seconds a claimer that keeps getting full batches trusts a plan that had nothing to share
+# out (one tenant, no per-key limits): it skips the plan's round trip meanwhile (ADR 0017).
+_PLAN_TTL = 1.0
 
 
 def _ts(value: datetime) -> datetime:
@@ -111,6 +114,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         self._claim_mark = threading.local()
         self._limited: dict[str, int] = {}
         self._limited_expires = 0.0
+        self._plan_trivial_until = 0.0  # monotonic; see _PLAN_TTL
         # Concurrent enqueues share one statement and commit (ADR 0019); two batches may
         # be in flight, so the next is gathered and sent while the server flushes one.
         self._committer = GroupCommitter("postgres", self._commit_group,
@@ -404,8 +408,17 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
                 "kinds": None if kinds is None else list(kinds), "suspect": suspect}
         scope = {**base, "queues": None if queues is None else list(queues)}
-        plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
-                                              "max_tenants": MAX_TENANTS})
+        mono = self.clock.monotonic()
+        plan: list[dict[str, Any]] = []
+        skipped = not suspect and mono < self._plan_trivial_until
+        if not skipped:
+            plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
+                                                  "max_tenants": MAX_TENANTS})
+            if not plan:
+                return []  # no tenant has queued work, no key either: nothing to claim
+            trivial = sum(r["what"] == "tenant" for r in plan) <= 1 and all(
+                r["what"] == "tenant" for r in plan)
+            self._plan_trivial_until = mono + _PLAN_TTL if trivial else 0.0
         # Per-key limited jobs first (ADR 0010): the other paths never take them.
         keys = [KeyPlan(r["name"], r["n"], r["period"], r["rkey"], r["rn"], r["rperiod"])
                 for r in plan if r["what"] == "key"]
@@ -445,6 +458,11 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         wanted = [q for q in limited if queues is None or q in queues]
         if wanted and len(claimed) < limit:
             claimed.extend(self._claim_limited(wanted, limited, base, limit - len(claimed)))
+        if skipped and not claimed:
+            # Nothing by the fast path: plan now (keyed work or another tenant may wait).
+            self._plan_trivial_until = 0.0
+            return self.claim(queues=queues, worker=worker, limit=limit,
+                              lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
         return sort_claimed(claimed)
 
     def _limited_queues(self) -> dict[str, int]:
