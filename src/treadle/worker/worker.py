@@ -302,7 +302,7 @@ class Worker:
             if len(jobs) < room:
                 if cfg.burst and not jobs:
                     with self._lock:
-                        # written too: a suspect waits for them, and must run before we stop
+                        # Outcomes written too: a suspect waits for them and must run first.
                         idle = not self._running and not self._unwritten
                     if idle and self._outcomes.empty():
                         return True
