@@ -67,6 +67,9 @@ FinishListener = Callable[[Job, Outcome], None]
 # How often an idle worker looks for suspects without a wake-up (ADR 0024): a safety net,
 # as the reap that makes suspects wakes the waiting workers.
 SUSPECT_LOOK_INTERVAL = 10.0
+# After the claim loop saw a change, how long an idle worker keeps probing for running
+# jobs at PROBE_INTERVAL (a peer's claim commits a moment after the wake-up).
+ACTIVITY_WINDOW = 1.0
 # Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
 _STREAMS: Literal["streams"] = "streams"
 
@@ -178,6 +181,9 @@ class Worker:
         # them too. A suspect waits for an empty worker *and* none of these.
         self._unwritten = 0
         self._look_for_suspects = True  # something changed since the last look found none
+        # Set by the claim loop when it is woken or claims: the maintenance loop then
+        # probes for running jobs (and dead owners) at once instead of at its idle pace.
+        self._activity = False
         self._next_suspect_look = 0.0  # monotonic; the safety net for a missed wake-up
         self._dispatching = threading.local()
         self._lock = threading.Lock()
@@ -293,6 +299,7 @@ class Worker:
             self._accept(jobs)
             if jobs:
                 self._look_for_suspects = True
+                self._activity = True
             else:
                 try:
                     if self._claim_suspect():
@@ -311,6 +318,7 @@ class Worker:
                 try:
                     if self.store.wait_for_work(cfg.poll_interval):
                         self._look_for_suspects = True  # a reap may have made suspects
+                        self._activity = True
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
         return False
@@ -640,17 +648,26 @@ class Worker:
         next_tick = next_probe = next_dead = 0.0
         next_prune = time.monotonic() + self.pruner.interval
         next_service = [0.0] * len(self.services)
+        running, hot_until = True, 0.0  # until the first probe says otherwise
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
                 self._enforce_deadlines()
+                if self._activity:  # the claim loop saw work move: look soon (ADR 0025)
+                    self._activity = False
+                    hot_until = now + ACTIVITY_WINDOW
+                    next_probe = min(next_probe, now)
                 if now >= next_probe:
                     # Reap when the earliest lease runs out, not on the next fixed tick.
                     due = self.reaper.due_in()
+                    running = due is not None
                     if due is None:
                         # No job runs anywhere: nothing to reap until one does; an idle
-                        # worker looks again only every reap_interval (idle cost).
-                        next_reap, next_probe = math.inf, now + cfg.reap_interval
+                        # worker looks again only every reap_interval (idle cost), or
+                        # soon after its claim loop saw a change (a job may start).
+                        next_reap = math.inf
+                        next_probe = now + (PROBE_INTERVAL if now < hot_until
+                                            else cfg.reap_interval)
                     else:
                         next_reap = min(next_reap, now + due)
                         next_probe = now + PROBE_INTERVAL
@@ -660,7 +677,8 @@ class Worker:
                 if self.scheduler is not None and now >= next_tick:
                     self.scheduler.run_once()
                     next_tick = now + 1.0
-                if now >= next_dead:
+                # Only a running job can have a dead owner (ADR 0025): idle, no look.
+                if running and now >= next_dead:
                     dead = self.reaper.run_dead_once()
                     if dead.total:
                         self.observer.reaped(dead)
