@@ -119,7 +119,10 @@ def test_zombie_write_is_refused_and_recorded_as_lease_lost(
     first = claim(store, worker="zombie", lease=5)[0]
     clock.advance(6)
     assert store.reap().requeued == 1
-    second = claim(store, worker="fresh")[0]
+    # The zombie never heartbeated: a crash, so the job is a suspect, claimed alone.
+    assert claim(store, worker="fresh") == []
+    second = store.claim(queues=None, worker="fresh", limit=10, lease_seconds=30,
+                         suspect=True)[0]
     assert second.lease_token == first.lease_token + 1 and second.attempt == 2
     assert store.complete([ok(second.id, second.lease_token, "new", worker="fresh")]) == [True]
     assert store.complete([ok(first.id, first.lease_token, "old", worker="zombie")]) == [False]
@@ -156,6 +159,9 @@ def test_reaper_fails_a_job_whose_attempts_are_exhausted(store: Store, clock: Ma
     store.enqueue([new(max_attempts=1)])
     job = claim(store, lease=1)[0]
     clock.advance(2)
+    # Its worker lives on (heartbeats) but let this lease lapse: not a crash, so the
+    # attempt is used up (a crash would refund it, ADR 0024).
+    store.heartbeat(worker="w1", leases=[], lease_seconds=1)
     assert store.reap().failed == 1
     failed = store.get_job(job.id)
     assert failed.status is JobStatus.FAILED and failed.error is not None

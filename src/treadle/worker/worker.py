@@ -309,12 +309,19 @@ class Worker:
             if len(jobs) < room:
                 if cfg.burst and not jobs:
                     with self._lock:
-                        idle = not self._running
+                        # Outcomes written too: a suspect waits for them and must run first.
+                        idle = not self._running and not self._unwritten
                     if idle and self._outcomes.empty():
                         return True
                     # let in-flight work finish, then look again
                     self._stopping.wait(0.01)
                     continue
+                with self._room:
+                    if self._look_for_suspects and self._unwritten and not self._running:
+                        # Empty but for outcomes being written: look for suspects as soon
+                        # as they are stored (the flusher notifies), not a poll later.
+                        self._room.wait(cfg.poll_interval)
+                        continue
                 try:
                     if self.store.wait_for_work(cfg.poll_interval):
                         self._look_for_suspects = True  # a reap may have made suspects
@@ -344,7 +351,9 @@ class Worker:
             if self._running or self._unwritten:
                 return False  # not empty (its look stays due)
         now = time.monotonic()
-        if not self._look_for_suspects and now < self._next_suspect_look:
+        # A burst run looks every time: it must not stop while a suspect waits.
+        if not (self._look_for_suspects or self.config.burst) \
+                and now < self._next_suspect_look:
             return False
         self._look_for_suspects = False
         self._next_suspect_look = now + SUSPECT_LOOK_INTERVAL

@@ -182,3 +182,27 @@ def test_work_that_arrives_while_a_suspect_runs_goes_to_another_worker(db_url: s
             assert owners and alone_on not in owners
     finally:
         app.close()
+
+
+def test_a_burst_worker_does_not_stop_while_a_suspect_waits(db_url: str) -> None:
+    from treadle.worker import Worker, WorkerConfig
+
+    app = Treadle(db_url)
+
+    @app.task(name="plain")
+    def plain(i: int) -> int:
+        return i
+
+    try:
+        [suspect] = [h.id for h in plain.defer_many([{"i": 1}])]
+        app.store.claim(queues=None, worker="ghost", limit=1, lease_seconds=0.2)
+        wait_until(lambda: app.store.reap().total > 0 or bool(app.get_job(suspect).crashes),
+                   20, "the crash reaped")
+        others = [h.id for h in plain.defer_many({"i": i} for i in range(5))]
+        worker = Worker(app.store, app.executors(), WorkerConfig(burst=True, concurrency=2),
+                        **app.worker_options())
+        worker.run()  # returns once no work is left, suspects included
+        for job_id in [suspect, *others]:
+            assert app.get_job(job_id).status is JobStatus.SUCCEEDED
+    finally:
+        app.close()
