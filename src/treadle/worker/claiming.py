@@ -80,6 +80,7 @@ class Claiming(Slots):
             self._accept(jobs)
             if jobs:
                 self._look_for_suspects = True
+                self._activity = True
             else:
                 try:
                     if self._claim_suspect():
@@ -105,6 +106,7 @@ class Claiming(Slots):
                 try:
                     if self.store.wait_for_work(cfg.poll_interval):
                         self._look_for_suspects = True  # a reap may have made suspects
+                        self._activity = True
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
         return False

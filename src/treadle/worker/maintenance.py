@@ -25,6 +25,10 @@ from treadle.worker.supervise import describe
 
 log = get_logger("treadle.worker")
 
+# After the claim loop saw a change, how long an idle worker keeps probing for running
+# jobs at PROBE_INTERVAL (a peer's claim commits a moment after the wake-up).
+ACTIVITY_WINDOW = 1.0
+
 
 class Maintenance(Slots):
     def _maintenance_loop(self) -> None:
@@ -34,17 +38,26 @@ class Maintenance(Slots):
         next_tick = next_probe = next_dead = 0.0
         next_prune = time.monotonic() + self.pruner.interval
         next_service = [0.0] * len(self.services)
+        running, hot_until = True, 0.0  # until the first probe says otherwise
         while not self._stopped.is_set():
             now = time.monotonic()
             try:
                 self._enforce_deadlines()
+                if self._activity:  # the claim loop saw work move: look soon (ADR 0025)
+                    self._activity = False
+                    hot_until = now + ACTIVITY_WINDOW
+                    next_probe = min(next_probe, now)
                 if now >= next_probe:
                     # Reap when the earliest lease runs out, not on the next fixed tick.
                     due = self.reaper.due_in()
+                    running = due is not None
                     if due is None:
                         # No job runs anywhere: nothing to reap until one does; an idle
-                        # worker looks again only every reap_interval (idle cost).
-                        next_reap, next_probe = math.inf, now + cfg.reap_interval
+                        # worker looks again only every reap_interval (idle cost), or
+                        # soon after its claim loop saw a change (a job may start).
+                        next_reap = math.inf
+                        next_probe = now + (PROBE_INTERVAL if now < hot_until
+                                            else cfg.reap_interval)
                     else:
                         next_reap = min(next_reap, now + due)
                         next_probe = now + PROBE_INTERVAL
@@ -54,7 +67,8 @@ class Maintenance(Slots):
                 if self.scheduler is not None and now >= next_tick:
                     self.scheduler.run_once()
                     next_tick = now + 1.0
-                if now >= next_dead:
+                # Only a running job can have a dead owner (ADR 0025): idle, no look.
+                if running and now >= next_dead:
                     dead = self.reaper.run_dead_once()
                     if dead.total:
                         self.observer.reaped(dead)

@@ -86,6 +86,7 @@ class WorkerState:
     _alone: bool
     _unwritten: int
     _look_for_suspects: bool
+    _activity: bool
     _next_suspect_look: float
     _dispatching: threading.local
     _lock: threading.Lock

@@ -101,6 +101,9 @@ class Worker(Claiming, Maintenance, Flusher):
         # them too. A suspect waits for an empty worker *and* none of these.
         self._unwritten = 0
         self._look_for_suspects = True  # something changed since the last look found none
+        # Set by the claim loop when it is woken or claims: the maintenance loop then
+        # probes for running jobs (and dead owners) at once instead of at its idle pace.
+        self._activity = False
         self._next_suspect_look = 0.0  # monotonic; the safety net for a missed wake-up
         self._dispatching = threading.local()
         self._lock = threading.Lock()

@@ -189,6 +189,13 @@ WITH w AS (
 )
 SELECT w.id, w.attempt, w.queue FROM w, note;
 
+-- name: next_wake
+-- When the earliest timer of a waiting workflow comes due: the paced sweep sleeps until
+-- then (issue 13). Only waiting rows, a handful even when many workflows exist.
+SELECT min(s.wake_at) AS at
+FROM treadle_wf_steps s JOIN treadle_jobs j ON j.id = s.job_id
+WHERE s.status = 'waiting' AND s.wake_at IS NOT NULL AND j.status = 'waiting';
+
 -- name: due
 -- Waiting workflows whose condition holds: time, an event, or their children. The sweep
 -- (id NULL) is the safety net; a single job (id) is checked right after it suspends
