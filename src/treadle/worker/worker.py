@@ -67,9 +67,9 @@ FinishListener = Callable[[Job, Outcome], None]
 # How often an idle worker looks for suspects without a wake-up (ADR 0024): a safety net,
 # as the reap that makes suspects wakes the waiting workers.
 SUSPECT_LOOK_INTERVAL = 10.0
-# After the claim loop saw a change, how long an idle worker keeps probing for running
-# jobs at PROBE_INTERVAL (a peer's claim commits a moment after the wake-up).
-ACTIVITY_WINDOW = 1.0
+# After the claim loop saw a change, an idle worker probes for running jobs at once and
+# again this much later (a peer's claim may commit a moment after the wake-up).
+ACTIVITY_WINDOW = 0.5
 # Put on the outcomes queue to wake the flusher for stream items (none are outcomes).
 _STREAMS: Literal["streams"] = "streams"
 
@@ -675,8 +675,7 @@ class Worker:
                         # worker looks again only every reap_interval (idle cost), or
                         # soon after its claim loop saw a change (a job may start).
                         next_reap = math.inf
-                        next_probe = now + (PROBE_INTERVAL if now < hot_until
-                                            else cfg.reap_interval)
+                        next_probe = hot_until if now < hot_until else now + cfg.reap_interval
                     else:
                         next_reap = min(next_reap, now + due)
                         next_probe = now + PROBE_INTERVAL
