@@ -25,9 +25,9 @@ from treadle.worker.supervise import describe
 
 log = get_logger("treadle.worker")
 
-# After the claim loop saw a change, how long an idle worker keeps probing for running
-# jobs at PROBE_INTERVAL (a peer's claim commits a moment after the wake-up).
-ACTIVITY_WINDOW = 1.0
+# After the claim loop saw a change, an idle worker probes for running jobs at once and
+# again this much later (a peer's claim may commit a moment after the wake-up).
+ACTIVITY_WINDOW = 0.5
 
 
 class Maintenance(Slots):
@@ -56,8 +56,7 @@ class Maintenance(Slots):
                         # worker looks again only every reap_interval (idle cost), or
                         # soon after its claim loop saw a change (a job may start).
                         next_reap = math.inf
-                        next_probe = now + (PROBE_INTERVAL if now < hot_until
-                                            else cfg.reap_interval)
+                        next_probe = hot_until if now < hot_until else now + cfg.reap_interval
                     else:
                         next_reap = min(next_reap, now + due)
                         next_probe = now + PROBE_INTERVAL

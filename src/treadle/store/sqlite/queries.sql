@@ -359,6 +359,10 @@ WHERE id IN (
     LIMIT :limit)
 RETURNING *;
 
+-- name: next_queued_run_at
+-- When the earliest queued job comes due: an idle wait for work sleeps until then.
+SELECT min(run_at) AS at FROM treadle_jobs WHERE status = 'queued';
+
 -- name: next_lease_expiry
 SELECT min(lease_expires_at) AS at FROM treadle_jobs WHERE status = 'running';
 

@@ -61,6 +61,9 @@ Q = load_queries("treadle.store.sqlite")
 USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
 _POLL_SECONDS = 0.002
 _BUSY_SECONDS = 30.0
+# The longest an idle wait_for_work waits when no commit and no queued job's run_at says
+# to look (a safety net: a clock step, a job written with another clock).
+_IDLE_WAIT_CAP = 16.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 T = TypeVar("T")
 _FK_OFF_MARK = "-- treadle: foreign_keys=off"
@@ -590,7 +593,28 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         timeout = self.rate_clamp(timeout)
         mark = getattr(self._local, "claim_mark", None) or self._mark()
         self._local.claim_mark = None
-        return self._wait_change(time.monotonic() + timeout, mark)
+        start = time.monotonic()
+        cap = start + max(timeout, _IDLE_WAIT_CAP)
+        due: float | None = None  # monotonic time the earliest queued job comes due
+        read_at = (start, 0.0)  # (monotonic, store clock) when ``due`` was read
+        while True:
+            if self._wait_change(min(start + timeout, cap if due is None else due), mark):
+                return True
+            # Every commit, from any process, ends the wait above (data_version): with
+            # none, only time can have made a job claimable, a queued job's run_at
+            # passing (delays, retry back-off). Wait on until then, up to the cap, and
+            # spare the idle claim's three statements (issue 13, ADR 0025). Read again
+            # if the store's clock did not move with the monotonic one (an injected
+            # clock set forward, a clock step).
+            now, wall = time.monotonic(), self.clock.now().timestamp()
+            if due is None or abs((wall - read_at[1]) - (now - read_at[0])) > 0.05:
+                rows = self._read("next_queued_run_at", {})
+                at = rows[0]["at"] if rows else None
+                due = cap if at is None else min(cap, now + float(at) - wall)
+                read_at = (now, wall)
+            if due <= now + 0.001:
+                return False
+            start = now
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
