@@ -6,6 +6,7 @@
 ``task.py``. This module keeps the constructor and the lifecycle, and re-exports the
 names that have always been importable from here.
 """
+
 from __future__ import annotations
 
 import threading
