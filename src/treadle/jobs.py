@@ -64,6 +64,8 @@ class JobHandle:
 
 
 class JobQueries(AppState):
+    """The app's job queries and controls, by job id."""
+
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job:
         return self.store.get_job(job_id, tenant=tenant)
 

@@ -37,6 +37,8 @@ R = TypeVar("R")
 
 
 class Registration(AppState):
+    """The app's registration methods (``@app.task``, ``@app.cron``, ...)."""
+
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 

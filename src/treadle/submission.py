@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 class Submission(AppState):
+    """The app's submission methods (``enqueue``, ``defer``)."""
+
     def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[JobHandle]:
         """Enqueue ``jobs`` in one transaction; returns once they are durable.
 

@@ -30,6 +30,8 @@ PluginT = TypeVar("PluginT", bound=JobKindPlugin)
 
 
 class Wiring(AppState):
+    """The app's plug-in wiring: kinds, executors, migrations, artifacts."""
+
     def use(self, plugin: PluginT) -> PluginT:
         """Register a job-kind plug-in (see :mod:`treadle.kinds`); returns it.
 

@@ -29,6 +29,8 @@ SUSPECT_LOOK_INTERVAL = 10.0
 
 
 class Claiming(Slots):
+    """The worker's claim loop (its caller's thread); see the module docstring."""
+
     def _claim_loop(self) -> None:
         # Runs in the caller's thread: supervised here, not restarted by a wrapper, so
         # run() keeps its shape. A failure other than an outage is logged and retried.

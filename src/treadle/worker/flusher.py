@@ -25,6 +25,8 @@ _STREAMS: Literal["streams"] = "streams"
 
 
 class Flusher(WorkerState):
+    """The worker's flusher thread: outcomes written in batches."""
+
     def _flush_loop(self) -> None:
         while True:
             item = self._outcomes.get()

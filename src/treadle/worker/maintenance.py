@@ -31,6 +31,8 @@ ACTIVITY_WINDOW = 0.5
 
 
 class Maintenance(Slots):
+    """The worker's maintenance thread: everything on a timer."""
+
     def _maintenance_loop(self) -> None:
         cfg = self.config
         next_beat = 0.0

@@ -34,6 +34,8 @@ log = get_logger("treadle.worker")
 
 
 class Slots(WorkerState):
+    """The worker's executor slots: begin, run and end attempts."""
+
     def _spawn_executor(self) -> None:
         target = supervised("executor", self._executor_loop, pause=self._stopped)
         t = threading.Thread(target=target, name="treadle-exec", daemon=True)
