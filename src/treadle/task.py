@@ -1,0 +1,187 @@
+"""Tasks: a registered function, its options, and the jobs it makes (docs/glossary.md: task).
+
+Apart from the app because a task is what a producer holds: it checks a payload and
+turns it into a ``NewJob`` before anything is stored, and needs the app only to enqueue.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from treadle.core import storable
+from treadle.core.classify import Overrides
+from treadle.core.errors import (
+    ConfigurationError,
+    ErrorClass,
+    InvalidInput,
+)
+from treadle.core.job import (
+    DEFAULT_MAX_CRASHES,
+    DEFAULT_QUEUE,
+    DEFAULT_TENANT,
+    NewJob,
+    check_max_crashes,
+)
+from treadle.core.keys import check_key_limit, check_rate_limit, job_key
+from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
+
+if TYPE_CHECKING:
+    from treadle.app import Treadle
+    from treadle.jobs import JobHandle
+
+KeySpec = str | Callable[[dict[str, Any]], str]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    queue: str = DEFAULT_QUEUE
+    retries: int = 3
+    timeout: float | None = 30.0
+    priority: int = 0
+    retry_policy: RetryPolicy = DEFAULT_POLICY
+    error_overrides: Overrides | None = None
+    default_error_class: ErrorClass = ErrorClass.TRANSIENT
+    pass_context: bool = False
+    # (key, limit): the key a format string over the payload or a callable taking it.
+    concurrency: tuple[KeySpec, int] | None = None
+    # (key, starts, per seconds): at most that many starts per key in any such window.
+    rate_limit: tuple[KeySpec, int, float] | None = None
+    # Quarantine a job after this many attempts whose worker died under it (ADR 0015).
+    max_crashes: int = DEFAULT_MAX_CRASHES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigurationError("retries must be a non-negative integer")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError("timeout must be positive (seconds) or None")
+        check_max_crashes(self.max_crashes, ConfigurationError)
+        if self.concurrency is not None:
+            check_key_limit(self.concurrency, "concurrency")
+        if self.rate_limit is not None:
+            check_rate_limit(self.rate_limit)
+
+
+class Task(Generic[P, R]):
+    """A registered function; call it to run inline, ``defer`` to enqueue a job."""
+
+    def __init__(
+        self, app: Treadle, fn: Callable[P, R], name: str, options: TaskOptions
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} queue={self.options.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def new_job(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        callback_url: str | None = None,
+    ) -> NewJob:
+        if delay is not None:
+            if run_at is not None:
+                raise InvalidInput("give either run_at or delay, not both")
+            run_at = self.app.clock.now() + timedelta(seconds=delay)
+        return NewJob(
+            task=self.name,
+            payload=self.check_arguments(check_payload(payload)),
+            queue=queue or self.options.queue,
+            priority=self.options.priority if priority is None else priority,
+            run_at=run_at,
+            max_attempts=self.options.retries + 1,
+            timeout=self.options.timeout,
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+            callback_url=callback_url,
+            max_crashes=self.options.max_crashes,
+            **self._concurrency(payload),
+        )
+
+    def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The per-key limits' keys for this payload, computed once at submit and stored.
+
+        A concurrency limit goes in concurrency_key/limit; a rate limit alone there too
+        (with rate_period), beside a concurrency limit in rate_key/limit/window (ADR 0010)."""
+        out: dict[str, Any] = {}
+        if self.options.concurrency is not None:
+            spec, limit = self.options.concurrency
+            out = {"concurrency_key": job_key(self.name, spec, payload),
+                   "concurrency_limit": limit}
+        if self.options.rate_limit is not None:
+            spec, starts, per = self.options.rate_limit
+            key = job_key(self.name, spec, payload)
+            if out:
+                out |= {"rate_key": key, "rate_limit": starts, "rate_window": float(per)}
+            else:
+                out = {"concurrency_key": key, "concurrency_limit": starts,
+                       "rate_period": float(per)}
+        return out
+
+    def check_arguments(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Refuse, before anything is stored, a payload the function cannot be called with.
+
+        Workers check again at run time (a producer may run other code than the worker).
+        """
+        probe = {**payload, "ctx": None} if self.options.pass_context else payload
+        try:
+            self._signature.bind(**probe)
+        except TypeError as exc:
+            raise InvalidInput(
+                f"payload does not match task {self.name!r}: {exc}",
+                detail={"task": self.name, "payload_keys": sorted(payload)},
+            ) from None
+        return payload
+
+    def defer(self, **kwargs: Any) -> JobHandle:
+        """Enqueue one job with ``kwargs`` as its payload."""
+        return self.app.enqueue([self.new_job(kwargs)])[0]
+
+    def defer_many(self, payloads: Iterable[Mapping[str, Any]]) -> list[JobHandle]:
+        """Enqueue many jobs in one transaction (one round trip)."""
+        return self.app.enqueue([self.new_job(p) for p in payloads])
+
+    def configure(self, **options: Any) -> _Configured:
+        """``task.configure(idempotency_key="k", delay=5).defer(x=1)``."""
+        return _Configured(self, options)
+
+
+class _Configured:
+    def __init__(self, task: Task[Any, Any], options: dict[str, Any]) -> None:
+        self._task = task
+        self._options = options
+
+    def defer(self, **kwargs: Any) -> JobHandle:
+        return self._task.app.enqueue([self._task.new_job(kwargs, **self._options)])[0]
+
+
+
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+def check_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload must be a JSON object of bounded size; refuse anything else up front."""
+    if not isinstance(payload, Mapping):
+        raise InvalidInput("payload must be a JSON object (a dict)")
+    storable.check(payload, "payload", max_bytes=MAX_PAYLOAD_BYTES)
+    return dict(payload)
