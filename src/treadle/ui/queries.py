@@ -6,8 +6,9 @@ rows, bucketed in SQL (``usage_queries.sql``: ``chart_counts``, ``chart_percenti
 ``chart_totals``). Nothing is sampled: a busy window costs the database an index range
 scan, not a page view of thousands of job rows.
 
-Counted are attempts that ended their job (succeeded or failed) as reported by a worker;
-a job failed by the reaper (its worker died) has no attempt report and is not counted.
+Counted are attempts that ended their job (succeeded or failed): reported by a worker, or
+failed by the reaper (its worker died or its lease lapsed), whose row the reap writes with
+its guarded update (error class ``lease_lost``, wall time from start to reap).
 """
 
 from __future__ import annotations

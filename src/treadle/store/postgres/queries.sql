@@ -230,7 +230,21 @@ WITH input AS (
         finished_at = CASE WHEN i.status IN ('queued', 'quarantined') THEN NULL
                            ELSE %(now)s END
     FROM input i WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
-    RETURNING j.id, j.status, j.attempt, i.reason, i.worker, i.detail
+    RETURNING j.id, j.status, j.attempt, i.reason, i.worker, i.detail, i.error, j.tenant,
+              j.queue, j.kind, j.task, j.started_at
+), us AS (
+    -- The reaped attempt's usage (ADR 0022): only rows the guard let through. Wall time
+    -- from its start to the reap; CPU, memory and wait unknown (NULL), bytes, tokens and
+    -- cost 0. A re-queued attempt is a 'retry', as a worker's would be.
+    INSERT INTO treadle_attempt_usage (
+        job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
+        wall_seconds)
+    SELECT id, attempt, tenant, queue, kind, task,
+           CASE WHEN status = 'queued' THEN 'retry' ELSE status END, error->>'class',
+           %(now)s, greatest(0, extract(epoch FROM %(now)s::timestamptz
+                                                  - coalesce(started_at, %(now)s::timestamptz)))
+    FROM upd
+    ON CONFLICT (job_id, attempt) DO NOTHING
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
                                 detail)

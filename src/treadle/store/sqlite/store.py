@@ -669,6 +669,9 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             )
             if cur.rowcount:
                 counts[d.status] += 1
+                conn.execute(USAGE_Q["insert_reap_usage"], {
+                    "job_id": r["id"], "status": d.status, "now": _ts(now),
+                    "error_class": d.error.error_class.value})
                 self._event(conn, r["id"], "running", d.status, r["attempt"],
                             r["lease_owner"], d.reason, now,
                             None if d.detail is None else dumps(d.detail))

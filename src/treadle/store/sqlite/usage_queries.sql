@@ -12,6 +12,19 @@ SELECT id, :attempt, tenant, queue, kind, task, :outcome, :error_class, :now,
 FROM treadle_jobs WHERE id = :job_id
 ON CONFLICT (job_id, attempt) DO NOTHING;
 
+-- name: insert_reap_usage
+-- A reaped attempt's usage (ADR 0022), run right after its guarded update succeeded: wall
+-- time from its start to the reap; CPU, memory and wait unknown (NULL); bytes, tokens and
+-- cost 0. A re-queued attempt is a 'retry', as a worker's would be.
+INSERT INTO treadle_attempt_usage (
+    job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
+    wall_seconds)
+SELECT id, attempt, tenant, queue, kind, task,
+       CASE WHEN :status = 'queued' THEN 'retry' ELSE :status END, :error_class, :now,
+       max(0.0, :now - coalesce(started_at, :now))
+FROM treadle_jobs WHERE id = :job_id
+ON CONFLICT (job_id, attempt) DO NOTHING;
+
 -- name: usage_by_tenant
 SELECT tenant AS grp, count(*) AS attempts,
        sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END) AS succeeded,
