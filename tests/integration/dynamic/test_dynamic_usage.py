@@ -3,6 +3,8 @@ outside it (/proc), recorded with the attempt."""
 
 from __future__ import annotations
 
+import os
+
 from tests.integration.dynamic.conftest import Dyn
 from treadle.core.lifecycle import JobStatus
 from treadle.store.usage import UsageReader
@@ -56,6 +58,10 @@ def test_a_javascript_run_reports_cpu_but_no_peak(dyn: Dyn) -> None:
     used = _usage(dyn, handle.id)
     assert used["peak_memory_bytes"] is None  # a shared host's peak is not this run's
     # The loop is timed by the wall clock (V8 has no CPU clock): on a loaded machine it gets
-    # less than 300 ms of CPU, but never nothing, and never more than its wall time.
-    cpu = used["cpu_seconds"]
-    assert isinstance(cpu, float) and 0.02 <= cpu <= used["wall_seconds"]  # type: ignore[operator]
+    # less than 300 ms of CPU, but never nothing. The figure is the host process's CPU, and
+    # V8 compiles and collects on background threads, so it can exceed the wall time (seen:
+    # 352 ms CPU in 307 ms wall) — but not by more than every core busy for the whole run,
+    # plus the one clock tick (10 ms) in which /proc counts CPU.
+    cpu, wall = used["cpu_seconds"], used["wall_seconds"]
+    assert isinstance(cpu, float) and isinstance(wall, float)
+    assert 0.02 <= cpu <= wall * (os.cpu_count() or 1) + 0.01
