@@ -24,6 +24,7 @@ from treadle.client.settings import (
     finish,
     unreachable,
 )
+from treadle.client.deadline import GRACE
 from treadle.client.sse import MAX_EVENT_ID, Follow, SSEParser
 from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, dumps, error_from
 from treadle.core.errors import BadResponse, Transient
@@ -173,14 +174,17 @@ class AsyncClient:
         cap = Cap(s, seconds)
         content = dumps(call.body) if call.has_body else None
         try:
-            async with self.http.stream(
-                call.method, call.path, content=content, params=call.params,
-                headers=s.headers(call), timeout=httpx.Timeout(seconds, connect=s.timeout),
-            ) as resp:
-                async for chunk in resp.aiter_bytes():
-                    cap.add(chunk)
-                status, headers = resp.status_code, resp.headers
-        except httpx.TimeoutException:
+            # httpx's timeouts bound each read; this bounds the answer, status line and
+            # headers included (a server trickling them cannot hold the call).
+            async with asyncio.timeout(seconds + GRACE):
+                async with self.http.stream(
+                    call.method, call.path, content=content, params=call.params,
+                    headers=s.headers(call), timeout=httpx.Timeout(seconds, connect=s.timeout),
+                ) as resp:
+                    async for chunk in resp.aiter_bytes():
+                        cap.add(chunk)
+                    status, headers = resp.status_code, resp.headers
+        except (httpx.TimeoutException, TimeoutError):
             raise Transient(f"no answer from {s.root} within {seconds:.0f}s") from None
         except httpx.TransportError as exc:
             raise unreachable(s, exc) from None

@@ -30,6 +30,7 @@ from treadle.client.settings import (
     finish,
     unreachable,
 )
+from treadle.client.deadline import deadline_transport, reads_within
 from treadle.client.sse import MAX_EVENT_ID, Follow, SSEParser
 from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, dumps, error_from
 from treadle.core.errors import BadResponse, Transient
@@ -158,7 +159,9 @@ class Client:
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.settings = Settings(base_url, api_key, timeout, max_response_bytes)
-        self.http = httpx.Client(base_url=self.settings.root, transport=transport,
+        # Never follow a redirect: it would carry the API key to wherever it points.
+        self.http = httpx.Client(base_url=self.settings.root,
+                                 transport=transport or deadline_transport(),
                                  follow_redirects=False)
 
     def __repr__(self) -> str:
@@ -179,9 +182,10 @@ class Client:
         cap = Cap(s, seconds)
         content = calls_body(call)
         try:
-            with self.http.stream(call.method, call.path, content=content,
-                                  params=call.params, headers=s.headers(call),
-                                  timeout=httpx.Timeout(seconds, connect=s.timeout)) as resp:
+            with reads_within(seconds), self.http.stream(
+                call.method, call.path, content=content, params=call.params,
+                headers=s.headers(call), timeout=httpx.Timeout(seconds, connect=s.timeout),
+            ) as resp:
                 for chunk in resp.iter_bytes():
                     cap.add(chunk)
                 status, headers = resp.status_code, resp.headers
