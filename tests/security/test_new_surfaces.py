@@ -7,6 +7,7 @@ problem+json (CLI: a message and a non-zero exit) and nothing changes, for anyon
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.e2e.api.conftest import ADMIN_KEY, tenant_keys
+from tests.e2e.api.conftest import ADMIN_KEY, Api, tenant_keys
+from tests.support.pg import free_port
 from treadle import Treadle
-from treadle.api import ApiConfig
+from treadle.api import ApiConfig, start_in_thread
 from treadle.api.app import create_app
 from treadle.cli import app as cli
 from treadle.core.job import NewJob
@@ -75,7 +77,7 @@ def site(db_url: str) -> Iterator[Site]:
         app.close()
 
 
-def problem(r: httpx.Response, status: int) -> dict[str, Any]:
+def problem(r: Any, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json"), r.headers
     body: dict[str, Any] = r.json()
@@ -129,6 +131,29 @@ def test_cli_release_discard_of_hostile_ids(site: Site, db_url: str, verb: str,
     assert res.exit_code != 0, res.output
     assert "Traceback" not in res.output
     assert snapshot(site.app, mine) == before
+
+
+@pytest.mark.parametrize("verb", ["release", "discard"])
+def test_cli_over_http_cannot_steer_another_tenants_job(site: Site, verb: str) -> None:
+    """``treadle jobs release|discard --url --key``: the remote path, tenant b's key."""
+    theirs = site.quarantined("tenant-a")
+    before = snapshot(site.app, theirs)
+    port = free_port()
+    server = start_in_thread(site.app, host="127.0.0.1", port=port,
+                             config=ApiConfig(admin_key=ADMIN_KEY))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        res = CliRunner().invoke(cli, ["jobs", verb, str(theirs), "--url", url,
+                                       "--key", site.keys["b"]])
+        assert res.exit_code != 0 and "not found" in res.output.lower(), res.output
+        assert "quarantined" not in res.output
+        assert snapshot(site.app, theirs) == before
+        mine = CliRunner().invoke(cli, ["jobs", verb, str(theirs), "--url", url,
+                                        "--key", site.keys["a"]])
+        assert mine.exit_code == 0, mine.output  # the control: its owner can
+    finally:
+        server.should_exit = True
+        time.sleep(0.05)  # as the other in-thread servers of this suite
 
 
 # -- 2. retention -------------------------------------------------------------------------
@@ -200,7 +225,7 @@ def test_cli_set_retention_refuses_hostile_input(site: Site, db_url: str, queue:
     before = sorted((q.name, q.retention_seconds) for q in site.app.store.queues())
     res = CliRunner().invoke(cli, ["queues", "set-retention", queue, age, "--db", db_url])
     assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output and res.exception is None or \
+    assert ("Traceback" not in res.output and res.exception is None) or \
         isinstance(res.exception, SystemExit)
     assert sorted((q.name, q.retention_seconds) for q in site.app.store.queues()) == before
 
@@ -249,9 +274,9 @@ def test_the_widest_usage_range_is_answered_not_crashed(site: Site) -> None:
 def test_a_tenant_key_sees_only_its_own_usage(site: Site) -> None:
     from treadle.store.usage import UsageReader
 
-    done = [site.app.enqueue([NewJob(task="poison", tenant=t)])[0].id
-            for t in ("tenant-a", "tenant-b", "tenant-b")]
-    for job_id in done:
+    site.app.enqueue([NewJob(task="poison", tenant=t)
+                      for t in ("tenant-a", "tenant-b", "tenant-b")])
+    for _ in range(3):
         [job] = site.app.store.claim(queues=None, worker="w", limit=1, lease_seconds=LEASE)
         assert site.app.store.complete(
             [Outcome(job.id, job.lease_token, OutcomeKind.SUCCEEDED, "w",
@@ -327,3 +352,35 @@ def test_a_valid_traceparent_is_kept(site: Site) -> None:
     assert r.status_code == 202, r.text
     [job] = site.app.list_jobs()
     assert job.traceparent == VALID_TRACE
+
+
+# -- 7. dynamic workers under their new and their deprecated paths -------------------------
+
+WORKER = "def handler(input, env):\n    return {'secret': 'tenant-a-only'}"
+
+
+def test_another_tenants_worker_is_404_through_both_paths(dapi: Api) -> None:
+    with dapi.client("a") as a, dapi.client("b") as b:
+        reg = a.post("/v1/dynamic-workers", json={"code": WORKER, "language": "python",
+                                                  "name": "mine"})
+        assert reg.status_code == 201, reg.text
+        wid = reg.json()["id"]
+        jobs_before = len(dapi.treadle.list_jobs())
+        for prefix in ("/v1/dynamic-workers", "/v1/workers"):
+            for method, path, body in (
+                ("GET", f"{prefix}/{wid}", None),
+                ("POST", f"{prefix}/{wid}/run", {"input": 1}),
+                ("POST", f"{prefix}/{wid}/run?async=true", {"input": 1}),
+            ):
+                r = b.request(method, path, json=body)
+                problem(r, 404)
+                assert "tenant-a-only" not in r.text and WORKER not in r.text
+            listed = b.get(prefix).json()["workers"]
+            assert wid not in [w["id"] for w in listed]
+            for hostile in (f"{wid}%00", "%ED%A0%80", "..%2F" + wid, wid.upper(), "x" * 5000):
+                r = b.get(f"{prefix}/{hostile}")
+                assert r.status_code in (404, 422), (prefix, hostile, r.status_code)
+        assert len(dapi.treadle.list_jobs()) == jobs_before
+        # The control: the owner reaches it through both.
+        assert a.get(f"/v1/workers/{wid}").status_code == 200
+        assert a.get(f"/v1/dynamic-workers/{wid}").status_code == 200

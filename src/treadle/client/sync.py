@@ -21,6 +21,7 @@ from treadle.api.models import WorkerOut
 from treadle.app import WaitTimeout
 from treadle.client import calls
 from treadle.client.calls import Call, JobPage, Submitted
+from treadle.client.deadline import deadline_transport, reads_within
 from treadle.client.settings import (
     RECONNECTS,
     STREAM_IDLE,
@@ -30,7 +31,6 @@ from treadle.client.settings import (
     finish,
     unreachable,
 )
-from treadle.client.deadline import deadline_transport, reads_within
 from treadle.client.sse import MAX_EVENT_ID, Follow, SSEParser
 from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, dumps, error_from
 from treadle.core.errors import BadResponse, Transient
