@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +23,7 @@ from treadle.jobs import WaitTimeout
 from treadle.streams.follow import StreamEvent
 
 T = TypeVar("T")
+C = TypeVar("C")  # the client a handle belongs to
 # The server sends a keep-alive comment every 15 s; silence for this long is a dead link.
 STREAM_IDLE = 45.0
 RECONNECTS = 5  # consecutive failed reconnects before a stream gives up
@@ -190,3 +191,17 @@ class StreamState:
     def _timeout_of(job: Job) -> WaitTimeout:
         return WaitTimeout(f"job {job.id} not finished in time (status {job.status.value})",
                            detail={"id": job.id, "status": job.status.value})
+
+
+class HandleState(Generic[C]):
+    """A remote job handle's record of its job (``JobHandle``'s shape); the twins add the
+    calls, plain or awaited."""
+
+    def __init__(self, client: C, job: Job, created: bool = True) -> None:
+        self.client = client
+        self.id = job.id
+        self.job = job
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id} task={self.job.task!r}>"

@@ -21,7 +21,7 @@ from treadle.api.models import WorkerOut
 from treadle.app import WaitTimeout
 from treadle.client import calls
 from treadle.client.calls import Call, JobPage, Submitted
-from treadle.client.settings import Settings, StreamState, finish, request
+from treadle.client.settings import HandleState, Settings, StreamState, finish, request
 from treadle.client.sse import MAX_EVENT_ID
 from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, error_from
 from treadle.core.errors import BadResponse
@@ -32,17 +32,8 @@ from treadle.streams.follow import StreamEvent
 T = TypeVar("T")
 
 
-class RemoteJobHandle:
+class RemoteJobHandle(HandleState["Client"]):
     """A reference to a job on a Treadle server (``JobHandle``'s shape)."""
-
-    def __init__(self, client: Client, job: Job, created: bool = True) -> None:
-        self.client = client
-        self.id = job.id
-        self.job = job
-        self.created = created
-
-    def __repr__(self) -> str:
-        return f"<RemoteJobHandle id={self.id} task={self.job.task!r}>"
 
     def refresh(self) -> Job:
         self.job = self.client.get_job(self.id)
