@@ -1,10 +1,10 @@
 """Writing an attempt's usage with its outcome, and reading it back summed (ADR 0022).
 
-The write rides in the store's ``complete`` (one more statement on SQLite, one more CTE
-of the one PostgreSQL statement), so usage is recorded exactly when an outcome is
-accepted: a refused (zombie) outcome records none, a replayed one none twice (the key is
-``(job_id, attempt)``). Reads are extension SQL (``usage_queries.sql``), not part of the
-Store protocol.
+The write rides in the store's ``complete`` (one ``executemany`` per batch on SQLite,
+one more CTE of the one PostgreSQL statement), so usage is recorded exactly when an
+outcome is accepted: a refused (zombie) outcome records none, a replayed one none twice
+(the key is ``(job_id, attempt)``). Reads are extension SQL (``usage_queries.sql``), not
+part of the Store protocol.
 """
 
 from __future__ import annotations
@@ -32,13 +32,6 @@ def usage_fields(oc: Outcome) -> dict[str, Any] | None:
         "outcome": oc.kind.value,
         "error_class": oc.error.error_class.value if oc.error is not None else None,
     }
-
-
-def sqlite_params(oc: Outcome, job_id: int, attempt: int, now: float) -> dict[str, Any] | None:
-    fields = usage_fields(oc)
-    if fields is None:
-        return None
-    return {**fields, "job_id": job_id, "attempt": attempt, "now": now}
 
 
 def postgres_param(oc: Outcome, js: Callable[[Any], Any]) -> Any:
