@@ -17,26 +17,21 @@ One process: a real uvicorn server (API in a thread) and one in-process worker.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import dump_json, fresh_pg_database, latency_summary, log
+from bench.common import ADMIN_KEY as ADMIN
+from bench.common import dump_json, latency_summary, log, scratch_database
 from tests.support.pg import free_port
 from treadle.api import ApiConfig, start_in_thread
 from treadle.app import Treadle
 from treadle.client import Client
 from treadle.streams import hub as hub_module
 from treadle.testing import migrated, run_worker
-
-ADMIN = "bench-admin-key-0123456789"
 
 
 def _app(url: str) -> Treadle:
@@ -52,16 +47,6 @@ def _app(url: str) -> Treadle:
         time.sleep(seconds)  # the workload: a job that is running for a while
 
     return app
-
-
-@contextlib.contextmanager
-def _database(backend: str) -> Iterator[str]:
-    if backend == "postgres":
-        with fresh_pg_database("treadle_client_bench") as url:
-            yield url
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            yield f"sqlite:///{Path(d) / 'bench.db'}"
 
 
 def _overhead(base: str, calls: int) -> dict[str, Any]:
@@ -118,7 +103,7 @@ def _claim_to_listener(app: Treadle, base: str, samples: int) -> dict[str, Any]:
 
 
 def run(backend: str, calls: int, samples: int) -> dict[str, Any]:
-    with _database(backend) as url:
+    with scratch_database(backend, "treadle_client_bench") as url:
         app = _app(url)
         port = free_port()
         server = start_in_thread(app, port=port, config=ApiConfig(admin_key=ADMIN))

@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ VENVS_DIR = BENCH_DIR / ".venvs"
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("BENCH_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
+# The API benches' admin key (``ApiConfig(admin_key=...)`` or ``TREADLE_ADMIN_KEY``).
+ADMIN_KEY = "bench-admin-key-0123456789"
 
 
 def log(msg: str) -> None:
@@ -49,6 +52,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = math.ceil(pos)
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def nearest_rank(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile by nearest rank: always a value that was measured."""
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -85,18 +94,32 @@ def pg_url(dbname: str) -> str:
 
 
 @contextlib.contextmanager
-def fresh_pg_database(prefix: str = "treadle_bench") -> Iterator[str]:
+def fresh_pg_database(prefix: str = "treadle_bench",
+                      admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
     """Create a fresh database, yield its URL, drop it afterwards."""
     import psycopg
 
     name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield pg_url(name)
+        yield admin_url.rpartition("/")[0] + f"/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def scratch_database(backend: str, prefix: str,
+                     admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A fresh store URL for ``backend``: a new PostgreSQL database (``postgres``) or a
+    SQLite file in a temporary directory (anything else); removed afterwards."""
+    if backend == "postgres":
+        with fresh_pg_database(prefix, admin_url) as url:
+            yield url
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as d:
+            yield f"sqlite:///{Path(d) / 'bench.db'}"
 
 
 def pg_server_version() -> str:
@@ -233,6 +256,35 @@ def redis_server_version() -> str:
         return f"{ver} (appendonly={aof})"
     except (OSError, subprocess.SubprocessError):
         return "unavailable"
+
+
+def host_info() -> dict[str, Any]:
+    """The ``host`` entry of a results document."""
+    return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "platform": platform.platform()}
+
+
+def results_header(doc: dict[str, Any]) -> list[str]:
+    """A results page's date, host and load lines (``doc`` has ``date``, ``host`` and,
+    when measured, ``load``: 1/5/15-minute averages before and after)."""
+    host = doc["host"]
+    lines = [f"Date: {doc['date']} · Python {host['python']} · {host['cpus']} CPUs · "
+             f"{host['platform']}"]
+    load = doc.get("load")
+    if load:
+        lines.append(
+            f"Load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load['before'])};"
+            f" after: {' / '.join(f'{x:.2f}' for x in load['after'])}. The machine is shared "
+            "with other sessions' work: figures move by tens of percent between runs.")
+    return lines
+
+
+def write_results(out: Path, doc: dict[str, Any], markdown: str) -> None:
+    """``out``.json and ``out``.md; the page is printed too."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown)
+    print(out.with_suffix(".md").read_text())
 
 
 def dump_json(obj: Any) -> str:

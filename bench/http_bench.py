@@ -20,32 +20,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.common import ADMIN_KEY as ADMIN
+from bench.common import (
+    host_info,
+    nearest_rank,
+    results_header,
+    scratch_database,
+    write_results,
+)
+from tests.support.pg import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ADMIN = "bench-admin-key-0123456789"
 PG_ADMIN = os.environ.get("TREADLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(*args: str, src: str | None = None) -> subprocess.Popen[bytes]:
@@ -56,34 +54,11 @@ def _cli(*args: str, src: str | None = None) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-class Backend:
-    def __init__(self, kind: str, src: str | None = None) -> None:
-        self.kind = kind
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._pg_name: str | None = None
-        if kind == "sqlite":
-            self._tmp = tempfile.TemporaryDirectory(prefix="treadle-http-bench-")
-            self.url = f"sqlite:///{self._tmp.name}/bench.db"
-        else:
-            import psycopg
-
-            self._pg_name = f"treadle_bench_{uuid.uuid4().hex[:10]}"
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self._pg_name}"')
-            self.url = PG_ADMIN.rpartition("/")[0] + f"/{self._pg_name}"
-        path = os.pathsep.join([*([src] if src else []), str(ROOT)])
-        subprocess.run([sys.executable, "-m", "treadle", "migrate", "--db", self.url],
-                       cwd=ROOT, check=True, capture_output=True,
-                       env={**os.environ, "PYTHONPATH": path})
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-        if self._pg_name is not None:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)')
+def _migrate(url: str, src: str | None) -> None:
+    path = os.pathsep.join([*([src] if src else []), str(ROOT)])
+    subprocess.run([sys.executable, "-m", "treadle", "migrate", "--db", url],
+                   cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": path})
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -190,18 +165,19 @@ def bench_run(base: str, n: int, warmup: int = 30) -> list[float]:
     return lat
 
 
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
-
-
 def one_round(kind: str, clients: int, submit_jobs: int, runs: int,
               client_kinds: tuple[str, ...] = ("httpx",),
               src: str | None = None) -> dict[str, float]:
-    backend = Backend(kind, src)
-    port = _free_port()
+    with scratch_database(kind, "treadle_bench", PG_ADMIN) as url:
+        _migrate(url, src)
+        return _measure(url, clients, submit_jobs, runs, client_kinds, src)
+
+
+def _measure(url: str, clients: int, submit_jobs: int, runs: int,
+             client_kinds: tuple[str, ...], src: str | None) -> dict[str, float]:
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = ["--app", "bench.apps.treadle_app:app", "--db", backend.url]
+    app = ["--app", "bench.apps.treadle_app:app", "--db", url]
     server = _cli("server", *app, "--port", str(port), "--log-level", "warning", src=src)
     worker: subprocess.Popen[bytes] | None = None
     try:
@@ -226,8 +202,8 @@ def one_round(kind: str, clients: int, submit_jobs: int, runs: int,
         return {
             **out,
             "run_p50_ms": statistics.median(lat),
-            "run_p90_ms": _pct(lat, 90),
-            "run_p99_ms": _pct(lat, 99),
+            "run_p90_ms": nearest_rank(lat, 90),
+            "run_p99_ms": nearest_rank(lat, 99),
             "run_mean_ms": statistics.fmean(lat),
         }
     finally:
@@ -235,7 +211,6 @@ def one_round(kind: str, clients: int, submit_jobs: int, runs: int,
             if p is not None:
                 p.terminate()
                 p.wait(15)
-        backend.close()
 
 
 def main() -> None:
@@ -279,8 +254,7 @@ def main() -> None:
             results[label] = {"median": medians, "rounds": rs}
     doc = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                 "platform": platform.platform()},
+        "host": host_info(),
         "load": {"before": load_before, "after": os.getloadavg()},
         "params": {"clients": args.clients, "submit_jobs": args.submit_jobs,
                    "runs": args.runs, "rounds": args.rounds, "worker_concurrency": 4,
@@ -288,28 +262,15 @@ def main() -> None:
         "target": {"run_p50_ms": 15.0, "submit_jobs_per_s": 4000.0},
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(doc))
-    print(out.with_suffix(".md").read_text())
+    write_results(Path(args.out), doc, _markdown(doc))
 
 
 def _markdown(doc: dict[str, Any]) -> str:
     p = doc["params"]
-    load = doc.get("load")
     lines = [
         "# HTTP API benchmark",
         "",
-        f"Date: {doc['date']} · Python {doc['host']['python']} · {doc['host']['cpus']} CPUs · "
-        f"{doc['host']['platform']}",
-    ]
-    if load:
-        lines.append(
-            f"Load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load['before'])};"
-            f" after: {' / '.join(f'{x:.2f}' for x in load['after'])}. The machine is shared "
-            "with other sessions' work: figures move by tens of percent between runs.")
-    lines += [
+        *results_header(doc),
         "",
         f"Medians over {p['rounds']} rounds. Submit: `POST /v1/jobs`, {p['clients']} concurrent "
         f"keep-alive clients, {p['submit_jobs']} jobs, no worker running; `httpx`: one thread "

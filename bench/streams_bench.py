@@ -13,25 +13,20 @@ The pacing wait is the workload, not a wait for a condition.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import dump_json, fresh_pg_database, latency_summary, log
+from bench.common import ADMIN_KEY as ADMIN
+from bench.common import dump_json, latency_summary, log, scratch_database
 from tests.support.pg import free_port
 from treadle.api import ApiConfig, start_in_thread
 from treadle.app import Treadle
 from treadle.context import JobContext
 from treadle.testing import migrated, run_worker
-
-ADMIN = "bench-admin-key-0123456789"
 
 
 def _app(url: str, listening: threading.Event) -> Treadle:
@@ -55,18 +50,8 @@ def _app(url: str, listening: threading.Event) -> Treadle:
     return app
 
 
-@contextlib.contextmanager
-def _database(backend: str) -> Iterator[str]:
-    if backend == "postgres":
-        with fresh_pg_database("treadle_streams_bench") as url:
-            yield url
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            yield f"sqlite:///{Path(d) / 'bench.db'}"
-
-
 def run(backend: str, items: int, probes: int, interval: float) -> dict[str, Any]:
-    with _database(backend) as url:
+    with scratch_database(backend, "treadle_streams_bench") as url:
         listening = threading.Event()
         app = _app(url, listening)
         port = free_port()

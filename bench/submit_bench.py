@@ -21,28 +21,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.common import (
+    host_info,
+    nearest_rank,
+    results_header,
+    scratch_database,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CHILD_TIMEOUT = 180.0  # seconds for one measurement (a hung run is recorded as such)
 PG_ADMIN = os.environ.get("TREADLE_TEST_POSTGRES_URL",
                           "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def measure(url: str, mode: str, jobs: int, threads: int) -> dict[str, float]:
@@ -65,7 +65,7 @@ def measure(url: str, mode: str, jobs: int, threads: int) -> dict[str, float]:
                 lat.append((time.perf_counter() - s) * 1000)
             elapsed = time.perf_counter() - t0
             return {"jobs_per_s": jobs / elapsed, "p50_ms": statistics.median(lat),
-                    "p90_ms": _pct(lat, 90),
+                    "p90_ms": nearest_rank(lat, 90),
                     "cpu_us_per_job": (time.process_time() - cpu0) / jobs * 1e6}
         per = jobs // threads
         barrier = threading.Barrier(threads + 1)
@@ -100,39 +100,13 @@ def measure(url: str, mode: str, jobs: int, threads: int) -> dict[str, float]:
         app.close()
 
 
-class Database:
-    def __init__(self, kind: str) -> None:
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._pg: str | None = None
-        if kind == "sqlite":
-            self._tmp = tempfile.TemporaryDirectory(prefix="treadle-submit-bench-")
-            self.url = f"sqlite:///{self._tmp.name}/bench.db"
-        else:
-            import psycopg
-
-            self._pg = f"treadle_submit_{uuid.uuid4().hex[:10]}"
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self._pg}"')
-            self.url = PG_ADMIN.rpartition("/")[0] + f"/{self._pg}"
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-        if self._pg is not None:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg}" WITH (FORCE)')
-
-
 def run_child(src: str | None, kind: str, mode: str, jobs: int, threads: int) -> dict[str, float]:
-    db = Database(kind)
-    try:
+    with scratch_database(kind, "treadle_submit", PG_ADMIN) as url:
         path = [src] if src else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
         try:
             out = subprocess.run(
-                [sys.executable, "-m", "bench.submit_bench", "--child", db.url, mode,
+                [sys.executable, "-m", "bench.submit_bench", "--child", url, mode,
                  str(jobs), str(threads)],
                 cwd=ROOT, env=env, check=True, capture_output=True, text=True,
                 timeout=CHILD_TIMEOUT)
@@ -142,8 +116,6 @@ def run_child(src: str | None, kind: str, mode: str, jobs: int, threads: int) ->
             return {"jobs_per_s": 0.0, "hung": 1.0}
         result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
-    finally:
-        db.close()
 
 
 def main() -> None:
@@ -182,32 +154,22 @@ def main() -> None:
                     "median": medians, "rounds": rs}
     doc = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                 "platform": platform.platform()},
+        "host": host_info(),
         "load": {"before": load_before, "after": os.getloadavg()},
         "params": {"rounds": args.rounds, "seq_jobs": args.seq_jobs, "threads": args.threads,
                    "thread_jobs": args.thread_jobs, "baseline_src": args.baseline_src},
         "target": {"threads_jobs_per_s": 8000.0},
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(doc))
-    print(out.with_suffix(".md").read_text())
+    write_results(Path(args.out), doc, _markdown(doc))
 
 
 def _markdown(doc: dict[str, Any]) -> str:
     p = doc["params"]
-    load = doc["load"]
     lines = [
         "# Submission benchmark (`defer`)",
         "",
-        f"Date: {doc['date']} · Python {doc['host']['python']} · {doc['host']['cpus']} CPUs · "
-        f"{doc['host']['platform']}",
-        f"Load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load['before'])}; "
-        f"after: {' / '.join(f'{x:.2f}' for x in load['after'])}. The machine is shared "
-        "with other sessions' work: figures move by tens of percent between runs.",
+        *results_header(doc),
         "",
         f"Medians over {p['rounds']} rounds, each in a fresh process on a fresh database, no "
         f"worker. `seq`: one thread, {p['seq_jobs']} sequential `task.defer()`. `threads`: "

@@ -15,19 +15,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from treadle.artifacts.model import human_size
 from treadle.artifacts.names import download_name
 from treadle.cli.common import DbOption, clean_errors, console, fail, load_app
 
 artifacts_app = typer.Typer(help="The files jobs produced.", no_args_is_help=True)
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 @artifacts_app.command("list")
@@ -46,7 +38,7 @@ def list_artifacts(
             return
         table = Table("id", "name", "step", "size", "type", "sha256", title=f"job {job_id}")
         for a in arts:
-            table.add_row(str(a.id), escape(a.name), escape(a.step or ""), _size(a.size),
+            table.add_row(str(a.id), escape(a.name), escape(a.step or ""), human_size(a.size),
                           a.content_type, a.sha256[:12])
         console.print(table)
 
@@ -74,7 +66,7 @@ def get(
         if path.exists() and not force:
             fail(f"{path} exists (use --force to overwrite)")
         app.artifacts.download(art, path)
-        console.print(f"wrote {escape(str(path))} ({_size(art.size)})", highlight=False)
+        console.print(f"wrote {escape(str(path))} ({human_size(art.size)})", highlight=False)
 
 
 @artifacts_app.command("purge")

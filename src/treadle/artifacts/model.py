@@ -40,3 +40,13 @@ class Artifact:
             "content_type": self.content_type, "meta": self.meta,
             "created_at": self.created_at.isoformat(),
         }
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes for people: ``512 B``, ``1.5 KiB``, ... ``3.2 GiB`` (the UI and the CLI)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

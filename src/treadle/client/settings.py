@@ -1,19 +1,29 @@
-"""What both clients share: validated settings and how an answer becomes a value."""
+"""What both clients share: validated settings, how a call becomes a request, how an
+answer becomes a value or an exception, and a job stream's state between connections.
+``sync.py`` and ``aio.py`` keep only the I/O (send, read, sleep), plain or awaited."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
+
+from treadle.client import calls
 from treadle.client.calls import Answer, Call
-from treadle.client.wire import error_from, parse_body
+from treadle.client.sse import Follow, SSEParser
+from treadle.client.wire import dumps, error_from, parse_body
 from treadle.core.errors import BadResponse, ConfigurationError, Transient
+from treadle.core.job import Job
+from treadle.jobs import WaitTimeout
+from treadle.streams.follow import StreamEvent
 
 T = TypeVar("T")
+C = TypeVar("C")  # the client a handle belongs to
 # The server sends a keep-alive comment every 15 s; silence for this long is a dead link.
 STREAM_IDLE = 45.0
 RECONNECTS = 5  # consecutive failed reconnects before a stream gives up
@@ -96,3 +106,102 @@ def unreachable(settings: Settings, exc: Exception) -> Transient:
 def backoff(failures: int) -> float:
     """Seconds before reconnect number ``failures`` (0.2, 0.4, ... up to 2)."""
     return float(min(0.1 * 2**failures, 2.0))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call as httpx sends it, with the cap its answer is read against."""
+
+    settings: Settings
+    method: str
+    path: str
+    content: bytes | None
+    params: Any
+    headers: dict[str, str]
+    timeout: httpx.Timeout
+    cap: Cap
+
+    def failed(self, exc: httpx.TransportError) -> Transient:
+        """The library's exception for a request that got no (complete) answer."""
+        if isinstance(exc, httpx.TimeoutException):
+            return Transient(f"no answer from {self.settings.root} within "
+                             f"{self.cap.seconds:.0f}s")
+        return unreachable(self.settings, exc)
+
+
+def request(settings: Settings, call: Call[T]) -> Request:
+    seconds = settings.timeout + call.extra_time
+    return Request(settings, call.method, call.path,
+                   dumps(call.body) if call.has_body else None, call.params,
+                   settings.headers(call), httpx.Timeout(seconds, connect=settings.timeout),
+                   Cap(settings, seconds))
+
+
+class StreamState:
+    """A job stream between connections: its cursor, deadline and reconnect count.
+
+    The twins subclass it and add only the connection and the sleep."""
+
+    def __init__(self, settings: Settings, job_id: int, after: int = 0,
+                 deadline: float | None = None) -> None:
+        self.settings = settings
+        self.follow = Follow(calls.job_id(job_id), cursor=after)
+        self.deadline = deadline  # time.monotonic(); passing it raises WaitTimeout
+        self.failures = 0
+
+    def _request(self) -> tuple[str, dict[str, str], httpx.Timeout]:
+        """Path, headers and timeout of the next connection (it resumes at the cursor)."""
+        s = self.settings
+        idle = min(STREAM_IDLE, max(0.001, self._remaining()))
+        return (f"/v1/jobs/{self.follow.job_id}/stream", s.stream_headers(self.follow.cursor),
+                httpx.Timeout(idle, connect=min(s.timeout, idle)))
+
+    def _refusal_cap(self) -> Cap:
+        return Cap(self.settings, self.settings.timeout)
+
+    def _parser(self) -> SSEParser:
+        return SSEParser(max_line=self.settings.max_response_bytes)
+
+    def _feed(self, parser: SSEParser, chunk: bytes) -> Iterator[StreamEvent]:
+        """The events in ``chunk``, stopping at the stream's end."""
+        for msg in parser.feed(chunk):
+            ev = self.follow.on(msg)
+            if ev is not None:
+                yield ev
+            if self.follow.ended:
+                return
+
+    def _pause(self, progressed: bool, failure: Exception) -> float | None:
+        """Seconds to wait before reconnecting after ``failure`` (None: at once, the last
+        connection got somewhere); ``Transient`` after RECONNECTS that got nowhere."""
+        self.failures = 0 if progressed else self.failures + 1
+        if self.failures > RECONNECTS:
+            raise unreachable(self.settings, failure)
+        if not self.failures:  # back off only while reconnecting gets nowhere
+            return None
+        return min(backoff(self.failures), max(0.0, self._remaining()))
+
+    def _remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def _expired(self) -> bool:
+        return self._remaining() <= 0
+
+    @staticmethod
+    def _timeout_of(job: Job) -> WaitTimeout:
+        return WaitTimeout(f"job {job.id} not finished in time (status {job.status.value})",
+                           detail={"id": job.id, "status": job.status.value})
+
+
+class HandleState(Generic[C]):
+    """A remote job handle's record of its job (``JobHandle``'s shape); the twins add the
+    calls, plain or awaited."""
+
+    def __init__(self, client: C, job: Job, created: bool = True) -> None:
+        self.client = client
+        self.id = job.id
+        self.job = job
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id} task={self.job.task!r}>"

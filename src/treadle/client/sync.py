@@ -21,18 +21,10 @@ from treadle.api.models import WorkerOut
 from treadle.app import WaitTimeout
 from treadle.client import calls
 from treadle.client.calls import Call, JobPage, Submitted
-from treadle.client.settings import (
-    RECONNECTS,
-    STREAM_IDLE,
-    Cap,
-    Settings,
-    backoff,
-    finish,
-    unreachable,
-)
-from treadle.client.sse import MAX_EVENT_ID, Follow, SSEParser
-from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, dumps, error_from
-from treadle.core.errors import BadResponse, Transient
+from treadle.client.settings import HandleState, Settings, StreamState, finish, request
+from treadle.client.sse import MAX_EVENT_ID
+from treadle.client.wire import DEFAULT_MAX_RESPONSE_BYTES, error_from
+from treadle.core.errors import BadResponse
 from treadle.core.job import Job, JobEvent, JobLog
 from treadle.core.lifecycle import JobStatus
 from treadle.streams.follow import StreamEvent
@@ -40,17 +32,8 @@ from treadle.streams.follow import StreamEvent
 T = TypeVar("T")
 
 
-class RemoteJobHandle:
+class RemoteJobHandle(HandleState["Client"]):
     """A reference to a job on a Treadle server (``JobHandle``'s shape)."""
-
-    def __init__(self, client: Client, job: Job, created: bool = True) -> None:
-        self.client = client
-        self.id = job.id
-        self.job = job
-        self.created = created
-
-    def __repr__(self) -> str:
-        return f"<RemoteJobHandle id={self.id} task={self.job.task!r}>"
 
     def refresh(self) -> Job:
         self.job = self.client.get_job(self.id)
@@ -78,17 +61,16 @@ class RemoteJobHandle:
         return self.client.logs(self.id)
 
 
-class RemoteJobStream:
+class RemoteJobStream(StreamState):
     """Iterate a job's stream events until its ``end`` (reconnecting as needed)."""
 
     def __init__(self, client: Client, job_id: int, after: int = 0,
                  deadline: float | None = None) -> None:
+        super().__init__(client.settings, job_id, after, deadline)
         self.client = client
-        self.follow = Follow(calls.job_id(job_id), cursor=after)
-        self.deadline = deadline  # time.monotonic(); passing it raises WaitTimeout
 
     def __iter__(self) -> Iterator[StreamEvent]:
-        failures = 0
+        self.failures = 0
         while not self.follow.ended:
             progressed = False
             try:
@@ -106,49 +88,31 @@ class RemoteJobStream:
                 if self.follow.ended:
                     return
                 failure = BadResponse("the stream ended before the job did")
-            failures = 0 if progressed else failures + 1
-            if failures > RECONNECTS:
-                raise unreachable(self.client.settings, failure)
-            if failures:  # back off only while reconnecting gets nowhere
-                time.sleep(min(backoff(failures), max(0.0, self._remaining())))
+            pause = self._pause(progressed, failure)
+            if pause is not None:
+                time.sleep(pause)
             if self._expired():
                 raise self._timeout()
 
     def _connection(self) -> Generator[StreamEvent, None, None]:
-        s = self.client.settings
-        idle = min(STREAM_IDLE, max(0.001, self._remaining()))
-        with self.client.http.stream(
-            "GET", f"/v1/jobs/{self.follow.job_id}/stream",
-            headers=s.stream_headers(self.follow.cursor),
-            timeout=httpx.Timeout(idle, connect=min(s.timeout, idle)),
-        ) as resp:
+        path, headers, timeout = self._request()
+        with self.client.http.stream("GET", path, headers=headers, timeout=timeout) as resp:
             if resp.status_code != 200:
-                cap = Cap(s, s.timeout)
+                cap = self._refusal_cap()
                 for chunk in resp.iter_bytes():
                     cap.add(chunk)
                 raise error_from(resp.status_code, resp.headers.get("content-type", ""),
                                  bytes(cap.buf), resp.headers)
-            parser = SSEParser(max_line=s.max_response_bytes)
+            parser = self._parser()
             for chunk in resp.iter_bytes():
-                for msg in parser.feed(chunk):
-                    ev = self.follow.on(msg)
-                    if ev is not None:
-                        yield ev
-                    if self.follow.ended:
-                        return
+                yield from self._feed(parser, chunk)
+                if self.follow.ended:
+                    return
                 if self._expired():
                     raise self._timeout()
 
-    def _remaining(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
-
-    def _expired(self) -> bool:
-        return self._remaining() <= 0
-
     def _timeout(self) -> WaitTimeout:
-        job = self.client.get_job(self.follow.job_id)
-        return WaitTimeout(f"job {job.id} not finished in time (status {job.status.value})",
-                           detail={"id": job.id, "status": job.status.value})
+        return self._timeout_of(self.client.get_job(self.follow.job_id))
 
 
 class Client:
@@ -174,22 +138,16 @@ class Client:
         self.close()
 
     def send(self, call: Call[T]) -> T:
-        s = self.settings
-        seconds = s.timeout + call.extra_time
-        cap = Cap(s, seconds)
-        content = calls_body(call)
+        req = request(self.settings, call)
         try:
-            with self.http.stream(call.method, call.path, content=content,
-                                  params=call.params, headers=s.headers(call),
-                                  timeout=httpx.Timeout(seconds, connect=s.timeout)) as resp:
+            with self.http.stream(req.method, req.path, content=req.content, params=req.params,
+                                  headers=req.headers, timeout=req.timeout) as resp:
                 for chunk in resp.iter_bytes():
-                    cap.add(chunk)
+                    req.cap.add(chunk)
                 status, headers = resp.status_code, resp.headers
-        except httpx.TimeoutException:
-            raise Transient(f"no answer from {s.root} within {seconds:.0f}s") from None
         except httpx.TransportError as exc:
-            raise unreachable(s, exc) from None
-        return finish(call, status, headers, bytes(cap.buf))
+            raise req.failed(exc) from None
+        return finish(call, status, headers, bytes(req.cap.buf))
 
     def _handle(self, sub: Submitted) -> RemoteJobHandle:
         return RemoteJobHandle(self, sub.job, sub.created)
@@ -309,6 +267,3 @@ class Client:
             worker_id, input, mode=mode, limits=limits, wait=wait, sync=sync,
             idempotency_key=idempotency_key)))
 
-
-def calls_body(call: Call[Any]) -> bytes | None:
-    return dumps(call.body) if call.has_body else None

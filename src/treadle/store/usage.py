@@ -90,8 +90,9 @@ class UsageReader:
             raise InvalidInput("group_by must be 'tenant' or 'queue'")
         if start.tzinfo is None or end.tzinfo is None:
             raise InvalidInput("from and to must include a timezone")
-        rows = self.sql.run(f"usage_by_{group_by}", {
-            "start": self.sql.ts_in(start), "end": self.sql.ts_in(end), "tenant": tenant})
+        rows = self.sql.run("usage_grouped", {
+            "by": group_by, "start": self.sql.ts_in(start), "end": self.sql.ts_in(end),
+            "tenant": tenant})
         return [UsageRow(
             group=str(r["grp"]), attempts=int(r["attempts"]), succeeded=int(r["succeeded"]),
             failed=int(r["failed"]), wall_seconds=float(r["wall_seconds"] or 0.0),
@@ -116,10 +117,3 @@ class UsageReader:
             row["finished_at"] = self.sql.ts_out(row["finished_at"])
             out.append(row)
         return out
-
-    def finished(self, *, since: datetime, tenant: str | None) -> list[dict[str, Any]]:
-        """(finished_at, outcome, error_class, wall, wait) of terminal attempts since
-        ``since``: what the dashboard charts bucket (``ui/queries.py``)."""
-        rows = self.sql.run("finished_attempts", {"since": self.sql.ts_in(since),
-                                                  "tenant": tenant})
-        return [{**dict(r), "finished_at": self.sql.ts_out(r["finished_at"])} for r in rows]

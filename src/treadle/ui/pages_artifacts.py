@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from treadle.artifacts.api import stream_response
-from treadle.artifacts.model import Artifact, ArtifactNotFound
+from treadle.artifacts.model import Artifact, ArtifactNotFound, human_size
 from treadle.core.errors import TreadleError
 from treadle.ui.web import UIContext
 
@@ -71,11 +71,3 @@ def _view(a: Artifact) -> dict[str, Any]:
         "url": f"/ui/artifacts/{a.id}",
     }
 
-
-def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
