@@ -264,6 +264,14 @@ def host_info() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
+def results_doc(load_before: tuple[float, float, float], **parts: Any) -> dict[str, Any]:
+    """A results document: date, host, load before and now, then ``parts`` in order."""
+    from datetime import UTC, datetime
+
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "host": host_info(),
+            "load": {"before": load_before, "after": os.getloadavg()}, **parts}
+
+
 def results_header(doc: dict[str, Any]) -> list[str]:
     """A results page's date, host and load lines (``doc`` has ``date``, ``host`` and,
     when measured, ``load``: 1/5/15-minute averages before and after)."""

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,8 @@ import httpx
 
 from bench.common import ADMIN_KEY as ADMIN
 from bench.common import (
-    host_info,
     nearest_rank,
+    results_doc,
     results_header,
     scratch_database,
     write_results,
@@ -252,16 +251,14 @@ def main() -> None:
                        else {"failed": 1.0})
             label = kind if version == "current" else f"{kind} ({version})"
             results[label] = {"median": medians, "rounds": rs}
-    doc = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "load": {"before": load_before, "after": os.getloadavg()},
-        "params": {"clients": args.clients, "submit_jobs": args.submit_jobs,
-                   "runs": args.runs, "rounds": args.rounds, "worker_concurrency": 4,
-                   "client": list(client_kinds), "baseline_src": args.baseline_src},
-        "target": {"run_p50_ms": 15.0, "submit_jobs_per_s": 4000.0},
-        "results": results,
-    }
+    doc = results_doc(
+        load_before,
+        params={"clients": args.clients, "submit_jobs": args.submit_jobs,
+                "runs": args.runs, "rounds": args.rounds, "worker_concurrency": 4,
+                "client": list(client_kinds), "baseline_src": args.baseline_src},
+        target={"run_p50_ms": 15.0, "submit_jobs_per_s": 4000.0},
+        results=results,
+    )
     write_results(Path(args.out), doc, _markdown(doc))
 
 

@@ -26,13 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    host_info,
     nearest_rank,
+    results_doc,
     results_header,
     scratch_database,
     write_results,
@@ -152,15 +151,13 @@ def main() -> None:
                 medians = {k: statistics.median(r.get(k, 0.0) for r in rs) for k in keys}
                 results.setdefault(kind, {}).setdefault(mode, {})[version] = {
                     "median": medians, "rounds": rs}
-    doc = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "load": {"before": load_before, "after": os.getloadavg()},
-        "params": {"rounds": args.rounds, "seq_jobs": args.seq_jobs, "threads": args.threads,
-                   "thread_jobs": args.thread_jobs, "baseline_src": args.baseline_src},
-        "target": {"threads_jobs_per_s": 8000.0},
-        "results": results,
-    }
+    doc = results_doc(
+        load_before,
+        params={"rounds": args.rounds, "seq_jobs": args.seq_jobs, "threads": args.threads,
+                "thread_jobs": args.thread_jobs, "baseline_src": args.baseline_src},
+        target={"threads_jobs_per_s": 8000.0},
+        results=results,
+    )
     write_results(Path(args.out), doc, _markdown(doc))
 
 
