@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from treadle.core.errors import MissingExtra
@@ -36,6 +37,8 @@ class SpanHandle:
 
 
 NULL_SPAN = SpanHandle()
+# A nullcontext holds no state between uses, so one serves every no-op span.
+_NULL_SPAN_CM: AbstractContextManager[SpanHandle] = contextlib.nullcontext(NULL_SPAN)
 
 
 class Tracing:
@@ -51,15 +54,13 @@ class Tracing:
     def claimed(self, worker: str, jobs: Sequence[Job], start_ns: int, end_ns: int) -> None:
         """A claim call (from ``start_ns`` to ``end_ns``, epoch nanoseconds) took ``jobs``."""
 
-    @contextlib.contextmanager
-    def run(self, job: Job, worker: str) -> Iterator[SpanHandle]:
+    def run(self, job: Job, worker: str) -> AbstractContextManager[SpanHandle]:
         """Around one attempt's code; the span is current inside it."""
-        yield NULL_SPAN
+        return _NULL_SPAN_CM  # off: no generator and context manager built per attempt
 
-    @contextlib.contextmanager
-    def span(self, name: str, attributes: Attributes) -> Iterator[SpanHandle]:
+    def span(self, name: str, attributes: Attributes) -> AbstractContextManager[SpanHandle]:
         """A child of the current span (a workflow step, a callback delivery)."""
-        yield NULL_SPAN
+        return _NULL_SPAN_CM
 
     def current_traceparent(self) -> str | None:
         """The W3C traceparent of the current span, to pass on (an outgoing callback)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # An attempt's figures are bounded so a hostile executor cannot store absurd numbers.
@@ -50,11 +50,16 @@ class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    # Set only on what ``clean`` returns: the worker cleans at the attempt's end and the
+    # store (the last line of defence) again, and the second need not redo the work.
+    _clean: bool = field(default=False, init=False, repr=False, compare=False)
 
     def clean(self) -> Usage:
         """A copy that any store can hold: finite, non-negative, bounded."""
+        if self._clean:
+            return self  # frozen: nothing could change it since
         cost = self.cost_usd if isinstance(self.cost_usd, int | float) else 0.0
-        return Usage(
+        out = Usage(
             wall_seconds=_seconds(self.wall_seconds) or 0.0,
             cpu_seconds=_seconds(self.cpu_seconds),
             peak_memory_bytes=_count(self.peak_memory_bytes),
@@ -65,6 +70,8 @@ class Usage:
             tokens_out=_count(self.tokens_out) or 0,
             cost_usd=min(max(0.0, float(cost)), 1e12) if math.isfinite(cost) else 0.0,
         )
+        object.__setattr__(out, "_clean", True)
+        return out
 
     def with_(self, **changes: Any) -> Usage:
         return replace(self, **changes)

@@ -1,15 +1,15 @@
 """Writing an attempt's usage with its outcome, and reading it back summed (ADR 0022).
 
-The write rides in the store's ``complete`` (one more statement on SQLite, one more CTE
-of the one PostgreSQL statement), so usage is recorded exactly when an outcome is
-accepted: a refused (zombie) outcome records none, a replayed one none twice (the key is
-``(job_id, attempt)``). Reads are extension SQL (``usage_queries.sql``), not part of the
-Store protocol.
+The write rides in the store's ``complete`` (one ``executemany`` per batch on SQLite,
+one more CTE of the one PostgreSQL statement), so usage is recorded exactly when an
+outcome is accepted: a refused (zombie) outcome records none, a replayed one none twice
+(the key is ``(job_id, attempt)``). Reads are extension SQL (``usage_queries.sql``), not
+part of the Store protocol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -34,16 +34,20 @@ def usage_fields(oc: Outcome) -> dict[str, Any] | None:
     }
 
 
-def sqlite_params(oc: Outcome, job_id: int, attempt: int, now: float) -> dict[str, Any] | None:
-    fields = usage_fields(oc)
-    if fields is None:
-        return None
-    return {**fields, "job_id": job_id, "attempt": attempt, "now": now}
+# The usage columns PostgreSQL's ``finish_many`` takes as typed arrays, by parameter.
+_PG_ARRAYS = (("u_outcome", "outcome"), ("u_error_class", "error_class"),
+              ("u_wall", "wall_seconds"), ("u_cpu", "cpu_seconds"),
+              ("u_peak", "peak_memory_bytes"), ("u_result", "result_bytes"),
+              ("u_log", "log_bytes"), ("u_wait", "wait_seconds"),
+              ("u_tokens_in", "tokens_in"), ("u_tokens_out", "tokens_out"),
+              ("u_cost", "cost_usd"))
 
 
-def postgres_param(oc: Outcome, js: Callable[[Any], Any]) -> Any:
-    fields = usage_fields(oc)
-    return None if fields is None else js(fields)
+def postgres_arrays(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """One array per usage column, one element per outcome (all NULL for an outcome
+    without usage: ``u_outcome`` NULL writes no row)."""
+    rows = [usage_fields(oc) or {} for oc in outcomes]
+    return {param: [r.get(key) for r in rows] for param, key in _PG_ARRAYS}
 
 
 @dataclass(frozen=True)

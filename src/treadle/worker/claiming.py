@@ -165,10 +165,13 @@ class Claiming(Slots):
         entries = []
         for job in jobs:
             log.debug("job claimed", job_id=job.id, attempt=job.attempt, worker=self.id)
-            entry = _Running(job, JobContext(job, self.id, Deadline.after(None)), Runnable())
+            # The worker's clock for stall detection, given at construction (the default
+            # would build a second ProgressState per job only to be replaced).
+            ctx = JobContext(job, self.id, Deadline.after(None),
+                             progress_state=ProgressState(self.clock))
+            entry = _Running(job, ctx, Runnable())
             entry.ctx._log_sink = entry.logs.add
             entry.ctx._stream = self.streams.writer(job.id, job.attempt)
-            entry.ctx.progress_state = ProgressState(self.clock)
             entries.append(entry)
         with self._lock:
             for entry in entries:

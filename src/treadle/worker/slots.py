@@ -72,7 +72,7 @@ class Slots(WorkerState):
         entry.started = time.perf_counter()
         # Usage and spans from the start too (ADR 0022, ADR 0021): a job released while
         # held ahead never ran, and reports no usage.
-        entry.meter = entry.ctx._usage = UsageMeter(job)
+        entry.ctx._usage = UsageMeter(job)
         entry.ctx._tracing = self.tracing
         executor = self.executors.get(job.kind)
         try:
@@ -110,7 +110,7 @@ class Slots(WorkerState):
             if entry is None:
                 return
             entry.thread_id = me
-            meter = entry.meter
+            meter = entry.ctx._usage
             with self.tracing.run(entry.job, self.id) as span:
                 try:
                     assert entry.runnable.call is not None
@@ -185,10 +185,11 @@ class Slots(WorkerState):
     def _with_usage(self, entry: _Running, outcome: Outcome) -> Outcome:
         """The outcome with what the attempt cost (ADR 0022); a measuring failure costs
         the figures, never the outcome."""
-        if entry.meter is None:
+        meter = entry.ctx._usage
+        if meter is None:
             return outcome
         try:
-            return replace(outcome, usage=entry.meter.finish(outcome, entry.logs.bytes))
+            return replace(outcome, usage=meter.finish(outcome, entry.logs.bytes))
         except Exception as exc:
             log.error("usage not measured", job_id=entry.job.id, error=describe(exc))
             return outcome

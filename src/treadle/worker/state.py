@@ -27,7 +27,6 @@ from treadle.observe import Observer
 from treadle.store import Store
 from treadle.streams.buffer import StreamBuffer
 from treadle.tracing import Tracing
-from treadle.usage import UsageMeter
 from treadle.worker.attempt_log import AttemptLog
 from treadle.worker.config import Service, WorkerConfig
 from treadle.worker.pruner import Pruner
@@ -57,7 +56,6 @@ class _Running:
     finalized: bool = False
     started: float = field(default_factory=time.perf_counter)
     begun: bool = False  # False while claimed ahead, waiting for a slot (ADR 0017)
-    meter: UsageMeter | None = None  # what the attempt costs, from its start (ADR 0022)
 
 
 class WorkerState:

@@ -116,9 +116,13 @@ WITH input AS (
         %(id)s::bigint[], %(token)s::bigint[], %(status)s::text[], %(result)s::jsonb[],
         %(error)s::jsonb[], %(run_at)s::timestamptz[], %(payload)s::jsonb[],
         %(extra_attempts)s::integer[], %(finished_at)s::timestamptz[], %(worker)s::text[],
-        %(reason)s::text[], %(usage)s::jsonb[]
+        %(reason)s::text[], %(u_outcome)s::text[], %(u_error_class)s::text[],
+        %(u_wall)s::float8[], %(u_cpu)s::float8[], %(u_peak)s::bigint[],
+        %(u_result)s::bigint[], %(u_log)s::bigint[], %(u_wait)s::float8[],
+        %(u_tokens_in)s::bigint[], %(u_tokens_out)s::bigint[], %(u_cost)s::float8[]
     ) AS t(id, token, status, result, error, run_at, payload, extra_attempts, finished_at,
-           worker, reason, usage)
+           worker, reason, u_outcome, u_error_class, u_wall, u_cpu, u_peak, u_result, u_log,
+           u_wait, u_tokens_in, u_tokens_out, u_cost)
 ), upd AS (
     UPDATE treadle_jobs j
     SET status = i.status,
@@ -136,20 +140,20 @@ WITH input AS (
     FROM input i
     WHERE j.id = i.id AND j.status = 'running' AND j.lease_token = i.token
     RETURNING j.id, j.attempt, j.status, j.queue, j.tenant, j.callback_url, i.worker,
-              i.reason, i.error, j.kind, j.task, j.traceparent, i.usage
+              i.reason, i.error, j.kind, j.task, j.traceparent, i.u_outcome, i.u_error_class,
+              i.u_wall, i.u_cpu, i.u_peak, i.u_result, i.u_log, i.u_wait, i.u_tokens_in,
+              i.u_tokens_out, i.u_cost
 ), us AS (
     -- What the attempt cost (ADR 0022), counted exactly when its outcome is accepted.
+    -- Typed arrays, not a JSON document per job: no JSON to quote into the array
+    -- literal, parse and pick apart per row. u_outcome is NULL when nothing was measured.
     INSERT INTO treadle_attempt_usage (
         job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
         wall_seconds, cpu_seconds, peak_memory_bytes, result_bytes, log_bytes, wait_seconds,
         tokens_in, tokens_out, cost_usd)
-    SELECT id, attempt, tenant, queue, kind, task, usage->>'outcome', usage->>'error_class',
-           %(now)s, (usage->>'wall_seconds')::double precision,
-           (usage->>'cpu_seconds')::double precision, (usage->>'peak_memory_bytes')::bigint,
-           (usage->>'result_bytes')::bigint, (usage->>'log_bytes')::bigint,
-           (usage->>'wait_seconds')::double precision, (usage->>'tokens_in')::bigint,
-           (usage->>'tokens_out')::bigint, (usage->>'cost_usd')::double precision
-    FROM upd WHERE usage IS NOT NULL
+    SELECT id, attempt, tenant, queue, kind, task, u_outcome, u_error_class, %(now)s,
+           u_wall, u_cpu, u_peak, u_result, u_log, u_wait, u_tokens_in, u_tokens_out, u_cost
+    FROM upd WHERE u_outcome IS NOT NULL
     ON CONFLICT (job_id, attempt) DO NOTHING
 ), ev AS (
     -- Each attempt's error stays in its event, after the job's own error moves on.

@@ -580,7 +580,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
         arrays["worker"] = [oc.worker for oc in outcomes]
         arrays["reason"] = [oc.event_reason for oc in outcomes]
-        arrays["usage"] = [usage.postgres_param(oc, _js) for oc in outcomes]  # ADR 0022
+        arrays.update(usage.postgres_arrays(outcomes))  # ADR 0022
         arrays["now"] = now
         # One statement: guarded updates, events, callback deliveries and notifications.
         with self._cursor(tx=False) as cur:

@@ -71,7 +71,8 @@ SET status = :status,
     -- A pending cancel request survives a re-queue or a suspension (it is acted on later).
     cancel_requested = CASE WHEN :status IN ('queued', 'waiting') THEN cancel_requested ELSE 0 END
 WHERE id = :id AND status = 'running' AND lease_token = :token
-RETURNING id, attempt, callback_url;
+-- The job's columns the usage row copies (ADR 0022), so it need not read the job again.
+RETURNING id, attempt, callback_url, tenant, queue, kind, task;
 
 -- name: job_status_token
 SELECT id, status, lease_token, attempt FROM treadle_jobs WHERE id = :id;

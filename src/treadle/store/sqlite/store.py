@@ -504,6 +504,8 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         now = self.clock.now()
         accepted: list[bool] = []
+        at = _ts(now)
+        used: list[dict[str, Any]] = []  # the accepted attempts' usage rows (ADR 0022)
         with self._tx() as conn:
             for oc in outcomes:
                 params = finish_params(oc, now, _ts, dumps)
@@ -517,12 +519,16 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     )
                     if row["callback_url"] and params["finished_at"] is not None:
                         self._callback(conn, oc.job_id, now)
-                    used = usage.sqlite_params(oc, oc.job_id, row["attempt"], _ts(now))
-                    if used is not None:  # what the attempt cost, with it (ADR 0022)
-                        conn.execute(USAGE_Q["insert_usage"], used)
+                    fields = usage.usage_fields(oc)
+                    if fields is not None:  # what the attempt cost, with it (ADR 0022)
+                        used.append({**fields, "job_id": oc.job_id, "attempt": row["attempt"],
+                                     "tenant": row["tenant"], "queue": row["queue"],
+                                     "kind": row["kind"], "task": row["task"], "now": at})
                     accepted.append(True)
                     continue
                 accepted.append(self._refused(conn, oc, params["status"], now))
+            if used:  # one statement for the batch, in its transaction
+                conn.executemany(USAGE_Q["insert_usage"], used)
         self._notify()
         return accepted
 

@@ -1,15 +1,15 @@
 -- Usage accounting (ADR 0022): per-attempt rows and their sums.
 
 -- name: insert_usage
--- What an attempt cost (ADR 0022), written with its accepted outcome by `complete`.
+-- What an attempt cost (ADR 0022), written with its accepted outcome by `complete`: one
+-- executemany per batch, after the guarded updates that returned the job's columns.
 INSERT INTO treadle_attempt_usage (
     job_id, attempt, tenant, queue, kind, task, outcome, error_class, finished_at,
     wall_seconds, cpu_seconds, peak_memory_bytes, result_bytes, log_bytes, wait_seconds,
     tokens_in, tokens_out, cost_usd)
-SELECT id, :attempt, tenant, queue, kind, task, :outcome, :error_class, :now,
-       :wall_seconds, :cpu_seconds, :peak_memory_bytes, :result_bytes, :log_bytes,
-       :wait_seconds, :tokens_in, :tokens_out, :cost_usd
-FROM treadle_jobs WHERE id = :job_id
+VALUES (:job_id, :attempt, :tenant, :queue, :kind, :task, :outcome, :error_class, :now,
+        :wall_seconds, :cpu_seconds, :peak_memory_bytes, :result_bytes, :log_bytes,
+        :wait_seconds, :tokens_in, :tokens_out, :cost_usd)
 ON CONFLICT (job_id, attempt) DO NOTHING;
 
 -- name: insert_reap_usage
