@@ -410,3 +410,54 @@ WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= :now
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
 LIMIT 1;
+
+-- name: insert_claim_events
+-- The `claimed` events of one claim in one statement (issue 13): one row per element of
+-- :jobs, a JSON array of [job id, attempt]. Holding SQLite's one write lock for a
+-- statement per job costs every worker process the lock longer.
+INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+SELECT json_extract(value, '$[0]'), 'queued', 'running', json_extract(value, '$[1]'),
+       :worker, 'claimed', :now
+FROM json_each(:jobs);
+
+-- name: finish_batch
+-- The guarded update of `finish` for a whole batch of outcomes (issue 13), one row per
+-- element of :outcomes, a JSON array of [id, token, status, result, error, payload,
+-- extra_attempts, terminal, requeue]: only the holder of the current lease token may
+-- write. Times are bound once (:now), never read back from JSON: `finished_at` is :now
+-- for a terminal status, `run_at` :now for a re-queue without a time of its own (an
+-- outcome with its own run_at goes through `finish`). `+status`: look each job up by its
+-- id, never scan the running ones. A job id appears at most once in :outcomes.
+UPDATE treadle_jobs
+SET status = o.new_status,
+    result = o.new_result,
+    error = o.new_error,
+    run_at = CASE WHEN o.requeue THEN :now ELSE treadle_jobs.run_at END,
+    payload = coalesce(o.new_payload, treadle_jobs.payload),
+    max_attempts = max_attempts + o.new_extra,
+    finished_at = CASE WHEN o.terminal THEN :now END,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    -- A pending cancel request survives a re-queue or a suspension (it is acted on later).
+    cancel_requested = CASE WHEN o.new_status IN ('queued', 'waiting') THEN cancel_requested
+                            ELSE 0 END
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token,
+             json_extract(value, '$[2]') AS new_status, json_extract(value, '$[3]') AS new_result,
+             json_extract(value, '$[4]') AS new_error, json_extract(value, '$[5]') AS new_payload,
+             json_extract(value, '$[6]') AS new_extra, json_extract(value, '$[7]') AS terminal,
+             json_extract(value, '$[8]') AS requeue
+      FROM json_each(:outcomes)) AS o
+WHERE treadle_jobs.id = o.id AND +treadle_jobs.status = 'running'
+  AND treadle_jobs.lease_token = o.token
+-- The job's columns the usage row copies (ADR 0022), so it need not read the job again.
+RETURNING treadle_jobs.id, attempt, callback_url, tenant, queue, kind, task;
+
+-- name: insert_finish_events
+-- The events of a batch's accepted outcomes in one statement: one row per element of
+-- :events, a JSON array of [job id, to_status, attempt, worker, reason, detail].
+INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at,
+                            detail)
+SELECT json_extract(value, '$[0]'), 'running', json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'), :now, json_extract(value, '$[5]')
+FROM json_each(:events);

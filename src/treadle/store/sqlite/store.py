@@ -402,7 +402,8 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             "kinds": None if kinds is None else dumps(list(kinds)),
             "suspect": int(suspect),
         }
-        claimed: list[Job] = []
+        # Raw rows while the write lock is held; decoded into jobs after COMMIT (issue 13).
+        claimed: list[Mapping[str, Any]] = []
         with self._tx() as conn:
             scope = {**base, "queues": None if queues is None else dumps(list(queues))}
             plan = conn.execute(Q["claim_plan"], {**scope, "scan": limit * 8,
@@ -427,7 +428,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     rows = conn.execute(Q["claim_key"], {
                         **scope, "key": cand["name"], "limit": n, "period": period,
                         "rkey": cand["rkey"]}).fetchall()
-                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+                    claimed.extend(rows)
                     if period is None:
                         taken[cand["name"]] = taken.get(cand["name"], 0) + len(rows)
             special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
@@ -440,7 +441,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 for tenant, n in allocate(tenants, limit - len(claimed)).items():
                     rows = conn.execute(Q["claim_tenant"], {**fair, "tenant": tenant,
                                                             "limit": n}).fetchall()
-                    claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+                    claimed.extend(rows)
             if queues is None:
                 excluded = [n for n, r in special.items() if r["paused"]]
                 # Limited queues are claimed one by one below, under their limit.
@@ -449,7 +450,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     Q["claim_any"],
                     {**base, "limit": limit - len(claimed), "excluded": dumps(excluded + limited)},
                 ).fetchall()
-                claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
+                claimed.extend(rows)
                 queues = limited
             for queue in queues:
                 room = limit - len(claimed)
@@ -465,10 +466,12 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 rows = conn.execute(
                     Q["claim_queue"], {**base, "queue": queue, "limit": room}
                 ).fetchall()
-                claimed.extend(job_from_row(r, SQLITE_CODEC) for r in rows)
-            for job in claimed:
-                self._event(conn, job.id, "queued", "running", job.attempt, worker, "claimed", now)
-        return sort_claimed(claimed)
+                claimed.extend(rows)
+            if claimed:  # their `claimed` events, one statement for the batch
+                conn.execute(Q["insert_claim_events"], {
+                    "jobs": dumps([[r["id"], r["attempt"]] for r in claimed]),
+                    "worker": worker, "now": base["now"]})
+        return sort_claimed([job_from_row(r, SQLITE_CODEC) for r in claimed])
 
     def _rate_room(self, conn: sqlite3.Connection, key: str, starts: int, period: float,
                    now: float) -> int:
@@ -501,36 +504,81 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         return HeartbeatResult(lost=lost, cancel_requested=frozenset(cancel))
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Write a batch of outcomes in one transaction, each guarded by its lease token.
+
+        Set-based (issue 13): one ``finish_batch`` update for the batch, one statement for
+        its events and one for its usage rows, whatever the batch's size, so SQLite's one
+        write lock is held for a few statements, not three per job. What that update
+        cannot take (an outcome with a ``run_at`` of its own, a job twice in one batch)
+        and what it refused (a replay, a zombie) is written one by one, as before."""
         outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
         now = self.clock.now()
-        accepted: list[bool] = []
         at = _ts(now)
-        used: list[dict[str, Any]] = []  # the accepted attempts' usage rows (ADR 0022)
+        # Everything but the statements is built before the write lock is taken.
+        batch: list[list[Any]] = []
+        alone: set[int] = set()  # positions written one by one
+        seen: set[int] = set()
+        for i, oc in enumerate(outcomes):
+            if oc.run_at is not None or oc.job_id in seen:
+                alone.add(i)
+                continue
+            seen.add(oc.job_id)
+            params = finish_params(oc, now, _ts, dumps)
+            status = params["status"]
+            batch.append([oc.job_id, oc.lease_token, status, params["result"],
+                          params["error"], params["payload"], params["extra_attempts"],
+                          params["finished_at"] is not None, status == "queued"])
+        accepted: dict[int, bool] = {}
         with self._tx() as conn:
-            for oc in outcomes:
-                params = finish_params(oc, now, _ts, dumps)
-                row = conn.execute(Q["finish"], params).fetchone()
-                if row is not None:
-                    # Each attempt's error stays in its event, after the job's moves on.
-                    detail = dumps({"error": oc.error.to_json()}) if oc.error else None
-                    self._event(
-                        conn, oc.job_id, "running", params["status"], row["attempt"],
-                        oc.worker, oc.event_reason, now, detail,
-                    )
-                    if row["callback_url"] and params["finished_at"] is not None:
-                        self._callback(conn, oc.job_id, now)
-                    fields = usage.usage_fields(oc)
-                    if fields is not None:  # what the attempt cost, with it (ADR 0022)
-                        used.append({**fields, "job_id": oc.job_id, "attempt": row["attempt"],
-                                     "tenant": row["tenant"], "queue": row["queue"],
-                                     "kind": row["kind"], "task": row["task"], "now": at})
-                    accepted.append(True)
+            rows = conn.execute(Q["finish_batch"], {"outcomes": dumps(batch), "now": at}
+                                ).fetchall() if batch else []
+            by_id = {r["id"]: r for r in rows}
+            events: list[list[Any]] = []
+            used: list[dict[str, Any]] = []  # the accepted attempts' usage rows (ADR 0022)
+            callbacks: list[int] = []
+            for i, oc in enumerate(outcomes):
+                row = by_id.get(oc.job_id)
+                if row is None or i in alone:
                     continue
-                accepted.append(self._refused(conn, oc, params["status"], now))
-            if used:  # one statement for the batch, in its transaction
+                accepted[i] = True
+                self._accepted(oc, row, at, events, used, callbacks)
+            for i, oc in enumerate(outcomes):
+                if i in accepted:
+                    continue
+                if i in alone:  # not in the batch update: the guarded update of its own
+                    params = finish_params(oc, now, _ts, dumps)
+                    row = conn.execute(Q["finish"], params).fetchone()
+                    if row is not None:
+                        accepted[i] = True
+                        self._accepted(oc, row, at, events, used, callbacks)
+                        continue
+                accepted[i] = self._refused(conn, oc, oc.kind.to_status.value, now)
+            if events:  # one statement each for the batch, in its transaction
+                conn.execute(Q["insert_finish_events"], {"events": dumps(events), "now": at})
+            if used:
                 conn.executemany(USAGE_Q["insert_usage"], used)
+            for job_id in callbacks:
+                self._callback(conn, job_id, now)
         self._notify()
-        return accepted
+        return [accepted[i] for i in range(len(outcomes))]
+
+    @staticmethod
+    def _accepted(oc: Outcome, row: Any, at: float, events: list[list[Any]],
+                  used: list[dict[str, Any]], callbacks: list[int]) -> None:
+        """What an accepted outcome writes besides its job row: its event (each attempt's
+        error stays in its event, after the job's moves on), its usage row, and the
+        delivery job of a finished job's callback."""
+        status = oc.kind.to_status
+        detail = dumps({"error": oc.error.to_json()}) if oc.error else None
+        events.append([oc.job_id, status.value, row["attempt"], oc.worker, oc.event_reason,
+                       detail])
+        if row["callback_url"] and status.is_terminal:
+            callbacks.append(oc.job_id)
+        fields = usage.usage_fields(oc)
+        if fields is not None:  # what the attempt cost, with it (ADR 0022)
+            used.append({**fields, "job_id": oc.job_id, "attempt": row["attempt"],
+                         "tenant": row["tenant"], "queue": row["queue"], "kind": row["kind"],
+                         "task": row["task"], "now": at})
 
     def _refused(self, conn: sqlite3.Connection, oc: Outcome, status: str, now: datetime) -> bool:
         """A guarded write matched nothing: a replay of our own write, or a zombie."""
