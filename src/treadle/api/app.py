@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from treadle.api import admin, jobs, problems
+from treadle.api import admin, fastpath, jobs, problems
 from treadle.api import usage as usage_api
 from treadle.api.auth import _bearer, principal_from_request
 from treadle.api.config import ApiConfig
@@ -43,7 +43,7 @@ _ERROR_STATUSES = {
 
 def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None = None) -> FastAPI:
     """The API app. Pass ``metrics`` to share a registry with in-process workers."""
-    app = FastAPI(
+    app = fastpath.TreadleAPI(
         title=f"{config.title} API",
         version="1",
         description="Durable job execution. Errors are `application/problem+json` (RFC 9457).",
@@ -75,6 +75,9 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     if renamed:  # old path prefixes served by the new routes, marked deprecated (ADR 0023)
         app.add_middleware(RenamedPaths, renamed=renamed)
     app.add_middleware(_Wrap, wrap=m.middleware)
+    # Accepted submissions skip FastAPI's per-request machinery; the rest, and every
+    # error, still go through all of the above (ADR 0026).
+    fastpath.install(app, treadle, config, m, renamed)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
