@@ -75,7 +75,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # --workers children each load the app
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("server exited")

@@ -132,7 +132,11 @@ def serve_processes(
                                           "host": host, "port": port})
     uvicorn.run("treadle.api.server:process_app", factory=True, workers=workers,
                 host=host, port=port, log_level=log_level, access_log=False,
-                timeout_keep_alive=30, http=http_protocol(http))
+                timeout_keep_alive=30, http=http_protocol(http),
+                # A child loads the whole app before it answers the supervisor's ping;
+                # on a busy host that takes longer than uvicorn's 5 s, and it would be
+                # killed and started again, over and over.
+                timeout_worker_healthcheck=60)
 
 
 def _check_open(config: ApiConfig, host: str) -> None:
