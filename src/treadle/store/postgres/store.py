@@ -61,8 +61,8 @@ Q = load_queries("treadle.store.postgres")
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
-# Seconds a claimer that keeps getting full batches trusts a plan that had nothing to share
-# out (one tenant, no per-key limits): it skips the plan's round trip meanwhile (ADR 0017).
+# Seconds a claimer trusts a plan that had nothing to share out (one tenant or none, no
+# per-key limits): it skips the plan's round trip meanwhile (ADR 0017, ADR 0030).
 _PLAN_TTL = 1.0
 
 
@@ -415,7 +415,11 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                                   "max_tenants": MAX_TENANTS})
             if not plan:
-                return []  # no tenant has queued work, no key either: nothing to claim
+                # No tenant has queued work, no key either: nothing to claim. Nothing to
+                # share out either, so the next claims take the fast path straight away
+                # (the work that wakes an idle worker costs it one round trip, not two).
+                self._plan_trivial_until = mono + _PLAN_TTL
+                return []
             trivial = sum(r["what"] == "tenant" for r in plan) <= 1 and all(
                 r["what"] == "tenant" for r in plan)
             self._plan_trivial_until = mono + _PLAN_TTL if trivial else 0.0
