@@ -583,6 +583,10 @@ WITH cand AS (
 )
 SELECT * FROM upd;
 
+-- name: any_queued
+-- Is any job queued? With none, an idle wait for work waits for a notification (ADR 0029).
+SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'queued') AS queued;
+
 -- name: server_time
 SELECT clock_timestamp() AS now;
 

@@ -64,6 +64,9 @@ _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited q
 # Seconds a claimer trusts a plan that had nothing to share out (one tenant or none, no
 # per-key limits): it skips the plan's round trip meanwhile (ADR 0017, ADR 0030).
 _PLAN_TTL = 1.0
+# The longest an idle wait for work lasts with nothing queued (ADR 0029): a safety net for
+# a job queued by a writer that did not notify (a foreign tool writing the table).
+_IDLE_WAIT_CAP = 16.0
 
 
 def _ts(value: datetime) -> datetime:
@@ -644,7 +647,16 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         self._claim_mark.seen = None
         if seen is None:
             seen = self._listener.work_seq()
-        return self._listener.wait_work(seen, timeout)
+        if self._listener.wait_work(seen, timeout):
+            return True
+        # No notification within the poll. With no job queued at all only a commit can
+        # give work, and every commit that queues a job notifies (the listener wakes its
+        # waiters on reconnecting too): wait on for one, up to the cap, instead of an idle
+        # claim every poll (ADR 0029). Queued work that could not be claimed (a back-off,
+        # a pause, a limit) keeps the poll.
+        if self._read_once("any_queued", {})[0]["queued"]:
+            return False
+        return self._listener.wait_work(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         self._listener.ensure_started()

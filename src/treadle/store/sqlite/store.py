@@ -631,7 +631,14 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         read_at = (start, 0.0)  # (monotonic, store clock) when ``due`` was read
         while True:
             if self._wait_change(min(start + timeout, cap if due is None else due), mark):
-                return True
+                fresh = self._mark()  # before looking: a commit after it ends the next wait
+                if fresh[0] != mark[0] or self._read("work_exists", {})[0]["work"]:
+                    return True
+                # Another connection's commit left no job queued or running (a worker's
+                # heartbeat, a registration): nothing to claim, no owner to watch. Wait
+                # on for one read instead of an idle claim's (ADR 0029).
+                mark = fresh
+                continue
             # Every commit, from any process, ends the wait above (data_version): with
             # none, only time can have made a job claimable, a queued job's run_at
             # passing (delays, retry back-off). Wait on until then, up to the cap, and
