@@ -2,7 +2,8 @@
 
 Every batch operation (enqueue many, claim many, complete many, reap) is one
 statement built from arrays with ``unnest``, so its cost is one round trip
-whatever the batch size. ``synchronous_commit`` is left as the server has it.
+whatever the batch size. ``synchronous_commit`` is left as the server has it, but for
+unlimited claims, which commit without waiting for the flush (ADR 0030).
 
 The module is longer than most on purpose: it is one backend's whole write side of
 the Store protocol, kept together so every guarded write reads next to the others.
