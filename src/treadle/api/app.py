@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # Error statuses any operation may answer; documented once for every operation so
 # clients (and schemathesis) know the problem+json shape of each.
 _ERROR_STATUSES = {
+    "400": "Malformed request (refused by the HTTP parser, e.g. a control byte in a header)",
     "401": "Missing or invalid API key",
     "403": "The key lacks the required scope",
     "404": "Not found (another tenant's job is not found either)",
@@ -36,6 +37,7 @@ _ERROR_STATUSES = {
     "409": "Conflict (idempotency key reuse, job state)",
     "413": "Request body or payload over the limit",
     "422": "Invalid input",
+    "431": "Request line and headers over 16 KiB",
     "500": "Internal error",
     "503": "Database unavailable",
 }
