@@ -3,10 +3,12 @@
     python -m bench.http_bench [--backends sqlite,postgres] [--rounds 3]
         [--client httpx,raw,wrk] [--wrk-seconds 10] [--server-workers 1] [--http auto]
 
-The quiet-machine run of issue 13's target (ADR 0026), PostgreSQL with 2 server processes:
+The quiet-machine run of issue 13's target (ADR 0026): both stores with one server
+process, then PostgreSQL with two (one per core):
 
-    python -m bench.http_bench --client wrk,raw --server-workers 1
-    python -m bench.http_bench --client wrk,raw --server-workers 2 --out bench/results/http-2p
+    python -m bench.http_bench --client wrk,raw,httpx
+    python -m bench.http_bench --backends postgres --client wrk,raw --server-workers 2 \
+        --runs 0 --out bench/results/http-2p
 
 Real processes: ``treadle server`` and ``treadle worker`` (``--app
 bench.apps.treadle_app:app``), driven by httpx clients over keep-alive connections.
