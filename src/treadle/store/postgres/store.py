@@ -2,7 +2,8 @@
 
 Every batch operation (enqueue many, claim many, complete many, reap) is one
 statement built from arrays with ``unnest``, so its cost is one round trip
-whatever the batch size. ``synchronous_commit`` is left as the server has it.
+whatever the batch size. ``synchronous_commit`` is left as the server has it, but for
+unlimited claims, which commit without waiting for the flush (ADR 0030).
 
 The module is longer than most on purpose: it is one backend's whole write side of
 the Store protocol, kept together so every guarded write reads next to the others.
@@ -62,9 +63,12 @@ Q = load_queries("treadle.store.postgres")
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
-# Seconds a claimer that keeps getting full batches trusts a plan that had nothing to share
-# out (one tenant, no per-key limits): it skips the plan's round trip meanwhile (ADR 0017).
+# Seconds a claimer trusts a plan that had nothing to share out (one tenant or none, no
+# per-key limits): it skips the plan's round trip meanwhile (ADR 0017, ADR 0030).
 _PLAN_TTL = 1.0
+# The longest an idle wait for work lasts with nothing queued (ADR 0029): a safety net for
+# a job queued by a writer that did not notify (a foreign tool writing the table).
+_IDLE_WAIT_CAP = 16.0
 
 
 def _ts(value: datetime) -> datetime:
@@ -386,7 +390,11 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                                   "max_tenants": MAX_TENANTS})
             if not plan:
-                return []  # no tenant has queued work, no key either: nothing to claim
+                # No tenant has queued work, no key either: nothing to claim. Nothing to
+                # share out either, so the next claims take the fast path straight away
+                # (the work that wakes an idle worker costs it one round trip, not two).
+                self._plan_trivial_until = mono + _PLAN_TTL
+                return []
             trivial = sum(r["what"] == "tenant" for r in plan) <= 1 and all(
                 r["what"] == "tenant" for r in plan)
             self._plan_trivial_until = mono + _PLAN_TTL if trivial else 0.0
@@ -611,7 +619,16 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         self._claim_mark.seen = None
         if seen is None:
             seen = self._listener.work_seq()
-        return self._listener.wait_work(seen, timeout)
+        if self._listener.wait_work(seen, timeout):
+            return True
+        # No notification within the poll. With no job queued at all only a commit can
+        # give work, and every commit that queues a job notifies (the listener wakes its
+        # waiters on reconnecting too): wait on for one, up to the cap, instead of an idle
+        # claim every poll (ADR 0029). Queued work that could not be claimed (a back-off,
+        # a pause, a limit) keeps the poll.
+        if self._read_once("any_queued", {})[0]["queued"]:
+            return False
+        return self._listener.wait_work(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         self._listener.ensure_started()

@@ -363,6 +363,12 @@ WHERE id IN (
     LIMIT :limit)
 RETURNING *;
 
+-- name: work_exists
+-- Is any job queued or running? A commit seen by an idle wait for work ends it only if so
+-- (ADR 0029). Two probes of partial indexes: no scan however many jobs wait or finished.
+SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'queued')
+    OR EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'running') AS work;
+
 -- name: next_queued_run_at
 -- When the earliest queued job comes due: an idle wait for work sleeps until then.
 SELECT min(run_at) AS at FROM treadle_jobs WHERE status = 'queued';
