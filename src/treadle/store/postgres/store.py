@@ -47,6 +47,7 @@ from treadle.store.outcomes import (
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translate, translated
+from treadle.store.postgres.inserts import job_document, match_inserted
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
 from treadle.store.postgres.session import WorkerSession
@@ -343,40 +344,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         if not jobs:
             return []
         now = now or self.clock.now()
-        cols: dict[str, list[Any]] = {
-            k: []
-            for k in (
-                "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
-                "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
-                "callback_url", "concurrency_limit", "rate_period", "max_crashes",
-                "traceparent", "rate_key", "rate_limit", "rate_window",
-            )
-        }
-        for nj in jobs:
-            cols["tenant"].append(nj.tenant)
-            cols["queue"].append(nj.queue)
-            cols["kind"].append(nj.kind.value)
-            cols["task"].append(nj.task)
-            cols["payload"].append(Jsonb(nj.payload))
-            cols["priority"].append(nj.priority)
-            cols["run_at"].append(nj.run_at or now)
-            cols["max_attempts"].append(nj.max_attempts)
-            cols["timeout"].append(nj.timeout)
-            cols["idempotency_key"].append(nj.idempotency_key)
-            cols["concurrency_key"].append(nj.concurrency_key)
-            cols["parent_id"].append(nj.parent_id)
-            cols["callback_url"].append(nj.callback_url)
-            cols["concurrency_limit"].append(nj.concurrency_limit)
-            cols["rate_period"].append(nj.rate_period)
-            cols["max_crashes"].append(nj.max_crashes)
-            cols["traceparent"].append(nj.traceparent)
-            cols["rate_key"].append(nj.rate_key)
-            cols["rate_limit"].append(nj.rate_limit)
-            cols["rate_window"].append(nj.rate_window)
-        keyed = [nj for nj in jobs if nj.idempotency_key is not None]
+        cur.execute(Q["insert_jobs"], {"jobs": job_document(jobs), "now": now})
+        inserted = cur.fetchall()
         existing: dict[tuple[str, str], Job] = {}
-        cur.execute(Q["insert_jobs"], {**cols, "now": now})
-        inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
+        keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         if keyed:
             cur.execute(
                 Q["jobs_by_idempotency_keys"],
@@ -386,7 +357,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             for r in cur.fetchall():
                 job = job_from_row(r, self.codec)
                 existing[(job.tenant, job.idempotency_key or "")] = job
-        return _match_inserted(jobs, inserted, existing)
+        return match_inserted(jobs, inserted, existing, now, cur.connection.info.timezone)
 
     # -- workers -------------------------------------------------------------
 
@@ -833,29 +804,4 @@ def _split(
             continue
         out.append(flat[at:at + len(sub.jobs)])
         at += len(sub.jobs)
-    return out
-
-
-def _match_inserted(
-    jobs: Sequence[NewJob], inserted: list[Job], existing: dict[tuple[str, str], Job]
-) -> list[Enqueued]:
-    """Pair each requested job with its row, in request order.
-
-    Rows were inserted in request order, so their ids ascend in that order;
-    a keyed job that did not insert was a duplicate of an existing one.
-    """
-    by_key = {(j.tenant, j.idempotency_key): j for j in inserted if j.idempotency_key}
-    unkeyed = iter(j for j in inserted if not j.idempotency_key)
-    out: list[Enqueued] = []
-    claimed_keys: set[tuple[str, str]] = set()
-    for nj in jobs:
-        if nj.idempotency_key is None:
-            out.append(Enqueued(next(unkeyed), created=True))
-            continue
-        key = (nj.tenant, nj.idempotency_key)
-        if key in by_key and key not in claimed_keys:
-            claimed_keys.add(key)
-            out.append(Enqueued(by_key[key], created=True))
-        else:
-            out.append(Enqueued(existing[key], created=False))
     return out
