@@ -50,3 +50,19 @@ def test_keyed_work_is_claimed_as_soon_as_the_fast_path_finds_nothing(
     keyed = store.enqueue([NewJob(task="t", concurrency_key="k", concurrency_limit=1)])[0]
     got = store.claim(queues=None, worker="w", limit=2, lease_seconds=60)
     assert [j.id for j in got] == [keyed.job.id]  # no wait for the plan's time to live
+
+
+def test_work_that_wakes_an_idle_claimer_is_claimed_without_a_plan(
+    store: PostgresStore, clock: ManualClock
+) -> None:
+    # An idle claimer's plan found nothing at all: nothing to share out either.
+    assert _claim(store, 4) == []
+    store.enqueue([NewJob(task="t", tenant="a") for _ in range(4)])
+    store.enqueue([NewJob(task="t", tenant="b") for _ in range(4)])
+    # Within the plan's time to live the fast path claims (oldest first: tenant a), one
+    # round trip; a plan would have shared the four slots between a and b.
+    assert _claim(store, 4) == ["a"] * 4
+    clock.advance(_PLAN_TTL + 0.01)
+    store.enqueue([NewJob(task="t", tenant="a") for _ in range(4)])
+    # Planned again once it expired: a holds 4 running jobs, b none, so b gets them all.
+    assert _claim(store, 4) == ["b"] * 4
