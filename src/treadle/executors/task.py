@@ -15,10 +15,17 @@ if TYPE_CHECKING:
     from treadle.artifacts.context import JobArtifacts
 
 
+_MAX_KEY_SETS = 64  # remembered per task
+
+
 class TaskExecutor:
     def __init__(self, app: Treadle) -> None:
         self.app = app
         self._signatures: dict[str, inspect.Signature] = {}
+        # Payload key sets already bound to each task's signature: whether keyword
+        # arguments fit depends on their names only, so a drain of one task binds once
+        # instead of once per job (issue 13). Bounded: payloads with ever new key sets.
+        self._fits: dict[str, set[frozenset[str]]] = {}
 
     def prepare(self, job: Job) -> Runnable:
         task = self.app.tasks.get(job.task)
@@ -55,10 +62,14 @@ class TaskExecutor:
 
     def _bind(self, task: Task[Any, Any], job: Job) -> dict[str, Any]:
         """Check the payload fits the function before running it: a mismatch is bad input."""
+        kwargs = dict(job.payload)
+        names = frozenset(kwargs)
+        fits = self._fits.get(task.name)
+        if fits is not None and names in fits:
+            return kwargs
         sig = self._signatures.get(task.name)
         if sig is None:
             sig = self._signatures[task.name] = inspect.signature(task.fn)
-        kwargs = dict(job.payload)
         probe = dict(kwargs)
         if task.options.pass_context:
             probe["ctx"] = None
@@ -69,6 +80,9 @@ class TaskExecutor:
                 f"payload does not match task {task.name!r}: {exc}",
                 detail={"payload_keys": sorted(kwargs)},
             ) from None
+        fits = self._fits.setdefault(task.name, set())
+        if len(fits) < _MAX_KEY_SETS:
+            fits.add(names)
         return kwargs
 
 

@@ -66,6 +66,9 @@ POSTGRES_CODEC = Codec(json_out=_identity, ts_out=_identity, json_in=_jsonb, ts_
 
 def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
     error = codec.opt_json(row["error"])
+    # keys(): `in` on an sqlite3.Row tests values; plug-in SQL may select fewer columns.
+    # Read once per row (a claim decodes a whole batch of them).
+    keys = frozenset(row.keys())
     return Job(
         id=row["id"],
         queue=row["queue"],
@@ -92,19 +95,17 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         started_at=codec.opt_ts(row["started_at"]),
         finished_at=codec.opt_ts(row["finished_at"]),
-        # keys(): `in` on an sqlite3.Row tests values; plug-in SQL may select fewer columns.
-        concurrency_limit=row["concurrency_limit"]
-        if "concurrency_limit" in row.keys() else None,  # noqa: SIM118
-        rate_period=row["rate_period"] if "rate_period" in row.keys() else None,  # noqa: SIM118
-        **_second_rule(row),
-        traceparent=row["traceparent"] if "traceparent" in row.keys() else None,  # noqa: SIM118
-        **_crash_fields(row, codec),
+        concurrency_limit=row["concurrency_limit"] if "concurrency_limit" in keys else None,
+        rate_period=row["rate_period"] if "rate_period" in keys else None,
+        **_second_rule(row, keys),
+        traceparent=row["traceparent"] if "traceparent" in keys else None,
+        **_crash_fields(row, codec, keys),
     )
 
 
-def _crash_fields(row: Mapping[str, Any], codec: Codec) -> dict[str, Any]:
+def _crash_fields(row: Mapping[str, Any], codec: Codec,
+                  keys: frozenset[str]) -> dict[str, Any]:
     """Crash history and threshold (ADR 0015); plug-in SQL may select fewer columns."""
-    keys = row.keys()
     out: dict[str, Any] = {}
     if "crashes" in keys and row["crashes"] is not None:
         out["crashes"] = tuple(Crash.from_json(c) for c in codec.json_out(row["crashes"]))
@@ -113,9 +114,9 @@ def _crash_fields(row: Mapping[str, Any], codec: Codec) -> dict[str, Any]:
     return out
 
 
-def _second_rule(row: Mapping[str, Any]) -> dict[str, Any]:
+def _second_rule(row: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
     """A rate limit beside the concurrency limit (ADR 0010, migration 0010)."""
-    if "rate_key" not in row.keys() or row["rate_key"] is None:  # noqa: SIM118
+    if "rate_key" not in keys or row["rate_key"] is None:
         return {}
     return {"rate_key": row["rate_key"], "rate_limit": row["rate_limit"],
             "rate_window": row["rate_window"]}
