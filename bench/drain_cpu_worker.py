@@ -66,8 +66,8 @@ class LockWaits:
         real_tx = SQLiteStore._tx
 
         @contextlib.contextmanager
-        def held(store: SQLiteStore) -> Iterator[Any]:
-            with real_tx(store) as conn:
+        def held(store: SQLiteStore, **kw: Any) -> Iterator[Any]:
+            with real_tx(store, **kw) as conn:
                 t0 = time.perf_counter()
                 try:
                     yield conn
