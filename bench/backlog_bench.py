@@ -4,6 +4,13 @@
     .venv/bin/python -m bench.backlog_bench --jobs 1000000 --stores postgres,sqlite \\
         --tag backlog-1m                                             # the full run (quiet machine)
 
+The PostgreSQL server is ``BENCH_POSTGRES_URL`` (default the local one; this machine's
+runs ``autovacuum = off``, see ``/etc/postgresql/15/main/conf.d/90-ci.conf``). To see
+the drain as a production server runs it, point it at a server with the defaults, e.g.
+``BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5499/postgres`` for a throwaway
+cluster (``initdb`` + ``pg_ctl start -o "-p 5499"``). A full 1M run takes about 5 minutes
+on two cores (load 45 s, drain about 4 minutes at ~4,000 jobs/s).
+
 What it does, per store:
 1. **Load** ``--jobs`` queued jobs fast. One job is submitted the normal way
    (``task.defer``: the row and its ``enqueued`` event exactly as the library writes
@@ -49,6 +56,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.backlog_load import load_postgres, load_sqlite, template
+from bench.backlog_report import deciles, render
 from bench.common import (
     REPO_ROOT,
     RESULTS_DIR,
@@ -57,7 +66,6 @@ from bench.common import (
     fresh_pg_database,
     log,
     machine_info,
-    percentile,
 )
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -71,80 +79,6 @@ def _cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += sum(int(x) for x in fields[11:15])
     return total / TICK
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def _template(url: str) -> tuple[Any, list[str]]:
-    """Migrate, submit one job the normal way; the app and the worker's kinds."""
-    from bench.apps.noop_tasks import build_app
-    from bench.treadle_side import migrate_for_workers
-
-    app = build_app(url)
-    migrate_for_workers(app)
-    app.tasks["noop"].defer()
-    kinds = sorted(k.value for k in app.executors())
-    return app, kinds
-
-
-def load_postgres(url: str, n: int) -> dict[str, Any]:
-    import psycopg
-    from psycopg import sql
-
-    t0 = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        cols = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'treadle_jobs' AND column_name NOT IN "
-            "('id', 'run_at', 'created_at') ORDER BY ordinal_position")]
-        tid = conn.execute("SELECT min(id) FROM treadle_jobs").fetchone()[0]  # type: ignore[index]
-        ident = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-        with conn.transaction():
-            # The template goes to the end: n - 1 copies before it, in id order.
-            conn.execute(sql.SQL(
-                "INSERT INTO treadle_jobs ({cols}, run_at, created_at) "
-                "SELECT {cols}, t.run_at - (%(n)s - g) * interval '1 microsecond', "
-                "t.created_at - (%(n)s - g) * interval '1 microsecond' "
-                "FROM treadle_jobs t, generate_series(1, %(n)s - 1) g WHERE t.id = %(id)s "
-                "ORDER BY g").format(cols=ident), {"n": n, "id": tid})
-            conn.execute(
-                "INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, "
-                "reason, at) SELECT id, NULL, 'queued', 0, NULL, 'enqueued', created_at "
-                "FROM treadle_jobs WHERE id > %(id)s ORDER BY id", {"id": tid})
-            # The template last, so claim order (priority, run_at, id) is id order.
-            conn.execute("UPDATE treadle_jobs SET run_at = run_at + interval '1 microsecond' "
-                         "WHERE id = %(id)s", {"id": tid})
-        first, last = conn.execute("SELECT min(id), max(id) FROM treadle_jobs").fetchone()  # type: ignore[misc]
-    return {"seconds": round(time.perf_counter() - t0, 1), "first_id": first, "last_id": last,
-            "template_id": tid}
-
-
-def load_sqlite(path: str, n: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        cols = [r[1] for r in conn.execute("PRAGMA table_info(treadle_jobs)")
-                if r[1] not in ("id", "run_at", "created_at")]
-        tid = conn.execute("SELECT min(id) FROM treadle_jobs").fetchone()[0]
-        ident = ", ".join(f'"{c}"' for c in cols)  # names read from the schema itself
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            f"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ? - 1) "
-            f"INSERT INTO treadle_jobs ({ident}, run_at, created_at) "
-            f"SELECT {ident}, t.run_at - (? - g.i) * 1e-6, t.created_at - (? - g.i) * 1e-6 "
-            f"FROM treadle_jobs t, g WHERE t.id = ? ORDER BY g.i", (n, n, n, tid))
-        conn.execute(
-            "INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, "
-            "reason, at) SELECT id, NULL, 'queued', 0, NULL, 'enqueued', created_at "
-            "FROM treadle_jobs WHERE id > ? ORDER BY id", (tid,))
-        conn.execute("UPDATE treadle_jobs SET run_at = run_at + 1e-6 WHERE id = ?", (tid,))
-        conn.execute("COMMIT")
-        first, last = conn.execute("SELECT min(id), max(id) FROM treadle_jobs").fetchone()
-    finally:
-        conn.close()
-    return {"seconds": round(time.perf_counter() - t0, 1), "first_id": first, "last_id": last,
-            "template_id": tid}
 
 
 # ----------------------------------------------------------------------------- probing
@@ -338,7 +272,7 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             url = stack.enter_context(fresh_pg_database("treadle_backlog"))
         else:
             url = f"sqlite:///{tmp / 'backlog.db'}"
-        app, kinds = _template(url)
+        app, kinds = template(url)
         stack.callback(app.close)
         log(f"{store}: loading {a.jobs:,} jobs ...")
         loaded = load_postgres(url, a.jobs) if store == "postgres" else \
@@ -366,9 +300,11 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                             claim_statement(a.queues))
             probe.start()
         cpu_w = 0.0
+        cpu_samples: list[tuple[float, float]] = []  # (time, workers' CPU seconds)
         while True:
             group.check_alive()
             cpu_w = _cpu_seconds([p.pid for p in group.procs])
+            cpu_samples.append((time.time(), cpu_w))
             if not _left(store, url):
                 break
             if time.time() - t0 > a.timeout:
@@ -383,6 +319,7 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         explain_after = pg_explain(url, kinds) if store == "postgres" else \
             sqlite_explain(url.removeprefix("sqlite:///"))
         starts = _start_times(app, store, url, loaded)
+        statuses = _status_counts(store, url)
         claims = [ln.split() for ln in claim_log.read_text().splitlines() if ln.strip()]
     return {
         "store": store, "jobs": a.jobs, "workers": a.workers, "concurrency": a.concurrency,
@@ -393,7 +330,9 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "worker_cpu_s_per_1000_jobs": round(cpu_w / a.jobs * 1000, 3),
         "loadavg_during": {"start": [round(x, 2) for x in load0],
                            "end": [round(x, 2) for x in load1]},
-        "deciles": deciles(loaded, claims, starts, probe.samples if probe else []),
+        "statuses": statuses,
+        "deciles": deciles(loaded, claims, starts, probe.samples if probe else [],
+                           cpu_samples),
         "explain_before": explain_before, "explain_after": explain_after,
         "probe_samples": len(probe.samples) if probe else 0,
         "probe_dead_tuples_max": max((s.get("dead", 0) for s in probe.samples), default=None)
@@ -401,6 +340,22 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "probe_autovacuums": (probe.samples[-1].get("autovacuum") if probe and probe.samples
                               else None),
     }
+
+
+def _status_counts(store: str, url: str) -> dict[str, int]:
+    """How the jobs ended: every one should have succeeded (a lease that ran out under a
+    live worker shows here as ``failed``)."""
+    sql = "SELECT status, count(*) FROM treadle_jobs GROUP BY status ORDER BY status"
+    if store == "postgres":
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            return {str(k): int(v) for k, v in conn.execute(sql).fetchall()}
+    conn2 = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+    try:
+        return {str(k): int(v) for k, v in conn2.execute(sql).fetchall()}
+    finally:
+        conn2.close()
 
 
 def _start_times(app: Any, store: str, url: str, loaded: dict[str, Any]) -> list[tuple[int, float]]:
@@ -425,113 +380,6 @@ def _start_times(app: Any, store: str, url: str, loaded: dict[str, Any]) -> list
         finally:
             conn2.close()
     return [(int(d), int(n), float(lo), float(hi)) for d, n, lo, hi in rows]  # type: ignore[misc]
-
-
-def deciles(loaded: dict[str, Any], claims: list[list[str]], starts: list[Any],
-            samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    first, span = loaded["first_id"], loaded["last_id"] - loaded["first_id"] + 1
-
-    def decile_of(job_id: int) -> int:
-        return int(min(9, max(0, (job_id - first) * 10 // span)))
-
-    by: list[dict[str, Any]] = [{"decile": d + 1, "claim_ms": [], "claim_jobs": 0,
-                                 "probe_ms": [], "probe_buffers": [], "indexes": set(),
-                                 "dead": []} for d in range(10)]
-    for _, n, secs, top in claims:
-        b = by[decile_of(int(top))]
-        b["claim_ms"].append(float(secs) * 1000)
-        b["claim_jobs"] += int(n)
-    # CPU between probe samples is charged to the decile the next job to claim was in.
-    prev = None
-    for s in samples:
-        if s.get("next_id") is None:
-            continue
-        b = by[decile_of(int(s["next_id"]))]
-        if "exec_ms" in s:
-            b["probe_ms"].append(s["exec_ms"])
-            b["probe_buffers"].append(s["buffers"])
-            b["indexes"].update(s["indexes"])
-        b["dead"].append(s["dead"])
-        if prev is not None:
-            b.setdefault("cpu_w", 0.0)
-            b.setdefault("cpu_db", 0.0)
-            b["cpu_w"] += s["worker_cpu"] - prev["worker_cpu"]
-            # Backends that came and went are not counted: the workers' pools keep theirs.
-            b["cpu_db"] += max(0.0, s["db_cpu"] - prev["db_cpu"])
-            b.setdefault("cpu_jobs", 0)
-            b["cpu_jobs"] += int(s["next_id"]) - int(prev["next_id"])
-        prev = s
-    out = []
-    for b in by:
-        d = b["decile"] - 1
-        n_claims = len(b["claim_ms"])
-        row: dict[str, Any] = {"decile": b["decile"], "claims": n_claims,
-                               "jobs_per_claim": round(b["claim_jobs"] / max(1, n_claims), 1)}
-        if b["claim_ms"]:
-            row["claim_p50_ms"] = round(percentile(b["claim_ms"], 50), 2)
-            row["claim_p99_ms"] = round(percentile(b["claim_ms"], 99), 2)
-        st = next((x for x in starts if x[0] == d), None)
-        if st and st[3] > st[2]:
-            row["jobs_per_s"] = round(st[1] / (st[3] - st[2]), 1)
-        if b["probe_ms"]:
-            row["probe_p50_ms"] = round(percentile(b["probe_ms"], 50), 2)
-            row["probe_buffers_p50"] = int(percentile(b["probe_buffers"], 50))
-            row["probe_buffers_max"] = max(b["probe_buffers"])
-            row["indexes"] = sorted(b["indexes"])
-        if b["dead"]:
-            row["dead_tuples_max"] = max(b["dead"])
-        if b.get("cpu_jobs"):
-            row["worker_cpu_ms_per_job"] = round(b["cpu_w"] / b["cpu_jobs"] * 1000, 3)
-            row["db_cpu_ms_per_job"] = round(b["cpu_db"] / b["cpu_jobs"] * 1000, 3)
-        out.append(row)
-    return out
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def render(res: dict[str, Any]) -> str:
-    m = res["machine"]
-    out = [f"# Backlog drain ({res['tag']})", "",
-           f"{res['when']} · {m.get('cpu', '?')} · {m['nproc']} CPUs · Python {m['python']} · "
-           f"load at start {m['loadavg_at_start']}, at end {res['loadavg_at_end']}", "",
-           f"Command: `{res['command']}`", ""]
-    for r in res["runs"]:
-        out += [f"## {r['store']}: {r['jobs']:,} jobs, {r['workers']} workers x "
-                f"--concurrency {r['concurrency']}, queues {r['queues'] or 'all'}", "",
-                f"Claim statement `{r['claim_statement']}`; table analyzed after the load: "
-                f"{r['analyzed_after_load']}; server autovacuum: "
-                f"{r['load'].get('autovacuum', 'n/a')}.", "",
-                f"Loaded in {r['load']['seconds']} s; drained in {r['drain_seconds']} s "
-                f"({r['jobs_per_s']} jobs/s) at load {r['loadavg_during']['start']} → "
-                f"{r['loadavg_during']['end']}; workers' CPU "
-                f"{r['worker_cpu_s_per_1000_jobs']} s per 1,000 jobs.", ""]
-        probe = r["store"] == "postgres"
-        head = ["tenth", "claims", "jobs/claim", "claim p50 ms", "claim p99 ms", "jobs/s"]
-        if probe:
-            head += ["probe stmt p50 ms", "probe buffers p50 (max)", "dead tuples max",
-                     "worker CPU ms/job", "db CPU ms/job"]
-        out += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        for d in r["deciles"]:
-            cells = [str(d["decile"]), str(d["claims"]), str(d["jobs_per_claim"]),
-                     str(d.get("claim_p50_ms", "")), str(d.get("claim_p99_ms", "")),
-                     str(d.get("jobs_per_s", ""))]
-            if probe:
-                cells += [str(d.get("probe_p50_ms", "")),
-                          f"{d.get('probe_buffers_p50', '')} ({d.get('probe_buffers_max', '')})",
-                          str(d.get("dead_tuples_max", "")),
-                          str(d.get("worker_cpu_ms_per_job", "")),
-                          str(d.get("db_cpu_ms_per_job", ""))]
-            out.append("| " + " | ".join(cells) + " |")
-        idx = sorted({i for d in r["deciles"] for i in d.get("indexes", [])})
-        if idx:
-            out += ["", "Plan nodes of the probed claim statement over the drain: "
-                    + ", ".join(f"`{i}`" for i in idx) + "."]
-        for when in ("before", "after"):
-            out += ["", f"### EXPLAIN {when} the drain", ""]
-            for name, plan in r[f"explain_{when}"].items():
-                out += [f"`{name}`:", "", "```", plan, "```", ""]
-    return "\n".join(out) + "\n"
 
 
 def main() -> None:

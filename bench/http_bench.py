@@ -1,6 +1,14 @@
 """HTTP API benchmark: submit throughput and sync-run latency, on SQLite and PostgreSQL.
 
     python -m bench.http_bench [--backends sqlite,postgres] [--rounds 3]
+        [--client httpx,raw,wrk] [--wrk-seconds 10] [--server-workers 1] [--http auto]
+
+The quiet-machine run of issue 13's target (ADR 0026): both stores with one server
+process, then PostgreSQL with two (one per core):
+
+    python -m bench.http_bench --client wrk,raw,httpx
+    python -m bench.http_bench --backends postgres --client wrk,raw --server-workers 2 \
+        --runs 0 --out bench/results/http-2p
 
 Real processes: ``treadle server`` and ``treadle worker`` (``--app
 bench.apps.treadle_app:app``), driven by httpx clients over keep-alive connections.
@@ -8,6 +16,8 @@ bench.apps.treadle_app:app``), driven by httpx clients over keep-alive connectio
 - submit: ``POST /v1/jobs`` from ``--clients`` concurrent clients (threads, one
   keep-alive connection each) for ``--submit-jobs`` jobs; no worker runs meanwhile,
   so this is the API + store enqueue path alone.
+- submit with ``wrk`` (``--client wrk``, Debian package ``wrk``): C load generator, 16
+  connections for ``--wrk-seconds``; the client takes little of the 2 shared cores.
 - run: ``POST /v1/run`` of the no-op task, one client, sequential, with one worker
   process running; latency is client-side, end to end (submit, claim, run,
   complete, wake the waiter, answer).
@@ -30,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from bench import http_load
 from bench.common import ADMIN_KEY as ADMIN
 from bench.common import (
     nearest_rank,
@@ -61,13 +72,12 @@ def _migrate(url: str, src: str | None) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of process ``pid`` and its children so far (``/proc``)."""
+    return http_load.tree_cpu_seconds(pid)
 
 
 def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # --workers children each load the app
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("server exited")
@@ -78,6 +88,9 @@ def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError("server did not come up")
+
+
+SUBMIT_BODY = json.dumps({"task": "noop", "queue": "bench-submit"}).encode()
 
 
 def bench_submit(base: str, clients: int, jobs: int) -> float:
@@ -114,7 +127,7 @@ def bench_submit_raw(port: int, clients: int, jobs: int) -> float:
     2-core machine the figure is closer to what the server can take (ADR 0019)."""
     import asyncio
 
-    body = json.dumps({"task": "noop", "queue": "bench-submit"}).encode()
+    body = SUBMIT_BODY
     request = (
         f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\n"
@@ -166,32 +179,50 @@ def bench_run(base: str, n: int, warmup: int = 30) -> list[float]:
 
 def one_round(kind: str, clients: int, submit_jobs: int, runs: int,
               client_kinds: tuple[str, ...] = ("httpx",),
-              src: str | None = None) -> dict[str, float]:
+              src: str | None = None, server_args: tuple[str, ...] = (),
+              wrk_seconds: float = 10.0) -> dict[str, float]:
     with scratch_database(kind, "treadle_bench", PG_ADMIN) as url:
         _migrate(url, src)
-        return _measure(url, clients, submit_jobs, runs, client_kinds, src)
+        return _measure(url, clients, submit_jobs, runs, client_kinds, src, server_args,
+                        wrk_seconds)
 
 
 def _measure(url: str, clients: int, submit_jobs: int, runs: int,
-             client_kinds: tuple[str, ...], src: str | None) -> dict[str, float]:
+             client_kinds: tuple[str, ...], src: str | None,
+             server_args: tuple[str, ...] = (), wrk_seconds: float = 10.0,
+             ) -> dict[str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = ["--app", "bench.apps.treadle_app:app", "--db", url]
-    server = _cli("server", *app, "--port", str(port), "--log-level", "warning", src=src)
+    server = _cli("server", *app, "--port", str(port), "--log-level", "warning",
+                  *server_args, src=src)
+    args = list(server_args)
+    one_process = "--workers" not in args or args[args.index("--workers") + 1] == "1"
     worker: subprocess.Popen[bytes] | None = None
     try:
         _wait_up(base, server)
+        bench_submit_raw(port, clients, 32 * clients)  # warm-up (every server process)
         out: dict[str, float] = {}
         for client in client_kinds:  # one after the other on the same server and database
             # The server's CPU per request does not depend on how much of the shared
             # machine it got: 1e6 / cpu_us is what one free core could serve.
             cpu0 = _cpu_seconds(server.pid)
+            loop0 = http_load.loop_cpu_seconds(server.pid) if one_process else 0.0
+            requests = submit_jobs
             if client == "raw":
                 out["submit_raw_jobs_per_s"] = bench_submit_raw(port, clients, submit_jobs)
+            elif client == "wrk":
+                w = http_load.bench_submit_wrk(port, clients, wrk_seconds, ADMIN, SUBMIT_BODY)
+                requests = int(w["requests"])
+                out["submit_wrk_jobs_per_s"] = w["jobs_per_s"]
+                out["submit_wrk_p50_ms"], out["submit_wrk_p99_ms"] = w["p50_ms"], w["p99_ms"]
             else:
                 out["submit_jobs_per_s"] = bench_submit(base, clients, submit_jobs)
-            per_request = (_cpu_seconds(server.pid) - cpu0) / submit_jobs * 1e6
+            per_request = (_cpu_seconds(server.pid) - cpu0) / requests * 1e6
             out[f"server_cpu_us_{client}"] = per_request
+            if one_process:  # the event loop's share (the rest: committers, threads)
+                loop = http_load.loop_cpu_seconds(server.pid) - loop0
+                out[f"server_loop_cpu_us_{client}"] = loop / requests * 1e6
         if runs <= 0:
             return out
         worker = _cli("worker", *app, "--queues", "default", "--concurrency", "4",
@@ -219,8 +250,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--submit-jobs", type=int, default=4000)
     ap.add_argument("--runs", type=int, default=500)
-    ap.add_argument("--client", default="httpx,raw",
-                    help="submit clients, comma-separated: httpx (threads), raw (asyncio)")
+    ap.add_argument("--client", default="httpx,raw,wrk",
+                    help="submit clients, comma-separated: httpx (threads), raw (asyncio), "
+                         "wrk (C; the Debian package)")
+    ap.add_argument("--wrk-seconds", type=float, default=10.0)
+    ap.add_argument("--server-workers", type=int, default=1,
+                    help="treadle server --workers (processes sharing the port)")
+    ap.add_argument("--http", default="auto", help="treadle server --http")
     ap.add_argument("--baseline-src", default=None,
                     help="also run the server from this source tree (older code), "
                          "interleaved round by round")
@@ -237,8 +273,10 @@ def main() -> None:
         for i in range(args.rounds):
             for version, src in versions.items():
                 try:
+                    server_args = () if src else (
+                        "--http", args.http, "--workers", str(args.server_workers))
                     r = one_round(kind, args.clients, args.submit_jobs, args.runs,
-                                  client_kinds, src)
+                                  client_kinds, src, server_args, args.wrk_seconds)
                 except RuntimeError as exc:  # recorded, not hidden (the old code wedged)
                     print(f"{kind} {version} round {i + 1} failed: {exc}"[:400], flush=True)
                     r = {"failed": 1.0}
@@ -255,7 +293,9 @@ def main() -> None:
         load_before,
         params={"clients": args.clients, "submit_jobs": args.submit_jobs,
                 "runs": args.runs, "rounds": args.rounds, "worker_concurrency": 4,
-                "client": list(client_kinds), "baseline_src": args.baseline_src},
+                "client": list(client_kinds), "baseline_src": args.baseline_src,
+                "wrk_seconds": args.wrk_seconds, "server_workers": args.server_workers,
+                "http": args.http},
         target={"run_p50_ms": 15.0, "submit_jobs_per_s": 4000.0},
         results=results,
     )
@@ -278,31 +318,40 @@ def _markdown(doc: dict[str, Any]) -> str:
         "by the client, end to end. Server and worker are separate processes on the same host. "
         "Durable commits on both stores (SQLite WAL synchronous=FULL; PostgreSQL default).",
         "",
-        "Server CPU µs/request: the API process's user+system CPU time over the submit phase "
-        "divided by the jobs (its committer thread included); 1e6 / that is what one free core "
-        "could serve, whatever share of the machine the run got.",
+        "Server CPU µs/request: the API's user+system CPU time (all its processes with "
+        "`--workers`) over the submit phase divided by the jobs, committer threads included; "
+        "1e6 / that is what one free core could serve, whatever share of the machine the run "
+        "got. Loop: the event loop thread's part of it (HTTP parsing, validation, answer). "
+        f"`wrk`: C load generator, {p.get('wrk_seconds', 10):g} s per round. Server: "
+        f"`--workers {p.get('server_workers', 1)} --http {p.get('http', 'auto')}`.",
         "",
-        "| backend | submit jobs/s (httpx) | server CPU µs/req (httpx) | submit jobs/s (raw) | "
-        "server CPU µs/req (raw) | run p50 ms | run p90 ms | run p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backend | client | submit jobs/s | server CPU µs/req | loop CPU µs/req |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
 
     def cell(m: dict[str, float], key: str, fmt: str) -> str:
         return format(m[key], fmt) if key in m else "n/a"
 
+    runs: list[str] = []
     for kind, r in doc["results"].items():
         m = r["median"]
         failed = sum(1 for x in r["rounds"] if x.get("failed"))
         if failed:
             lines.append(f"| {kind} | {failed} of {len(r['rounds'])} rounds failed (requests "
-                         "timed out or 503) | | | | | | |")
+                         "timed out or 503) | | | |")
             if failed == len(r["rounds"]):
                 continue
-        lines.append(f"| {kind} | {cell(m, 'submit_jobs_per_s', '.0f')} | "
-                     f"{cell(m, 'server_cpu_us_httpx', '.0f')} | "
-                     f"{cell(m, 'submit_raw_jobs_per_s', '.0f')} | "
-                     f"{cell(m, 'server_cpu_us_raw', '.0f')} | {cell(m, 'run_p50_ms', '.1f')}"
-                     f" | {cell(m, 'run_p90_ms', '.1f')} | {cell(m, 'run_p99_ms', '.1f')} |")
+        for client in p["client"]:
+            rate = "submit_jobs_per_s" if client == "httpx" else f"submit_{client}_jobs_per_s"
+            lines.append(f"| {kind} | {client} | {cell(m, rate, '.0f')} | "
+                         f"{cell(m, f'server_cpu_us_{client}', '.0f')} | "
+                         f"{cell(m, f'server_loop_cpu_us_{client}', '.0f')} |")
+        if "run_p50_ms" in m:
+            runs.append(f"| {kind} | {cell(m, 'run_p50_ms', '.1f')} | "
+                        f"{cell(m, 'run_p90_ms', '.1f')} | {cell(m, 'run_p99_ms', '.1f')} |")
+    if runs:
+        lines += ["", "| backend | run p50 ms | run p90 ms | run p99 ms |",
+                  "| --- | ---: | ---: | ---: |", *runs]
     lines.append("")
     return "\n".join(lines)
 

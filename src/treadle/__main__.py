@@ -1,3 +1,5 @@
 from treadle.cli import main
 
-main()
+# Guarded: `treadle server --workers N` spawns processes that import this module again.
+if __name__ == "__main__":
+    main()

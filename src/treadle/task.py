@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -80,6 +80,7 @@ class Task(Generic[P, R]):
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
+        self._binds = _KeywordBinding.of(self._signature)
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} queue={self.options.queue!r}>"
@@ -103,9 +104,13 @@ class Task(Generic[P, R]):
             if run_at is not None:
                 raise InvalidInput("give either run_at or delay, not both")
             run_at = self.app.clock.now() + timedelta(seconds=delay)
-        return NewJob(
+        if not isinstance(payload, Mapping):
+            raise InvalidInput("payload must be a JSON object (a dict)")
+        # NewJob checks the payload and encodes it once; the size limit measures that
+        # encoding (no second walk, no second json.dumps: ADR 0027).
+        nj = NewJob(
             task=self.name,
-            payload=self.check_arguments(check_payload(payload)),
+            payload=dict(payload),
             queue=queue or self.options.queue,
             priority=self.options.priority if priority is None else priority,
             run_at=run_at,
@@ -115,8 +120,13 @@ class Task(Generic[P, R]):
             tenant=tenant,
             callback_url=callback_url,
             max_crashes=self.options.max_crashes,
-            **self._concurrency(payload),
         )
+        storable.check_size(nj.payload_json, "payload", MAX_PAYLOAD_BYTES)
+        self.check_arguments(nj.payload)
+        if self.options.concurrency is not None or self.options.rate_limit is not None:
+            # The keys are computed from a payload already found storable and bindable.
+            nj = replace(nj, **self._concurrency(nj.payload))
+        return nj
 
     def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The per-key limits' keys for this payload, computed once at submit and stored.
@@ -144,6 +154,8 @@ class Task(Generic[P, R]):
         Workers check again at run time (a producer may run other code than the worker).
         """
         probe = {**payload, "ctx": None} if self.options.pass_context else payload
+        if self._binds is not None and self._binds.accepts(probe):
+            return payload  # what bind() would accept; it still explains a refusal
         try:
             self._signature.bind(**probe)
         except TypeError as exc:
@@ -185,3 +197,32 @@ def check_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput("payload must be a JSON object (a dict)")
     storable.check(payload, "payload", max_bytes=MAX_PAYLOAD_BYTES)
     return dict(payload)
+
+
+@dataclass(frozen=True)
+class _KeywordBinding:
+    """When ``Signature.bind(**payload)`` succeeds, decided from sets of names: a
+    payload is only ever bound as keywords, and ``bind`` cost more than the rest of a
+    ``defer``. ``of`` gives None for a signature with positional-only parameters (their
+    rules are subtler); such tasks always call ``bind``."""
+
+    names: frozenset[str]  # parameters a keyword can fill
+    required: frozenset[str]  # of those, the ones without a default
+    any_keyword: bool  # the function takes **kwargs
+
+    @classmethod
+    def of(cls, sig: inspect.Signature) -> _KeywordBinding | None:
+        P_ = inspect.Parameter
+        params = sig.parameters.values()
+        if any(p.kind is P_.POSITIONAL_ONLY for p in params):
+            return None
+        named = [p for p in params if p.kind in (P_.POSITIONAL_OR_KEYWORD, P_.KEYWORD_ONLY)]
+        return cls(
+            names=frozenset(p.name for p in named),
+            required=frozenset(p.name for p in named if p.default is P_.empty),
+            any_keyword=any(p.kind is P_.VAR_KEYWORD for p in params),
+        )
+
+    def accepts(self, payload: Mapping[str, Any]) -> bool:
+        keys = payload.keys()
+        return self.required <= keys and (self.any_keyword or keys <= self.names)

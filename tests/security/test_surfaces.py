@@ -297,7 +297,10 @@ def test_signed_inbound_hook_bodies_that_cannot_be_stored_are_refused(
         weird_delivery = {**headers, "Treadle-Delivery-Id": "d\x7f1"}
         ok = b'{"v": 1}'
         weird_delivery.update(signed_headers(secret, ok))
-        problem(sender.post("/v1/hooks/h", content=ok, headers=weird_delivery), 422)
+        weird = sender.post("/v1/hooks/h", content=ok, headers=weird_delivery)
+        # A control byte in a header: h11 passed it to the app (422); the C parser the
+        # server uses now refuses the request itself (400). A problem either way (ADR 0026).
+        problem(weird, 400 if weird.status_code == 400 else 422)
     assert sapi.treadle.list_jobs() == []
 
 

@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from treadle.api import admin, jobs, problems
+from treadle.api import admin, fastpath, jobs, problems
 from treadle.api import usage as usage_api
 from treadle.api.auth import _bearer, principal_from_request
 from treadle.api.config import ApiConfig
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # Error statuses any operation may answer; documented once for every operation so
 # clients (and schemathesis) know the problem+json shape of each.
 _ERROR_STATUSES = {
+    "400": "Malformed request (refused by the HTTP parser, e.g. a control byte in a header)",
     "401": "Missing or invalid API key",
     "403": "The key lacks the required scope",
     "404": "Not found (another tenant's job is not found either)",
@@ -36,6 +37,7 @@ _ERROR_STATUSES = {
     "409": "Conflict (idempotency key reuse, job state)",
     "413": "Request body or payload over the limit",
     "422": "Invalid input",
+    "431": "Request line and headers over 16 KiB",
     "500": "Internal error",
     "503": "Database unavailable",
 }
@@ -43,7 +45,7 @@ _ERROR_STATUSES = {
 
 def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None = None) -> FastAPI:
     """The API app. Pass ``metrics`` to share a registry with in-process workers."""
-    app = FastAPI(
+    app = fastpath.TreadleAPI(
         title=f"{config.title} API",
         version="1",
         description="Durable job execution. Errors are `application/problem+json` (RFC 9457).",
@@ -75,6 +77,9 @@ def create_app(treadle: Treadle, config: ApiConfig, *, metrics: Metrics | None =
     if renamed:  # old path prefixes served by the new routes, marked deprecated (ADR 0023)
         app.add_middleware(RenamedPaths, renamed=renamed)
     app.add_middleware(_Wrap, wrap=m.middleware)
+    # Accepted submissions skip FastAPI's per-request machinery; the rest, and every
+    # error, still go through all of the above (ADR 0026).
+    fastpath.install(app, treadle, config, m, renamed)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from treadle.api.config import ApiConfig
 from treadle.core.errors import ConfigurationError
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from treadle.app import Treadle
 
 log = logging.getLogger("treadle.api")
+HTTP_CHOICES = ("auto", "httptools", "h11")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -46,18 +48,11 @@ def config_from_env(host: str = "127.0.0.1", *, allow_open: bool = True) -> ApiC
     )
 
 
-def _server(treadle: Treadle, config: ApiConfig, host: str, port: int,
-            log_level: str) -> uvicorn.Server:
-    import uvicorn
-
+def _asgi_app(treadle: Treadle, config: ApiConfig, host: str, port: int) -> Any:
     from treadle.api.app import create_app
     from treadle.api.metrics import Metrics
 
-    if config.open_loopback and not is_loopback_host(host):
-        raise ConfigurationError(
-            f"open_loopback serves without API keys and is only allowed on a loopback "
-            f"address, not {host!r}: set TREADLE_ADMIN_KEY or create keys"
-        )
+    _check_open(config, host)
     if config.open_loopback:
         log.warning("API is OPEN on %s:%s: loopback requests without a key act as the admin "
                     "of the default tenant. Set TREADLE_ADMIN_KEY to require keys.", host, port)
@@ -73,17 +68,95 @@ def _server(treadle: Treadle, config: ApiConfig, host: str, port: int,
         pass
     else:
         mount_ui(app, treadle)
-    cfg = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                         timeout_keep_alive=30)
-    return uvicorn.Server(cfg)
+    return app
+
+
+def http_protocol(choice: str = "auto") -> Any:
+    """uvicorn's ``http`` setting for ``choice`` (ADR 0026): ``auto`` is the C parser
+    (httptools, with problem+json refusals) when installed, else h11."""
+    if choice not in HTTP_CHOICES:
+        raise ConfigurationError(f"--http must be one of {', '.join(HTTP_CHOICES)}")
+    if choice == "h11":
+        return "h11"
+    try:
+        from treadle.api.protocol import ApiHttpToolsProtocol
+    except ImportError:
+        if choice == "httptools":
+            raise ConfigurationError("--http httptools needs the httptools package") from None
+        return "h11"
+    return ApiHttpToolsProtocol
+
+
+def _uvicorn_config(app: Any, host: str, port: int, log_level: str, http: str,
+                    **kwargs: Any) -> uvicorn.Config:
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          timeout_keep_alive=30, http=http_protocol(http), **kwargs)
+
+
+def _server(treadle: Treadle, config: ApiConfig, host: str, port: int,
+            log_level: str, http: str = "auto") -> uvicorn.Server:
+    import uvicorn
+
+    app = _asgi_app(treadle, config, host, port)
+    return uvicorn.Server(_uvicorn_config(app, host, port, log_level, http))
 
 
 def serve(
     treadle: Treadle, config: ApiConfig, host: str = "127.0.0.1", port: int = 8787,
-    *, log_level: str = "info",
+    *, log_level: str = "info", http: str = "auto",
 ) -> None:
     """Run the API until interrupted (blocking)."""
-    _server(treadle, config, host, port, log_level).run()
+    _server(treadle, config, host, port, log_level, http).run()
+
+
+# The CLI's settings for `serve_processes`' children, which build their own app.
+_CHILD_SPEC = "TREADLE_SERVER_PROCESS"
+
+
+def serve_processes(
+    build: tuple[str | None, str | None, bool], host: str, port: int,
+    *, workers: int, log_level: str = "info", http: str = "auto",
+) -> None:
+    """Run the API in ``workers`` processes sharing one listening socket (uvicorn's
+    supervisor restarts a process that dies). Each process loads the app from ``build``
+    (``--app``, ``--db``, ``--otel``) and its settings from the environment, as the CLI
+    does, and has its own connections and group committer; on SQLite they share the one
+    write lock. Metrics counters are per process (ADR 0026)."""
+    import uvicorn
+
+    _check_open(config_from_env(host), host)
+    app_spec, db, otel = build
+    os.environ[_CHILD_SPEC] = json.dumps({"app": app_spec, "db": db, "otel": otel,
+                                          "host": host, "port": port})
+    uvicorn.run("treadle.api.server:process_app", factory=True, workers=workers,
+                host=host, port=port, log_level=log_level, access_log=False,
+                timeout_keep_alive=30, http=http_protocol(http),
+                # A child loads the whole app before it answers the supervisor's ping;
+                # on a busy host that takes longer than uvicorn's 5 s, and it would be
+                # killed and started again, over and over.
+                timeout_worker_healthcheck=60)
+
+
+def _check_open(config: ApiConfig, host: str) -> None:
+    if config.open_loopback and not is_loopback_host(host):
+        raise ConfigurationError(
+            f"open_loopback serves without API keys and is only allowed on a loopback "
+            f"address, not {host!r}: set TREADLE_ADMIN_KEY or create keys"
+        )
+
+
+def process_app() -> Any:
+    """The app of one ``serve_processes`` child (uvicorn imports and calls this)."""
+    from treadle.cli.common import enable_tracing, load_app
+    from treadle.kinds import use_builtin
+
+    spec = json.loads(os.environ[_CHILD_SPEC])
+    treadle = use_builtin(load_app(spec["app"], spec["db"]))
+    enable_tracing(treadle, spec["otel"])
+    host = spec["host"]
+    return _asgi_app(treadle, config_from_env(host), host, spec["port"])
 
 
 def start_in_thread(

@@ -97,18 +97,29 @@ def server_command(
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     otel: OtelOption = False,
+    http: Annotated[str, typer.Option(
+        help="HTTP parser: auto (httptools when installed), httptools or h11.")] = "auto",
+    processes: Annotated[int, typer.Option(
+        "--workers", min=1, max=64,
+        help="Server processes sharing the port (PostgreSQL: one per core).")] = 1,
 ) -> None:
-    """Serve the HTTP API (no workers; run `treadle worker` for those)."""
+    """Serve the HTTP API (no job workers; run `treadle worker` for those)."""
     from treadle.cli.common import clean_errors, enable_tracing, load_app
     from treadle.core.errors import MissingExtra
     from treadle.kinds import use_builtin
 
     with clean_errors():
         try:
-            from treadle.api.server import config_from_env, serve
+            from treadle.api.server import config_from_env, serve, serve_processes
         except ImportError as exc:
             raise MissingExtra("server", exc.name or "fastapi") from exc
         app = use_builtin(load_app(app_spec, db))
         enable_tracing(app, otel)
         app.check_schema()
-        serve(app, config_from_env(host), host=host, port=port, log_level=log_level)
+        if processes > 1:  # each process loads the app itself (ADR 0026)
+            app.close()
+            serve_processes((app_spec, db, otel), host, port, workers=processes,
+                            log_level=log_level, http=http)
+            return
+        serve(app, config_from_env(host), host=host, port=port, log_level=log_level,
+              http=http)

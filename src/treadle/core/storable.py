@@ -47,7 +47,9 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_INT_BITS",
     "check",
+    "check_size",
     "clean_text",
+    "encode",
     "is_valid_text",
     "repair",
 ]
@@ -203,11 +205,24 @@ def check(
             detail={"path": [clean_text(str(p), 200) for p in exc.path], "reason": exc.reason},
         ) from None
     if max_bytes is not None:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-        if size > max_bytes:
-            raise error(f"{what} is {size} bytes; the limit is {max_bytes}",
-                        detail={"bytes": size, "limit": max_bytes})
+        check_size(encode(value), what, max_bytes, error=error)
     return value
+
+
+def encode(value: Any) -> str:
+    """``value`` (already checked) as compact JSON text: what both stores write."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def check_size(
+    text: str, what: str, max_bytes: int, *, error: type[TreadleError] = InvalidInput
+) -> None:
+    """Refuse ``text`` (the JSON of ``what``) when its UTF-8 form exceeds ``max_bytes``."""
+    # ASCII text is as many bytes as characters: no second copy of a large payload.
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > max_bytes:
+        raise error(f"{what} is {size} bytes; the limit is {max_bytes}",
+                    detail={"bytes": size, "limit": max_bytes})
 
 
 def repair(value: Any) -> Any:

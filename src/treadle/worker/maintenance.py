@@ -19,6 +19,7 @@ from treadle.core.errors import (
 )
 from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.logs import get_logger
+from treadle.worker.pace import HeartbeatPace
 from treadle.worker.reaper import DEAD_INTERVAL, PROBE_INTERVAL
 from treadle.worker.slots import Slots
 from treadle.worker.supervise import describe
@@ -28,6 +29,11 @@ log = get_logger("treadle.worker")
 # After the claim loop saw a change, an idle worker probes for running jobs at once and
 # again this much later (a peer's claim may commit a moment after the wake-up).
 ACTIVITY_WINDOW = 0.5
+# How often an idle worker looks whether a job runs anywhere when nothing woke it (ADR
+# 0029). Its claim loop is woken when a job is queued (a notification on PostgreSQL) and,
+# on SQLite, by any commit while a job runs, and then looks at once: this look is only the
+# net for a wake-up that never came.
+IDLE_PROBE_INTERVAL = 10.0
 
 
 class Maintenance(Slots):
@@ -35,7 +41,7 @@ class Maintenance(Slots):
 
     def _maintenance_loop(self) -> None:
         cfg = self.config
-        next_beat = 0.0
+        beat = HeartbeatPace(cfg.lease.heartbeat_interval)  # slower while idle (ADR 0029)
         next_reap = time.monotonic() + cfg.reap_interval
         next_tick = next_probe = next_dead = 0.0
         next_prune = time.monotonic() + self.pruner.interval
@@ -55,16 +61,16 @@ class Maintenance(Slots):
                     running = due is not None
                     if due is None:
                         # No job runs anywhere: nothing to reap until one does; an idle
-                        # worker looks again only every reap_interval (idle cost), or
-                        # soon after its claim loop saw a change (a job may start).
+                        # worker looks again only every IDLE_PROBE_INTERVAL (idle cost),
+                        # or soon after its claim loop saw a change (a job may start).
                         next_reap = math.inf
-                        next_probe = hot_until if now < hot_until else now + cfg.reap_interval
+                        next_probe = hot_until if now < hot_until else \
+                            now + max(cfg.reap_interval, IDLE_PROBE_INTERVAL)
                     else:
                         next_reap = min(next_reap, now + due)
                         next_probe = now + PROBE_INTERVAL
-                if now >= next_beat:
-                    self._heartbeat()
-                    next_beat = now + cfg.lease.heartbeat_interval
+                if beat.due(now, holding=bool(self._running)):
+                    beat.beaten(now, holding=self._heartbeat())
                 if self.scheduler is not None and now >= next_tick:
                     self.scheduler.run_once()
                     next_tick = now + 1.0
@@ -91,12 +97,13 @@ class Maintenance(Slots):
                         service.run_once()
             except StoreUnavailable as exc:
                 log.warning("maintenance failed; retrying", worker=self.id, error=str(exc))
-                next_beat = now + 0.5
+                beat.failed(now)
             except Exception as exc:
                 log.error("maintenance error", worker=self.id, error=describe(exc), exc_info=exc)
             self._stopped.wait(0.05)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self) -> bool:
+        """Renew the leases held and record the worker; True if it held any."""
         with self._lock:
             entries = list(self._running.values())
         res = self.store.heartbeat(
@@ -121,6 +128,7 @@ class Maintenance(Slots):
                 # Someone else holds it now; stop work whose result could not be written.
                 log.warning("lease lost", job_id=e.job.id, worker=self.id)
                 e.ctx.cancelled.set()
+        return bool(entries)
 
     def _enforce_deadlines(self) -> None:
         with self._lock:

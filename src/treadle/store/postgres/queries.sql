@@ -93,32 +93,30 @@ WITH cand AS (
 SELECT * FROM upd;
 
 -- name: insert_jobs
--- One round trip for a whole batch; rows come back in input order (ord).
+-- One round trip for a whole batch. The jobs come as one JSON array of objects, one per
+-- job (a key left out is NULL): building and sending it costs the client a fraction of
+-- one array parameter per column (ADR 0027). Rows are inserted in input order, so their
+-- ids ascend in it; the client builds each job from its request and the returned id.
 WITH input AS (
-    SELECT * FROM unnest(
-        %(tenant)s::text[], %(queue)s::text[], %(kind)s::text[], %(task)s::text[],
-        %(payload)s::jsonb[], %(priority)s::integer[], %(run_at)s::timestamptz[],
-        %(max_attempts)s::integer[], %(timeout)s::double precision[],
-        %(idempotency_key)s::text[], %(concurrency_key)s::text[], %(parent_id)s::bigint[],
-        %(callback_url)s::text[], %(concurrency_limit)s::integer[],
-        %(rate_period)s::double precision[], %(max_crashes)s::integer[],
-        %(traceparent)s::text[], %(rate_key)s::text[], %(rate_limit)s::integer[],
-        %(rate_window)s::double precision[]
-    ) WITH ORDINALITY AS t(tenant, queue, kind, task, payload, priority, run_at, max_attempts,
-                           timeout, idempotency_key, concurrency_key, parent_id, callback_url,
-                           concurrency_limit, rate_period, max_crashes, traceparent, rate_key,
-                           rate_limit, rate_window, ord)
+    SELECT * FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb) AS (
+        tenant text, queue text, kind text, task text, payload jsonb, priority integer,
+        run_at timestamptz, max_attempts integer, timeout double precision,
+        idempotency_key text, concurrency_key text, parent_id bigint, callback_url text,
+        concurrency_limit integer, rate_period double precision, max_crashes integer,
+        traceparent text, rate_key text, rate_limit integer, rate_window double precision)
+    ) WITH ORDINALITY AS t
 ), ins AS (
     INSERT INTO treadle_jobs (
         tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
         idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
         max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
-    SELECT tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
-           idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
-           max_crashes, %(now)s, traceparent, rate_key, rate_limit, rate_window
-    FROM input ORDER BY ord
+    SELECT tenant, queue, kind, task, payload, priority, coalesce(run_at, %(now)s),
+           max_attempts, timeout, idempotency_key, concurrency_key, parent_id, callback_url,
+           concurrency_limit, rate_period, max_crashes, %(now)s, traceparent, rate_key,
+           rate_limit, rate_window
+    FROM input ORDER BY ordinality
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, tenant, queue, idempotency_key
 ), ev AS (
     INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
     SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM ins
@@ -126,7 +124,7 @@ WITH input AS (
     -- Wake idle workers in the same statement: no extra round trip.
     SELECT count(pg_notify('treadle_jobs', q)) AS n FROM (SELECT DISTINCT queue AS q FROM ins) d
 )
-SELECT ins.* FROM ins, note ORDER BY ins.id;
+SELECT ins.id, ins.tenant, ins.idempotency_key FROM ins, note ORDER BY ins.id;
 
 -- name: jobs_by_idempotency_keys
 SELECT * FROM treadle_jobs
@@ -623,6 +621,10 @@ WITH cand AS (
     SELECT id, 'queued', 'running', attempt, %(worker)s, 'claimed', %(now)s FROM upd
 )
 SELECT * FROM upd;
+
+-- name: any_queued
+-- Is any job queued? With none, an idle wait for work waits for a notification (ADR 0029).
+SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'queued') AS queued;
 
 -- name: server_time
 SELECT clock_timestamp() AS now;

@@ -6,11 +6,16 @@ when the session ends (the process died, the connection dropped), so a running j
 whose owner's lock is free belongs to a dead worker: the reaper re-queues it at once
 instead of waiting for its lease.
 
-The same connection then waits for a second, shared lock: the one holder of it is the
+The same connection competes for a second, shared lock: the one holder of it is the
 *liveness leader* and runs the dead-worker pass for everyone (one query a second per
-database, not per worker). Waiting for the lock is a query that blocks; the session
-sets ``client_connection_check_interval`` so that a backend blocked in it still notices
-within a fraction of a second that its client died, and releases the worker's lock.
+database, not per worker). A worker tries for it (``pg_try_advisory_lock``) when it
+wants a pass, that is while some job runs (ADR 0025), and never waits for it in a
+blocking query: a query blocked in ``pg_advisory_lock`` holds a snapshot, and with it
+the database's xmin horizon, for as long as it waits — no dead row of any table could
+be vacuumed, nor a dead index entry skipped, so with two workers every claim and probe
+over the jobs' partial indexes slowed down with each job done (issue 13,
+``bench/results/backlog.md``). When the leader dies the next try, within a second,
+takes over.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class WorkerSession:
         self.registered = threading.Event()
         self._stop = threading.Event()
         self._leader = False
+        self._ready = False  # this connection holds the worker's lock and recorded it
         self._conn: psycopg.Connection[Any] | None = None
         self._use = threading.Lock()  # the leader's pass and the thread share the connection
         self._broken = threading.Event()
@@ -80,12 +86,18 @@ class WorkerSession:
                 return
 
     def as_leader(self, op: Callable[[psycopg.Connection[Any]], T]) -> T | None:
-        """Run ``op`` on the session's connection if this session is the leader."""
+        """Run ``op`` on the session's connection if this session is (or now becomes,
+        by a try for the leader lock) the leader."""
         with self._use:
             conn = self._conn
-            if not self._leader or conn is None:
+            if conn is None or not self._ready:
                 return None
             try:
+                if not self._leader:
+                    if not _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", LEADER_KEY):
+                        return None  # another worker leads
+                    self._leader = True
+                    log.info("worker is the liveness leader", worker=self.worker)
                 return op(conn)
             except psycopg.OperationalError:
                 self._broken.set()  # the thread reconnects (and competes again)
@@ -110,7 +122,7 @@ class WorkerSession:
                           error=repr(exc), exc_info=exc)
             finally:
                 with self._use:
-                    self._leader = False
+                    self._leader = self._ready = False
                     conn, self._conn = self._conn, None
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -127,13 +139,10 @@ class WorkerSession:
         while not _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", self.key):
             self.key = _random_key()  # held by another session: a collision, draw again
         self._record(conn, self.key)
-        self.registered.set()
-        if self._stop.is_set():
-            return
-        conn.execute("SELECT pg_advisory_lock(%s)", (LEADER_KEY,))  # blocks until leader
         with self._use:
-            self._leader = True
-        log.info("worker is the liveness leader", worker=self.worker)
+            self._ready = True
+        self.registered.set()
+        # The leadership is tried for by the passes (as_leader), not waited for here.
         while not self._stop.is_set() and not self._broken.is_set():
             self._stop.wait(0.5)
 

@@ -47,6 +47,7 @@ from treadle.store.outcomes import (
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translate, translated
+from treadle.store.postgres.inserts import job_document, match_inserted
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
 from treadle.store.postgres.session import WorkerSession
@@ -65,6 +66,9 @@ _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited q
 # Seconds a claimer trusts a plan that had nothing to share out (one tenant or none, no
 # per-key limits): it skips the plan's round trip meanwhile (ADR 0017, ADR 0030).
 _PLAN_TTL = 1.0
+# The longest an idle wait for work lasts with nothing queued (ADR 0029): a safety net for
+# a job queued by a writer that did not notify (a foreign tool writing the table).
+_IDLE_WAIT_CAP = 16.0
 
 
 def _ts(value: datetime) -> datetime:
@@ -116,10 +120,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         self._limited: dict[str, int] = {}
         self._limited_expires = 0.0
         self._plan_trivial_until = 0.0  # monotonic; see _PLAN_TTL
-        # Concurrent enqueues share one statement and commit (ADR 0019); two batches may
-        # be in flight, so the next is gathered and sent while the server flushes one.
-        self._committer = GroupCommitter("postgres", self._commit_group,
-                                         lanes=min(2, pool_size))
+        # Concurrent enqueues share one statement and commit (ADR 0019). One lane: a
+        # second batch in flight halved the batches' size for no more jobs per second on
+        # 2 cores, and each batch costs the producer process ~50 µs (ADR 0027).
+        self._committer = GroupCommitter("postgres", self._commit_group, lanes=1)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -340,40 +344,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         if not jobs:
             return []
         now = now or self.clock.now()
-        cols: dict[str, list[Any]] = {
-            k: []
-            for k in (
-                "tenant", "queue", "kind", "task", "payload", "priority", "run_at",
-                "max_attempts", "timeout", "idempotency_key", "concurrency_key", "parent_id",
-                "callback_url", "concurrency_limit", "rate_period", "max_crashes",
-                "traceparent", "rate_key", "rate_limit", "rate_window",
-            )
-        }
-        for nj in jobs:
-            cols["tenant"].append(nj.tenant)
-            cols["queue"].append(nj.queue)
-            cols["kind"].append(nj.kind.value)
-            cols["task"].append(nj.task)
-            cols["payload"].append(Jsonb(nj.payload))
-            cols["priority"].append(nj.priority)
-            cols["run_at"].append(nj.run_at or now)
-            cols["max_attempts"].append(nj.max_attempts)
-            cols["timeout"].append(nj.timeout)
-            cols["idempotency_key"].append(nj.idempotency_key)
-            cols["concurrency_key"].append(nj.concurrency_key)
-            cols["parent_id"].append(nj.parent_id)
-            cols["callback_url"].append(nj.callback_url)
-            cols["concurrency_limit"].append(nj.concurrency_limit)
-            cols["rate_period"].append(nj.rate_period)
-            cols["max_crashes"].append(nj.max_crashes)
-            cols["traceparent"].append(nj.traceparent)
-            cols["rate_key"].append(nj.rate_key)
-            cols["rate_limit"].append(nj.rate_limit)
-            cols["rate_window"].append(nj.rate_window)
-        keyed = [nj for nj in jobs if nj.idempotency_key is not None]
+        cur.execute(Q["insert_jobs"], {"jobs": job_document(jobs), "now": now})
+        inserted = cur.fetchall()
         existing: dict[tuple[str, str], Job] = {}
-        cur.execute(Q["insert_jobs"], {**cols, "now": now})
-        inserted = [job_from_row(r, self.codec) for r in cur.fetchall()]
+        keyed = [nj for nj in jobs if nj.idempotency_key is not None]
         if keyed:
             cur.execute(
                 Q["jobs_by_idempotency_keys"],
@@ -383,7 +357,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             for r in cur.fetchall():
                 job = job_from_row(r, self.codec)
                 existing[(job.tenant, job.idempotency_key or "")] = job
-        return _match_inserted(jobs, inserted, existing)
+        return match_inserted(jobs, inserted, existing, now, cur.connection.info.timezone)
 
     # -- workers -------------------------------------------------------------
 
@@ -645,7 +619,16 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         self._claim_mark.seen = None
         if seen is None:
             seen = self._listener.work_seq()
-        return self._listener.wait_work(seen, timeout)
+        if self._listener.wait_work(seen, timeout):
+            return True
+        # No notification within the poll. With no job queued at all only a commit can
+        # give work, and every commit that queues a job notifies (the listener wakes its
+        # waiters on reconnecting too): wait on for one, up to the cap, instead of an idle
+        # claim every poll (ADR 0029). Queued work that could not be claimed (a back-off,
+        # a pause, a limit) keeps the poll.
+        if self._read_once("any_queued", {})[0]["queued"]:
+            return False
+        return self._listener.wait_work(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         self._listener.ensure_started()
@@ -821,29 +804,4 @@ def _split(
             continue
         out.append(flat[at:at + len(sub.jobs)])
         at += len(sub.jobs)
-    return out
-
-
-def _match_inserted(
-    jobs: Sequence[NewJob], inserted: list[Job], existing: dict[tuple[str, str], Job]
-) -> list[Enqueued]:
-    """Pair each requested job with its row, in request order.
-
-    Rows were inserted in request order, so their ids ascend in that order;
-    a keyed job that did not insert was a duplicate of an existing one.
-    """
-    by_key = {(j.tenant, j.idempotency_key): j for j in inserted if j.idempotency_key}
-    unkeyed = iter(j for j in inserted if not j.idempotency_key)
-    out: list[Enqueued] = []
-    claimed_keys: set[tuple[str, str]] = set()
-    for nj in jobs:
-        if nj.idempotency_key is None:
-            out.append(Enqueued(next(unkeyed), created=True))
-            continue
-        key = (nj.tenant, nj.idempotency_key)
-        if key in by_key and key not in claimed_keys:
-            claimed_keys.add(key)
-            out.append(Enqueued(by_key[key], created=True))
-        else:
-            out.append(Enqueued(existing[key], created=False))
     return out

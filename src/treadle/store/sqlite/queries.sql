@@ -41,17 +41,20 @@ INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, rea
 VALUES (:job_id, :from_status, :to_status, :attempt, :worker, :reason, :at, :detail);
 
 -- name: insert_job
+-- Positional parameters, in the column order below; only the new id comes back (the job
+-- handed to the caller is built from its request, ADR 0027). No row: the key was taken.
 INSERT INTO treadle_jobs (
     tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
     idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
     max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window)
-VALUES (
-    :tenant, :queue, :kind, :task, :payload, :priority, :run_at, :max_attempts, :timeout,
-    :idempotency_key, :concurrency_key, :parent_id, :callback_url, :concurrency_limit,
-    :rate_period, :max_crashes, :created_at, :traceparent, :rate_key, :rate_limit,
-    :rate_window)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+RETURNING id;
+
+-- name: insert_enqueued_events
+-- The 'enqueued' event of each new job: positional (job_id, at), for executemany.
+INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+VALUES (?, NULL, 'queued', 0, NULL, 'enqueued', ?);
 
 -- name: job_by_idempotency_key
 SELECT * FROM treadle_jobs WHERE tenant = :tenant AND idempotency_key = :idempotency_key;
@@ -359,6 +362,12 @@ WHERE id IN (
     ORDER BY priority DESC, run_at, id
     LIMIT :limit)
 RETURNING *;
+
+-- name: work_exists
+-- Is any job queued or running? A commit seen by an idle wait for work ends it only if so
+-- (ADR 0029). Two probes of partial indexes: no scan however many jobs wait or finished.
+SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'queued')
+    OR EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'running') AS work;
 
 -- name: next_queued_run_at
 -- When the earliest queued job comes due: an idle wait for work sleeps until then.

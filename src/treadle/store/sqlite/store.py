@@ -50,6 +50,7 @@ from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
     dumps,
+    epoch_to_dt,
     job_from_row,
     sort_claimed,
 )
@@ -312,7 +313,22 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
 
     def _commit_group(self, batch: Sequence[Submission]) -> list[Result]:
         """One write transaction for a batch; each submission under its own savepoint,
-        so one the database (or its guard) refuses is rolled back alone."""
+        so one the database (or its guard) refuses is rolled back alone.
+
+        Without guards the batch is first tried without savepoints (two statements less
+        per submission, ADR 0027): a refusal then rolls back the whole transaction, and
+        the batch is done again with them, so each caller still gets its own answer."""
+        if len(batch) > 1 and all(sub.guard is None for sub in batch):
+            try:
+                with self._tx() as conn:
+                    plain: list[Result] = [self._enqueue_in(conn, sub.jobs) for sub in batch]
+            except StoreUnavailable:
+                raise  # not a refusal: the lock never came
+            except Exception:  # a refusal: nothing of the batch was written
+                pass
+            else:
+                self._notify()
+                return plain
         out: list[Result] = []
         with self._tx() as conn:
             tx = self._store_tx(conn)
@@ -358,40 +374,32 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             self._notify()
 
     def _enqueue_in(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
-        now = self.clock.now()
+        at = _ts(self.clock.now())
+        # Times as a read of the row gives them (epoch seconds back to datetimes): the
+        # job handed back is built from its request, not read back (ADR 0027).
+        created_at = epoch_to_dt(at)
         out: list[Enqueued] = []
+        events: list[tuple[int, float]] = []
         for nj in jobs:
-            params = {
-                "tenant": nj.tenant,
-                "queue": nj.queue,
-                "kind": nj.kind.value,
-                "task": nj.task,
-                "payload": dumps(nj.payload),
-                "priority": nj.priority,
-                "run_at": _ts(nj.run_at or now),
-                "max_attempts": nj.max_attempts,
-                "timeout": nj.timeout,
-                "idempotency_key": nj.idempotency_key,
-                "concurrency_key": nj.concurrency_key,
-                "concurrency_limit": nj.concurrency_limit,
-                "rate_period": nj.rate_period,
-                "max_crashes": nj.max_crashes,
-                "parent_id": nj.parent_id,
-                "callback_url": nj.callback_url,
-                "created_at": _ts(now),
-                "traceparent": nj.traceparent,
-                "rate_key": nj.rate_key,
-                "rate_limit": nj.rate_limit,
-                "rate_window": nj.rate_window,
-            }
-            row = conn.execute(Q["insert_job"], params).fetchone()
+            run_at = at if nj.run_at is None else _ts(nj.run_at)
+            row = conn.execute(Q["insert_job"], (
+                nj.tenant, nj.queue, nj.kind.value, nj.task, nj.payload_json, nj.priority,
+                run_at, nj.max_attempts, nj.timeout, nj.idempotency_key, nj.concurrency_key,
+                nj.parent_id, nj.callback_url, nj.concurrency_limit, nj.rate_period,
+                nj.max_crashes, at, nj.traceparent, nj.rate_key, nj.rate_limit,
+                nj.rate_window,
+            )).fetchone()
             if row is None:  # idempotency key already used: hand back that job
-                row = conn.execute(Q["job_by_idempotency_key"], params).fetchone()
+                row = conn.execute(Q["job_by_idempotency_key"], {
+                    "tenant": nj.tenant, "idempotency_key": nj.idempotency_key}).fetchone()
                 out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
                 continue
-            job = job_from_row(row, SQLITE_CODEC)
-            self._event(conn, job.id, None, "queued", 0, None, "enqueued", now)
-            out.append(Enqueued(job, created=True))
+            events.append((row[0], at))
+            out.append(Enqueued(nj.stored(
+                row[0], created_at, created_at if nj.run_at is None else epoch_to_dt(run_at)),
+                created=True))
+        if events:
+            conn.executemany(Q["insert_enqueued_events"], events)
         return out
 
     # -- workers -------------------------------------------------------------
@@ -631,7 +639,14 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         read_at = (start, 0.0)  # (monotonic, store clock) when ``due`` was read
         while True:
             if self._wait_change(min(start + timeout, cap if due is None else due), mark):
-                return True
+                fresh = self._mark()  # before looking: a commit after it ends the next wait
+                if fresh[0] != mark[0] or self._read("work_exists", {})[0]["work"]:
+                    return True
+                # Another connection's commit left no job queued or running (a worker's
+                # heartbeat, a registration): nothing to claim, no owner to watch. Wait
+                # on for one read instead of an idle claim's (ADR 0029).
+                mark = fresh
+                continue
             # Every commit, from any process, ends the wait above (data_version): with
             # none, only time can have made a job claimable, a queued job's run_at
             # passing (delays, retry back-off). Wait on until then, up to the cap, and

@@ -1,0 +1,85 @@
+"""Building a batch insert's parameter and pairing its answer with the requests (ADR 0027).
+
+The batch goes to ``insert_jobs`` as one JSON document: an array with one object per
+job. Each payload is spliced in as the JSON text the job already carries (encoded once,
+when it was checked), so nothing is encoded twice; the other columns are a few scalars
+for ``json.dumps``. The server answers with each inserted row's id, tenant and key, and
+the jobs handed back are built from their requests (``NewJob.stored``), not decoded from
+rows read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from treadle.core.job import Enqueued, Job, NewJob
+from treadle.store.rows import dumps
+
+
+def job_document(jobs: Sequence[NewJob]) -> str:
+    """The ``%(jobs)s`` parameter of ``insert_jobs``: a JSON array, one object per job."""
+    parts = []
+    for nj in jobs:
+        fields = {
+            "tenant": nj.tenant, "queue": nj.queue, "kind": nj.kind.value, "task": nj.task,
+            "priority": nj.priority, "max_attempts": nj.max_attempts, "timeout": nj.timeout,
+            "max_crashes": nj.max_crashes,
+            # NULL: the statement's now, the common case (no formatting at all). A time
+            # goes as UTC ISO text: exact to the microsecond, any offset normalised.
+            "run_at": None if nj.run_at is None else nj.run_at.astimezone(UTC).isoformat(),
+        }
+        # The columns most jobs leave empty are left out (absent means NULL).
+        if nj.idempotency_key is not None:
+            fields["idempotency_key"] = nj.idempotency_key
+        if nj.concurrency_key is not None:
+            fields |= {"concurrency_key": nj.concurrency_key,
+                       "concurrency_limit": nj.concurrency_limit,
+                       "rate_period": nj.rate_period}
+        if nj.rate_key is not None:
+            fields |= {"rate_key": nj.rate_key, "rate_limit": nj.rate_limit,
+                       "rate_window": nj.rate_window}
+        if nj.parent_id is not None:
+            fields["parent_id"] = nj.parent_id
+        if nj.callback_url is not None:
+            fields["callback_url"] = nj.callback_url
+        if nj.traceparent is not None:
+            fields["traceparent"] = nj.traceparent
+        # '{"payload":<its JSON>,' + the other fields' object without its "{".
+        parts.append(f'{{"payload":{nj.payload_json},{dumps(fields)[1:]}')
+    return f"[{','.join(parts)}]"
+
+
+def match_inserted(
+    jobs: Sequence[NewJob],
+    inserted: Sequence[Mapping[str, Any]],
+    existing: Mapping[tuple[str, str], Job],
+    now: datetime,
+    tz: tzinfo | None,
+) -> list[Enqueued]:
+    """Pair each requested job with its row, in request order.
+
+    ``inserted`` are the rows ``insert_jobs`` returned (id, tenant, idempotency_key), in
+    request order (ids ascend in it); a keyed job that did not insert was a duplicate of
+    an existing one, found in ``existing``. Times are given in the session's time zone
+    ``tz``, as a read of the row would give them.
+    """
+    created_at = now.astimezone(tz)
+    by_key = {(r["tenant"], r["idempotency_key"]): r["id"]
+              for r in inserted if r["idempotency_key"] is not None}
+    unkeyed = iter([r["id"] for r in inserted if r["idempotency_key"] is None])
+    out: list[Enqueued] = []
+    claimed_keys: set[tuple[str, str]] = set()
+    for nj in jobs:
+        run_at = created_at if nj.run_at is None else nj.run_at.astimezone(tz)
+        if nj.idempotency_key is None:
+            out.append(Enqueued(nj.stored(next(unkeyed), created_at, run_at), created=True))
+            continue
+        key = (nj.tenant, nj.idempotency_key)
+        if key in by_key and key not in claimed_keys:
+            claimed_keys.add(key)
+            out.append(Enqueued(nj.stored(by_key[key], created_at, run_at), created=True))
+        else:
+            out.append(Enqueued(existing[key], created=False))
+    return out

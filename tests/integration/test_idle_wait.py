@@ -1,0 +1,143 @@
+"""An idle worker's wait for work (ADR 0029) ends when work may exist, not on every
+commit (SQLite) or every poll (PostgreSQL); new work still ends it at once.
+
+Statements are counted on the real stores (``bench/statement_count.py``); the tests
+wait for the wait's own check to have run (a count), never for time to pass.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+
+from bench.statement_count import StatementCount, counting_statements
+from treadle.core.job import NewJob
+from treadle.store import Store, open_store
+from treadle.testing import ManualClock, migrated
+
+
+class Waiter(threading.Thread):
+    def __init__(self, store: Store, timeout: float) -> None:
+        super().__init__(daemon=True)
+        self.store, self.timeout, self.result = store, timeout, None
+
+    def run(self) -> None:
+        self.result = self.store.wait_for_work(self.timeout)  # type: ignore[assignment]
+
+
+def _until(pred: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def _seen(count: StatementCount, head: str) -> int:
+    return sum(n for label, n in count.snapshot().items() if label.startswith(head))
+
+
+@pytest.fixture
+def counted() -> Iterator[StatementCount]:
+    with counting_statements() as count:
+        yield count
+
+
+def test_a_commit_that_leaves_no_work_does_not_end_an_idle_sqlite_wait(
+    sqlite_url: str, counted: StatementCount
+) -> None:
+    url = migrated(sqlite_url)
+    waiting, other = open_store(url), open_store(url)
+    try:
+        waiter = Waiter(waiting, timeout=30.0)
+        waiter.start()
+        checks = _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'q")
+        # Another worker's heartbeats: commits, but no job queued or running (beaten
+        # until the wait has looked: the waiter may take its mark after the first).
+        def beaten_and_looked() -> bool:
+            other.heartbeat(worker="peer", leases=[], lease_seconds=30)
+            return _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE "
+                                  "status = 'q") > checks
+
+        _until(beaten_and_looked, "the wait's look after a commit")
+        assert waiter.is_alive()  # it looked, found nothing to do, and waits on
+        other.enqueue([NewJob(task="t")])
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_a_commit_that_leaves_a_job_running_ends_an_idle_sqlite_wait(
+    sqlite_url: str, counted: StatementCount
+) -> None:
+    url = migrated(sqlite_url)
+    waiting, other = open_store(url), open_store(url)
+    try:
+        other.enqueue([NewJob(task="t")])
+        assert other.claim(queues=None, worker="peer", limit=1, lease_seconds=30)
+        waiter = Waiter(waiting, timeout=30.0)
+        waiter.start()
+        # A peer's job runs: its heartbeat ends the wait (the worker then watches for
+        # the peer's death, ADR 0025). Beaten until then: the waiter may take its mark
+        # after the first.
+        def beaten_and_ended() -> bool:
+            other.heartbeat(worker="peer", leases=[], lease_seconds=30)
+            return not waiter.is_alive()
+
+        _until(beaten_and_ended, "the wait's end after a commit")
+        assert waiter.result is True
+    finally:
+        waiting.close()
+        other.close()
+
+
+# The statement's first words (the count keeps a statement's first 70 characters).
+ANY_QUEUED = "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'queued')"
+
+
+def test_an_idle_postgres_wait_with_nothing_queued_lasts_until_a_notification(
+    pg_url: str, counted: StatementCount
+) -> None:
+    waiting, other = open_store(pg_url), open_store(pg_url)
+    try:
+        # The listener's start wakes a first wait (it may have missed notifications
+        # while connecting): wait again until one looks and stays.
+        for _ in range(20):
+            before = _seen(counted, ANY_QUEUED)
+            waiter = Waiter(waiting, timeout=0.05)  # the poll runs out almost at once
+            waiter.start()
+
+            def looked(w: Waiter = waiter, n: int = before) -> bool:
+                return not w.is_alive() or _seen(counted, ANY_QUEUED) > n
+
+            _until(looked, "the wait's look once its poll ran out")
+            if waiter.is_alive():
+                break
+        assert waiter.is_alive()  # nothing queued: it waits for a notification
+        other.enqueue([NewJob(task="t")])
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_an_idle_postgres_wait_keeps_its_poll_while_a_job_is_queued(pg_url: str) -> None:
+    clock = ManualClock()
+    waiting = open_store(pg_url, clock=clock)
+    try:
+        # Queued but not yet due (a retry's back-off): only time makes it claimable, and
+        # no notification says when, so the poll stays (after the wake-ups of the
+        # listener's start and of the enqueue itself).
+        waiting.enqueue([NewJob(task="t", run_at=clock.now() + timedelta(hours=1))])
+        t0 = time.monotonic()
+        results = [waiting.wait_for_work(0.05) for _ in range(3)]
+        assert results[-1] is False
+        assert time.monotonic() - t0 < 5  # not the idle cap's 16 s
+    finally:
+        waiting.close()
