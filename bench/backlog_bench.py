@@ -300,9 +300,11 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                             claim_statement(a.queues))
             probe.start()
         cpu_w = 0.0
+        cpu_samples: list[tuple[float, float]] = []  # (time, workers' CPU seconds)
         while True:
             group.check_alive()
             cpu_w = _cpu_seconds([p.pid for p in group.procs])
+            cpu_samples.append((time.time(), cpu_w))
             if not _left(store, url):
                 break
             if time.time() - t0 > a.timeout:
@@ -329,7 +331,8 @@ def drain(store: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "loadavg_during": {"start": [round(x, 2) for x in load0],
                            "end": [round(x, 2) for x in load1]},
         "statuses": statuses,
-        "deciles": deciles(loaded, claims, starts, probe.samples if probe else []),
+        "deciles": deciles(loaded, claims, starts, probe.samples if probe else [],
+                           cpu_samples),
         "explain_before": explain_before, "explain_after": explain_after,
         "probe_samples": len(probe.samples) if probe else 0,
         "probe_dead_tuples_max": max((s.get("dead", 0) for s in probe.samples), default=None)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from bench.common import percentile
 
 
 def deciles(loaded: dict[str, Any], claims: list[list[str]], starts: list[Any],
-            samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            samples: list[dict[str, Any]],
+            cpu_samples: list[tuple[float, float]] | None = None) -> list[dict[str, Any]]:
     first, span = loaded["first_id"], loaded["last_id"] - loaded["first_id"] + 1
 
     def decile_of(job_id: int) -> int:
@@ -41,6 +43,8 @@ def deciles(loaded: dict[str, Any], claims: list[list[str]], starts: list[Any],
             b.setdefault("cpu_jobs", 0)
             b["cpu_jobs"] += int(s["next_id"]) - int(prev["next_id"])
         prev = s
+    if not samples:
+        _charge_cpu(by, claims, cpu_samples or [], decile_of)
     out = []
     for b in by:
         d = b["decile"] - 1
@@ -86,6 +90,8 @@ def render(res: dict[str, Any]) -> str:
                 + ", ".join(f"{k} {v:,}" for k, v in r["statuses"].items()) + ".", ""]
         probe = r["store"] == "postgres"
         head = ["tenth", "claims", "jobs/claim", "claim p50 ms", "claim p99 ms", "jobs/s"]
+        if not probe:
+            head += ["worker CPU ms/job (database included)"]
         if probe:
             head += ["probe stmt p50 ms", "probe buffers p50 (max)", "dead tuples max",
                      "worker CPU ms/job", "db CPU ms/job"]
@@ -94,6 +100,8 @@ def render(res: dict[str, Any]) -> str:
             cells = [str(d["decile"]), str(d["claims"]), str(d["jobs_per_claim"]),
                      str(d.get("claim_p50_ms", "")), str(d.get("claim_p99_ms", "")),
                      str(d.get("jobs_per_s", ""))]
+            if not probe:
+                cells += [str(d.get("worker_cpu_ms_per_job", ""))]
             if probe:
                 cells += [str(d.get("probe_p50_ms", "")),
                           f"{d.get('probe_buffers_p50', '')} ({d.get('probe_buffers_max', '')})",
@@ -110,3 +118,26 @@ def render(res: dict[str, Any]) -> str:
             for name, plan in r[f"explain_{when}"].items():
                 out += [f"`{name}`:", "", "```", plan, "```", ""]
     return "\n".join(out) + "\n"
+
+
+def _charge_cpu(by: list[dict[str, Any]], claims: list[list[str]],
+                cpu: list[tuple[float, float]], decile_of: Any) -> None:
+    """Without a probe (SQLite, where the database works inside the workers): the workers'
+    CPU between two samples is charged to the tenth of the jobs claimed meanwhile (or of
+    the last claim, when none was)."""
+    timed = sorted((float(t), int(n), int(top)) for t, n, _, top in claims)
+    i, last = 0, None
+    for (t0, c0), (t1, c1) in itertools.pairwise(cpu):
+        jobs, top = 0, last
+        while i < len(timed) and timed[i][0] <= t1:
+            if timed[i][0] > t0:
+                jobs += timed[i][1]
+            top = timed[i][2]
+            i += 1
+        if top is None:
+            continue
+        last = top
+        b = by[decile_of(top)]
+        b["cpu_w"] = b.get("cpu_w", 0.0) + (c1 - c0)
+        b["cpu_db"] = 0.0
+        b["cpu_jobs"] = b.get("cpu_jobs", 0) + jobs

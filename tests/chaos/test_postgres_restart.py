@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -54,7 +55,10 @@ def test_postgres_restart_mid_run_loses_nothing(cluster: Cluster, tmp_path: Path
     finally:
         workers.stop_all()
     logs = "".join(f.read_text() for f in tmp_path.glob("worker-*.log"))
-    assert "retrying" in logs, "the restart should have been felt by the workers"
+    # Felt by the workers: whichever store call the restart hit (a claim, the look for
+    # suspects, outcomes, maintenance) logged its failure; which one is a matter of timing.
+    assert re.search(r"\b(retrying|failed)\b", logs), \
+        "the restart should have been felt by the workers"
     counts = completed_event_counts(url)
     assert set(counts) == set(ids) and set(counts.values()) == {1}
     app.close()

@@ -403,3 +403,48 @@ def test_postgres_enqueue_reads_the_database_clock_before_borrowing(pg_url: str)
         assert not [e for e in logs if e.get("event") == "cannot read the database clock"]
     finally:
         store.close()
+
+
+def test_a_caller_arriving_during_a_commit_waits_for_the_committer() -> None:
+    """With a lane free, a blocking caller that finds a commit in flight does not commit
+    alone on its own thread (ADR 0027): it queues, and the committer threads gather what
+    is waiting into batches. Each caller still gets its own answer, or its own error."""
+    entered, release = threading.Event(), threading.Event()
+    calls: list[tuple[str, int]] = []
+
+    def commit(batch: Any) -> list[Any]:
+        calls.append((threading.current_thread().name, len(batch)))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(WAIT)
+        return [ValueError("refused") if sub.jobs[0].task == "bad" else r
+                for sub, r in zip(batch, _echo_commit(batch), strict=True)]
+
+    gc = GroupCommitter("t", commit, lanes=2)
+    try:
+        first = threading.Thread(target=gc.enqueue, args=([NewJob(task="t")],), name="first")
+        first.start()
+        assert entered.wait(WAIT)  # committing inline, one lane of two busy
+        answers: dict[int, Any] = {}
+
+        def call(i: int) -> None:
+            try:
+                answers[i] = gc.enqueue([NewJob(task="bad" if i == 2 else "t")])
+            except ValueError as exc:
+                answers[i] = exc
+
+        callers = [threading.Thread(target=call, args=(i,), name=f"caller-{i}")
+                   for i in range(4)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(WAIT)  # answered while the first commit is still held
+        release.set()
+        first.join(WAIT)
+        assert calls[0] == ("first", 1)
+        assert all(name.startswith("treadle-group-commit-t") for name, _ in calls[1:])
+        assert sum(n for _, n in calls[1:]) == 4
+        assert isinstance(answers.pop(2), ValueError)
+        assert all(len(a) == 1 for a in answers.values())
+    finally:
+        gc.close()

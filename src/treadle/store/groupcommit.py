@@ -11,10 +11,11 @@ How a submission travels:
 - **Idle: inline.** A blocking caller that finds nothing committing and nothing waiting
   commits its submission on its own thread, at once: a lone or sequential producer never
   waits for a batch window or a thread hand-off.
-- **Busy: gathered.** Otherwise it joins the queue and waits on its future. One
-  committer thread (started on first use, supervised) takes everything waiting, commits
-  it as one batch (one transaction), then answers each future. Non-blocking callers (the
-  HTTP API's event loop) always go through the queue.
+- **Busy: gathered.** Otherwise it joins the queue and waits for its answer. The
+  committer threads (one per lane, started on first use, supervised) take everything
+  waiting, commit it as one batch (one transaction), then answer each caller.
+  Non-blocking callers (the HTTP API's event loop) always go through the queue and get
+  a future.
 
 The backend supplies ``commit(batch)``: it returns one entry per submission, a list of
 ``Enqueued`` or the exception that refused that submission. If ``commit`` raises, the
@@ -28,7 +29,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from treadle.core.errors import StoreUnavailable
@@ -55,13 +55,46 @@ class Guard(Protocol):
     def __call__(self, tx: Transaction) -> None: ...
 
 
-@dataclass(eq=False)
 class Submission:
-    """One caller's jobs (committed all or none) and where its answer goes."""
+    """One caller's jobs (committed all or none) and where its answer goes: a future
+    (``submit``, awaited on an event loop) or, for a thread blocked in ``enqueue``, a
+    lock released with the answer (ADR 0027: a future's condition, its waiter lock and
+    notify_all cost more than the rest of handing a job over)."""
 
-    jobs: Sequence[NewJob]
-    guard: Guard | None = None
-    future: Future[list[Enqueued]] = field(default_factory=Future)
+    __slots__ = ("_done", "_result", "future", "guard", "jobs")
+
+    def __init__(self, jobs: Sequence[NewJob], guard: Guard | None = None, *,
+                 future: Future[list[Enqueued]] | None = None) -> None:
+        self.jobs = jobs
+        self.guard = guard
+        self.future = future
+        self._done: threading.Lock | None = None
+        self._result: Result | None = None
+        if future is None:
+            self._done = threading.Lock()
+            self._done.acquire()  # held until answered; the caller waits to take it
+
+    def start(self) -> bool:
+        """Called as its batch starts: False if it was withdrawn (its future cancelled)."""
+        return self.future is None or self.future.set_running_or_notify_cancel()
+
+    def answer(self, result: Result) -> None:
+        if self.future is not None:
+            if isinstance(result, Exception):
+                self.future.set_exception(result)
+            else:
+                self.future.set_result(result)
+            return
+        self._result = result
+        assert self._done is not None
+        self._done.release()
+
+    def wait(self) -> list[Enqueued]:
+        """Block until answered (a blocking caller's submission); its jobs or its error."""
+        assert self._done is not None
+        self._done.acquire()
+        assert self._result is not None
+        return unwrap(self._result)
 
 
 Result = list[Enqueued] | Exception
@@ -106,13 +139,16 @@ class GroupCommitter:
         sub = Submission(jobs, guard)
         with self._cond:
             self._check_open()
-            inline = self._in_flight < self._lanes and not self._pending
+            # Inline only when nothing is committing: a caller arriving while a batch is
+            # in flight waits for the next batch (with a second lane free, a lone inline
+            # commit there would take it for one job while others queue behind it).
+            inline = self._in_flight == 0 and not self._pending
             if inline:
                 self._in_flight += 1
             else:
                 self._queue(sub)
         if not inline:
-            return sub.future.result()
+            return sub.wait()
         try:  # on this thread, no future: its error is raised here as it is
             results = self._commit([sub])
         finally:
@@ -128,11 +164,11 @@ class GroupCommitter:
     def submit(self, jobs: Sequence[NewJob], guard: Guard | None = None) -> Future[list[Enqueued]]:
         """Queue ``jobs`` for the committer thread; the future resolves once they are
         durable. Cancelling it before its batch starts withdraws the submission."""
-        sub = Submission(jobs, guard)
+        future: Future[list[Enqueued]] = Future()
         with self._cond:
             self._check_open()
-            self._queue(sub)
-        return sub.future
+            self._queue(Submission(jobs, guard, future=future))
+        return future
 
     def _check_open(self) -> None:
         if self._closed:
@@ -178,7 +214,7 @@ class GroupCommitter:
             if batch and jobs + len(sub.jobs) > self._max_jobs:
                 break
             self._pending.popleft()
-            if sub.future.set_running_or_notify_cancel():
+            if sub.start():
                 batch.append(sub)
                 jobs += len(sub.jobs)
         return batch
@@ -196,15 +232,12 @@ class GroupCommitter:
                 log.warning("group commit failed; every caller of the batch gets the error",
                             committer=self.name, submissions=len(batch), error=describe(exc))
             for sub in batch:
-                sub.future.set_exception(exc)
+                sub.answer(exc)
             return
         self.batches += 1
         self.largest = max(self.largest, len(batch))
         for sub, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                sub.future.set_exception(result)
-            else:
-                sub.future.set_result(result)
+            sub.answer(result)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -221,5 +254,5 @@ class GroupCommitter:
         with self._cond:  # the thread could not finish in time: never leave a caller hanging
             while self._pending:
                 sub = self._pending.popleft()
-                if sub.future.set_running_or_notify_cancel():
-                    sub.future.set_exception(StoreUnavailable("the store closed before commit"))
+                if sub.start():
+                    sub.answer(StoreUnavailable("the store closed before commit"))
