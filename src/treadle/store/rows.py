@@ -7,7 +7,7 @@ back decoded JSON and aware datetimes. ``Codec`` hides that difference.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,8 +67,11 @@ POSTGRES_CODEC = Codec(json_out=_identity, ts_out=_identity, json_in=_jsonb, ts_
 def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
     error = codec.opt_json(row["error"])
     # keys(): `in` on an sqlite3.Row tests values; plug-in SQL may select fewer columns.
-    # Read once per row (a claim decodes a whole batch of them).
-    keys = frozenset(row.keys())
+    # Read once per row (a claim decodes a whole batch of them); sqlite3.Row gives a list,
+    # whose `in` scans it, a dict row (PostgreSQL) a view that is a set already.
+    keys: Collection[str] = row.keys()
+    if isinstance(keys, list):
+        keys = frozenset(keys)
     return Job(
         id=row["id"],
         queue=row["queue"],
@@ -104,7 +107,7 @@ def job_from_row(row: Mapping[str, Any], codec: Codec) -> Job:
 
 
 def _crash_fields(row: Mapping[str, Any], codec: Codec,
-                  keys: frozenset[str]) -> dict[str, Any]:
+                  keys: Collection[str]) -> dict[str, Any]:
     """Crash history and threshold (ADR 0015); plug-in SQL may select fewer columns."""
     out: dict[str, Any] = {}
     if "crashes" in keys and row["crashes"] is not None:
@@ -114,7 +117,7 @@ def _crash_fields(row: Mapping[str, Any], codec: Codec,
     return out
 
 
-def _second_rule(row: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+def _second_rule(row: Mapping[str, Any], keys: Collection[str]) -> dict[str, Any]:
     """A rate limit beside the concurrency limit (ADR 0010, migration 0010)."""
     if "rate_key" not in keys or row["rate_key"] is None:
         return {}
