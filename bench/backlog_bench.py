@@ -62,10 +62,10 @@ from bench.common import (
     REPO_ROOT,
     RESULTS_DIR,
     ProcGroup,
-    dump_json,
     fresh_pg_database,
     log,
     machine_info,
+    write_results,
 )
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -408,10 +408,7 @@ def main() -> None:
                 for x in r["deciles"]))
             res["runs"].append(r)
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"{a.tag}.json").write_text(dump_json(res))
-    (RESULTS_DIR / f"{a.tag}.md").write_text(render(res))
-    print(render(res))
+    write_results(RESULTS_DIR / a.tag, res, render(res))
 
 
 if __name__ == "__main__":

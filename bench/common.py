@@ -290,7 +290,7 @@ def results_header(doc: dict[str, Any]) -> list[str]:
 def write_results(out: Path, doc: dict[str, Any], markdown: str) -> None:
     """``out``.json and ``out``.md; the page is printed too."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    out.with_suffix(".json").write_text(dump_json(doc) + "\n")
     out.with_suffix(".md").write_text(markdown)
     print(out.with_suffix(".md").read_text())
 

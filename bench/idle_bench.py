@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.apps.append_tasks import build_app
-from bench.common import RESULTS_DIR, dump_json, fresh_pg_database, log, machine_info
+from bench.common import RESULTS_DIR, fresh_pg_database, log, machine_info, write_results
 from bench.statement_count import counting_statements
 from treadle import Treadle
 from treadle.cli.run import build_worker
@@ -111,10 +111,7 @@ def main() -> None:
             log(f"{store} x{n}: {r['statements_per_s_per_worker']}/s per worker")
             res["runs"].append(r)
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"{a.tag}.json").write_text(dump_json(res))
-    (RESULTS_DIR / f"{a.tag}.md").write_text(render(res))
-    print(render(res))
+    write_results(RESULTS_DIR / a.tag, res, render(res))
 
 
 if __name__ == "__main__":
