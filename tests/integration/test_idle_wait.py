@@ -141,3 +141,30 @@ def test_an_idle_postgres_wait_keeps_its_poll_while_a_job_is_queued(pg_url: str)
         assert time.monotonic() - t0 < 5  # not the idle cap's 16 s
     finally:
         waiting.close()
+
+
+def test_while_work_flows_a_sqlite_wait_ends_on_any_commit_without_looking_first(
+    sqlite_url: str, counted: StatementCount
+) -> None:
+    # A store whose last claim found jobs (ADR 0030) claims again at the next commit at
+    # once: the look for queued or running work would only delay the next job's pickup.
+    url = migrated(sqlite_url)
+    waiting, other = open_store(url), open_store(url)
+    try:
+        waiting.enqueue([NewJob(task="t")])
+        assert len(waiting.claim(queues=None, worker="w", limit=1, lease_seconds=30)) == 1
+        looks = _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'q")
+        waiter = Waiter(waiting, timeout=30.0)
+        waiter.start()
+
+        def beaten_and_ended() -> bool:
+            other.heartbeat(worker="peer", leases=[], lease_seconds=30)
+            return not waiter.is_alive()
+
+        _until(beaten_and_ended, "the busy wait ending on a commit")
+        assert waiter.result is True
+        assert _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE "
+                              "status = 'q") == looks
+    finally:
+        waiting.close()
+        other.close()

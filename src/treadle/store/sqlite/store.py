@@ -687,6 +687,8 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         read_at = (start, 0.0)  # (monotonic, store clock) when ``due`` was read
         while True:
             if self._wait_change(min(start + timeout, cap if due is None else due), mark):
+                if time.monotonic() < self._busy_until:
+                    return True  # work flows (ADR 0030): claim at once, no look first
                 fresh = self._mark()  # before looking: a commit after it ends the next wait
                 if fresh[0] != mark[0] or self._read("work_exists", {})[0]["work"]:
                     return True
