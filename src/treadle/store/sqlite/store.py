@@ -4,7 +4,7 @@ One connection per thread. Several worker processes on one machine are safe:
 SQLite serialises writers with its file lock and every write transaction
 starts ``IMMEDIATE`` so two claimers can never both read the same queued row.
 Idle workers notice new work by watching ``PRAGMA data_version`` (it changes
-when another connection commits) every couple of milliseconds; see ADR 0003.
+when another connection commits): ``store/sqlite/waiting.py``, ADR 0003.
 
 The module is longer than most on purpose: it is one backend's whole write side of
 the Store protocol, kept together so every guarded write reads next to the others.
@@ -55,22 +55,13 @@ from treadle.store.rows import (
     sort_claimed,
 )
 from treadle.store.sqlite.errors import translated
+from treadle.store.sqlite.waiting import BUSY_WINDOW, WaitOps
 from treadle.store.sqlite.workers import LivenessOps
 from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
 USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
-_POLL_SECONDS = 0.002
-# While work flows (a claim here found jobs within the last _BUSY_WINDOW s, or a waiter
-# has just started waiting for a job to finish), waits look four times as often: the
-# next job's pickup waits 0.25 ms on average instead of 1 ms, at ~2,000 reads of a
-# shared-memory counter a second; an idle worker keeps the slower poll (ADR 0030).
-_POLL_BUSY_SECONDS = 0.0005
-_BUSY_WINDOW = 1.0
 _BUSY_SECONDS = 30.0
-# The longest an idle wait_for_work waits when no commit and no queued job's run_at says
-# to look (a safety net: a clock step, a job written with another clock).
-_IDLE_WAIT_CAP = 16.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 T = TypeVar("T")
 _FK_OFF_MARK = "-- treadle: foreign_keys=off"
@@ -80,7 +71,7 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
+class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps, WaitOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -500,7 +491,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     "jobs": dumps([[r["id"], r["attempt"]] for r in claimed]),
                     "worker": worker, "now": base["now"]})
         if claimed:
-            self._busy_until = time.monotonic() + _BUSY_WINDOW
+            self._busy_until = time.monotonic() + BUSY_WINDOW
         return sort_claimed([job_from_row(r, SQLITE_CODEC) for r in claimed])
 
     def _rate_room(self, conn: sqlite3.Connection, key: str, starts: int, period: float,
@@ -631,100 +622,6 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
                  for m in storable_lines(lines)],
             )
-
-    def _data_version(self) -> int:
-        conn = self._conn()
-        return int(self._busy_retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
-
-    def _mark(self) -> tuple[int, int]:
-        """What "nothing changed" looks like now: (in-process seq, other connections' commits)."""
-        with self._wake:
-            seq = self._seq
-        return seq, self._data_version()
-
-    def _notify(self) -> None:
-        with self._wake:
-            self._seq += 1
-            self._wake.notify_all()
-
-    def interrupt(self) -> None:
-        with self._wake:
-            self._interrupted = True
-            self._seq += 1
-            self._wake.notify_all()
-
-    def _wait_change(self, deadline: float, mark: tuple[int, int], *,
-                     fast_until: float = 0.0) -> bool:
-        """Wait until something changed since ``mark`` (taken *before* the caller last
-        looked, so a commit in between is never missed), or time runs out."""
-        seq, version = mark
-        while True:
-            with self._wake:
-                if self._interrupted:
-                    self._interrupted = False
-                    return True
-                if self._seq != seq:
-                    return True
-            if self._data_version() != version:
-                return True
-            now = time.monotonic()
-            remaining = deadline - now
-            if remaining <= 0:
-                return False
-            fast = now < max(self._busy_until, fast_until)
-            poll = _POLL_BUSY_SECONDS if fast else _POLL_SECONDS
-            with self._wake:
-                if self._seq == seq:
-                    self._wake.wait(min(poll, remaining))
-
-    def wait_for_work(self, timeout: float) -> bool:
-        timeout = self.rate_clamp(timeout)
-        mark = getattr(self._local, "claim_mark", None) or self._mark()
-        self._local.claim_mark = None
-        start = time.monotonic()
-        cap = start + max(timeout, _IDLE_WAIT_CAP)
-        due: float | None = None  # monotonic time the earliest queued job comes due
-        read_at = (start, 0.0)  # (monotonic, store clock) when ``due`` was read
-        while True:
-            if self._wait_change(min(start + timeout, cap if due is None else due), mark):
-                if time.monotonic() < self._busy_until:
-                    return True  # work flows (ADR 0030): claim at once, no look first
-                fresh = self._mark()  # before looking: a commit after it ends the next wait
-                if fresh[0] != mark[0] or self._read("work_exists", {})[0]["work"]:
-                    return True
-                # Another connection's commit left no job queued or running (a worker's
-                # heartbeat, a registration): nothing to claim, no owner to watch. Wait
-                # on for one read instead of an idle claim's (ADR 0029).
-                mark = fresh
-                continue
-            # Every commit, from any process, ends the wait above (data_version): with
-            # none, only time can have made a job claimable, a queued job's run_at
-            # passing (delays, retry back-off). Wait on until then, up to the cap, and
-            # spare the idle claim's three statements (issue 13, ADR 0025). Read again
-            # if the store's clock did not move with the monotonic one (an injected
-            # clock set forward, a clock step).
-            now, wall = time.monotonic(), self.clock.now().timestamp()
-            if due is None or abs((wall - read_at[1]) - (now - read_at[0])) > 0.05:
-                rows = self._read("next_queued_run_at", {})
-                at = rows[0]["at"] if rows else None
-                due = cap if at is None else min(cap, now + float(at) - wall)
-                read_at = (now, wall)
-            if due <= now + 0.001:
-                return False
-            start = now
-
-    def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
-        start = time.monotonic()
-        deadline = start + timeout
-        pending = list(job_ids)
-        while pending:
-            mark = self._mark()
-            pending = [j for j in pending if not self.get_job(j).is_finished]
-            # A waiter (job.wait(), POST /v1/run) looks fast for its first moments, when
-            # a short job is likely to end, then at the idle pace.
-            if not pending or not self._wait_change(deadline, mark,
-                                                    fast_until=start + _BUSY_WINDOW):
-                return
 
     # -- maintenance ---------------------------------------------------------
 
