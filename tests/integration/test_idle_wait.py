@@ -40,6 +40,10 @@ def _seen(count: StatementCount, head: str) -> int:
     return sum(n for label, n in count.snapshot().items() if label.startswith(head))
 
 
+# The SQLite wait's look for queued or running work (query work_exists), by its first words.
+WORK_EXISTS = "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'q"
+
+
 @pytest.fixture
 def counted() -> Iterator[StatementCount]:
     with counting_statements() as count:
@@ -54,13 +58,12 @@ def test_a_commit_that_leaves_no_work_does_not_end_an_idle_sqlite_wait(
     try:
         waiter = Waiter(waiting, timeout=30.0)
         waiter.start()
-        checks = _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'q")
+        checks = _seen(counted, WORK_EXISTS)
         # Another worker's heartbeats: commits, but no job queued or running (beaten
         # until the wait has looked: the waiter may take its mark after the first).
         def beaten_and_looked() -> bool:
             other.heartbeat(worker="peer", leases=[], lease_seconds=30)
-            return _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE "
-                                  "status = 'q") > checks
+            return _seen(counted, WORK_EXISTS) > checks
 
         _until(beaten_and_looked, "the wait's look after a commit")
         assert waiter.is_alive()  # it looked, found nothing to do, and waits on
@@ -153,7 +156,7 @@ def test_while_work_flows_a_sqlite_wait_ends_on_any_commit_without_looking_first
     try:
         waiting.enqueue([NewJob(task="t")])
         assert len(waiting.claim(queues=None, worker="w", limit=1, lease_seconds=30)) == 1
-        looks = _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'q")
+        looks = _seen(counted, WORK_EXISTS)
         waiter = Waiter(waiting, timeout=30.0)
         waiter.start()
 
@@ -163,8 +166,7 @@ def test_while_work_flows_a_sqlite_wait_ends_on_any_commit_without_looking_first
 
         _until(beaten_and_ended, "the busy wait ending on a commit")
         assert waiter.result is True
-        assert _seen(counted, "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE "
-                              "status = 'q") == looks
+        assert _seen(counted, WORK_EXISTS) == looks
     finally:
         waiting.close()
         other.close()
