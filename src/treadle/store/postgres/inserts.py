@@ -72,14 +72,14 @@ def match_inserted(
     out: list[Enqueued] = []
     claimed_keys: set[tuple[str, str]] = set()
     for nj in jobs:
-        run_at = created_at if nj.run_at is None else nj.run_at.astimezone(tz)
+        run_at = None if nj.run_at is None else nj.run_at.astimezone(tz)
         if nj.idempotency_key is None:
-            out.append(Enqueued(nj.stored(next(unkeyed), created_at, run_at), created=True))
+            out.append(Enqueued.new(nj, next(unkeyed), created_at, run_at))
             continue
         key = (nj.tenant, nj.idempotency_key)
         if key in by_key and key not in claimed_keys:
             claimed_keys.add(key)
-            out.append(Enqueued(nj.stored(by_key[key], created_at, run_at), created=True))
+            out.append(Enqueued.new(nj, by_key[key], created_at, run_at))
         else:
             out.append(Enqueued(existing[key], created=False))
     return out
