@@ -142,3 +142,20 @@ def test_a_defer_hands_back_the_stored_record_when_asked(app: Treadle) -> None:
     handle = app.get_task("t").defer(a=1)
     assert handle.job == app.get_job(handle.id)
     assert handle.created
+
+
+def test_the_batch_document_is_the_same_whether_its_columns_were_cached_or_not() -> None:
+    from treadle.store.postgres import inserts
+
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    jobs = [NewJob(task="t", payload={"n": 1}, timeout=30), NewJob(task="t", timeout=30.0),
+            NewJob(task="t", payload={"n": 2}, timeout=30), NewJob(task="t", priority=1),
+            NewJob(task="t", run_at=at), NewJob(task="t", idempotency_key="k"),
+            NewJob(task="u", queue="q", tenant="x", max_crashes=2, max_attempts=4)]
+    fresh = [json.loads(f'{{"payload":{nj.payload_json},{inserts._columns(nj)}')
+             for nj in jobs]
+    inserts._PLAIN_TAILS.clear()
+    for _ in range(2):  # filling the cache, then from it
+        doc = inserts.job_document(jobs)
+        assert json.loads(doc) == fresh
+        assert '"timeout":30,' in doc and '"timeout":30.0,' in doc  # 30 and 30.0 kept apart
