@@ -610,7 +610,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             )
 
     def interrupt(self) -> None:
-        self._listener.wake()
+        self._listener.interrupt()
 
     def wait_for_work(self, timeout: float) -> bool:
         timeout = self.rate_clamp(timeout)
