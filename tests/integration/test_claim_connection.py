@@ -13,8 +13,8 @@ from collections.abc import Callable
 import psycopg
 
 from treadle.core.job import NewJob
-from treadle.store.postgres.claimconn import APPLICATION_NAME
 from treadle.store import Store, open_store
+from treadle.store.postgres.claimconn import APPLICATION_NAME
 
 
 class Waiter(threading.Thread):
