@@ -1,10 +1,11 @@
 """``treadle server --workers 2`` (ADR 0026): processes share the port, each commits its
-own submissions, and the server stops cleanly."""
+own submissions, answers without Nagle's wait (ADR 0033), and the server stops cleanly."""
 
 from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +37,16 @@ def test_two_server_processes_serve_one_port(db_url: str) -> None:
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
+
+        # With Nagle on (ADR 0033) every answer on a keep-alive connection took >= 40 ms
+        # (the body waited for the client's delayed ACK of the head); now a few ms.
+        with httpx.Client(base_url=base, timeout=30) as c:
+            times = []
+            for _ in range(30):
+                t0 = time.perf_counter()
+                assert c.get("/healthz").status_code == 200
+                times.append(time.perf_counter() - t0)
+        assert statistics.median(times) < 0.025, times
 
         def submit(i: int) -> int:
             with httpx.Client(base_url=base, timeout=30,
