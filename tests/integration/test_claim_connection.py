@@ -142,3 +142,21 @@ def test_a_second_thread_claims_and_waits_while_the_first_waits(pg_url: str) -> 
     finally:
         store.close()
         other.close()
+
+
+def test_an_interrupt_before_the_wait_ends_only_the_next_wait(pg_url: str) -> None:
+    waiting, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(waiting)
+        waiting.interrupt()  # a worker told to stop just before it waits
+        assert waiting.wait_for_work(30) is True
+        waiter = Waiter(waiting, timeout=30.0)  # used up: an ordinary wait again
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()
+        other.enqueue([NewJob(task="t")])
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+    finally:
+        waiting.close()
+        other.close()

@@ -77,8 +77,9 @@ class ClaimConnection:
     def wait(self, seen: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a work notification newer than ``seen`` or an
         :meth:`interrupt`; True if one came, or if the connection had to be made anew
-        (what happened meanwhile is unknown). During an outage: a timed wait, False."""
-        if self._seq != seen:
+        (what happened meanwhile is unknown). During an outage: a timed wait, False.
+        An interrupt made before the wait began ends it at once, and is used up by it."""
+        if self._drain_pipe() or self._seq != seen:
             return True
         deadline = time.monotonic() + timeout
         conn = self._conn
@@ -169,10 +170,13 @@ class ClaimConnection:
                 if note.relname == CHANNEL.encode():
                     self._seq += 1
 
-    def _drain_pipe(self) -> None:
-        with contextlib.suppress(OSError):
+    def _drain_pipe(self) -> bool:
+        """Use up the interrupts made so far; True if there was one."""
+        hit = False
+        with contextlib.suppress(OSError):  # empty (non-blocking), or closed
             while os.read(self._wake_r, 512):
-                pass
+                hit = True
+        return hit
 
     def _sleep(self, deadline: float) -> None:
         """A timed wait an interrupt still ends (the server is unreachable)."""
