@@ -84,6 +84,7 @@ def test_a_claim_after_the_server_closed_the_connection_reconnects(pg_url: str) 
         [(claimer, _)] = _claim_backends(pg_url)
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (claimer,))
+        _until(lambda: not _claim_backends(pg_url), "the backend gone (its goodbye sent)")
         other.enqueue([NewJob(task="t")])
         # No wait in between (a busy claim loop): the goodbye is read before the claim
         # is sent, and the claim goes out on a new connection.
