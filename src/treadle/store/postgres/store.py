@@ -657,7 +657,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             )
 
     def interrupt(self) -> None:
-        self._listener.wake()
+        # Sticky on both: the wait that comes next, on either, ends at once.
+        self._listener.interrupt()
         self._cc.interrupt()
 
     def wait_for_work(self, timeout: float) -> bool:
