@@ -179,10 +179,10 @@ def test_an_interrupt_before_the_wait_ends_the_next_idle_wait_at_once(db_url: st
     store = open_store(db_url)
     try:
         if isinstance(store, PostgresStore):
-            # The listener wakes every waiter once when it connects; let that happen
-            # first, so only the interrupt can end the waits below early.
-            store._listener.ensure_started()
-            _until(lambda: store._listener.work_seq() > 0, "the listener connected")
+            # A wait that connects its claim connection reports a wake-up (ADR 0031): a
+            # first claim connects it (and listens) instead, so only the interrupt can
+            # end the waits below early.
+            assert store.claim(queues=None, worker="w", limit=1, lease_seconds=30) == []
         store.interrupt()
         t0 = time.monotonic()
         assert store.wait_for_work(0.05) is True  # nothing queued: would wait ~16 s

@@ -1,4 +1,8 @@
-"""A dedicated LISTEN connection that wakes idle workers and job waiters.
+"""A dedicated LISTEN connection that wakes job waiters (``wait_for_finish``).
+
+A worker's claim loop waits for work on its claim connection instead (``claimconn.py``,
+ADR 0031); this thread wakes a second thread's wait for work only, while the claim
+connection is in use.
 
 Notifications are a latency optimisation, never the source of truth: every
 waiter also re-reads the store on a slow timer, so a notification lost while
