@@ -386,9 +386,8 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps, WaitOps):
                 out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
                 continue
             events.append((row[0], at))
-            out.append(Enqueued(nj.stored(
-                row[0], created_at, created_at if nj.run_at is None else epoch_to_dt(run_at)),
-                created=True))
+            out.append(Enqueued.new(
+                nj, row[0], created_at, None if nj.run_at is None else epoch_to_dt(run_at)))
         if events:
             conn.executemany(Q["insert_enqueued_events"], events)
         return out
