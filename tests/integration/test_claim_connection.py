@@ -161,3 +161,25 @@ def test_an_interrupt_before_the_wait_ends_only_the_next_wait(pg_url: str) -> No
     finally:
         waiting.close()
         other.close()
+
+
+def test_a_busy_workers_heartbeat_reads_the_notifications_its_claim_loop_does_not(
+    pg_url: str,
+) -> None:
+    # A worker whose slots are all busy neither waits nor claims: unread notifications
+    # would pile up until the backend blocks sending them (holding back the server's
+    # notification queue). Its heartbeat reads them.
+    busy, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(busy)
+        mark = busy._cc.mark()
+        other.enqueue([NewJob(task="t")])
+
+        def read() -> bool:
+            busy.heartbeat(worker="w", leases=[], lease_seconds=30)
+            return busy._cc.mark() > mark
+
+        _until(read, "the notification read by a heartbeat")
+    finally:
+        busy.close()
+        other.close()

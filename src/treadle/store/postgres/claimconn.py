@@ -66,6 +66,18 @@ class ClaimConnection:
                 self.discard()
         return self._connect()
 
+    def absorb(self) -> None:
+        """Read what arrived while the owner neither waits nor claims (a worker whose slots
+        are all busy): the server's notifications must not pile up unread, or the
+        backend blocks sending them and holds back the server's notification queue."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            self._absorb(conn)
+        except psycopg.Error:
+            self.discard()
+
     def discard(self) -> None:
         """Drop the connection (it failed); the next use connects again."""
         with self._lock:

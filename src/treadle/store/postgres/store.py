@@ -573,9 +573,21 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cur.execute(Q[name], params)
             return cur.fetchall() if cur.description else []
 
+    def _absorb_notifications(self) -> None:
+        """Read the claim connection's notifications while its claim loop neither waits
+        nor claims (every slot busy with long jobs): from the heartbeat, which such a
+        worker sends every lease interval / renewals (10 s by default). A claim loop that
+        claims as slots free reads them with each claim."""
+        if self._cc_use.acquire(blocking=False):
+            try:
+                self._cc.absorb()
+            finally:
+                self._cc_use.release()
+
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
     ) -> HeartbeatResult:
+        self._absorb_notifications()
         now = self.clock.now()
         with self._cursor(tx=True) as cur:
             cur.execute(Q["upsert_worker"], {"worker": worker, "now": now,
