@@ -13,6 +13,7 @@ from treadle.app_state import AppState
 from treadle.core.errors import Timeout
 from treadle.core.explain import explain
 from treadle.core.job import (
+    Enqueued,
     Job,
     JobEvent,
     JobFilter,
@@ -34,8 +35,29 @@ class JobHandle:
     def __init__(self, app: Treadle, job: Job, created: bool = True) -> None:
         self.app = app
         self.id = job.id
-        self.job = job
         self.created = created
+        self._source: Job | Enqueued = job
+
+    @classmethod
+    def of(cls, app: Treadle, enqueued: Enqueued) -> JobHandle:
+        """The handle of a job an enqueue handed back; its record is built only when
+        ``job`` is first read (ADR 0032)."""
+        handle = cls.__new__(cls)
+        handle.app = app
+        handle.id = enqueued.id
+        handle.created = enqueued.created
+        handle._source = enqueued
+        return handle
+
+    @property
+    def job(self) -> Job:
+        """The job's record as enqueued (``refresh()`` reads it again)."""
+        source = self._source
+        return source.job if isinstance(source, Enqueued) else source
+
+    @job.setter
+    def job(self, job: Job) -> None:  # a newer read of the same job (e.g. after a wait)
+        self._source = job
 
     def __repr__(self) -> str:
         return f"<JobHandle id={self.id} task={self.job.task!r}>"

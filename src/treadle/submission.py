@@ -30,12 +30,11 @@ class Submission(AppState):
         Concurrent callers (threads) share one commit (group commit, ADR 0019); ``guard``
         runs in that transaction first and may refuse this submission alone."""
         self._check_callbacks(jobs)
+        app = self._app
         if not self.tracing.enabled:
-            return [JobHandle(self._app, e.job, e.created)
-                    for e in self.store.enqueue(jobs, guard=guard)]
+            return [JobHandle.of(app, e) for e in self.store.enqueue(jobs, guard=guard)]
         with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
-            return [JobHandle(self._app, e.job, e.created)
-                    for e in self.store.enqueue(traced, guard=guard)]
+            return [JobHandle.of(app, e) for e in self.store.enqueue(traced, guard=guard)]
 
     async def enqueue_async(
         self, jobs: Sequence[NewJob], *, guard: Guard | None = None
@@ -45,10 +44,10 @@ class Submission(AppState):
         self._check_callbacks(jobs)
         if not self.tracing.enabled:
             done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
-            return [JobHandle(self._app, e.job, e.created) for e in done]
+            return [JobHandle.of(self._app, e) for e in done]
         with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
             done = await asyncio.wrap_future(self.store.submit(traced, guard=guard))
-            return [JobHandle(self._app, e.job, e.created) for e in done]
+            return [JobHandle.of(self._app, e) for e in done]
 
     def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:
         for nj in jobs:

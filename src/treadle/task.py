@@ -81,6 +81,7 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._binds = _KeywordBinding.of(self._signature)
+        self._plain: tuple[TaskOptions, str, NewJob] | None = None  # see _plain_job
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} queue={self.options.queue!r}>"
@@ -108,25 +109,50 @@ class Task(Generic[P, R]):
             raise InvalidInput("payload must be a JSON object (a dict)")
         # NewJob checks the payload and encodes it once; the size limit measures that
         # encoding (no second walk, no second json.dumps: ADR 0027).
-        nj = NewJob(
-            task=self.name,
-            payload=dict(payload),
-            queue=queue or self.options.queue,
-            priority=self.options.priority if priority is None else priority,
-            run_at=run_at,
-            max_attempts=self.options.retries + 1,
-            timeout=self.options.timeout,
-            idempotency_key=idempotency_key,
-            tenant=tenant,
-            callback_url=callback_url,
-            max_crashes=self.options.max_crashes,
-        )
+        if (run_at is None and idempotency_key is None and priority is None and queue is None
+                and tenant == DEFAULT_TENANT and callback_url is None):
+            # The common case: every option the task's own. The request is this task's
+            # plain one, checked once, with this payload (ADR 0032).
+            nj = self._plain_job().with_payload(dict(payload))
+        else:
+            nj = NewJob(
+                task=self.name,
+                payload=dict(payload),
+                queue=queue or self.options.queue,
+                priority=self.options.priority if priority is None else priority,
+                run_at=run_at,
+                max_attempts=self.options.retries + 1,
+                timeout=self.options.timeout,
+                idempotency_key=idempotency_key,
+                tenant=tenant,
+                callback_url=callback_url,
+                max_crashes=self.options.max_crashes,
+            )
         storable.check_size(nj.payload_json, "payload", MAX_PAYLOAD_BYTES)
         self.check_arguments(nj.payload)
         if self.options.concurrency is not None or self.options.rate_limit is not None:
             # The keys are computed from a payload already found storable and bindable.
             nj = replace(nj, **self._concurrency(nj.payload))
         return nj
+
+    def _plain_job(self) -> NewJob:
+        """This task's request with every option its own and an empty payload: built (and
+        so checked) on first use, then copied with each job's payload. Built again if the
+        task's name or options object were replaced."""
+        cached = self._plain
+        if cached is not None and cached[0] is self.options and cached[1] is self.name:
+            return cached[2]
+        plain = NewJob(
+            task=self.name,
+            queue=self.options.queue,
+            priority=self.options.priority,
+            max_attempts=self.options.retries + 1,
+            timeout=self.options.timeout,
+            tenant=DEFAULT_TENANT,
+            max_crashes=self.options.max_crashes,
+        )
+        self._plain = (self.options, self.name, plain)
+        return plain
 
     def _concurrency(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """The per-key limits' keys for this payload, computed once at submit and stored.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -319,7 +320,8 @@ def test_backend_killed_mid_batch_with_keys_is_resent(pg_app: Treadle,
 
 
 def _echo_commit(batch: Any) -> list[Any]:
-    return [[Enqueued(None, True)] * len(s.jobs) for s in batch]  # type: ignore[arg-type]
+    at = datetime.now(UTC)
+    return [[Enqueued.new(nj, i, at) for i, nj in enumerate(s.jobs)] for s in batch]
 
 
 def test_commit_raising_fails_its_batch_and_the_committer_goes_on() -> None:

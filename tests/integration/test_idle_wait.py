@@ -17,6 +17,7 @@ import pytest
 from bench.statement_count import StatementCount, counting_statements
 from treadle.core.job import NewJob
 from treadle.store import Store, open_store
+from treadle.store.postgres.store import PostgresStore
 from treadle.testing import ManualClock, migrated
 
 
@@ -170,3 +171,30 @@ def test_while_work_flows_a_sqlite_wait_ends_on_any_commit_without_looking_first
     finally:
         waiting.close()
         other.close()
+
+
+def test_an_interrupt_before_the_wait_ends_the_next_idle_wait_at_once(db_url: str) -> None:
+    """A worker told to stop just before it waits (stop() interrupts the store between
+    its last look at the stop flag and its wait) does not sleep a whole idle wait."""
+    store = open_store(db_url)
+    try:
+        if isinstance(store, PostgresStore):
+            # A wait that connects its claim connection reports a wake-up (ADR 0031): a
+            # first claim connects it (and listens) instead, so only the interrupt can
+            # end the waits below early.
+            assert store.claim(queues=None, worker="w", limit=1, lease_seconds=30) == []
+        store.interrupt()
+        t0 = time.monotonic()
+        assert store.wait_for_work(0.05) is True  # nothing queued: would wait ~16 s
+        assert time.monotonic() - t0 < 5
+        # Consumed: the wait after it is an ordinary idle wait again (ends by timeout
+        # poll and then by the job enqueued here).
+        waiter = Waiter(store, timeout=0.05)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()
+        store.enqueue([NewJob(task="t")])
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+    finally:
+        store.close()

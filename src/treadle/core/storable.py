@@ -209,9 +209,25 @@ def check(
     return value
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"a value of type {type(value).__name__} is not JSON")
+
+
+# ``json.dumps`` builds an encoder and its C scanner on every call, which cost more than
+# encoding a small payload (ADR 0032); this one is built once. No cycle check (``check``
+# already refused anything deeper than MAX_DEPTH, so a cycle never gets here) and NaN
+# refused, as ``check`` does.
+_C_ENCODER = (json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if getattr(json.encoder, "c_make_encoder", None) is not None else None)
+_PY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode(value: Any) -> str:
     """``value`` (already checked) as compact JSON text: what both stores write."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if _C_ENCODER is not None:
+        return "".join(_C_ENCODER(value, 0))
+    return _PY_ENCODER.encode(value)
 
 
 def check_size(

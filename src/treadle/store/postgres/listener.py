@@ -1,4 +1,8 @@
-"""A dedicated LISTEN connection that wakes idle workers and job waiters.
+"""A dedicated LISTEN connection that wakes job waiters (``wait_for_finish``).
+
+A worker's claim loop waits for work on its claim connection instead (``claimconn.py``,
+ADR 0031); this thread wakes a second thread's wait for work only, while the claim
+connection is in use.
 
 Notifications are a latency optimisation, never the source of truth: every
 waiter also re-reads the store on a slow timer, so a notification lost while
@@ -23,6 +27,10 @@ class Listener:
         self._work_seq = 0  # bumped on every treadle_jobs notification
         self._done_seq = 0  # bumped on every treadle_done notification
         self._stop = False
+        # Set by interrupt() and consumed by the next wait_work: a worker told to stop
+        # between its last look at its stop flag and its wait must not sleep a whole
+        # idle wait (ADR 0029) on a wake-up that came before the wait began.
+        self._interrupted = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -72,8 +80,11 @@ class Listener:
                 self._done_seq += 1
             self._cond.notify_all()
 
-    def wake(self) -> None:
-        self._bump(work=True)
+    def interrupt(self) -> None:
+        """End the current or the next ``wait_work`` at once."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     def work_seq(self) -> int:
         with self._cond:
@@ -84,6 +95,9 @@ class Listener:
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._work_seq == seen and not self._stop:
+                if self._interrupted:
+                    self._interrupted = False
+                    return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

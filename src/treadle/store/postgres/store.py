@@ -22,6 +22,7 @@ from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
+from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -44,6 +45,7 @@ from treadle.store.outcomes import (
     storable_lines,
     storable_outcome,
 )
+from treadle.store.postgres.claimconn import ClaimConnection
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translate, translated
@@ -113,7 +115,14 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             name="treadle",
         )
         self._pool.open(wait=False)
+        # Job waiters (wait_for_finish) share one listening thread; a worker's claim loop
+        # waits for work on its own connection and claims on it (ADR 0031).
         self._listener = Listener(url)
+        # One per store: a worker has one claim loop. Whoever holds _cc_use uses it; a
+        # second thread claiming or waiting meanwhile takes the pool and the Listener.
+        self._cc = ClaimConnection(url)
+        self._cc_use = threading.Lock()
+        self._pinned = threading.local()  # .conn: the connection this thread's claim uses
         self._sessions: dict[str, WorkerSession] = {}  # liveness, per worker (ADR 0018)
         self._sessions_lock = threading.Lock()
         self._claim_mark = threading.local()
@@ -129,6 +138,12 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
 
     @contextlib.contextmanager
     def _raw_cursor(self, *, tx: bool) -> Iterator[Cursor]:
+        pinned = getattr(self._pinned, "conn", None)
+        if pinned is not None:  # a claim on its thread's claim connection (ADR 0031)
+            with pinned.transaction() if tx else contextlib.nullcontext(), \
+                    pinned.cursor(row_factory=dict_row) as cur:
+                yield cur
+            return
         try:
             with borrow(self._pool, self._timeout) as conn:
                 if tx:
@@ -193,6 +208,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         self._stop_sessions()
         self._committer.close()
         self._listener.stop()
+        self._cc.close()
         self._pool.close()
 
     # -- schema --------------------------------------------------------------
@@ -375,10 +391,41 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             return []
         if suspect:  # a suspect is claimed alone (ADR 0024)
             limit = 1
-        # Note the notification count before looking, so that work enqueued between this
-        # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
-        self._listener.ensure_started()
-        self._claim_mark.seen = self._listener.work_seq()
+        cc = self._cc
+        if not self._cc_use.acquire(blocking=False):
+            # Another thread claims or waits on the claim connection: a pooled one. Note
+            # the notification count before looking, so that work enqueued between this
+            # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
+            self._listener.ensure_started()
+            self._claim_mark.seen = ("listener", self._listener.work_seq())
+            return self._claim(queues=queues, worker=worker, limit=limit,
+                               lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
+        # The claim runs on the connection that listens for work and woke the wait: its
+        # backend has just run, and the wake-up needed no second thread (ADR 0031).
+        try:
+            with translated():
+                conn = self._pinned.conn = cc.connection()
+            self._claim_mark.seen = ("cc", cc.mark())
+            try:
+                return self._claim(queues=queues, worker=worker, limit=limit,
+                                   lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
+            finally:
+                self._pinned.conn = None
+                if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    cc.discard()  # lost, or left mid-statement: a new one next time
+        finally:
+            self._cc_use.release()
+
+    def _claim(
+        self,
+        *,
+        queues: Sequence[str] | None,
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None,
+        suspect: bool,
+    ) -> list[Job]:
         now = self.clock.now()
         base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
                 "kinds": None if kinds is None else list(kinds), "suspect": suspect}
@@ -440,8 +487,8 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         if skipped and not claimed:
             # Nothing by the fast path: plan now (keyed work or another tenant may wait).
             self._plan_trivial_until = 0.0
-            return self.claim(queues=queues, worker=worker, limit=limit,
-                              lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
+            return self._claim(queues=queues, worker=worker, limit=limit,
+                               lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
         return sort_claimed(claimed)
 
     def _limited_queues(self) -> dict[str, int]:
@@ -526,9 +573,21 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cur.execute(Q[name], params)
             return cur.fetchall() if cur.description else []
 
+    def _absorb_notifications(self) -> None:
+        """Read the claim connection's notifications while its claim loop neither waits
+        nor claims (every slot busy with long jobs): from the heartbeat, which such a
+        worker sends every lease interval / renewals (10 s by default). A claim loop that
+        claims as slots free reads them with each claim."""
+        if self._cc_use.acquire(blocking=False):
+            try:
+                self._cc.absorb()
+            finally:
+                self._cc_use.release()
+
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
     ) -> HeartbeatResult:
+        self._absorb_notifications()
         now = self.clock.now()
         with self._cursor(tx=True) as cur:
             cur.execute(Q["upsert_worker"], {"worker": worker, "now": now,
@@ -610,25 +669,49 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             )
 
     def interrupt(self) -> None:
-        self._listener.wake()
+        # Sticky on both: the wait that comes next, on either, ends at once.
+        self._listener.interrupt()
+        self._cc.interrupt()
 
     def wait_for_work(self, timeout: float) -> bool:
         timeout = self.rate_clamp(timeout)
-        self._listener.ensure_started()
-        seen = getattr(self._claim_mark, "seen", None)
+        mark: tuple[str, int] | None = getattr(self._claim_mark, "seen", None)
         self._claim_mark.seen = None
-        if seen is None:
-            seen = self._listener.work_seq()
+        if not self._cc_use.acquire(blocking=False):
+            return self._wait_on_listener(mark, timeout)
+        try:
+            # The worker's idle wait: on its claim connection (ADR 0031).
+            cc = self._cc
+            if mark is not None and mark[0] != "cc":
+                return True  # the last claim noted the Listener's count: look again
+            seen = cc.mark() if mark is None else mark[1]
+            if cc.wait(seen, timeout):
+                return True
+            if self._nothing_queued():
+                return cc.wait(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
+            return False
+        finally:
+            self._cc_use.release()
+
+    def _wait_on_listener(self, mark: tuple[str, int] | None, timeout: float) -> bool:
+        """A second thread's wait while the claim connection is in use."""
+        self._listener.ensure_started()
+        if mark is not None and mark[0] != "listener":
+            return True
+        seen = self._listener.work_seq() if mark is None else mark[1]
         if self._listener.wait_work(seen, timeout):
             return True
-        # No notification within the poll. With no job queued at all only a commit can
-        # give work, and every commit that queues a job notifies (the listener wakes its
-        # waiters on reconnecting too): wait on for one, up to the cap, instead of an idle
-        # claim every poll (ADR 0029). Queued work that could not be claimed (a back-off,
-        # a pause, a limit) keeps the poll.
-        if self._read_once("any_queued", {})[0]["queued"]:
-            return False
-        return self._listener.wait_work(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
+        if self._nothing_queued():
+            return self._listener.wait_work(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
+        return False
+
+    def _nothing_queued(self) -> bool:
+        """No notification within the poll. With no job queued at all only a commit can
+        give work, and every commit that queues a job notifies (a wait that reconnects
+        reports a wake-up too): the wait goes on for one, up to the cap, instead of an idle
+        claim every poll (ADR 0029). Queued work that could not be claimed (a back-off, a
+        pause, a limit) keeps the poll."""
+        return not self._read_once("any_queued", {})[0]["queued"]
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         self._listener.ensure_started()

@@ -64,15 +64,22 @@ class WaitOps:
             self._seq += 1
             self._wake.notify_all()
 
+    def _take_interrupt(self) -> bool:
+        """Whether interrupt() was called since the last wait for work took it (only
+        that wait takes it: a job waiter in another thread must not swallow a worker's
+        stop)."""
+        with self._wake:
+            hit, self._interrupted = self._interrupted, False
+            return hit
+
     def _wait_change(self, deadline: float, mark: tuple[int, int], *,
-                     fast_until: float = 0.0) -> bool:
+                     fast_until: float = 0.0, interruptible: bool = False) -> bool:
         """Wait until something changed since ``mark`` (taken *before* the caller last
         looked, so a commit in between is never missed), or time runs out."""
         seq, version = mark
         while True:
             with self._wake:
-                if self._interrupted:
-                    self._interrupted = False
+                if interruptible and self._interrupted:
                     return True
                 if self._seq != seq:
                     return True
@@ -97,9 +104,12 @@ class WaitOps:
         due: float | None = None  # monotonic time the earliest queued job comes due
         read_at = (start, 0.0)  # (monotonic, store clock) when ``due`` was read
         while True:
-            if self._wait_change(min(start + timeout, cap if due is None else due), mark):
-                if time.monotonic() < self._busy_until:
-                    return True  # work flows (ADR 0030): claim at once, no look first
+            if self._wait_change(min(start + timeout, cap if due is None else due), mark,
+                                 interruptible=True):
+                # Interrupted (the worker stops; the mark may have been taken after the
+                # interrupt), or work flows (ADR 0030): back to the caller, no look first.
+                if self._take_interrupt() or time.monotonic() < self._busy_until:
+                    return True
                 fresh = self._mark()  # before looking: a commit after it ends the next wait
                 if fresh[0] != mark[0] or self._read("work_exists", {})[0]["work"]:
                     return True

@@ -1,0 +1,185 @@
+"""A PostgreSQL worker waits for work on a connection of its own and claims on it
+(ADR 0031): the backend that forwarded the notification runs the claim. The notification
+stays a hint: a lost connection ends the wait (reconnected, a wake-up) and a second thread
+still claims and waits, on the pool and the shared listener.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from treadle.core.job import NewJob
+from treadle.store import Store, open_store
+from treadle.store.postgres.claimconn import APPLICATION_NAME
+
+
+class Waiter(threading.Thread):
+    def __init__(self, store: Store, timeout: float) -> None:
+        super().__init__(daemon=True)
+        self.store, self.timeout, self.result = store, timeout, None
+
+    def run(self) -> None:
+        self.result = self.store.wait_for_work(self.timeout)  # type: ignore[assignment]
+
+
+def _until(pred: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def _claim_backends(url: str) -> list[tuple[int, str]]:
+    """The claim connections' backends of this database, with their last statement."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s", (APPLICATION_NAME,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _settled(store: Store) -> None:
+    """A first claim: it opens the claim connection (and listens) before it looks."""
+    assert store.claim(queues=None, worker="w", limit=1, lease_seconds=30) == []
+
+
+def test_the_claim_runs_on_the_connection_the_wait_listens_on(pg_url: str) -> None:
+    waiting, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(waiting)
+        other.enqueue([NewJob(task="t")])
+        assert waiting.wait_for_work(10) is True
+        assert len(waiting.claim(queues=None, worker="w", limit=1, lease_seconds=30)) == 1
+        [(claimer, last)] = _claim_backends(pg_url)
+        assert last.startswith("WITH cand AS")  # the claim ran on the listening connection
+        waiter = Waiter(waiting, timeout=30.0)
+        waiter.start()
+        # Ending the backend that ran the claim ends the wait: the wait was listening on
+        # that very connection. It reports a wake-up (what happened meanwhile is unknown).
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (claimer,))
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+        # A new connection: work is claimed and notifications wake the wait again.
+        assert waiting.claim(queues=None, worker="w", limit=1, lease_seconds=30) == []
+        waiter = Waiter(waiting, timeout=30.0)
+        waiter.start()
+        other.enqueue([NewJob(task="t")])
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+        assert len(waiting.claim(queues=None, worker="w", limit=1, lease_seconds=30)) == 1
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_a_claim_after_the_server_closed_the_connection_reconnects(pg_url: str) -> None:
+    waiting, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(waiting)
+        [(claimer, _)] = _claim_backends(pg_url)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (claimer,))
+        _until(lambda: not _claim_backends(pg_url), "the backend gone (its goodbye sent)")
+        other.enqueue([NewJob(task="t")])
+        # No wait in between (a busy claim loop): the goodbye is read before the claim
+        # is sent, and the claim goes out on a new connection.
+        _until(lambda: len(waiting.claim(queues=None, worker="w", limit=1,
+                                         lease_seconds=30)) == 1, "the claim")
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_work_queued_after_a_claim_ends_the_next_wait_at_once(pg_url: str) -> None:
+    waiting, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(waiting)
+        assert waiting.claim(queues=None, worker="w", limit=1, lease_seconds=30) == []
+        other.enqueue([NewJob(task="t")])  # before the wait starts: not a lost wake-up
+        t0 = time.monotonic()
+        assert waiting.wait_for_work(30) is True
+        assert time.monotonic() - t0 < 10
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_an_interrupt_ends_the_wait(pg_url: str) -> None:
+    waiting = open_store(pg_url)
+    try:
+        _settled(waiting)
+        waiter = Waiter(waiting, timeout=30.0)
+        waiter.start()
+        _until(lambda: waiting._cc_use.locked(), "the wait on the claim connection")
+        waiting.interrupt()
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+    finally:
+        waiting.close()
+
+
+def test_a_second_thread_claims_and_waits_while_the_first_waits(pg_url: str) -> None:
+    store, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(store)
+        first = Waiter(store, timeout=30.0)
+        first.start()
+        _until(lambda: store._cc_use.locked(), "the first wait on the claim connection")
+        # The claim connection is taken: this thread claims on the pool and waits on the
+        # shared listener, and both waits end at the next enqueue.
+        assert store.claim(queues=None, worker="w2", limit=1, lease_seconds=30) == []
+        second = Waiter(store, timeout=30.0)
+        second.start()  # its mark was taken by its claim: an enqueue now still ends it
+        other.enqueue([NewJob(task="t")])
+        for w in (first, second):
+            w.join(10)
+            assert not w.is_alive() and w.result is True
+        assert len(store.claim(queues=None, worker="w2", limit=1, lease_seconds=30)) == 1
+    finally:
+        store.close()
+        other.close()
+
+
+def test_an_interrupt_before_the_wait_ends_only_the_next_wait(pg_url: str) -> None:
+    waiting, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(waiting)
+        waiting.interrupt()  # a worker told to stop just before it waits
+        assert waiting.wait_for_work(30) is True
+        waiter = Waiter(waiting, timeout=30.0)  # used up: an ordinary wait again
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()
+        other.enqueue([NewJob(task="t")])
+        waiter.join(10)
+        assert not waiter.is_alive() and waiter.result is True
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_a_busy_workers_heartbeat_reads_the_notifications_its_claim_loop_does_not(
+    pg_url: str,
+) -> None:
+    # A worker whose slots are all busy neither waits nor claims: unread notifications
+    # would pile up until the backend blocks sending them (holding back the server's
+    # notification queue). Its heartbeat reads them.
+    busy, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(busy)
+        mark = busy._cc.mark()
+        other.enqueue([NewJob(task="t")])
+
+        def read() -> bool:
+            busy.heartbeat(worker="w", leases=[], lease_seconds=30)
+            return busy._cc.mark() > mark
+
+        _until(read, "the notification read by a heartbeat")
+    finally:
+        busy.close()
+        other.close()
