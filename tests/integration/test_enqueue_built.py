@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -118,3 +119,16 @@ def test_a_batch_without_guards_still_isolates_a_refused_submission(app: Treadle
     assert sum(app.store.count_by_status().values()) == len(blockers.ids) + 5
     for r in good:
         _same_as_read(app.store, r)  # type: ignore[arg-type]
+
+
+def test_a_large_batch_without_keys_pairs_every_job_with_its_own_row(store: Store) -> None:
+    """SQLite inserts such a batch 32 rows per statement and pairs the ids in order
+    (ADR 0032); 70 varied jobs cross two statement boundaries."""
+    unkeyed = [nj for nj in _varied() if nj.idempotency_key is None]
+    jobs = [replace(nj, payload={**nj.payload, "n": i})
+            for i, nj in enumerate(unkeyed * 18)][:70]
+    handed = store.enqueue(jobs)
+    assert [e.job.payload["n"] for e in handed] == list(range(70))
+    assert [e.job.task for e in handed] == [nj.task for nj in jobs]
+    assert len({e.id for e in handed}) == 70
+    _same_as_read(store, handed)
