@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from bench.statement_count import counting_statements
 from treadle.core.job import NewJob
 from treadle.store import Store, open_store
 from treadle.store.postgres.claimconn import APPLICATION_NAME
@@ -183,3 +184,37 @@ def test_a_busy_workers_heartbeat_reads_the_notifications_its_claim_loop_does_no
     finally:
         busy.close()
         other.close()
+
+
+SUSPECT_LOOK = "SELECT 1 FROM treadle_jobs WHERE status = 'queued' AND crashes IS NOT"
+
+
+def test_the_look_for_a_suspect_after_an_empty_claim_rides_with_its_plan(
+    pg_url: str,
+) -> None:
+    # The worker that lost the race for a job (its claim came back empty) looks for a
+    # suspect next (ADR 0024): the empty claim read a plan, which carried the answer.
+    store = open_store(pg_url)
+    try:
+        with counting_statements() as count:
+            assert store.claim(queues=None, worker="w", limit=4, lease_seconds=30) == []
+            assert store.suspect_waiting(queues=None, kinds=None) is False
+            assert not any(k.startswith(SUSPECT_LOOK) for k in count.snapshot())
+            # Asked again without a claim in between: a read of its own.
+            assert store.suspect_waiting(queues=None, kinds=None) is False
+            assert sum(n for k, n in count.snapshot().items()
+                       if k.startswith(SUSPECT_LOOK)) == 1
+        [job] = store.enqueue([NewJob(task="t")])
+        crash = '[{"at": "2026-01-01T00:00:00+00:00", "worker": "gone", "attempt": 1}]'
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # a job whose worker died
+            conn.execute("UPDATE treadle_jobs SET crashes = %s::jsonb WHERE id = %s",
+                         (crash, job.id))
+        assert store.claim(queues=None, worker="w", limit=4, lease_seconds=30) == []
+        assert store.suspect_waiting(queues=None, kinds=None) is True
+        # Another scope than the plan's: looked up, not taken from the plan.
+        assert store.suspect_waiting(queues=["other"], kinds=None) is False
+        [claimed] = store.claim(queues=None, worker="w", limit=1, lease_seconds=30,
+                                suspect=True)
+        assert claimed.id == job.id
+    finally:
+        store.close()

@@ -49,22 +49,36 @@ class Principal:
 def keystore_for(treadle: Treadle) -> KeyStore:
     ks = _keystores.get(treadle.store)
     if ks is None:
-        ks = _keystores[treadle.store] = open_keystore(treadle.store)
+        ks = _keystores[treadle.store] = open_keystore(treadle.store, treadle.clock)
     return ks
 
 
 def authenticate(
     treadle: Treadle, raw_key: str | None, config: ApiConfig | None = None
 ) -> Principal | None:
-    """The principal a raw API key stands for, or None (unknown, revoked, empty)."""
+    """The principal a raw API key stands for, or None (unknown, revoked, empty).
+
+    With a ``config``, a key found valid at most ``config.key_cache_seconds`` ago is not
+    read again (ADR 0033); without one (the UI's login form) it is always read."""
     if not raw_key or len(raw_key) > 512:
         return None
     if _is_admin_key(raw_key, config):
         return Principal(DEFAULT_TENANT, SCOPES, ADMIN_KEY_ID)
-    key = keystore_for(treadle).lookup(raw_key)
+    ttl = config.key_cache_seconds if config is not None else 0.0
+    key = keystore_for(treadle).lookup_cached(raw_key, ttl)
     if key is None or key.revoked:
         return None
     return Principal(key.tenant, key.scopes, key.id)
+
+
+def cached_principal(treadle: Treadle, raw_key: str, config: ApiConfig) -> Principal | None:
+    """The principal of an API key found valid at most ``config.key_cache_seconds`` ago,
+    or None (then :func:`authenticate` reads it): no database read, so the event loop
+    may call it."""
+    if len(raw_key) > 512:
+        return None
+    key = keystore_for(treadle).cached(raw_key, config.key_cache_seconds)
+    return Principal(key.tenant, key.scopes, key.id) if key is not None else None
 
 
 def _is_admin_key(raw_key: str, config: ApiConfig | None) -> bool:
@@ -79,6 +93,8 @@ def _principal_without_store(request: Request, raw_key: str | None) -> Principal
         return Principal(DEFAULT_TENANT, SCOPES, LOOPBACK_KEY_ID)
     if raw_key and len(raw_key) <= 512 and _is_admin_key(raw_key, config):
         return Principal(DEFAULT_TENANT, SCOPES, ADMIN_KEY_ID)
+    if raw_key:
+        return cached_principal(request.app.state.treadle, raw_key, config)
     return None
 
 
@@ -110,8 +126,9 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Principal:
         raw = credentials.credentials if credentials is not None else None
-        # An API key is looked up in the database (a thread); the admin key and open
-        # loopback need no read, so they skip the thread-pool hop (ADR 0019).
+        # An API key is looked up in the database (a thread); the admin key, open
+        # loopback and a recently read key need no read, so they skip the thread-pool
+        # hop (ADR 0019, ADR 0033).
         principal = _principal_without_store(request, raw)
         if principal is None:
             principal = await run_in_threadpool(principal_from_request, request, raw)

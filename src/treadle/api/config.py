@@ -28,6 +28,9 @@ class ApiConfig:
     hook_tolerance: float = 300.0
     max_page_size: int = 500
     title: str = "Treadle"
+    # How long a valid API key is remembered (ADR 0033): a key revoked by another process
+    # goes on working here for at most this long; 0 reads the database every request.
+    key_cache_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_payload_bytes < 1024:
@@ -36,6 +39,8 @@ class ApiConfig:
             raise ConfigurationError("sync_window must be in (0, 3600] seconds")
         if self.max_sync_waiters < 1:
             raise ConfigurationError("max_sync_waiters must be at least 1")
+        if not 0 <= self.key_cache_seconds <= 60:
+            raise ConfigurationError("key_cache_seconds must be in [0, 60]")
         if self.admin_key is not None and len(self.admin_key) < 16:
             raise ConfigurationError("TREADLE_ADMIN_KEY must be at least 16 characters")
 

@@ -29,7 +29,14 @@ from pydantic import ValidationError
 from starlette.routing import Match
 
 from treadle.api import jobs
-from treadle.api.auth import ADMIN_KEY_ID, LOOPBACK_KEY_ID, Principal, _is_admin_key, authenticate
+from treadle.api.auth import (
+    ADMIN_KEY_ID,
+    LOOPBACK_KEY_ID,
+    Principal,
+    _is_admin_key,
+    authenticate,
+    cached_principal,
+)
 from treadle.api.config import ApiConfig
 from treadle.api.keystore import SCOPES
 from treadle.api.metrics import Metrics, Scope
@@ -195,8 +202,11 @@ class SubmitFastPath:
             raise _Refer  # 401
         if len(raw) <= 512 and _is_admin_key(raw, config):
             return _ADMIN
-        # An API key is a database read: in a thread, as the route does it.
-        principal = await run_in_threadpool(authenticate, self.treadle, raw, config)
+        # A key read valid recently is not read again (ADR 0033); otherwise it is a
+        # database read: in a thread, as the route does it.
+        principal = cached_principal(self.treadle, raw, config)
+        if principal is None:
+            principal = await run_in_threadpool(authenticate, self.treadle, raw, config)
         if principal is None or not principal.allows("submit"):
             raise _Refer  # 401 or 403
         return principal

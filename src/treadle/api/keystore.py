@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from treadle.api.keycache import KeyCache
+from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import ConfigurationError
 from treadle.store import Store
 from treadle.store.base import Transaction
@@ -93,9 +95,10 @@ def parse_scopes(value: str | Sequence[str]) -> frozenset[str]:
 class KeyStore:
     """Backend-neutral: the named queries run through the store's extension seam."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
         self._sql = ExtensionSql(store, "api_queries.sql")
+        self.cache = KeyCache(clock)  # valid keys recently read (ADR 0033)
 
     def _now(self) -> Any:
         return self._sql.ts_in(self._sql.now())
@@ -119,7 +122,28 @@ class KeyStore:
         return ApiKey(key_id, tenant, scope_set, name, datetime.now(UTC)), raw
 
     def lookup(self, raw: str) -> ApiKey | None:
-        rows = self._sql.run("key_by_hash", {"key_hash": hash_key(raw)}, write=False)
+        """The key as stored now (one read)."""
+        return self._read(hash_key(raw))
+
+    def lookup_cached(self, raw: str, ttl: float) -> ApiKey | None:
+        """The key, from a read at most ``ttl`` seconds old if it was valid then (a key
+        revoked by another process may go on working that long); else read now."""
+        key_hash = hash_key(raw)
+        key = self.cache.get(key_hash, ttl) if ttl > 0 else None
+        if key is not None:
+            return key
+        started = self.cache.start_read()
+        key = self._read(key_hash)
+        if key is not None and ttl > 0:
+            self.cache.put(key_hash, key, started)
+        return key
+
+    def cached(self, raw: str, ttl: float) -> ApiKey | None:
+        """The key if a read at most ``ttl`` seconds old found it valid; no read."""
+        return self.cache.get(hash_key(raw), ttl) if ttl > 0 else None
+
+    def _read(self, key_hash: str) -> ApiKey | None:
+        rows = self._sql.run("key_by_hash", {"key_hash": key_hash}, write=False)
         if not rows:
             return None
         r = rows[0]
@@ -134,8 +158,11 @@ class KeyStore:
         ]
 
     def revoke(self, key_id: str) -> bool:
-        """True if the key exists (revoking twice is not an error)."""
+        """True if the key exists (revoking twice is not an error). Refused here at once;
+        in other processes within their cache's time to live (ADR 0033)."""
+        self.cache.forget(key_id)  # before and after: a read in flight may not cache it
         self._sql.run("revoke_key", {"id": key_id, "now": self._now()}, write=True)
+        self.cache.forget(key_id)
         return bool(self._sql.run("key_exists", {"id": key_id}, write=False))
 
     # -- idempotency ----------------------------------------------------------
@@ -183,5 +210,5 @@ class KeyStore:
                     self._sql.ts_out(r["created_at"]))
 
 
-def open_keystore(store: Store) -> KeyStore:
-    return KeyStore(store)
+def open_keystore(store: Store, clock: Clock = SYSTEM_CLOCK) -> KeyStore:
+    return KeyStore(store, clock)

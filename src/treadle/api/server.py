@@ -34,13 +34,16 @@ def is_loopback_host(host: str) -> bool:
 
 def config_from_env(host: str = "127.0.0.1", *, allow_open: bool = True) -> ApiConfig:
     """The CLI edge: TREADLE_ADMIN_KEY, TREADLE_WEBHOOK_SECRET, TREADLE_MAX_PAYLOAD_BYTES,
-    TREADLE_SYNC_WINDOW. Without an admin key, a loopback bind runs open (logged loudly)."""
+    TREADLE_SYNC_WINDOW, TREADLE_KEY_CACHE_SECONDS. Without an admin key, a loopback bind
+    runs open (logged loudly)."""
     admin = os.environ.get("TREADLE_ADMIN_KEY") or None
     kwargs: dict[str, object] = {}
     if os.environ.get("TREADLE_MAX_PAYLOAD_BYTES"):
         kwargs["max_payload_bytes"] = int(os.environ["TREADLE_MAX_PAYLOAD_BYTES"])
     if os.environ.get("TREADLE_SYNC_WINDOW"):
         kwargs["sync_window"] = float(os.environ["TREADLE_SYNC_WINDOW"])
+    if os.environ.get("TREADLE_KEY_CACHE_SECONDS"):
+        kwargs["key_cache_seconds"] = float(os.environ["TREADLE_KEY_CACHE_SECONDS"])
     return ApiConfig(
         admin_key=admin,
         webhook_secret=os.environ.get("TREADLE_WEBHOOK_SECRET") or None,

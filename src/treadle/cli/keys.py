@@ -78,7 +78,8 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…).")],
            db: DbOption = None) -> None:
-    """Revoke a key; requests with it answer 401 from then on."""
+    """Revoke a key; requests with it answer 401 from then on (a running server may
+    accept it for up to TREADLE_KEY_CACHE_SECONDS more, default 1 s)."""
     from treadle.cli.common import clean_errors, fail
 
     with clean_errors():

@@ -528,6 +528,15 @@ UNION ALL
  FROM treadle_jobs
  WHERE status = 'queued' AND concurrency_limit IS NOT NULL
    AND (rate_period IS NOT NULL OR rate_key IS NOT NULL) AND run_at <= %(now)s
+ LIMIT 1)
+UNION ALL
+-- Whether a suspect is due (suspect_waiting's look, ADR 0024), in the same round trip: a
+-- worker whose claim came back empty looks for one next (ADR 0031).
+(SELECT 'suspect', NULL, NULL, NULL, NULL, NULL, NULL, NULL
+ FROM treadle_jobs
+ WHERE status = 'queued' AND crashes IS NOT NULL AND run_at <= %(now)s
+   AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+   AND (%(kinds)s::text[] IS NULL OR kind = ANY (%(kinds)s::text[]))
  LIMIT 1);
 
 -- name: claim_fair

@@ -70,6 +70,8 @@ _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited q
 # Seconds a claimer trusts a plan that had nothing to share out (one tenant or none, no
 # per-key limits): it skips the plan's round trip meanwhile (ADR 0017, ADR 0030).
 _PLAN_TTL = 1.0
+# How long the suspect look's answer read with a claim's plan stands in for the look itself.
+_SUSPECT_ANSWER_TTL = 0.5
 # The longest an idle wait for work lasts with nothing queued (ADR 0029): a safety net for
 # a job queued by a writer that did not notify (a foreign tool writing the table).
 _IDLE_WAIT_CAP = 16.0
@@ -405,6 +407,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             return []
         if suspect:  # a suspect is claimed alone (ADR 0024)
             limit = 1
+        self._claim_mark.suspect = None  # only this claim's plan may answer the next look
         cc = self._cc
         if not self._cc_use.acquire(blocking=False):
             # Another thread claims or waits on the claim connection: a pooled one. Note
@@ -448,8 +451,13 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         plan: list[dict[str, Any]] = []
         skipped = not suspect and mono < self._plan_trivial_until
         if not skipped:
-            plan = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
+            rows = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
                                                   "max_tenants": MAX_TENANTS})
+            # Whether a suspect is due rides with the plan: the worker's look for one after
+            # an empty claim (which always read a plan) costs no round trip (ADR 0031).
+            self._claim_mark.suspect = (scope["queues"], base["kinds"], mono,
+                                        any(r["what"] == "suspect" for r in rows))
+            plan = [r for r in rows if r["what"] != "suspect"]
             if not plan:
                 # No tenant has queued work, no key either: nothing to claim. Nothing to
                 # share out either, so the next claims take the fast path straight away
@@ -504,6 +512,24 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             return self._claim(queues=queues, worker=worker, limit=limit,
                                lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
         return sort_claimed(claimed)
+
+    def suspect_waiting(
+        self, *, queues: Sequence[str] | None, kinds: Sequence[str] | None = None
+    ) -> bool:
+        """As ``QuarantineOps.suspect_waiting``, but answered by the plan this thread's
+        claim has just read for the same queues and kinds, if it read one within
+        ``_SUSPECT_ANSWER_TTL``: the claim loop looks right after an empty claim, and a
+        reap that makes a suspect later notifies (the next wait ends, the next claim plans
+        again)."""
+        known = getattr(self._claim_mark, "suspect", None)
+        self._claim_mark.suspect = None
+        if known is not None:
+            q, k, at, waiting = known
+            if (q == (None if queues is None else list(queues))
+                    and k == (None if kinds is None else list(kinds))
+                    and self.clock.monotonic() - at < _SUSPECT_ANSWER_TTL):
+                return bool(waiting)
+        return super().suspect_waiting(queues=queues, kinds=kinds)
 
     def _limited_queues(self) -> dict[str, int]:
         """Queues with a concurrency limit, re-read at most every second.
