@@ -6,7 +6,6 @@ URLs, the tracing of the submission (ADR 0021) and the store's group commit.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from treadle.core.errors import InvalidInput
 from treadle.core.job import NewJob
 from treadle.egress import EgressError
 from treadle.jobs import JobHandle
+from treadle.loop_bridge import wrap_future
 from treadle.store.groupcommit import Guard
 
 if TYPE_CHECKING:
@@ -43,10 +43,10 @@ class Submission(AppState):
         holding a thread. Cancelling it before its batch is written withdraws the jobs."""
         self._check_callbacks(jobs)
         if not self.tracing.enabled:
-            done = await asyncio.wrap_future(self.store.submit(jobs, guard=guard))
+            done = await wrap_future(self.store.submit(jobs, guard=guard))
             return [JobHandle.of(self._app, e) for e in done]
         with self.tracing.submit(jobs) as traced:  # jobs join the current trace (ADR 0021)
-            done = await asyncio.wrap_future(self.store.submit(traced, guard=guard))
+            done = await wrap_future(self.store.submit(traced, guard=guard))
             return [JobHandle.of(self._app, e) for e in done]
 
     def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:

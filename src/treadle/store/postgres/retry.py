@@ -184,6 +184,23 @@ class Reconnect:
 
         return self.run(what, attempt, idempotent=idempotent)
 
+    def on_connection(
+        self,
+        pool: psycopg_pool.ConnectionPool[Any],
+        what: str,
+        op: Callable[[psycopg.Connection[Any]], T],
+        *,
+        idempotent: bool,
+    ) -> T:
+        """:meth:`run` ``op`` on a live connection borrowed from ``pool``, in autocommit
+        and without a cursor (``op`` talks to it at the libpq level)."""
+
+        def attempt(budget: float) -> T:
+            with borrow(pool, budget) as conn:
+                return op(conn)
+
+        return self.run(what, attempt, idempotent=idempotent)
+
 
 @contextlib.contextmanager
 def borrow(

@@ -51,6 +51,7 @@ from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translate, translated
 from treadle.store.postgres.inserts import job_document, match_inserted
 from treadle.store.postgres.listener import Listener
+from treadle.store.postgres.plaininsert import insert_plain, libpq_text
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
 from treadle.store.postgres.session import WorkerSession
 from treadle.store.postgres.workers import LivenessOps
@@ -62,6 +63,7 @@ from treadle.store.transaction import StoreTransaction
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
 Q = load_queries("treadle.store.postgres")
+_INSERT_JOBS_LIBPQ = libpq_text(Q["insert_jobs"])  # see plaininsert.py
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
 _LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
@@ -311,8 +313,14 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         # transaction. Only a batch whose every job has a key may be re-sent after a lost
         # connection: the keys turn a repeat into a lookup (ADR 0007).
         if not any(sub.guard is not None for sub in batch):
-            flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs, now),
-                                  tx=bool(keyed), idempotent=keyed == len(jobs))
+            if not keyed:  # the common case: through libpq, not a cursor (ADR 0032)
+                with translated():
+                    flat = self._reconnect.on_connection(
+                        self._pool, "enqueue", lambda conn: self._insert_plain(conn, jobs, now),
+                        idempotent=False)
+            else:
+                flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs, now),
+                                      tx=True, idempotent=keyed == len(jobs))
             return _split(batch, flat, [None] * len(batch))
         return self._retrying("enqueue", lambda cur: self._guarded(cur, batch, now),
                               tx=True, idempotent=keyed == len(jobs))
@@ -376,6 +384,12 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 job = job_from_row(r, self.codec)
                 existing[(job.tenant, job.idempotency_key or "")] = job
         return match_inserted(jobs, inserted, existing, now, cur.connection.info.timezone)
+
+    def _insert_plain(self, conn: psycopg.Connection[Any], jobs: Sequence[NewJob],
+                      now: datetime) -> list[Enqueued]:
+        """Jobs without idempotency keys, outside any transaction: one statement."""
+        inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now)
+        return match_inserted(jobs, inserted, {}, now, conn.info.timezone)
 
     # -- workers -------------------------------------------------------------
 

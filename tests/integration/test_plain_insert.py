@@ -1,0 +1,90 @@
+"""PostgreSQL's plain batch insert through libpq (ADR 0032): the same rows and the same
+errors as through a psycopg cursor, a statement the server forgot prepared again, and a
+lost connection seen as lost (so the retry layer decides as before)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from treadle.core.errors import StoreError
+from treadle.core.job import NewJob
+from treadle.store.postgres.inserts import job_document
+from treadle.store.postgres.plaininsert import insert_plain, libpq_text
+from treadle.store.postgres.retry import is_connection_lost
+from treadle.store.postgres.store import PostgresStore, Q
+
+SQL = libpq_text(Q["insert_jobs"])
+NOW = datetime(2026, 3, 1, 12, 0, 0, 123457, UTC)
+
+
+@pytest.fixture
+def conn(pg_url: str) -> Iterator[psycopg.Connection[object]]:
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        yield c
+
+
+def test_rows_come_back_as_a_cursor_returns_them(conn: psycopg.Connection[object]) -> None:
+    jobs = [NewJob(task="a", payload={"é": [1, None]}), NewJob(task="b", tenant="acme"),
+            NewJob(task="c", idempotency_key="k1")]
+    rows = insert_plain(conn, SQL, job_document(jobs), NOW)
+    assert [(r["tenant"], r["idempotency_key"]) for r in rows] == [
+        ("default", None), ("acme", None), ("default", "k1")]
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids)
+    stored = conn.execute("SELECT id, task, payload, created_at, run_at FROM treadle_jobs "
+                          "ORDER BY id").fetchall()
+    assert stored == [(ids[0], "a", {"é": [1, None]}, NOW, NOW), (ids[1], "b", {}, NOW, NOW),
+                      (ids[2], "c", {}, NOW, NOW)]
+
+
+def test_a_statement_the_server_forgot_is_prepared_again(
+    conn: psycopg.Connection[object],
+) -> None:
+    insert_plain(conn, SQL, job_document([NewJob(task="a")]), NOW)
+    conn.execute("DEALLOCATE ALL")  # as a session reset would
+    rows = insert_plain(conn, SQL, job_document([NewJob(task="b")]), NOW)
+    assert len(rows) == 1
+    assert conn.execute("SELECT count(*) FROM treadle_jobs").fetchone() == (2,)
+
+
+def test_a_refusal_raises_the_servers_error_and_writes_nothing(
+    conn: psycopg.Connection[object],
+) -> None:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        insert_plain(conn, SQL, job_document([NewJob(task="a"), NewJob(task="b",
+                                                                        parent_id=999)]), NOW)
+    assert not is_connection_lost(refused.value)
+    assert conn.execute("SELECT count(*) FROM treadle_jobs").fetchone() == (0,)
+    assert len(insert_plain(conn, SQL, job_document([NewJob(task="a")]), NOW)) == 1
+
+
+def test_a_lost_connection_is_seen_as_lost(
+    conn: psycopg.Connection[object], pg_url: str,
+) -> None:
+    insert_plain(conn, SQL, job_document([NewJob(task="a")]), NOW)
+    pid = conn.info.backend_pid
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                            [pid]).fetchone():  # the terminate is asynchronous
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    with pytest.raises(psycopg.Error) as lost:
+        insert_plain(conn, SQL, job_document([NewJob(task="b")]), NOW)
+    assert is_connection_lost(lost.value)
+
+
+def test_the_store_refuses_a_bad_parent_alone_in_a_batch(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        with pytest.raises(StoreError):
+            store.enqueue([NewJob(task="a", parent_id=424242)])
+        assert store.enqueue([NewJob(task="a")])[0].created
+    finally:
+        store.close()
