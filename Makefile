@@ -31,8 +31,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict src/treadle
 
+# Two test processes (xdist): most tests wait on subprocesses, servers and disks, so two
+# fill two cores; every test has its own database, so they share nothing but the servers.
+PYTEST_WORKERS ?= 2
+
 pytest: install system-deps
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

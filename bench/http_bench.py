@@ -2,6 +2,7 @@
 
     python -m bench.http_bench [--backends sqlite,postgres] [--rounds 3]
         [--client httpx,raw,wrk] [--wrk-seconds 10] [--server-workers 1] [--http auto]
+        [--auth admin|tenant]
 
 The quiet-machine run of issue 13's target (ADR 0026): both stores with one server
 process, then PostgreSQL with two (one per core):
@@ -93,13 +94,13 @@ def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
 SUBMIT_BODY = json.dumps({"task": "noop", "queue": "bench-submit"}).encode()
 
 
-def bench_submit(base: str, clients: int, jobs: int) -> float:
+def bench_submit(base: str, clients: int, jobs: int, key: str = ADMIN) -> float:
     per = jobs // clients
     barrier = threading.Barrier(clients + 1)
     errors: list[str] = []
 
     def client() -> None:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"},
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"},
                           timeout=30) as c:
             c.get("/healthz")  # open the keep-alive connection before timing
             barrier.wait()
@@ -121,7 +122,7 @@ def bench_submit(base: str, clients: int, jobs: int) -> float:
     return per * clients / elapsed
 
 
-def bench_submit_raw(port: int, clients: int, jobs: int) -> float:
+def bench_submit_raw(port: int, clients: int, jobs: int, key: str = ADMIN) -> float:
     """``POST /v1/jobs`` from ``clients`` keep-alive connections driven by one asyncio
     loop writing raw HTTP/1.1: the client costs a fraction of httpx's CPU, so on this
     2-core machine the figure is closer to what the server can take (ADR 0019)."""
@@ -130,7 +131,7 @@ def bench_submit_raw(port: int, clients: int, jobs: int) -> float:
     body = SUBMIT_BODY
     request = (
         f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     per = jobs // clients
@@ -180,17 +181,29 @@ def bench_run(base: str, n: int, warmup: int = 30) -> list[float]:
 def one_round(kind: str, clients: int, submit_jobs: int, runs: int,
               client_kinds: tuple[str, ...] = ("httpx",),
               src: str | None = None, server_args: tuple[str, ...] = (),
-              wrk_seconds: float = 10.0) -> dict[str, float]:
+              wrk_seconds: float = 10.0, auth: str = "admin") -> dict[str, float]:
     with scratch_database(kind, "treadle_bench", PG_ADMIN) as url:
         _migrate(url, src)
+        key = _tenant_key(url, src) if auth == "tenant" else ADMIN
         return _measure(url, clients, submit_jobs, runs, client_kinds, src, server_args,
-                        wrk_seconds)
+                        wrk_seconds, key)
+
+
+def _tenant_key(url: str, src: str | None) -> str:
+    """A new submit key of tenant ``bench`` (``treadle keys create``): requests with it
+    pay the key lookup that the admin key skips (ADR 0033: remembered for 1 s)."""
+    path = os.pathsep.join([*([src] if src else []), str(ROOT)])
+    out = subprocess.run([sys.executable, "-m", "treadle", "keys", "create", "--tenant",
+                          "bench", "--scopes", "submit", "--db", url],
+                         cwd=ROOT, check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": path})
+    return out.stdout.strip().splitlines()[-1]
 
 
 def _measure(url: str, clients: int, submit_jobs: int, runs: int,
              client_kinds: tuple[str, ...], src: str | None,
              server_args: tuple[str, ...] = (), wrk_seconds: float = 10.0,
-             ) -> dict[str, float]:
+             key: str = ADMIN) -> dict[str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = ["--app", "bench.apps.treadle_app:app", "--db", url]
@@ -201,7 +214,7 @@ def _measure(url: str, clients: int, submit_jobs: int, runs: int,
     worker: subprocess.Popen[bytes] | None = None
     try:
         _wait_up(base, server)
-        bench_submit_raw(port, clients, 32 * clients)  # warm-up (every server process)
+        bench_submit_raw(port, clients, 32 * clients, key)  # warm-up (every server process)
         out: dict[str, float] = {}
         for client in client_kinds:  # one after the other on the same server and database
             # The server's CPU per request does not depend on how much of the shared
@@ -210,14 +223,14 @@ def _measure(url: str, clients: int, submit_jobs: int, runs: int,
             loop0 = http_load.loop_cpu_seconds(server.pid) if one_process else 0.0
             requests = submit_jobs
             if client == "raw":
-                out["submit_raw_jobs_per_s"] = bench_submit_raw(port, clients, submit_jobs)
+                out["submit_raw_jobs_per_s"] = bench_submit_raw(port, clients, submit_jobs, key)
             elif client == "wrk":
-                w = http_load.bench_submit_wrk(port, clients, wrk_seconds, ADMIN, SUBMIT_BODY)
+                w = http_load.bench_submit_wrk(port, clients, wrk_seconds, key, SUBMIT_BODY)
                 requests = int(w["requests"])
                 out["submit_wrk_jobs_per_s"] = w["jobs_per_s"]
                 out["submit_wrk_p50_ms"], out["submit_wrk_p99_ms"] = w["p50_ms"], w["p99_ms"]
             else:
-                out["submit_jobs_per_s"] = bench_submit(base, clients, submit_jobs)
+                out["submit_jobs_per_s"] = bench_submit(base, clients, submit_jobs, key)
             per_request = (_cpu_seconds(server.pid) - cpu0) / requests * 1e6
             out[f"server_cpu_us_{client}"] = per_request
             if one_process:  # the event loop's share (the rest: committers, threads)
@@ -257,6 +270,8 @@ def main() -> None:
     ap.add_argument("--server-workers", type=int, default=1,
                     help="treadle server --workers (processes sharing the port)")
     ap.add_argument("--http", default="auto", help="treadle server --http")
+    ap.add_argument("--auth", default="admin", choices=("admin", "tenant"),
+                    help="submit with the admin key, or a tenant's API key (looked up)")
     ap.add_argument("--baseline-src", default=None,
                     help="also run the server from this source tree (older code), "
                          "interleaved round by round")
@@ -276,7 +291,8 @@ def main() -> None:
                     server_args = () if src else (
                         "--http", args.http, "--workers", str(args.server_workers))
                     r = one_round(kind, args.clients, args.submit_jobs, args.runs,
-                                  client_kinds, src, server_args, args.wrk_seconds)
+                                  client_kinds, src, server_args, args.wrk_seconds,
+                                  args.auth)
                 except RuntimeError as exc:  # recorded, not hidden (the old code wedged)
                     print(f"{kind} {version} round {i + 1} failed: {exc}"[:400], flush=True)
                     r = {"failed": 1.0}
@@ -295,11 +311,15 @@ def main() -> None:
                 "runs": args.runs, "rounds": args.rounds, "worker_concurrency": 4,
                 "client": list(client_kinds), "baseline_src": args.baseline_src,
                 "wrk_seconds": args.wrk_seconds, "server_workers": args.server_workers,
-                "http": args.http},
+                "http": args.http, "auth": args.auth},
         target={"run_p50_ms": 15.0, "submit_jobs_per_s": 4000.0},
         results=results,
     )
     write_results(Path(args.out), doc, _markdown(doc))
+
+
+_AUTH = {"admin": "the admin key (no lookup)",
+         "tenant": "a tenant's API key (looked up; remembered 1 s, ADR 0033)"}
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -323,7 +343,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         "1e6 / that is what one free core could serve, whatever share of the machine the run "
         "got. Loop: the event loop thread's part of it (HTTP parsing, validation, answer). "
         f"`wrk`: C load generator, {p.get('wrk_seconds', 10):g} s per round. Server: "
-        f"`--workers {p.get('server_workers', 1)} --http {p.get('http', 'auto')}`.",
+        f"`--workers {p.get('server_workers', 1)} --http {p.get('http', 'auto')}`; "
+        f"requests authenticated with {_AUTH[p.get('auth', 'admin')]}.",
         "",
         "| backend | client | submit jobs/s | server CPU µs/req | loop CPU µs/req |",
         "| --- | --- | ---: | ---: | ---: |",

@@ -102,7 +102,8 @@ def server_command(
         help="HTTP parser: auto (httptools when installed), httptools or h11.")] = "auto",
     processes: Annotated[int, typer.Option(
         "--workers", min=1, max=64,
-        help="Server processes sharing the port (PostgreSQL: one per core).")] = 1,
+        help="Server processes sharing the port (PostgreSQL: one per core; SQLite: "
+             "1, as processes take turns at its write lock).")] = 1,
 ) -> None:
     """Serve the HTTP API (no job workers; run `treadle worker` for those)."""
     from treadle.cli.common import clean_errors, enable_tracing, load_app
