@@ -4,6 +4,7 @@ lost connection seen as lost (so the retry layer decides as before)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from treadle.core.errors import StoreError
 from treadle.core.job import NewJob
 from treadle.store.postgres.inserts import job_document
 from treadle.store.postgres.plaininsert import insert_plain, libpq_text
-from treadle.store.postgres.retry import is_connection_lost
+from treadle.store.postgres.retry import Reconnect, is_connection_lost
 from treadle.store.postgres.store import PostgresStore, Q
 
 SQL = libpq_text(Q["insert_jobs"])
@@ -87,4 +88,43 @@ def test_the_store_refuses_a_bad_parent_alone_in_a_batch(pg_url: str) -> None:
             store.enqueue([NewJob(task="a", parent_id=424242)])
         assert store.enqueue([NewJob(task="a")])[0].created
     finally:
+        store.close()
+
+
+def test_a_keyed_batch_whose_connection_dies_after_sending_is_sent_again(
+    pg_url: str,
+) -> None:
+    """Every job keyed: the insert is re-sent on a new connection (ADR 0007), now in
+    autocommit through libpq. The connection is killed while the insert waits for a
+    concurrent, uncommitted insert of the same key; that one then rolls back, so the
+    re-sent insert creates the job, once."""
+    slept: list[float] = []  # the retry's pauses: one means it was sent again once
+    store = PostgresStore(pg_url, reconnect=Reconnect(sleep=slept.append))
+    blocker = psycopg.connect(pg_url)
+    try:
+        blocker.execute("INSERT INTO treadle_jobs (queue, task, payload, run_at, max_attempts,"
+                        " created_at, idempotency_key) VALUES ('default', 't', '{}', now(), 1,"
+                        " now(), 'k')")
+        answer: list[object] = []
+        caller = threading.Thread(target=lambda: answer.append(
+            store.enqueue([NewJob(task="t", idempotency_key="k")])))
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            caller.start()
+            deadline = time.monotonic() + 10
+            while not (row := admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%%INSERT INTO treadle_jobs%%'").fetchone()):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            admin.execute("SELECT pg_terminate_backend(%s)", [row[0]])
+            blocker.rollback()
+            caller.join(30)
+        assert len(slept) == 1
+        (enqueued,) = answer[0]  # type: ignore[misc]
+        assert enqueued.created
+        with psycopg.connect(pg_url, autocommit=True) as check:
+            assert check.execute("SELECT count(*) FROM treadle_jobs WHERE idempotency_key = "
+                                 "'k'").fetchone() == (1,)
+    finally:
+        blocker.close()
         store.close()

@@ -59,7 +59,7 @@ def authenticate(
     """The principal a raw API key stands for, or None (unknown, revoked, empty).
 
     With a ``config``, a key found valid at most ``config.key_cache_seconds`` ago is not
-    read again (ADR 0033); without one (the UI's login form) it is always read."""
+    read again (ADR 0033); without one it is always read."""
     if not raw_key or len(raw_key) > 512:
         return None
     if _is_admin_key(raw_key, config):

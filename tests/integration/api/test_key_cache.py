@@ -101,7 +101,7 @@ def test_without_a_config_or_with_zero_seconds_every_request_reads(
     key, raw = keystore_for(elsewhere).create_key("t1", "submit")
     config = ApiConfig(admin_key=ADMIN, key_cache_seconds=0)
     assert authenticate(app, raw, config) is not None
-    assert authenticate(app, raw) is not None  # the UI's login: no config, a read
+    assert authenticate(app, raw) is not None  # no config: a read
     keystore_for(elsewhere).revoke(key.id)
     assert authenticate(app, raw, config) is None
     assert authenticate(app, raw) is None

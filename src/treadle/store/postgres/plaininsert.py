@@ -1,7 +1,8 @@
 """The plain batch insert sent through libpq itself, not a psycopg cursor (ADR 0032).
 
-Most enqueues carry no guard and no idempotency key: one ``insert_jobs`` statement in
-autocommit, one round trip. Through a psycopg cursor that round trip cost ~130 µs of
+Most enqueues carry no guard: one ``insert_jobs`` statement in autocommit, one round
+trip (a second, through a cursor, only to read the jobs of idempotency keys already
+taken). Through a psycopg cursor that round trip cost ~130 µs of
 producer CPU (making the cursor, adapting the parameters, the generator-driven wait);
 through libpq's ``PQexecPrepared`` ~40 µs. libpq releases the GIL while it waits, as
 psycopg does. The statement is prepared once per connection (again if the server has

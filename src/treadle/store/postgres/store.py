@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
@@ -313,14 +314,11 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         # transaction. Only a batch whose every job has a key may be re-sent after a lost
         # connection: the keys turn a repeat into a lookup (ADR 0007).
         if not any(sub.guard is not None for sub in batch):
-            if not keyed:  # the common case: through libpq, not a cursor (ADR 0032)
-                with translated():
-                    flat = self._reconnect.on_connection(
-                        self._pool, "enqueue", lambda conn: self._insert_plain(conn, jobs, now),
-                        idempotent=False)
-            else:
-                flat = self._retrying("enqueue", lambda cur: self._enqueue_in(cur, jobs, now),
-                                      tx=True, idempotent=keyed == len(jobs))
+            # Through libpq, not a cursor, in autocommit (ADR 0032).
+            with translated():
+                flat = self._reconnect.on_connection(
+                    self._pool, "enqueue", lambda conn: self._insert_plain(conn, jobs, now),
+                    idempotent=keyed == len(jobs))
             return _split(batch, flat, [None] * len(batch))
         return self._retrying("enqueue", lambda cur: self._guarded(cur, batch, now),
                               tx=True, idempotent=keyed == len(jobs))
@@ -387,9 +385,29 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
 
     def _insert_plain(self, conn: psycopg.Connection[Any], jobs: Sequence[NewJob],
                       now: datetime) -> list[Enqueued]:
-        """Jobs without idempotency keys, outside any transaction: one statement."""
+        """Jobs without guards, in autocommit: one statement, and a second only for the
+        idempotency keys it did not insert (or that the batch repeats), whose jobs are
+        read. No transaction is needed around the two: a key the insert skipped belongs
+        to a committed row (``ON CONFLICT`` waits for a concurrent inserter's outcome),
+        and at read committed the transaction's second statement saw no more than this
+        one does. Keyed jobs paid BEGIN, insert, read and COMMIT before: four round trips
+        for one (ADR 0032)."""
         inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now)
-        return match_inserted(jobs, inserted, {}, now, conn.info.timezone)
+        existing: dict[tuple[str, str], Job] = {}
+        keys = Counter((nj.tenant, nj.idempotency_key) for nj in jobs
+                       if nj.idempotency_key is not None)
+        if keys:
+            got = {(r["tenant"], r["idempotency_key"]) for r in inserted}
+            wanted = [k for k, n in keys.items() if n > 1 or k not in got]
+            if wanted:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(Q["jobs_by_idempotency_keys"],
+                                {"tenant": [t for t, _ in wanted],
+                                 "idempotency_key": [k for _, k in wanted]})
+                    for r in cur.fetchall():
+                        job = job_from_row(r, self.codec)
+                        existing[(job.tenant, job.idempotency_key or "")] = job
+        return match_inserted(jobs, inserted, existing, now, conn.info.timezone)
 
     # -- workers -------------------------------------------------------------
 
