@@ -8,15 +8,13 @@ import asyncio
 
 from tests.integration.test_group_commit import Blockers, app  # noqa: F401
 from treadle import Treadle
-from treadle.loop_bridge import bridge_for
 
 
 def test_async_submissions_get_their_own_jobs_and_a_cancelled_one_is_withdrawn(
         app: Treadle) -> None:  # noqa: F811
     echo = app.get_task("echo")
 
-    async def main() -> tuple[list[object], int]:
-        bridge = bridge_for(asyncio.get_running_loop())
+    async def main() -> list[object]:
         with Blockers(app) as blockers:  # the committer's lanes are held: these queue
             tasks = [asyncio.ensure_future(app.enqueue_async([echo.new_job({"n": i, "who": "x"})]))
                      for i in range(8)]
@@ -24,15 +22,14 @@ def test_async_submissions_get_their_own_jobs_and_a_cancelled_one_is_withdrawn(
             blockers.wait_queued(8)
             tasks[3].cancel()
             await asyncio.sleep(0)  # the cancellation reaches the queued submission
-            before = bridge.wakeups
-        done = await asyncio.gather(*tasks, return_exceptions=True)
-        return done, bridge.wakeups - before
+        # How many wake-ups the answers take depends on how the committer batches them
+        # and on thread scheduling; tests/unit/test_loop_bridge.py pins one per burst.
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
-    done, wakeups = asyncio.run(main())
+    done = asyncio.run(main())
     assert isinstance(done[3], asyncio.CancelledError)
     answered = [handles[0] for handles in done if isinstance(handles, list)]
     assert [h.job.payload["n"] for h in answered] == [0, 1, 2, 4, 5, 6, 7]
     assert all(h.created for h in answered)
-    assert 1 <= wakeups <= 7  # answers arriving together share a wake-up
     stored = sorted(j.payload["n"] for j in app.list_jobs() if j.payload["who"] == "x")
     assert stored == [0, 1, 2, 4, 5, 6, 7]
