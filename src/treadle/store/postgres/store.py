@@ -394,9 +394,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         for one (ADR 0032)."""
         inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now)
         existing: dict[tuple[str, str], Job] = {}
-        keys = Counter((nj.tenant, nj.idempotency_key) for nj in jobs
-                       if nj.idempotency_key is not None)
-        if keys:
+        keyed = [(nj.tenant, nj.idempotency_key) for nj in jobs
+                 if nj.idempotency_key is not None]
+        if keyed:
+            keys = Counter(keyed)
             got = {(r["tenant"], r["idempotency_key"]) for r in inserted}
             wanted = [k for k, n in keys.items() if n > 1 or k not in got]
             if wanted:
