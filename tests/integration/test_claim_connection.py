@@ -218,3 +218,40 @@ def test_the_look_for_a_suspect_after_an_empty_claim_rides_with_its_plan(
         assert claimed.id == job.id
     finally:
         store.close()
+
+
+LIMITED_LIST = "SELECT name, concurrency_limit FROM treadle_queues WHERE concurrency_l"
+
+
+def test_an_idle_wait_reads_the_limited_queues_so_the_claim_after_it_does_not(
+    pg_url: str,
+) -> None:
+    # The list of concurrency-limited queues is read again every _LIMITED_TTL; once it
+    # would run out within half of that, a wait reads it (idle), and the claim the wait
+    # leads to does not: no round trip before the claim on those pickups.
+    store, other = open_store(pg_url), open_store(pg_url)
+    try:
+        _settled(store)
+        with counting_statements() as count:
+            def reads() -> int:
+                return sum(n for k, n in count.snapshot().items() if k.startswith(LIMITED_LIST))
+
+            deadline = time.monotonic() + 10
+            while True:
+                assert time.monotonic() < deadline, "a wait's read of the list"
+                before = reads()
+                waiter = Waiter(store, timeout=30.0)
+                waiter.start()
+                other.enqueue([NewJob(task="t", queue="q")])
+                waiter.join(10)
+                assert waiter.result is True
+                read_by_wait = reads() > before
+                after_wait = reads()
+                assert len(store.claim(queues=["q"], worker="w", limit=1,
+                                       lease_seconds=30)) == 1
+                if read_by_wait:
+                    assert reads() == after_wait  # none inside the claim
+                    break
+    finally:
+        store.close()
+        other.close()

@@ -28,7 +28,8 @@ def _wait_for(what: Callable[[], bool]) -> None:
 class Recorder:
     """A commit that records who committed how many, and can be held on its first call."""
 
-    def __init__(self, hold_first: bool = False) -> None:
+    def __init__(self, hold_first: bool = False, io_seconds: float = 0.0) -> None:
+        self.io_seconds = io_seconds  # a commit's flush, simulated
         self.calls: list[tuple[str, int]] = []
         self.entered = threading.Event()
         self.release = threading.Event()
@@ -39,6 +40,8 @@ class Recorder:
         self.calls.append((threading.current_thread().name, len(batch)))
         self.entered.set()
         assert self.release.wait(WAIT)
+        if self.io_seconds:
+            time.sleep(self.io_seconds)
         at = datetime.now(UTC)
         return [[Enqueued.new(nj, i, at) for i, nj in enumerate(s.jobs)] for s in batch]
 
@@ -138,3 +141,39 @@ def test_closing_ends_a_gather_at_once() -> None:
     gc.close(timeout=WAIT)
     assert time.monotonic() - started < WAIT / 2
     assert not any(t.is_alive() for t in gc._threads)
+
+
+def test_many_threads_and_futures_are_all_answered() -> None:
+    """No lost wake-up: the committer is woken only when it can act (ADR 0032), yet
+    every submission, blocking or a future, is committed and answered."""
+    commit = Recorder(io_seconds=0.0003)  # callers arrive while commits are in flight
+    gc = GroupCommitter("t", commit)  # the default gather
+    errors: list[BaseException] = []
+
+    def blocking() -> None:
+        try:
+            for _ in range(200):
+                assert len(gc.enqueue([JOB, JOB])) == 2
+        except BaseException as exc:
+            errors.append(exc)
+
+    def futures() -> None:
+        try:
+            for _ in range(100):
+                assert len(gc.submit([JOB]).result(WAIT)) == 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=blocking) for _ in range(8)]
+    threads += [threading.Thread(target=futures) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        assert not errors and not any(t.is_alive() for t in threads)
+        # Each call in calls is (thread, submissions); every job was committed once.
+        assert sum(n for _, n in commit.calls) == 8 * 200 + 2 * 100
+        assert len(commit.calls) < 8 * 200 + 2 * 100  # and they did share commits
+    finally:
+        gc.close()

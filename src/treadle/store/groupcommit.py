@@ -205,7 +205,10 @@ class GroupCommitter:
                 thread.start()
                 self._threads.append(thread)
         self._pending.append(sub)
-        if len(self._pending) >= self._expect:  # a gathering committer waits for them all
+        # Wake the committer only when it can act: a lane free (the end of each commit
+        # wakes it anyway) and, while it gathers, once all it waits for are here. Each
+        # needless wake-up was a context switch per submission (ADR 0032).
+        if self._in_flight < self._lanes and len(self._pending) >= self._expect:
             self._cond.notify_all()
 
     # -- the committer thread ------------------------------------------------------

@@ -49,6 +49,10 @@ class ClaimConnection:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
     def mark(self) -> int:
         """The count of work notifications so far: a later wait returns at once if it moved."""
         return self._seq

@@ -394,9 +394,10 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
         for one (ADR 0032)."""
         inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now)
         existing: dict[tuple[str, str], Job] = {}
-        keys = Counter((nj.tenant, nj.idempotency_key) for nj in jobs
-                       if nj.idempotency_key is not None)
-        if keys:
+        keyed = [(nj.tenant, nj.idempotency_key) for nj in jobs
+                 if nj.idempotency_key is not None]
+        if keyed:
+            keys = Counter(keyed)
             got = {(r["tenant"], r["idempotency_key"]) for r in inserted}
             wanted = [k for k, n in keys.items() if n > 1 or k not in got]
             if wanted:
@@ -743,6 +744,16 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             if mark is not None and mark[0] != "cc":
                 return True  # the last claim noted the Listener's count: look again
             seen = cc.mark() if mark is None else mark[1]
+            if cc.connected and time.monotonic() >= self._limited_expires - _LIMITED_TTL / 2:
+                # The list of limited queues would run out soon: read it now, idle, so the
+                # claim this wait leads to does not read it first (ADR 0031).
+                with translated():
+                    self._pinned.conn = cc.connection()
+                try:
+                    self._limited_expires = 0.0
+                    self._limited_queues()
+                finally:
+                    self._pinned.conn = None
             if cc.wait(seen, timeout):
                 return True
             if self._nothing_queued():
