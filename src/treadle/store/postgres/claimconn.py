@@ -106,6 +106,13 @@ class ClaimConnection:
             except psycopg.Error:
                 self._sleep(deadline)
                 return False
+        try:
+            self._absorb(conn)  # what came since the claim, read or not
+        except psycopg.Error:
+            self.discard()
+            return True
+        if self._seq != seen:
+            return True
         while not self._closed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -174,6 +181,10 @@ class ClaimConnection:
         if conn.closed:
             raise psycopg.OperationalError("connection is closed")
         pgconn = conn.pgconn
+        # First what libpq has read but not parsed: a notification that came in the same
+        # read as a claim's answer sits in its buffer, and the socket will not say so
+        # (select() waited for the next notification, ~one enqueue interval late).
+        self._count_notifies(pgconn)
         poller = select.poll()
         poller.register(conn.fileno(), select.POLLIN)
         for _ in range(_ABSORB_READS):
@@ -182,9 +193,13 @@ class ClaimConnection:
             pgconn.consume_input()  # raises OperationalError on EOF
             if pgconn.status != pq.ConnStatus.OK:
                 raise psycopg.OperationalError("connection closed by the server")
-            while (note := pgconn.notifies()) is not None:
-                if note.relname == CHANNEL.encode():
-                    self._seq += 1
+            self._count_notifies(pgconn)
+
+    def _count_notifies(self, pgconn: pq.abc.PGconn) -> None:
+        # PQnotifies parses what is buffered before answering.
+        while (note := pgconn.notifies()) is not None:
+            if note.relname == CHANNEL.encode():
+                self._seq += 1
 
     def _drain_pipe(self) -> bool:
         """Use up the interrupts made so far; True if there was one."""
