@@ -6,32 +6,15 @@ still claims and waits, on the pool and the shared listener.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 
 import psycopg
 
 from bench.statement_count import counting_statements
+from tests.support.waiting import Waiter, until
 from treadle.core.job import NewJob
 from treadle.store import Store, open_store
 from treadle.store.postgres.claimconn import APPLICATION_NAME
-
-
-class Waiter(threading.Thread):
-    def __init__(self, store: Store, timeout: float) -> None:
-        super().__init__(daemon=True)
-        self.store, self.timeout, self.result = store, timeout, None
-
-    def run(self) -> None:
-        self.result = self.store.wait_for_work(self.timeout)  # type: ignore[assignment]
-
-
-def _until(pred: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not pred():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
 
 
 def _claim_backends(url: str) -> list[tuple[int, str]]:
@@ -85,11 +68,11 @@ def test_a_claim_after_the_server_closed_the_connection_reconnects(pg_url: str) 
         [(claimer, _)] = _claim_backends(pg_url)
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (claimer,))
-        _until(lambda: not _claim_backends(pg_url), "the backend gone (its goodbye sent)")
+        until(lambda: not _claim_backends(pg_url), "the backend gone (its goodbye sent)")
         other.enqueue([NewJob(task="t")])
         # No wait in between (a busy claim loop): the goodbye is read before the claim
         # is sent, and the claim goes out on a new connection.
-        _until(lambda: len(waiting.claim(queues=None, worker="w", limit=1,
+        until(lambda: len(waiting.claim(queues=None, worker="w", limit=1,
                                          lease_seconds=30)) == 1, "the claim")
     finally:
         waiting.close()
@@ -116,7 +99,7 @@ def test_an_interrupt_ends_the_wait(pg_url: str) -> None:
         _settled(waiting)
         waiter = Waiter(waiting, timeout=30.0)
         waiter.start()
-        _until(lambda: waiting._cc_use.locked(), "the wait on the claim connection")
+        until(lambda: waiting._cc_use.locked(), "the wait on the claim connection")
         waiting.interrupt()
         waiter.join(10)
         assert not waiter.is_alive() and waiter.result is True
@@ -130,7 +113,7 @@ def test_a_second_thread_claims_and_waits_while_the_first_waits(pg_url: str) -> 
         _settled(store)
         first = Waiter(store, timeout=30.0)
         first.start()
-        _until(lambda: store._cc_use.locked(), "the first wait on the claim connection")
+        until(lambda: store._cc_use.locked(), "the first wait on the claim connection")
         # The claim connection is taken: this thread claims on the pool and waits on the
         # shared listener, and both waits end at the next enqueue.
         assert store.claim(queues=None, worker="w2", limit=1, lease_seconds=30) == []
@@ -180,7 +163,7 @@ def test_a_busy_workers_heartbeat_reads_the_notifications_its_claim_loop_does_no
             busy.heartbeat(worker="w", leases=[], lease_seconds=30)
             return busy._cc.mark() > mark
 
-        _until(read, "the notification read by a heartbeat")
+        until(read, "the notification read by a heartbeat")
     finally:
         busy.close()
         other.close()

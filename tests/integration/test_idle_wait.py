@@ -7,34 +7,18 @@ wait for the wait's own check to have run (a count), never for time to pass.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 from bench.statement_count import StatementCount, counting_statements
+from tests.support.waiting import Waiter, until
 from treadle.core.job import NewJob
-from treadle.store import Store, open_store
+from treadle.store import open_store
 from treadle.store.postgres.store import PostgresStore
 from treadle.testing import ManualClock, migrated
-
-
-class Waiter(threading.Thread):
-    def __init__(self, store: Store, timeout: float) -> None:
-        super().__init__(daemon=True)
-        self.store, self.timeout, self.result = store, timeout, None
-
-    def run(self) -> None:
-        self.result = self.store.wait_for_work(self.timeout)  # type: ignore[assignment]
-
-
-def _until(pred: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not pred():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
 
 
 def _seen(count: StatementCount, head: str) -> int:
@@ -66,7 +50,7 @@ def test_a_commit_that_leaves_no_work_does_not_end_an_idle_sqlite_wait(
             other.heartbeat(worker="peer", leases=[], lease_seconds=30)
             return _seen(counted, WORK_EXISTS) > checks
 
-        _until(beaten_and_looked, "the wait's look after a commit")
+        until(beaten_and_looked, "the wait's look after a commit")
         assert waiter.is_alive()  # it looked, found nothing to do, and waits on
         other.enqueue([NewJob(task="t")])
         waiter.join(10)
@@ -93,7 +77,7 @@ def test_a_commit_that_leaves_a_job_running_ends_an_idle_sqlite_wait(
             other.heartbeat(worker="peer", leases=[], lease_seconds=30)
             return not waiter.is_alive()
 
-        _until(beaten_and_ended, "the wait's end after a commit")
+        until(beaten_and_ended, "the wait's end after a commit")
         assert waiter.result is True
     finally:
         waiting.close()
@@ -119,7 +103,7 @@ def test_an_idle_postgres_wait_with_nothing_queued_lasts_until_a_notification(
             def looked(w: Waiter = waiter, n: int = before) -> bool:
                 return not w.is_alive() or _seen(counted, ANY_QUEUED) > n
 
-            _until(looked, "the wait's look once its poll ran out")
+            until(looked, "the wait's look once its poll ran out")
             if waiter.is_alive():
                 break
         assert waiter.is_alive()  # nothing queued: it waits for a notification
@@ -165,7 +149,7 @@ def test_while_work_flows_a_sqlite_wait_ends_on_any_commit_without_looking_first
             other.heartbeat(worker="peer", leases=[], lease_seconds=30)
             return not waiter.is_alive()
 
-        _until(beaten_and_ended, "the busy wait ending on a commit")
+        until(beaten_and_ended, "the busy wait ending on a commit")
         assert waiter.result is True
         assert _seen(counted, WORK_EXISTS) == looks
     finally:
