@@ -6,8 +6,10 @@ starts ``IMMEDIATE`` so two claimers can never both read the same queued row.
 Idle workers notice new work by watching ``PRAGMA data_version`` (it changes
 when another connection commits): ``store/sqlite/waiting.py``, ADR 0003.
 
-The module is longer than most on purpose: it is one backend's whole write side of
-the Store protocol, kept together so every guarded write reads next to the others.
+This module holds the connections, the guarded writes of a job's outcome, the reaper
+and the control writes; its other parts are mixins beside it: the schema
+(``schema.py``), the producer path (``producing.py``), the claim path (``claiming.py``),
+worker liveness (``workers.py``) and waiting (``waiting.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, LiteralString, TypeVar
@@ -29,16 +30,14 @@ from treadle.core.errors import (
     ErrorInfo,
     StoreUnavailable,
 )
-from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
-from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.job import Job, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
-from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission, unwrap
-from treadle.store.migrations import MigrationRunner, plugin_migrations_package
+from treadle.store.groupcommit import GroupCommitter
 from treadle.store.outcomes import (
     finish_params,
     lease_lost_detail,
@@ -50,45 +49,28 @@ from treadle.store.queries import load_queries
 from treadle.store.rows import (
     SQLITE_CODEC,
     dumps,
-    epoch_to_dt,
     job_from_row,
-    sort_claimed,
 )
+from treadle.store.sqlite.claiming import ClaimOps
 from treadle.store.sqlite.errors import translated
-from treadle.store.sqlite.waiting import BUSY_WINDOW, WaitOps
+from treadle.store.sqlite.producing import ProduceOps
+from treadle.store.sqlite.schema import SchemaOps
+from treadle.store.sqlite.waiting import WaitOps
 from treadle.store.sqlite.workers import LivenessOps
-from treadle.store.transaction import StoreTransaction
 
 Q = load_queries("treadle.store.sqlite")
 USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
 _BUSY_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 T = TypeVar("T")
-_FK_OFF_MARK = "-- treadle: foreign_keys=off"
-
-
-# Rows per multi-row insert: 21 parameters each, well under SQLite's 999 of old builds,
-# and at most this many statement texts (one per row count) in a connection's cache.
-_ROWS_PER_INSERT = 32
-_ONE_ROW = "(" + ", ".join(["?"] * 21) + ")"
-_INSERT_ROWS: dict[int, str] = {}
-
-
-def _insert_rows_sql(rows: int) -> str:
-    """``insert_job`` for ``rows`` rows (its parameters repeated, in order)."""
-    sql = _INSERT_ROWS.get(rows)
-    if sql is None:
-        one = Q["insert_job"]
-        assert one.count(_ONE_ROW) == 1, "insert_job's VALUES changed"
-        sql = _INSERT_ROWS[rows] = one.replace(_ONE_ROW, ", ".join([_ONE_ROW] * rows))
-    return sql
 
 
 def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
-class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps, WaitOps):
+class SQLiteStore(SqlReads, FlowOps, QuarantineOps, SchemaOps, ProduceOps, ClaimOps,
+                  LivenessOps, WaitOps):
     """See module docstring. ``url`` is ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
 
     def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK, durable: bool = True) -> None:
@@ -229,327 +211,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, LivenessOps, WaitOps):
             self._conns.clear()
         self._local = threading.local()
 
-    # -- schema --------------------------------------------------------------
-
-    def _migrations(self) -> MigrationRunner:
-        return MigrationRunner("treadle.store.sqlite.migrations", self._run_script, self._applied)
-
-    def _run_script(self, sql: str, version: int, name: str, plugin: str | None = None) -> None:
-        conn = self._conn()
-        # A script that rebuilds a referenced table asks for foreign keys off (SQLite's
-        # documented procedure): the pragma is a no-op inside a transaction, so it is
-        # set before BEGIN, and the keys are checked before COMMIT instead.
-        fk_off = sql.startswith(_FK_OFF_MARK)
-        if fk_off:
-            conn.execute("PRAGMA foreign_keys=OFF")
-        try:
-            # executescript cannot take parameters; open the transaction in the script
-            # and record the migration with a bound statement before committing.
-            self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
-            try:
-                if fk_off and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
-                    raise ConfigurationError(f"migration {version} broke a foreign key")
-                if plugin is None:
-                    conn.execute(
-                        "INSERT INTO treadle_migrations (version, name, applied_at) "
-                        "VALUES (?, ?, ?)",
-                        (version, name, time.time()),
-                    )
-                else:
-                    conn.execute(Q["record_plugin_migration"], {
-                        "plugin": plugin, "version": version, "name": name, "now": time.time()})
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            if fk_off:
-                conn.execute("PRAGMA foreign_keys=ON")
-
-    def _applied(self) -> list[int]:
-        conn = self._conn()
-        self._busy_retry(lambda: conn.execute(
-            "CREATE TABLE IF NOT EXISTS treadle_migrations ("
-            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        ))
-        return [r["version"] for r in self._read("applied_migrations", {})]
-
-    def migrate(self) -> list[int]:
-        with translated():
-            return self._migrations().migrate()
-
-    def check_schema(self) -> None:
-        with translated():
-            self._migrations().check()
-
-    def _plugin_migrations(self, plugin: str, sql_package: str) -> MigrationRunner:
-        def run(sql: str, version: int, name: str) -> None:
-            self._run_script(sql, version, name, plugin)
-
-        def applied() -> list[int]:
-            rows = self._read("plugin_applied_migrations", {"plugin": plugin})
-            return [r["version"] for r in rows]
-
-        package = plugin_migrations_package(sql_package, "sqlite")
-        return MigrationRunner(package, run, applied, what=f"schema of plug-in {plugin!r}")
-
-    def migrate_plugin(self, plugin: str, sql_package: str) -> list[int]:
-        with translated():
-            return self._plugin_migrations(plugin, sql_package).migrate()
-
-    def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
-        with translated():
-            self._plugin_migrations(plugin, sql_package).check()
-
-    # -- producers -----------------------------------------------------------
-
-    def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[Enqueued]:
-        """Insert ``jobs`` (all or none), coalesced with concurrent callers (ADR 0019)."""
-        if not jobs:
-            return []
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.in_transaction:
-            # Inside this thread's own open transaction: SQLite refuses a nested BEGIN at
-            # once (as before); the committer would wait for a lock this thread holds.
-            return unwrap(self._commit_group([Submission(jobs, guard)])[0])
-        return self._committer.enqueue(jobs, guard)
-
-    def submit(self, jobs: Sequence[NewJob], *,
-               guard: Guard | None = None) -> Future[list[Enqueued]]:
-        """Non-blocking :meth:`enqueue`: the future resolves once the jobs are durable."""
-        return self._committer.submit(jobs, guard)
-
-    def _commit_group(self, batch: Sequence[Submission]) -> list[Result]:
-        """One write transaction for a batch; each submission under its own savepoint,
-        so one the database (or its guard) refuses is rolled back alone.
-
-        Without guards the batch is first tried without savepoints (two statements less
-        per submission, ADR 0027): a refusal then rolls back the whole transaction, and
-        the batch is done again with them, so each caller still gets its own answer."""
-        if len(batch) > 1 and all(sub.guard is None for sub in batch):
-            try:
-                with self._tx() as conn:
-                    # The batch's jobs as one list (multi-row inserts, ADR 0032), then
-                    # handed back per submission, in order.
-                    done = iter(self._enqueue_in(conn, [nj for sub in batch for nj in sub.jobs]))
-                    plain: list[Result] = [[next(done) for _ in sub.jobs] for sub in batch]
-            except StoreUnavailable:
-                raise  # not a refusal: the lock never came
-            except Exception:  # a refusal: nothing of the batch was written
-                pass
-            else:
-                self._notify()
-                return plain
-        out: list[Result] = []
-        with self._tx() as conn:
-            tx = self._store_tx(conn)
-            if len(batch) == 1 and batch[0].guard is None:  # nothing to isolate
-                out.append(self._enqueue_in(conn, batch[0].jobs))
-            else:
-                for sub in batch:
-                    out.append(self._one_submission(conn, tx, sub))
-        if any(not isinstance(r, Exception) for r in out):
-            self._notify()
-        return out
-
-    def _one_submission(self, conn: sqlite3.Connection, tx: StoreTransaction,
-                        sub: Submission) -> Result:
-        conn.execute("SAVEPOINT treadle_submission")
-        try:
-            with translated():
-                if sub.guard is not None:
-                    sub.guard(tx)
-                result: Result = self._enqueue_in(conn, sub.jobs)
-        except Exception as exc:
-            if not conn.in_transaction:
-                raise  # SQLite dropped the whole transaction (I/O error, full disk)
-            conn.execute("ROLLBACK TO treadle_submission")
-            result = exc
-        conn.execute("RELEASE treadle_submission")
-        return result
-
-    def _store_tx(self, conn: sqlite3.Connection) -> StoreTransaction:
-        return StoreTransaction(
-            lambda sql, params: list(conn.execute(sql, params).fetchall()),
-            lambda jobs: self._enqueue_in(conn, jobs),
-            SQLITE_CODEC,
-        )
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[StoreTransaction]:
-        """One ``BEGIN IMMEDIATE`` transaction for a plug-in's statements and new jobs."""
-        with self._tx() as conn:
-            tx = self._store_tx(conn)
-            yield tx
-        if tx.enqueued:
-            self._notify()
-
-    def _enqueue_in(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Enqueued]:
-        at = _ts(self.clock.now())
-        # Times as a read of the row gives them (epoch seconds back to datetimes): the
-        # job handed back is built from its request, not read back (ADR 0027).
-        created_at = epoch_to_dt(at)
-        if len(jobs) > 1 and all(nj.idempotency_key is None for nj in jobs):
-            return self._insert_rows(conn, jobs, at, created_at)
-        out: list[Enqueued] = []
-        events: list[tuple[int, float]] = []
-        for nj in jobs:
-            run_at = at if nj.run_at is None else _ts(nj.run_at)
-            row = conn.execute(Q["insert_job"], (
-                nj.tenant, nj.queue, nj.kind.value, nj.task, nj.payload_json, nj.priority,
-                run_at, nj.max_attempts, nj.timeout, nj.idempotency_key, nj.concurrency_key,
-                nj.parent_id, nj.callback_url, nj.concurrency_limit, nj.rate_period,
-                nj.max_crashes, at, nj.traceparent, nj.rate_key, nj.rate_limit,
-                nj.rate_window,
-            )).fetchone()
-            if row is None:  # idempotency key already used: hand back that job
-                row = conn.execute(Q["job_by_idempotency_key"], {
-                    "tenant": nj.tenant, "idempotency_key": nj.idempotency_key}).fetchone()
-                out.append(Enqueued(job_from_row(row, SQLITE_CODEC), created=False))
-                continue
-            events.append((row[0], at))
-            out.append(Enqueued.new(
-                nj, row[0], created_at, None if nj.run_at is None else epoch_to_dt(run_at)))
-        if events:
-            conn.executemany(Q["insert_enqueued_events"], events)
-        return out
-
-    def _insert_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], at: float,
-                     created_at: datetime) -> list[Enqueued]:
-        """Jobs without idempotency keys (none can be refused as a duplicate), up to
-        ``_ROWS_PER_INSERT`` per statement: a statement per job cost ~10 µs of CPU more
-        per job, each releasing and retaking the GIL (ADR 0032). A multi-row insert
-        numbers its rows in order (each id one above the largest before), so its ids,
-        sorted, pair with the requests in order."""
-        ids: list[int] = []
-        for start in range(0, len(jobs), _ROWS_PER_INSERT):
-            chunk = jobs[start:start + _ROWS_PER_INSERT]
-            params: list[Any] = []
-            for nj in chunk:
-                params += (
-                    nj.tenant, nj.queue, nj.kind.value, nj.task, nj.payload_json,
-                    nj.priority, at if nj.run_at is None else _ts(nj.run_at),
-                    nj.max_attempts, nj.timeout, None, nj.concurrency_key, nj.parent_id,
-                    nj.callback_url, nj.concurrency_limit, nj.rate_period, nj.max_crashes,
-                    at, nj.traceparent, nj.rate_key, nj.rate_limit, nj.rate_window)
-            got = sorted(row[0] for row in conn.execute(_insert_rows_sql(len(chunk)), params))
-            if len(got) != len(chunk):  # never guess which job is which
-                raise RuntimeError(f"inserted {len(got)} of {len(chunk)} jobs")
-            ids += got
-        conn.executemany(Q["insert_enqueued_events"], [(job_id, at) for job_id in ids])
-        return [Enqueued.new(nj, job_id, created_at,
-                             None if nj.run_at is None else epoch_to_dt(_ts(nj.run_at)))
-                for nj, job_id in zip(jobs, ids, strict=True)]
-
-    # -- workers -------------------------------------------------------------
-
-    def claim(
-        self,
-        *,
-        queues: Sequence[str] | None,
-        worker: str,
-        limit: int,
-        lease_seconds: float,
-        kinds: Sequence[str] | None = None,
-        suspect: bool = False,
-    ) -> list[Job]:
-        if limit <= 0:
-            return []
-        if suspect:  # a suspect is claimed alone (ADR 0024)
-            limit = 1
-        self._local.claim_mark = self._mark()  # see wait_for_work
-        now = self.clock.now()
-        base = {
-            "worker": worker,
-            "now": _ts(now),
-            "expires": _ts(now + timedelta(seconds=lease_seconds)),
-            # Only kinds this worker can run (ADR 0008); None: all.
-            "kinds": None if kinds is None else dumps(list(kinds)),
-            "suspect": int(suspect),
-        }
-        # Raw rows while the write lock is held; decoded into jobs after COMMIT (issue 13).
-        claimed: list[Mapping[str, Any]] = []
-        # The claim's commit does not wait for the disk (ADR 0030): what a power loss
-        # undoes here, it undoes with this host's workers, and the jobs are queued again.
-        with self._tx(flush=False) as conn:
-            scope = {**base, "queues": None if queues is None else dumps(list(queues))}
-            plan = conn.execute(Q["claim_plan"], {**scope, "scan": limit * 8,
-                                                  "max_tenants": MAX_TENANTS}).fetchall()
-            for r in plan:
-                if r["what"] == "rate":
-                    self.rate_wait(timedelta(seconds=r["period"]))
-            # Per-key limited jobs first (ADR 0010): the other paths never take them.
-            taken: dict[str, int] = {}  # claimed here per concurrency key (plan counts before)
-            now_ts = _ts(now)
-            for cand in (r for r in plan if r["what"] == "key"):
-                period = cand["period"]
-                if period is not None:  # rate limit: starts within the sliding window
-                    room = self._rate_room(conn, cand["name"], cand["n"], period, now_ts)
-                else:
-                    room = cand["n"] - cand["running"] - taken.get(cand["name"], 0)
-                if cand["rkey"] is not None and room > 0:  # and a rate limit beside it
-                    room = min(room, self._rate_room(conn, cand["rkey"], cand["rn"],
-                                                     cand["rperiod"], now_ts))
-                n = min(limit - len(claimed), room)
-                if n > 0:
-                    rows = conn.execute(Q["claim_key"], {
-                        **scope, "key": cand["name"], "limit": n, "period": period,
-                        "rkey": cand["rkey"]}).fetchall()
-                    claimed.extend(rows)
-                    if period is None:
-                        taken[cand["name"]] = taken.get(cand["name"], 0) + len(rows)
-            special = {r["name"]: r for r in conn.execute(Q["paused_or_limited_queues"])}
-            tenants = [TenantLoad(r["name"], r["n"], r["running"])
-                       for r in plan if r["what"] == "tenant"]
-            if len(tenants) > 1 and limit > len(claimed):
-                # Several tenants waiting: share the slots by weight (limited queues keep
-                # their own path below).
-                fair = {**scope, "excluded": dumps(list(special))}
-                for tenant, n in allocate(tenants, limit - len(claimed)).items():
-                    rows = conn.execute(Q["claim_tenant"], {**fair, "tenant": tenant,
-                                                            "limit": n}).fetchall()
-                    claimed.extend(rows)
-            if queues is None:
-                excluded = [n for n, r in special.items() if r["paused"]]
-                # Limited queues are claimed one by one below, under their limit.
-                limited = [n for n, r in special.items() if not r["paused"]]
-                rows = conn.execute(
-                    Q["claim_any"],
-                    {**base, "limit": limit - len(claimed), "excluded": dumps(excluded + limited)},
-                ).fetchall()
-                claimed.extend(rows)
-                queues = limited
-            for queue in queues:
-                room = limit - len(claimed)
-                cfg = special.get(queue)
-                if cfg is not None:
-                    if cfg["paused"]:
-                        continue
-                    if cfg["concurrency_limit"] is not None:
-                        running = conn.execute(Q["running_in_queue"], {"queue": queue}).fetchone()
-                        room = min(room, cfg["concurrency_limit"] - running[0])
-                if room <= 0:
-                    continue
-                rows = conn.execute(
-                    Q["claim_queue"], {**base, "queue": queue, "limit": room}
-                ).fetchall()
-                claimed.extend(rows)
-            if claimed:  # their `claimed` events, one statement for the batch
-                conn.execute(Q["insert_claim_events"], {
-                    "jobs": dumps([[r["id"], r["attempt"]] for r in claimed]),
-                    "worker": worker, "now": base["now"]})
-        if claimed:
-            self._busy_until = time.monotonic() + BUSY_WINDOW
-        return sort_claimed([job_from_row(r, SQLITE_CODEC) for r in claimed])
-
-    def _rate_room(self, conn: sqlite3.Connection, key: str, starts: int, period: float,
-                   now: float) -> int:
-        """Starts ``key`` may still make in its sliding window (inside the claim's
-        transaction, so this claim's own starts count); when none, wake by its end."""
-        win = conn.execute(Q["started_in_window"], {"key": key, "since": now - period}).fetchone()
-        if win["n"] >= starts and win["oldest"] is not None:
-            self.rate_wait(timedelta(seconds=win["oldest"] + period - now))
-        return int(starts - win["n"])
+    # -- workers (claims: store/sqlite/claiming.py) ----------------------------
 
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
