@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from treadle.core.job import NewJob
-from treadle.store.postgres.store import _PLAN_TTL, PostgresStore
+from treadle.store.postgres.claiming import _PLAN_TTL
+from treadle.store.postgres.store import PostgresStore
 from treadle.testing import ManualClock
 
 

@@ -5,8 +5,10 @@ statement built from arrays with ``unnest``, so its cost is one round trip
 whatever the batch size. ``synchronous_commit`` is left as the server has it, but for
 unlimited claims, which commit without waiting for the flush (ADR 0030).
 
-The module is longer than most on purpose: it is one backend's whole write side of
-the Store protocol, kept together so every guarded write reads next to the others.
+This module holds the plumbing (pool, cursors, retries), the guarded writes of workers
+and maintenance (heartbeat, complete, reap, cancel, retry), so every guarded write reads
+next to the others. The producers' path is ``producing.py``, the claims and the waits are
+``claiming.py``, worker liveness is ``workers.py``: mixins of the one class.
 """
 
 from __future__ import annotations
@@ -14,31 +16,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
-from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import ErrorInfo, StoreError, StoreUnavailable, ValueOutOfRange
-from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
-from treadle.core.job import Enqueued, Job, NewJob, QueueInfo
+from treadle.core.errors import ErrorInfo, StoreUnavailable
+from treadle.core.job import Job, QueueInfo
 from treadle.core.lease import HeartbeatResult, ReapResult
 from treadle.core.outcome import Outcome
 from treadle.logs import route_stdlib
 from treadle.store import usage
 from treadle.store.common import SqlReads
 from treadle.store.crashes import reap_decision, worker_died
-from treadle.store.flow import FlowOps, KeyPlan
-from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
+from treadle.store.flow import FlowOps
+from treadle.store.groupcommit import GroupCommitter
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
 from treadle.store.outcomes import (
     finish_params,
@@ -47,35 +44,26 @@ from treadle.store.outcomes import (
     storable_outcome,
 )
 from treadle.store.postgres.claimconn import ClaimConnection
+from treadle.store.postgres.claiming import ClaimOps
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.dbclock import DatabaseClock
-from treadle.store.postgres.errors import translate, translated
-from treadle.store.postgres.inserts import job_document, match_inserted
+from treadle.store.postgres.errors import translated
 from treadle.store.postgres.listener import Listener
-from treadle.store.postgres.plaininsert import insert_plain, libpq_text
-from treadle.store.postgres.retry import NotSent, Reconnect, borrow, is_connection_lost
+from treadle.store.postgres.producing import ProduceOps
+from treadle.store.postgres.retry import NotSent, Reconnect, borrow
 from treadle.store.postgres.session import WorkerSession
 from treadle.store.postgres.workers import LivenessOps
 from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
-from treadle.store.rows import POSTGRES_CODEC, job_from_row, sort_claimed
-from treadle.store.transaction import StoreTransaction
+from treadle.store.rows import POSTGRES_CODEC, job_from_row
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
 Q = load_queries("treadle.store.postgres")
-_INSERT_JOBS_LIBPQ = libpq_text(Q["insert_jobs"])  # see plaininsert.py
 # ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
 _NOTIFY_CHUNK = 300
-_LIMITED_TTL = 1.0  # seconds a claimer trusts its list of concurrency-limited queues
-# Seconds a claimer trusts a plan that had nothing to share out (one tenant or none, no
-# per-key limits): it skips the plan's round trip meanwhile (ADR 0017, ADR 0030).
-_PLAN_TTL = 1.0
 # How long the suspect look's answer read with a claim's plan stands in for the look itself.
 _SUSPECT_ANSWER_TTL = 0.5
-# The longest an idle wait for work lasts with nothing queued (ADR 0029): a safety net for
-# a job queued by a writer that did not notify (a foreign tool writing the table).
-_IDLE_WAIT_CAP = 16.0
 
 
 def _ts(value: datetime) -> datetime:
@@ -86,7 +74,7 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
+class PostgresStore(ProduceOps, ClaimOps, SqlReads, FlowOps, QuarantineOps, LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -270,267 +258,7 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
     def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
         self._plugin_migrations(plugin, sql_package).check()
 
-    # -- producers -----------------------------------------------------------
-
-    def enqueue(self, jobs: Sequence[NewJob], *, guard: Guard | None = None) -> list[Enqueued]:
-        """Insert ``jobs`` (all or none), coalesced with concurrent callers (ADR 0019)."""
-        if not jobs:
-            return []
-        return self._committer.enqueue(jobs, guard)
-
-    def submit(self, jobs: Sequence[NewJob], *,
-               guard: Guard | None = None) -> Future[list[Enqueued]]:
-        """Non-blocking :meth:`enqueue`: the future resolves once the jobs are durable."""
-        return self._committer.submit(jobs, guard)
-
-    def _commit_group(self, batch: Sequence[Submission]) -> list[Result]:
-        """A batch of submissions in one statement (or one transaction with guards).
-
-        When the server refuses the combined statement (one submission's bad parent, say),
-        nothing of it was written; each submission is then sent on its own, so each
-        caller gets its own answer and only the bad one fails."""
-        try:
-            return self._commit_once(batch)
-        except (StoreError, ValueOutOfRange):  # refused, not lost (StoreUnavailable)
-            if len(batch) == 1:
-                raise
-        out: list[Result] = []
-        for sub in batch:
-            try:
-                out.append(self._commit_once([sub])[0])
-            except Exception as exc:
-                out.append(exc)
-        return out
-
-    def _commit_once(self, batch: Sequence[Submission]) -> list[Result]:
-        jobs = [nj for sub in batch for nj in sub.jobs]
-        keyed = sum(nj.idempotency_key is not None for nj in jobs)
-        # Read the clock before borrowing: its periodic re-sync borrows a connection of its
-        # own, and taken inside the borrow, producers holding every pool connection waited
-        # on each other until the pool timed out (16 threads on 4 connections stalled).
-        now = self.clock.now()
-        # Without idempotency keys or guards the insert (with its events and wake-up) is
-        # one atomic statement: one round trip. Keys need a second look in the same
-        # transaction. Only a batch whose every job has a key may be re-sent after a lost
-        # connection: the keys turn a repeat into a lookup (ADR 0007).
-        if not any(sub.guard is not None for sub in batch):
-            # Through libpq, not a cursor, in autocommit (ADR 0032).
-            with translated():
-                flat = self._reconnect.on_connection(
-                    self._pool, "enqueue", lambda conn: self._insert_plain(conn, jobs, now),
-                    idempotent=keyed == len(jobs))
-            return _split(batch, flat, [None] * len(batch))
-        return self._retrying("enqueue", lambda cur: self._guarded(cur, batch, now),
-                              tx=True, idempotent=keyed == len(jobs))
-
-    def _guarded(self, cur: Cursor, batch: Sequence[Submission], now: datetime) -> list[Result]:
-        """Each guard under its own savepoint (a refusal rolls back only its own
-        statements), then one insert for the submissions that passed."""
-
-        def execute(sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-            cur.execute(sql, params)
-            return list(cur.fetchall()) if cur.description else []
-
-        tx = StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs), self.codec)
-        refused: list[Exception | None] = [None] * len(batch)
-        for i, sub in enumerate(batch):
-            if sub.guard is None:
-                continue
-            cur.execute("SAVEPOINT treadle_submission")
-            try:
-                sub.guard(tx)
-            except Exception as exc:
-                if is_connection_lost(exc):
-                    raise  # the whole transaction is gone: the retry layer decides
-                cur.execute("ROLLBACK TO SAVEPOINT treadle_submission")
-                refused[i] = translate(exc)
-            cur.execute("RELEASE SAVEPOINT treadle_submission")
-        live = [sub for sub, r in zip(batch, refused, strict=True) if r is None]
-        flat = self._enqueue_in(cur, [nj for sub in live for nj in sub.jobs], now)
-        return _split(batch, flat, refused)
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[StoreTransaction]:
-        """One transaction for a plug-in's statements and new jobs (notifications of new
-        work are delivered by PostgreSQL at commit)."""
-
-        def execute(sql: LiteralString, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-            cur.execute(sql, params)
-            return list(cur.fetchall()) if cur.description else []
-
-        with self._cursor(tx=True) as cur:
-            yield StoreTransaction(execute, lambda jobs: self._enqueue_in(cur, jobs),
-                                   self.codec)
-
-    def _enqueue_in(
-        self, cur: Cursor, jobs: Sequence[NewJob], now: datetime | None = None
-    ) -> list[Enqueued]:
-        if not jobs:
-            return []
-        now = now or self.clock.now()
-        cur.execute(Q["insert_jobs"], {"jobs": job_document(jobs), "now": now})
-        inserted = cur.fetchall()
-        existing: dict[tuple[str, str], Job] = {}
-        keyed = [nj for nj in jobs if nj.idempotency_key is not None]
-        if keyed:
-            cur.execute(
-                Q["jobs_by_idempotency_keys"],
-                {"tenant": [nj.tenant for nj in keyed],
-                 "idempotency_key": [nj.idempotency_key for nj in keyed]},
-            )
-            for r in cur.fetchall():
-                job = job_from_row(r, self.codec)
-                existing[(job.tenant, job.idempotency_key or "")] = job
-        return match_inserted(jobs, inserted, existing, now, cur.connection.info.timezone)
-
-    def _insert_plain(self, conn: psycopg.Connection[Any], jobs: Sequence[NewJob],
-                      now: datetime) -> list[Enqueued]:
-        """Jobs without guards, in autocommit: one statement, and a second only for the
-        idempotency keys it did not insert (or that the batch repeats), whose jobs are
-        read. No transaction is needed around the two: a key the insert skipped belongs
-        to a committed row (``ON CONFLICT`` waits for a concurrent inserter's outcome),
-        and at read committed the transaction's second statement saw no more than this
-        one does. Keyed jobs paid BEGIN, insert, read and COMMIT before: four round trips
-        for one (ADR 0032)."""
-        inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now)
-        existing: dict[tuple[str, str], Job] = {}
-        keyed = [(nj.tenant, nj.idempotency_key) for nj in jobs
-                 if nj.idempotency_key is not None]
-        if keyed:
-            keys = Counter(keyed)
-            got = {(r["tenant"], r["idempotency_key"]) for r in inserted}
-            wanted = [k for k, n in keys.items() if n > 1 or k not in got]
-            if wanted:
-                with conn.cursor(row_factory=dict_row) as cur:
-                    cur.execute(Q["jobs_by_idempotency_keys"],
-                                {"tenant": [t for t, _ in wanted],
-                                 "idempotency_key": [k for _, k in wanted]})
-                    for r in cur.fetchall():
-                        job = job_from_row(r, self.codec)
-                        existing[(job.tenant, job.idempotency_key or "")] = job
-        return match_inserted(jobs, inserted, existing, now, conn.info.timezone)
-
     # -- workers -------------------------------------------------------------
-
-    def claim(
-        self,
-        *,
-        queues: Sequence[str] | None,
-        worker: str,
-        limit: int,
-        lease_seconds: float,
-        kinds: Sequence[str] | None = None,
-        suspect: bool = False,
-    ) -> list[Job]:
-        if limit <= 0:
-            return []
-        if suspect:  # a suspect is claimed alone (ADR 0024)
-            limit = 1
-        self._claim_mark.suspect = None  # only this claim's plan may answer the next look
-        cc = self._cc
-        if not self._cc_use.acquire(blocking=False):
-            # Another thread claims or waits on the claim connection: a pooled one. Note
-            # the notification count before looking, so that work enqueued between this
-            # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
-            self._listener.ensure_started()
-            self._claim_mark.seen = ("listener", self._listener.work_seq())
-            return self._claim(queues=queues, worker=worker, limit=limit,
-                               lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
-        # The claim runs on the connection that listens for work and woke the wait: its
-        # backend has just run, and the wake-up needed no second thread (ADR 0031).
-        try:
-            with translated():
-                conn = self._pinned.conn = cc.connection()
-            self._claim_mark.seen = ("cc", cc.mark())
-            try:
-                return self._claim(queues=queues, worker=worker, limit=limit,
-                                   lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
-            finally:
-                self._pinned.conn = None
-                if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    cc.discard()  # lost, or left mid-statement: a new one next time
-        finally:
-            self._cc_use.release()
-
-    def _claim(
-        self,
-        *,
-        queues: Sequence[str] | None,
-        worker: str,
-        limit: int,
-        lease_seconds: float,
-        kinds: Sequence[str] | None,
-        suspect: bool,
-    ) -> list[Job]:
-        now = self.clock.now()
-        base = {"worker": worker, "now": now, "expires": now + timedelta(seconds=lease_seconds),
-                "kinds": None if kinds is None else list(kinds), "suspect": suspect}
-        scope = {**base, "queues": None if queues is None else list(queues)}
-        mono = self.clock.monotonic()
-        plan: list[dict[str, Any]] = []
-        skipped = not suspect and mono < self._plan_trivial_until
-        if not skipped:
-            rows = self._read_once("claim_plan", {**scope, "scan": limit * 8, "keys": limit,
-                                                  "max_tenants": MAX_TENANTS})
-            # Whether a suspect is due rides with the plan: the worker's look for one after
-            # an empty claim (which always read a plan) costs no round trip (ADR 0031).
-            self._claim_mark.suspect = (scope["queues"], base["kinds"], mono,
-                                        any(r["what"] == "suspect" for r in rows))
-            plan = [r for r in rows if r["what"] != "suspect"]
-            if not plan:
-                # No tenant has queued work, no key either: nothing to claim. Nothing to
-                # share out either, so the next claims take the fast path straight away
-                # (the work that wakes an idle worker costs it one round trip, not two).
-                self._plan_trivial_until = mono + _PLAN_TTL
-                return []
-            trivial = sum(r["what"] == "tenant" for r in plan) <= 1 and all(
-                r["what"] == "tenant" for r in plan)
-            self._plan_trivial_until = mono + _PLAN_TTL if trivial else 0.0
-        # Per-key limited jobs first (ADR 0010): the other paths never take them.
-        keys = [KeyPlan(r["name"], r["n"], r["period"], r["rkey"], r["rn"], r["rperiod"])
-                for r in plan if r["what"] == "key"]
-        for r in plan:
-            if r["what"] == "rate":
-                self.rate_wait(timedelta(seconds=r["period"]))
-        claimed: list[Job] = self._claim_keyed(keys, scope, limit) if keys else []
-        limited = self._limited_queues()
-        tenants = [TenantLoad(r["name"], r["n"], r["running"])
-                   for r in plan if r["what"] == "tenant"]
-        room = limit - len(claimed)
-        if room > 0 and len(tenants) > 1:
-            # Several tenants waiting: share the slots by weight, in one statement.
-            shares = allocate(tenants, room)
-            with self._cursor(tx=False) as cur:
-                cur.execute(Q["claim_fair"], {**scope, "tenants": list(shares),
-                                              "counts": list(shares.values())})
-                claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
-        # Fast path (one tenant), and the fill-up so a share a tenant could not use never
-        # leaves a slot idle: one statement per queue (or one for all queues), each atomic
-        # on its own. Paused and limited queues are left out by the statement itself.
-        with self._cursor(tx=False) as cur:
-            if queues is None:
-                if len(claimed) < limit:
-                    cur.execute(Q["claim_any"], {**base, "limit": limit - len(claimed)})
-                    claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
-            else:
-                for queue in queues:
-                    room = limit - len(claimed)
-                    if room <= 0 or queue in limited:
-                        continue
-                    cur.execute(
-                        Q["claim_queue"], {**base, "queue": queue, "limit": room,
-                                           "limited_ok": False},
-                    )
-                    claimed.extend(job_from_row(r, self.codec) for r in cur.fetchall())
-        wanted = [q for q in limited if queues is None or q in queues]
-        if wanted and len(claimed) < limit:
-            claimed.extend(self._claim_limited(wanted, limited, base, limit - len(claimed)))
-        if skipped and not claimed:
-            # Nothing by the fast path: plan now (keyed work or another tenant may wait).
-            self._plan_trivial_until = 0.0
-            return self._claim(queues=queues, worker=worker, limit=limit,
-                               lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
-        return sort_claimed(claimed)
 
     def suspect_waiting(
         self, *, queues: Sequence[str] | None, kinds: Sequence[str] | None = None
@@ -549,75 +277,6 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                     and self.clock.monotonic() - at < _SUSPECT_ANSWER_TTL):
                 return bool(waiting)
         return super().suspect_waiting(queues=queues, kinds=kinds)
-
-    def _limited_queues(self) -> dict[str, int]:
-        """Queues with a concurrency limit, re-read at most every second.
-
-        The claim statements exclude limited queues themselves, so a stale view can
-        only delay a newly limited queue's jobs (never run them past the limit)."""
-        now = time.monotonic()
-        if now >= self._limited_expires:
-            rows = self._read_once("limited_queues", {})
-            self._limited = {r["name"]: r["concurrency_limit"] for r in rows}
-            self._limited_expires = now + _LIMITED_TTL
-        return self._limited
-
-    def _claim_limited(
-        self, queues: list[str], limits: dict[str, int], base: dict[str, Any], room: int
-    ) -> list[Job]:
-        """Claim from limited queues under a per-queue lock, so the running count holds."""
-        out: list[Job] = []
-        with self._cursor(tx=True) as cur:
-            for queue in queues:
-                if room - len(out) <= 0:
-                    break
-                cur.execute(Q["lock_queue"], {"queue": queue})
-                cur.execute(Q["running_in_queue"], {"queue": queue})
-                row = cur.fetchone()
-                n = min(room - len(out), limits[queue] - (row["count"] if row else 0))
-                if n <= 0:
-                    continue
-                cur.execute(Q["claim_queue"], {**base, "queue": queue, "limit": n,
-                                               "limited_ok": True})
-                out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
-        return out
-
-    def _claim_keyed(
-        self, keys: list[KeyPlan], scope: dict[str, Any], room: int
-    ) -> list[Job]:
-        """Claim jobs under per-key limits, every planned key under its lock so the counts
-        hold (taken together, in one fixed order: see lock_keys)."""
-        out: list[Job] = []
-        with self._cursor(tx=True) as cur:
-            wanted = {k.key for k in keys} | {k.rkey for k in keys if k.rkey is not None}
-            cur.execute(Q["lock_keys"], {"keys": sorted(wanted)})
-            for k in keys:
-                if room - len(out) <= 0:
-                    break
-                if k.period is None:
-                    cur.execute(Q["running_with_key"], {"key": k.key})
-                    row = cur.fetchone()
-                    n = k.limit - (row["n"] if row else 0)
-                else:  # rate limit: starts within the sliding window
-                    n = self._rate_room(cur, k.key, k.limit, k.period, scope["now"])
-                if k.rkey is not None and k.rlimit is not None and k.rperiod is not None \
-                        and n > 0:
-                    n = min(n, self._rate_room(cur, k.rkey, k.rlimit, k.rperiod, scope["now"]))
-                n = min(room - len(out), n)
-                if n > 0:
-                    cur.execute(Q["claim_key"], {**scope, "key": k.key, "limit": n,
-                                                 "period": k.period, "rkey": k.rkey})
-                    out.extend(job_from_row(r, self.codec) for r in cur.fetchall())
-        return out
-
-    def _rate_room(self, cur: Any, key: str, starts: int, period: float, now: datetime) -> int:
-        """Starts ``key`` may still make in its sliding window; when none, wake by its end."""
-        cur.execute(Q["started_in_window"], {"key": key, "since": now - timedelta(seconds=period)})
-        row = cur.fetchone()
-        used = int(row["n"]) if row and row["n"] is not None else 0
-        if used >= starts and row is not None and row["oldest"] is not None:
-            self.rate_wait(row["oldest"] + timedelta(seconds=period) - now)
-        return starts - used
 
     def _server_time(self) -> datetime:
         with self._cursor(tx=False) as cur:
@@ -726,74 +385,6 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
                 [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
                  for m in storable_lines(lines)],
             )
-
-    def interrupt(self) -> None:
-        # Sticky on both: the wait that comes next, on either, ends at once.
-        self._listener.interrupt()
-        self._cc.interrupt()
-
-    def wait_for_work(self, timeout: float) -> bool:
-        timeout = self.rate_clamp(timeout)
-        mark: tuple[str, int] | None = getattr(self._claim_mark, "seen", None)
-        self._claim_mark.seen = None
-        if not self._cc_use.acquire(blocking=False):
-            return self._wait_on_listener(mark, timeout)
-        try:
-            # The worker's idle wait: on its claim connection (ADR 0031).
-            cc = self._cc
-            if mark is not None and mark[0] != "cc":
-                return True  # the last claim noted the Listener's count: look again
-            seen = cc.mark() if mark is None else mark[1]
-            if cc.connected and time.monotonic() >= self._limited_expires - _LIMITED_TTL / 2:
-                # The list of limited queues would run out soon: read it now, idle, so the
-                # claim this wait leads to does not read it first (ADR 0031).
-                with translated():
-                    self._pinned.conn = cc.connection()
-                try:
-                    self._limited_expires = 0.0
-                    self._limited_queues()
-                finally:
-                    self._pinned.conn = None
-            if cc.wait(seen, timeout):
-                return True
-            if self._nothing_queued():
-                return cc.wait(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
-            return False
-        finally:
-            self._cc_use.release()
-
-    def _wait_on_listener(self, mark: tuple[str, int] | None, timeout: float) -> bool:
-        """A second thread's wait while the claim connection is in use."""
-        self._listener.ensure_started()
-        if mark is not None and mark[0] != "listener":
-            return True
-        seen = self._listener.work_seq() if mark is None else mark[1]
-        if self._listener.wait_work(seen, timeout):
-            return True
-        if self._nothing_queued():
-            return self._listener.wait_work(seen, max(0.0, _IDLE_WAIT_CAP - timeout))
-        return False
-
-    def _nothing_queued(self) -> bool:
-        """No notification within the poll. With no job queued at all only a commit can
-        give work, and every commit that queues a job notifies (a wait that reconnects
-        reports a wake-up too): the wait goes on for one, up to the cap, instead of an idle
-        claim every poll (ADR 0029). Queued work that could not be claimed (a back-off, a
-        pause, a limit) keeps the poll."""
-        return not self._read_once("any_queued", {})[0]["queued"]
-
-    def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
-        self._listener.ensure_started()
-        deadline = time.monotonic() + timeout
-        pending = set(job_ids)
-        while pending:
-            seen = self._listener.done_seq()  # before looking: no lost wake-up
-            rows = self._read("jobs_finished", {"ids": list(pending)})
-            pending -= {r["id"] for r in rows}
-            remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0:
-                return
-            self._listener.wait_done(seen, min(remaining, self._safety_poll))
 
     # -- maintenance ---------------------------------------------------------
 
@@ -941,19 +532,3 @@ class PostgresStore(SqlReads, FlowOps, QuarantineOps, LivenessOps):
             cur.execute(Q["notify_jobs"], {"queues": [name]})
         self._limited_expires = 0.0  # this process sees its own change at once
         return self.queue(name)
-
-
-def _split(
-    batch: Sequence[Submission], flat: list[Enqueued], refused: list[Exception | None]
-) -> list[Result]:
-    """Hand each submission its slice of ``flat`` (the jobs of those not refused, in
-    order), or its refusal."""
-    out: list[Result] = []
-    at = 0
-    for sub, refusal in zip(batch, refused, strict=True):
-        if refusal is not None:
-            out.append(refusal)
-            continue
-        out.append(flat[at:at + len(sub.jobs)])
-        at += len(sub.jobs)
-    return out
