@@ -25,12 +25,13 @@ def epoch_to_dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+def dt_to_epoch(value: datetime) -> float:
+    """A time as SQLite stores it: seconds since the epoch (the inverse of epoch_to_dt)."""
+    return value.timestamp()
+
+
 def _identity(value: Any) -> Any:
     return value
-
-
-def _epoch(value: datetime) -> float:
-    return value.timestamp()
 
 
 def _sorted_json(value: Any) -> str:
@@ -60,7 +61,8 @@ class Codec:
         return None if value is None else self.json_out(value)
 
 
-SQLITE_CODEC = Codec(json_out=json.loads, ts_out=epoch_to_dt, json_in=_sorted_json, ts_in=_epoch)
+SQLITE_CODEC = Codec(json_out=json.loads, ts_out=epoch_to_dt, json_in=_sorted_json,
+                     ts_in=dt_to_epoch)
 POSTGRES_CODEC = Codec(json_out=_identity, ts_out=_identity, json_in=_jsonb, ts_in=_identity)
 
 

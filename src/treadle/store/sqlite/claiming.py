@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from treadle.core.clock import Clock
@@ -23,13 +23,10 @@ from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Job
 from treadle.store.queries import load_queries
 from treadle.store.rows import SQLITE_CODEC, dumps, job_from_row, sort_claimed
+from treadle.store.rows import dt_to_epoch as _ts
 from treadle.store.sqlite.waiting import BUSY_WINDOW
 
 Q = load_queries("treadle.store.sqlite")
-
-
-def _ts(value: datetime) -> float:
-    return value.timestamp()
 
 
 class ClaimOps:

@@ -24,6 +24,7 @@ from treadle.core.job import Enqueued, NewJob
 from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission, unwrap
 from treadle.store.queries import load_queries
 from treadle.store.rows import SQLITE_CODEC, epoch_to_dt, job_from_row
+from treadle.store.rows import dt_to_epoch as _ts
 from treadle.store.sqlite.errors import translated
 from treadle.store.transaction import StoreTransaction
 
@@ -45,10 +46,6 @@ def _insert_rows_sql(rows: int) -> str:
         assert one.count(_ONE_ROW) == 1, "insert_job's VALUES changed"
         sql = _INSERT_ROWS[rows] = one.replace(_ONE_ROW, ", ".join([_ONE_ROW] * rows))
     return sql
-
-
-def _ts(value: datetime) -> float:
-    return value.timestamp()
 
 
 class ProduceOps:

@@ -51,6 +51,7 @@ from treadle.store.rows import (
     dumps,
     job_from_row,
 )
+from treadle.store.rows import dt_to_epoch as _ts
 from treadle.store.sqlite.claiming import ClaimOps
 from treadle.store.sqlite.errors import translated
 from treadle.store.sqlite.producing import ProduceOps
@@ -63,10 +64,6 @@ USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
 _BUSY_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 T = TypeVar("T")
-
-
-def _ts(value: datetime) -> float:
-    return value.timestamp()
 
 
 class SQLiteStore(SqlReads, FlowOps, QuarantineOps, SchemaOps, ProduceOps, ClaimOps,
