@@ -70,6 +70,7 @@ class Treadle(Registration, Submission, JobQueries, Wiring):
         self._legacy_executors: dict[JobKind, Executor] = {}
         self._task_executor: TaskExecutor | None = None
         self._on_close: list[Callable[[], None]] = []
+        self._closed = False
         # Artifacts (ADR 0009): built on first use; None -> a directory beside SQLite.
         self._artifacts_source = artifacts
         self._artifacts: ArtifactService | None = None
@@ -81,6 +82,10 @@ class Treadle(Registration, Submission, JobQueries, Wiring):
         return f"<Treadle {self.url!r} tasks={sorted(self.tasks)}>"
 
     def close(self) -> None:
+        """Run the close callbacks, then close the store; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         for callback in reversed(self._on_close):
             callback()
         self._on_close.clear()

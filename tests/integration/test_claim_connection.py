@@ -238,3 +238,27 @@ def test_an_idle_wait_reads_the_limited_queues_so_the_claim_after_it_does_not(
     finally:
         store.close()
         other.close()
+
+
+def test_after_close_an_interrupt_or_a_second_close_leaves_reused_descriptors_alone(
+    pg_url: str,
+) -> None:
+    """The wake-up pipe's descriptor numbers are free once closed, and the next pipe the
+    process makes takes them: a late interrupt (a worker's stop after the app closed)
+    or a second close must not write to, or close, that other pipe."""
+    import os
+
+    from treadle.store.postgres.claimconn import ClaimConnection
+
+    cc = ClaimConnection(pg_url)
+    cc.close()
+    r, w = os.pipe()  # most likely the numbers the closed pipe had
+    try:
+        os.set_blocking(r, False)
+        cc.interrupt()
+        cc.close()
+        os.write(w, b"ok")  # still open
+        assert os.read(r, 16) == b"ok"  # and nothing else was written to it
+    finally:
+        os.close(r)
+        os.close(w)

@@ -201,3 +201,28 @@ def test_the_hub_ends_listeners_of_a_deleted_job(sqlite_url: str) -> None:
     finally:
         hub.close()
         app.close()
+
+
+def test_a_cli_command_run_in_process_closes_the_app_it_opened(db_url: str) -> None:
+    """``treadle jobs watch`` on a job that does not exist fails, and the store it opened
+    is closed all the same (no pool left to be collected later in its own thread)."""
+    from typer.testing import CliRunner
+
+    import treadle.cli.common as common
+    from treadle.cli import app as cli
+
+    opened: list[Treadle] = []
+    real = common._load_app
+
+    def spy(spec: str | None, db: str | None) -> Treadle:
+        app = real(spec, db)
+        opened.append(app)
+        return app
+
+    common._load_app = spy  # type: ignore[assignment]
+    try:
+        missing = CliRunner().invoke(cli, ["jobs", "watch", "999999", "--db", db_url])
+    finally:
+        common._load_app = real  # type: ignore[assignment]
+    assert missing.exit_code != 0
+    assert len(opened) == 1 and opened[0]._closed

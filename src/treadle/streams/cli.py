@@ -96,7 +96,12 @@ def watch(
         client = remote(url, key)
         if client is not None:
             closing.enter_context(client)
-        source: Any = client if client is not None else load_app(None, db)
+        source: Any = client
+        if client is None:
+            # Closed however the command ends (run in-process, an unclosed pool was
+            # collected later in its own thread, and that raised).
+            source = load_app(None, db)
+            closing.callback(source.close)
         source.get_job(job_id)  # a clear "not found" before anything is drawn
         # Over HTTP: the SSE endpoint, resumed with Last-Event-ID if the link drops.
         stream: Iterable[StreamEvent] = (

@@ -44,6 +44,7 @@ class ClaimConnection:
         self._conn: psycopg.Connection[Any] | None = None
         self._seq = 0  # work notifications seen on this connection
         self._closed = False
+        self._pipe_closed = False
         self._lock = threading.Lock()  # close() against the owner's (re)connect
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -95,7 +96,7 @@ class ClaimConnection:
         :meth:`interrupt`; True if one came, or if the connection had to be made anew
         (what happened meanwhile is unknown). During an outage: a timed wait, False.
         An interrupt made before the wait began ends it at once, and is used up by it."""
-        if self._drain_pipe() or self._seq != seen:
+        if self._closed or self._drain_pipe() or self._seq != seen:
             return True
         deadline = time.monotonic() + timeout
         conn = self._conn
@@ -136,17 +137,27 @@ class ClaimConnection:
         return True
 
     def interrupt(self) -> None:
-        """End the owner's wait (any thread)."""
-        with contextlib.suppress(OSError):  # a full pipe already wakes it
-            os.write(self._wake_w, b"x")
+        """End the owner's wait (any thread). After close() it does nothing: the pipe's
+        descriptor numbers may belong to another file by then."""
+        with self._lock:
+            if self._pipe_closed:
+                return
+            with contextlib.suppress(OSError):  # a full pipe already wakes it
+                os.write(self._wake_w, b"x")
 
     def close(self) -> None:
+        """Idempotent: the pipe is closed once (closing a descriptor number twice could
+        close another file that reused it)."""
         self._closed = True
         self.interrupt()
         self.discard()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            if self._pipe_closed:
+                return
+            self._pipe_closed = True
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     # -- inside ----------------------------------------------------------------
 
