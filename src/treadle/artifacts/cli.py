@@ -17,7 +17,7 @@ from rich.table import Table
 
 from treadle.artifacts.model import human_size
 from treadle.artifacts.names import download_name
-from treadle.cli.common import DbOption, clean_errors, console, fail, load_app
+from treadle.cli.common import DbOption, clean_errors, console, fail, local_app
 
 artifacts_app = typer.Typer(help="The files jobs produced.", no_args_is_help=True)
 
@@ -29,8 +29,7 @@ def list_artifacts(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List a job's artifacts."""
-    with clean_errors():
-        app = load_app(None, db)
+    with clean_errors(), local_app(db) as app:
         app.get_job(job_id)  # a clear error for a job that does not exist
         arts = app.job_artifacts(job_id)
         if as_json:
@@ -53,8 +52,7 @@ def get(
     db: DbOption = None,
 ) -> None:
     """Download one artifact by id."""
-    with clean_errors():
-        app = load_app(None, db)
+    with clean_errors(), local_app(db) as app:
         art = app.artifacts.get(artifact_id)
         if output == "-":
             for chunk in app.artifacts.open(art):
@@ -72,8 +70,7 @@ def get(
 @artifacts_app.command("purge")
 def purge(job_id: int, db: DbOption = None) -> None:
     """Forget a job's artifacts; delete the stored files no other job references."""
-    with clean_errors():
-        app = load_app(None, db)
+    with clean_errors(), local_app(db) as app:
         gone = app.artifacts.delete_job(app.get_job(job_id).id)
         console.print(f"job {job_id}: {len(gone)} stored file(s) deleted")
 
@@ -81,6 +78,5 @@ def purge(job_id: int, db: DbOption = None) -> None:
 @artifacts_app.command("gc")
 def gc(db: DbOption = None) -> None:
     """Delete the stored files no artifact references (left by deleted jobs)."""
-    with clean_errors():
-        app = load_app(None, db)
+    with clean_errors(), local_app(db) as app:
         console.print(f"{app.artifacts.collect_garbage()} stored file(s) deleted")

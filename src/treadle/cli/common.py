@@ -76,6 +76,19 @@ def load_app(spec: str | None, db: str | None) -> Treadle:
     return app
 
 
+@contextlib.contextmanager
+def local_app(db: str | None) -> Iterator[Treadle]:
+    """The app on ``db`` for one command, closed when the command is done with it, however
+    it ends: a PostgreSQL pool has threads, and one left to the garbage collector (a
+    command run in-process, by a test or a host program) may be collected in its own
+    thread, which raises."""
+    app = load_app(None, db)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
 OtelOption = Annotated[
     bool,
     typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (needs "

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
+from treadle.cli.common import (
+    AppOption,
+    DbOption,
+    clean_errors,
+    console,
+    fail,
+    load_app,
+    local_app,
+)
 from treadle.cli.jobs import jobs_app
 from treadle.core.ages import format_age, parse_age
 from treadle.core.job import DEFAULT_RETENTION
@@ -55,18 +63,19 @@ def prune(
             age = parse_age(older_than)
         except ValueError as exc:
             fail(str(exc))
-        app = load_app(None, db)
-        total = 0
-        while (n := app.store.prune(limit=500, older_than=age)) > 0:
-            total += n
-        console.print(f"pruned {total} finished jobs")
+        with local_app(db) as app:
+            total = 0
+            while (n := app.store.prune(limit=500, older_than=age)) > 0:
+                total += n
+            console.print(f"pruned {total} finished jobs")
 
 
 @tenants_app.command("set-weight")
 def set_weight(tenant: str, weight: int, db: DbOption = None) -> None:
     """Give TENANT WEIGHT shares of the worker slots while several tenants wait (default 1)."""
     with clean_errors():
-        load_app(None, db).store.set_tenant_weight(tenant, weight)
+        with local_app(db) as app:
+            app.store.set_tenant_weight(tenant, weight)
         console.print(f"tenant {tenant}: weight {weight}")
 
 
@@ -75,7 +84,9 @@ def list_tenants(db: DbOption = None) -> None:
     """Tenants with a weight set (every other tenant weighs 1)."""
     with clean_errors():
         table = Table("tenant", "weight")
-        for name, weight in load_app(None, db).store.tenant_weights().items():
+        with local_app(db) as app:
+            weights = app.store.tenant_weights()
+        for name, weight in weights.items():
             table.add_row(name, str(weight))
         console.print(table)
 
@@ -85,7 +96,9 @@ def list_queues(db: DbOption = None) -> None:
     """Every queue with its state, depth, limit and retention."""
     with clean_errors():
         table = Table("queue", "state", "depth", "running", "limit", "retention")
-        for q in load_app(None, db).store.queues():
+        with local_app(db) as app:
+            queues = app.store.queues()
+        for q in queues:
             table.add_row(q.name, "paused" if q.paused else "active", str(q.queued),
                           str(q.running), "" if q.concurrency_limit is None
                           else str(q.concurrency_limit), format_age(q.retention_seconds))
@@ -104,7 +117,7 @@ def set_retention(
             seconds = None if age == "default" else parse_age(age)
         except ValueError as exc:
             fail(str(exc))
-        store = load_app(None, db).store
-        store.set_retention(queue, seconds)
+        with local_app(db) as app:
+            app.store.set_retention(queue, seconds)
         shown = format_age(seconds if seconds is not None else DEFAULT_RETENTION)
         console.print(f"queue {queue}: finished jobs kept {shown}")

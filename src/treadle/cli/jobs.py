@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,7 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from treadle.app import WaitTimeout
-from treadle.cli.common import AppOption, DbOption, clean_errors, console, fail, load_app
+from treadle.cli.common import (
+    AppOption,
+    DbOption,
+    clean_errors,
+    console,
+    fail,
+    load_app,
+    local_app,
+)
 from treadle.cli.remote import KeyOption, UrlOption, remote
 from treadle.core.job import Job, JobFilter, JobKind
 from treadle.core.lifecycle import JobStatus
@@ -60,10 +69,10 @@ def list_jobs(
             with client:
                 jobs = _list_remote(client, statuses, queue, task, limit, before)
         else:
-            app = load_app(None, db)
-            app.check_schema()
-            jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task,
-                                           limit=limit, before_id=before))
+            with local_app(db) as app:
+                app.check_schema()
+                jobs = app.list_jobs(JobFilter(statuses=statuses, queue=queue, task=task,
+                                               limit=limit, before_id=before))
         if as_json:
             _print_json([j.to_json() for j in jobs])
             return
@@ -102,9 +111,9 @@ def show(
     key: KeyOption = None,
 ) -> None:
     """Show one job with its events and logs."""
-    with clean_errors():
+    with clean_errors(), contextlib.ExitStack() as closing:
         client = remote(url, key)
-        app: Any = client if client is not None else load_app(None, db)
+        app: Any = client if client is not None else closing.enter_context(local_app(db))
         job = app.get_job(job_id)
         if client is not None:
             with client:
@@ -151,7 +160,8 @@ def cancel(job_id: int, db: DbOption = None, url: UrlOption = None,
             with client:
                 job = client.cancel(job_id)
         else:
-            job = load_app(None, db).cancel(job_id)
+            with local_app(db) as app:
+                job = app.cancel(job_id)
         note = " (its worker has been told to stop)" if job.cancel_requested else ""
         console.print(f"job {job.id}: {_status(job)}{note}")
 
@@ -167,13 +177,13 @@ def retry(job_id: int, db: DbOption = None, url: UrlOption = None,
                 job = client.retry(job_id)
             console.print(f"job {job.id}: {_status(job)}")
             return
-        app = load_app(None, db)
-        before = app.get_job(job_id)
-        if before.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-            fail(f"job {job_id} is {before.status.value}; "
-                 "only failed or cancelled jobs are retried")
-        job = app.retry(job_id)
-        console.print(f"job {job.id}: {_status(job)}")
+        with local_app(db) as app:
+            before = app.get_job(job_id)
+            if before.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                fail(f"job {job_id} is {before.status.value}; "
+                     "only failed or cancelled jobs are retried")
+            job = app.retry(job_id)
+            console.print(f"job {job.id}: {_status(job)}")
 
 
 @jobs_app.command("release")
@@ -199,13 +209,13 @@ def _leave_quarantine(job_id: int, db: str | None, url: str | None, key: str | N
                 job = (client.release if action == "release" else client.discard)(job_id)
             console.print(f"job {job.id}: {_status(job)}")
             return
-        app = load_app(None, db)
-        before = app.get_job(job_id)
-        if before.status is not JobStatus.QUARANTINED:
-            fail(f"job {job_id} is {before.status.value}; only quarantined jobs are "
-                 f"{action}d")
-        job = (app.release if action == "release" else app.discard)(job_id)
-        console.print(f"job {job.id}: {_status(job)}")
+        with local_app(db) as app:
+            before = app.get_job(job_id)
+            if before.status is not JobStatus.QUARANTINED:
+                fail(f"job {job_id} is {before.status.value}; only quarantined jobs are "
+                     f"{action}d")
+            job = (app.release if action == "release" else app.discard)(job_id)
+            console.print(f"job {job.id}: {_status(job)}")
 
 
 def submit(

@@ -6,8 +6,10 @@ FastAPI; the API is imported only when these commands run.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
@@ -27,13 +29,16 @@ OtelOption = Annotated[
 ]
 
 
-def _keystore(db: str | None):  # type: ignore[no-untyped-def]  # avoids importing the CLI early
+@contextlib.contextmanager
+def _keystore(db: str | None) -> Iterator[Any]:
+    """The key store on ``db`` for one command (its app closed after). Imports inside:
+    this module loads before the API and the CLI's common parts."""
     from treadle.api.auth import keystore_for
-    from treadle.cli.common import load_app
+    from treadle.cli.common import local_app
 
-    app = load_app(None, db)
-    app.check_schema()
-    return keystore_for(app)
+    with local_app(db) as app:
+        app.check_schema()
+        yield keystore_for(app)
 
 
 @keys_app.command("create")
@@ -47,8 +52,8 @@ def create(
     """Create a key. The key itself is printed once, alone on the last line."""
     from treadle.cli.common import clean_errors
 
-    with clean_errors():
-        key, raw = _keystore(db).create_key(tenant, scopes, name)
+    with clean_errors(), _keystore(db) as store:
+        key, raw = store.create_key(tenant, scopes, name)
     typer.echo(f"created {key.id} for tenant {key.tenant!r} with scopes "
                f"{','.join(sorted(key.scopes))}; store the key now, it is not shown again:")
     typer.echo(raw)
@@ -63,8 +68,8 @@ def list_keys(
     """List keys (ids, tenants, scopes; never the keys themselves)."""
     from treadle.cli.common import clean_errors
 
-    with clean_errors():
-        keys = _keystore(db).list_keys(tenant)
+    with clean_errors(), _keystore(db) as store:
+        keys = store.list_keys(tenant)
     if as_json:
         typer.echo(json.dumps([k.to_json() for k in keys], indent=2))
         return
@@ -82,8 +87,8 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…).")],
     accept it for up to TREADLE_KEY_CACHE_SECONDS more, default 1 s)."""
     from treadle.cli.common import clean_errors, fail
 
-    with clean_errors():
-        found = _keystore(db).revoke(key_id)
+    with clean_errors(), _keystore(db) as store:
+        found = store.revoke(key_id)
     if not found:
         fail(f"no key with id {key_id!r}")
     typer.echo(f"revoked {key_id}")

@@ -20,6 +20,7 @@ from treadle.cli.common import (
     err_console,
     install_builtins,
     load_app,
+    local_app,
 )
 from treadle.core.errors import MissingExtra
 from treadle.core.job import JobKind
@@ -34,8 +35,8 @@ log = get_logger("treadle.cli")
 
 def migrate(db: DbOption = None) -> None:
     """Create or upgrade the database schema."""
-    with clean_errors():
-        app = use_builtin(load_app(None, db))
+    with clean_errors(), local_app(db) as app:
+        use_builtin(app)
         applied = app.store.migrate()
         plugins = {name: v for name, v in app.migrate_plugins().items() if v}
         if applied:

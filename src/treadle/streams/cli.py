@@ -23,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from treadle.cli.common import DbOption, clean_errors, console, load_app
+from treadle.cli.common import DbOption, clean_errors, console, local_app
 from treadle.cli.remote import KeyOption, UrlOption, remote
 from treadle.streams.follow import JobStream, StreamEvent
 from treadle.streams.model import LOG, PROGRESS
@@ -96,12 +96,7 @@ def watch(
         client = remote(url, key)
         if client is not None:
             closing.enter_context(client)
-        source: Any = client
-        if client is None:
-            # Closed however the command ends (run in-process, an unclosed pool was
-            # collected later in its own thread, and that raised).
-            source = load_app(None, db)
-            closing.callback(source.close)
+        source: Any = client if client is not None else closing.enter_context(local_app(db))
         source.get_job(job_id)  # a clear "not found" before anything is drawn
         # Over HTTP: the SSE endpoint, resumed with Last-Event-ID if the link drops.
         stream: Iterable[StreamEvent] = (
