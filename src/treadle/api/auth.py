@@ -53,6 +53,18 @@ def keystore_for(treadle: Treadle) -> KeyStore:
     return ks
 
 
+def _may_be_a_key(raw_key: str | None) -> bool:
+    """Whether ``raw_key`` could be any key at all: not empty, at most 512 characters,
+    and text that encodes (a lone surrogate cannot be hashed, so it is no key)."""
+    if not raw_key or len(raw_key) > 512:
+        return False
+    try:
+        raw_key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def authenticate(
     treadle: Treadle, raw_key: str | None, config: ApiConfig | None = None
 ) -> Principal | None:
@@ -60,7 +72,7 @@ def authenticate(
 
     With a ``config``, a key found valid at most ``config.key_cache_seconds`` ago is not
     read again (ADR 0033); without one it is always read."""
-    if not raw_key or len(raw_key) > 512:
+    if raw_key is None or not _may_be_a_key(raw_key):
         return None
     if _is_admin_key(raw_key, config):
         return Principal(DEFAULT_TENANT, SCOPES, ADMIN_KEY_ID)
@@ -75,7 +87,7 @@ def cached_principal(treadle: Treadle, raw_key: str, config: ApiConfig) -> Princ
     """The principal of an API key found valid at most ``config.key_cache_seconds`` ago,
     or None (then :func:`authenticate` reads it): no database read, so the event loop
     may call it."""
-    if len(raw_key) > 512:
+    if not _may_be_a_key(raw_key):
         return None
     key = keystore_for(treadle).cached(raw_key, config.key_cache_seconds)
     return Principal(key.tenant, key.scopes, key.id) if key is not None else None
@@ -91,7 +103,7 @@ def _principal_without_store(request: Request, raw_key: str | None) -> Principal
     config: ApiConfig = request.app.state.api_config
     if raw_key is None and config.open_loopback and is_loopback(request):
         return Principal(DEFAULT_TENANT, SCOPES, LOOPBACK_KEY_ID)
-    if raw_key and len(raw_key) <= 512 and _is_admin_key(raw_key, config):
+    if raw_key and _may_be_a_key(raw_key) and _is_admin_key(raw_key, config):
         return Principal(DEFAULT_TENANT, SCOPES, ADMIN_KEY_ID)
     if raw_key:
         return cached_principal(request.app.state.treadle, raw_key, config)
