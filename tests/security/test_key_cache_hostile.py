@@ -69,3 +69,17 @@ def test_text_that_is_no_key_is_refused_by_the_library_without_raising(
     config = ApiConfig(admin_key=ADMIN, key_cache_seconds=60)
     assert authenticate(app, raw, config) is None
     assert authenticate(app, raw) is None
+
+
+@pytest.mark.parametrize("var", ["TREADLE_KEY_CACHE_SECONDS", "TREADLE_SYNC_WINDOW",
+                                 "TREADLE_MAX_PAYLOAD_BYTES"])
+@pytest.mark.parametrize("value", ["abc", "1 2", "\u00e9" * 1000, "nan", "-1", "1e400"])
+def test_server_settings_from_the_environment_that_are_no_fit_number_are_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    from treadle.api.server import config_from_env
+    from treadle.core.errors import ConfigurationError
+
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigurationError) as refused:
+        config_from_env()
+    assert "must" in str(refused.value)

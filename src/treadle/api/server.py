@@ -38,12 +38,16 @@ def config_from_env(host: str = "127.0.0.1", *, allow_open: bool = True) -> ApiC
     runs open (logged loudly)."""
     admin = os.environ.get("TREADLE_ADMIN_KEY") or None
     kwargs: dict[str, object] = {}
-    if os.environ.get("TREADLE_MAX_PAYLOAD_BYTES"):
-        kwargs["max_payload_bytes"] = int(os.environ["TREADLE_MAX_PAYLOAD_BYTES"])
-    if os.environ.get("TREADLE_SYNC_WINDOW"):
-        kwargs["sync_window"] = float(os.environ["TREADLE_SYNC_WINDOW"])
-    if os.environ.get("TREADLE_KEY_CACHE_SECONDS"):
-        kwargs["key_cache_seconds"] = float(os.environ["TREADLE_KEY_CACHE_SECONDS"])
+    for var, field, kind in (("TREADLE_MAX_PAYLOAD_BYTES", "max_payload_bytes", int),
+                             ("TREADLE_SYNC_WINDOW", "sync_window", float),
+                             ("TREADLE_KEY_CACHE_SECONDS", "key_cache_seconds", float)):
+        value = os.environ.get(var)
+        if value:
+            try:
+                kwargs[field] = kind(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{var} must be a number, got {value[:40]!r}") from None
     return ApiConfig(
         admin_key=admin,
         webhook_secret=os.environ.get("TREADLE_WEBHOOK_SECRET") or None,
