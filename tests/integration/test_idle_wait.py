@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
+import psycopg
 import pytest
 
 from bench.statement_count import StatementCount, counting_statements
@@ -88,6 +90,23 @@ def test_a_commit_that_leaves_a_job_running_ends_an_idle_sqlite_wait(
 ANY_QUEUED = "SELECT EXISTS (SELECT 1 FROM treadle_jobs WHERE status = 'queued')"
 
 
+def _server_now(url: str) -> datetime:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return cast(datetime, row[0])
+
+
+def _look_answered(url: str, since: datetime) -> bool:
+    """Whether a backend of this database finished the wait's look after ``since``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle' AND state_change > %s AND query LIKE %s",
+            (since, "%" + ANY_QUEUED + "%")).fetchone()
+    return bool(row and row[0])
+
+
 def test_an_idle_postgres_wait_with_nothing_queued_lasts_until_a_notification(
     pg_url: str, counted: StatementCount
 ) -> None:
@@ -97,6 +116,7 @@ def test_an_idle_postgres_wait_with_nothing_queued_lasts_until_a_notification(
         # while connecting): wait again until one looks and stays.
         for _ in range(20):
             before = _seen(counted, ANY_QUEUED)
+            since = _server_now(pg_url)
             waiter = Waiter(waiting, timeout=0.05)  # the poll runs out almost at once
             waiter.start()
 
@@ -104,6 +124,10 @@ def test_an_idle_postgres_wait_with_nothing_queued_lasts_until_a_notification(
                 return not w.is_alive() or _seen(counted, ANY_QUEUED) > n
 
             until(looked, "the wait's look once its poll ran out")
+            # Counted as sent; enqueue only once the server has answered it, or the look
+            # may see the job below and (rightly) end the wait with "look again".
+            until(lambda w=waiter, t=since: not w.is_alive() or _look_answered(pg_url, t),
+                  "the server's answer to the wait's look")
             if waiter.is_alive():
                 break
         assert waiter.is_alive()  # nothing queued: it waits for a notification
