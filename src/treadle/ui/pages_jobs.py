@@ -196,13 +196,18 @@ def _apply(ctx: UIContext, user: SessionUser, action: str, ids: list[int]) -> tu
         except TreadleError:
             refused.append(job_id)
             continue
-        changed = after.status != before.status or after.cancel_requested != \
-            before.cancel_requested
+        # Status alone is not enough: a retried job can run and fail again before the
+        # store reads it back (failed -> failed), so the attempt counts are compared too.
+        changed = _state(after) != _state(before)
         if changed:
             done += 1
         else:
             refused.append(job_id)
     return done, refused
+
+
+def _state(job: Job) -> tuple[object, ...]:
+    return job.status, job.cancel_requested, job.attempt, job.max_attempts
 
 
 def _detail(ctx: UIContext, user: SessionUser, job_id: int) -> dict[str, Any] | None:
