@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.agents.plugin import Agents
 from treadle.agents.runs import run_view
 from treadle.api.auth import Principal, require
 from treadle.api.jobs import Reader
+from treadle.api.models import NAME_PATTERN
 from treadle.api.problems import Problem
 from treadle.core.job import JobKind
 
@@ -32,7 +33,10 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 class CapBody(BaseModel):
-    cap_usd: float | None = Field(ge=0, description="US dollars; null removes the cap")
+    model_config = ConfigDict(extra="forbid")
+
+    cap_usd: float | None = Field(ge=0, allow_inf_nan=False,
+                                  description="US dollars; null removes the cap")
 
 
 def _plugin(request: Request) -> tuple[Treadle, Agents]:
@@ -61,7 +65,11 @@ async def spend(request: Request, principal: Reader) -> JSONResponse:
 
 
 @router.put("/caps/{tenant}", summary="Set or remove a tenant's spending cap")
-async def set_cap(request: Request, tenant: str, body: CapBody, principal: Admin) -> JSONResponse:
+async def set_cap(
+    request: Request,
+    tenant: Annotated[str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN)],
+    body: CapBody, principal: Admin,
+) -> JSONResponse:
     _, plugin = _plugin(request)
     await run_in_threadpool(plugin.ledger.set_cap, tenant, body.cap_usd)
     return JSONResponse({"tenant": tenant, "cap_usd": body.cap_usd})

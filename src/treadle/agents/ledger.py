@@ -7,10 +7,12 @@ call's result is, and a replay never writes it twice.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from treadle.core.errors import InvalidInput
+from treadle.core.job import validate_name
 from treadle.store import Store
 from treadle.store.extension import ExtensionSql
 
@@ -56,11 +58,13 @@ class Ledger:
         return (spent, cap) if spent >= cap else None
 
     def set_cap(self, tenant: str, cap_usd: float | None) -> None:
+        validate_name("tenant", tenant)
         if cap_usd is None:
             self.sql.run("clear_cap", {"tenant": tenant}, write=True)
             return
-        if not cap_usd >= 0:  # also refuses NaN
-            raise InvalidInput("a spending cap must be a number >= 0")
+        # Infinity would be stored, then fail every JSON answer that shows it.
+        if not (cap_usd >= 0 and math.isfinite(cap_usd)):  # also refuses NaN
+            raise InvalidInput("a spending cap must be a finite number >= 0")
         self.sql.run("set_cap", {"tenant": tenant, "cap_usd": float(cap_usd),
                                  "now": self._now()}, write=True)
 

@@ -15,6 +15,7 @@ from treadle.api.config import ApiConfig
 from treadle.api.jobs import BUILTIN_PREFIX
 from treadle.api.keystore import Hook
 from treadle.api.models import (
+    HOOK_NAME,
     NAME_PATTERN,
     HookAccepted,
     HookIn,
@@ -94,10 +95,17 @@ def list_hooks(request: Request, principal: Admin) -> JSONResponse:
     return JSONResponse({"hooks": [h.to_json() for h in hooks]})
 
 
+def _hook_name(name: str) -> str | None:
+    """``name`` if it could be a hook's name (``HookIn.name``), else None: a name no hook
+    can have (NUL, control characters, 5000 characters) is never looked up."""
+    return name if HOOK_NAME.fullmatch(name) else None
+
+
 @router.delete("/hooks/{name}", status_code=204, tags=["hooks"], summary="Remove a binding")
 def delete_hook(request: Request, name: str, principal: Admin) -> Response:
     treadle: Treadle = request.app.state.treadle
-    if not keystore_for(treadle).delete_hook(name, principal.tenant):
+    if _hook_name(name) is None or not keystore_for(treadle).delete_hook(name,
+                                                                          principal.tenant):
         raise Problem(404, f"no hook named {name!r}", slug="hook-not-found")
     return Response(status_code=204)
 
@@ -119,7 +127,8 @@ async def receive_hook(
     treadle: Treadle = request.app.state.treadle
     config: ApiConfig = request.app.state.api_config
     raw = await request.body()
-    hook = await run_in_threadpool(keystore_for(treadle).get_hook, name)
+    hook = (await run_in_threadpool(keystore_for(treadle).get_hook, name)
+            if _hook_name(name) is not None else None)
     # An unknown name and a bad signature look alike to the sender: no name probing.
     if hook is None:
         raise Problem(401, "unknown hook or bad signature", slug="bad-signature")

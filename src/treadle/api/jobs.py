@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -23,6 +23,7 @@ from treadle.api.models import (
     LogList,
     RunRequest,
     SubmitJob,
+    utc_instant,
 )
 from treadle.api.problems import Problem
 from treadle.core import traceparent
@@ -194,8 +195,12 @@ def list_jobs(
     for name, value in (("created_after", created_after), ("created_before", created_before)):
         if value is not None and value.tzinfo is None:
             raise Problem(422, f"{name} must include a timezone")
-    created_after = created_after.astimezone(UTC) if created_after else None
-    created_before = created_before.astimezone(UTC) if created_before else None
+    try:
+        created_after = utc_instant(created_after, "created_after") if created_after else None
+        created_before = (utc_instant(created_before, "created_before") if created_before
+                          else None)
+    except ValueError as exc:
+        raise Problem(422, str(exc)) from None
     limit = min(limit, config.max_page_size)
     jobs = treadle.list_jobs(JobFilter(
         tenant=principal.tenant, statuses=tuple(status or ()), queue=queue, task=task,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ class SubmitJob(_Strict):
         if v.tzinfo is None:
             raise ValueError("run_at must include a timezone, e.g. 2030-01-01T00:00:00Z")
         # PostgreSQL refuses offsets beyond ±15:59; the instant is what matters.
-        return v.astimezone(UTC)
+        return utc_instant(v, "run_at")
 
     @field_validator("callback_url")
     @classmethod
@@ -63,6 +64,15 @@ class LimitsIn(_Strict):
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+def utc_instant(value: datetime, name: str) -> datetime:
+    """``value`` in UTC; ValueError when its offset carries it past year 1 or 9999 (which
+    Python cannot represent, e.g. ``0001-01-01T00:00:00+01:00``)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name} is outside the years 1 to 9999 in UTC") from None
 
 
 def _encodable(value: str | None) -> str | None:
@@ -354,8 +364,12 @@ class QueuePatch(_Strict):
         description="Keep finished jobs this long (60 s to ten years); null: 7 days")
 
 
+HOOK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+HOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: `$` allows a "\n"
+
+
 class HookIn(_Strict):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=HOOK_NAME_PATTERN)
     task: str = Name
     queue: str | None = Field(default=None, min_length=1, max_length=200,
                               pattern=NAME_PATTERN)
@@ -363,6 +377,15 @@ class HookIn(_Strict):
         default=None, min_length=16, max_length=256,
         description="HMAC secret the sender signs with; generated when omitted.",
     )
+
+    @field_validator("secret")
+    @classmethod
+    def _printable_secret(cls, v: str | None) -> str | None:
+        # A secret is typed into the sender's configuration: control characters (NUL
+        # included, which PostgreSQL cannot store) are a mistake or an attack, never a key.
+        if v is not None and not v.isprintable():
+            raise ValueError("the secret must be printable text (no control characters)")
+        return v
 
 
 class HookOut(BaseModel):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.api.jobs import Reader, Submitter
 from treadle.api.problems import Problem
@@ -32,6 +32,8 @@ router = APIRouter(prefix="/v1", tags=["workflows"])
 
 
 class SendEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not dropped
+
     key: str = Field(min_length=1, max_length=200, description="What waiting workflows match")
     payload: Any = Field(default=None, description="Any JSON; ctx.wait_event returns it")
 
