@@ -158,6 +158,8 @@ def _call(
         payload = json.loads(raw_input or "null")
     except ValueError as exc:
         raise ValueError(f"the input is not JSON: {exc}") from None
+    except RecursionError:  # not a ValueError: it would escape the form's error path
+        raise ValueError("the input is nested too deeply (at most 100 levels)") from None
     mode = "get" if values.get("mode") == "cached" else "load"
     worker = reg.register(code, language, limits or None, tenant=tenant)
     handle = reg.run(worker.id, payload, mode, tenant=tenant, wait=RUN_WINDOW)

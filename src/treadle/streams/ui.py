@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from treadle.api.problems import Problem
 from treadle.core.errors import JobNotFound
 from treadle.streams.sse import event_stream, parse_after, sse_response
+from treadle.ui.web import is_id
 
 if TYPE_CHECKING:
     from treadle.ui.web import UIContext
@@ -32,6 +33,8 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         except Problem:
             return Response(status_code=422)
         tenant = user.tenant_filter
+        if not is_id(job_id):
+            return Response(status_code=404)
         try:
             job = await run_in_threadpool(lambda: ctx.store.get_job(job_id, tenant=tenant))
         except JobNotFound:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from treadle.ui import timeline
 from treadle.ui.auth import can_write_jobs
 from treadle.ui.pages_artifacts import job_artifacts
 from treadle.ui.session import SessionUser
-from treadle.ui.web import UIContext, form_str, query_str
+from treadle.ui.web import UIContext, as_id, form_str, is_id, query_str
 
 PAGE_SIZE = 50
 MAX_BULK = 200
@@ -49,7 +50,7 @@ class Filters:
             # A tenant key is always scoped to its own tenant, whatever the URL says.
             tenant=query_str(request, "tenant")[:200] if user.is_admin else "",
             since=query_str(request, "since") if query_str(request, "since") in SINCE else "",
-            before_id=int(before) if before.isdigit() else None,
+            before_id=as_id(before),
         )
 
     def store_filter(self, user: SessionUser, limit: int = PAGE_SIZE) -> JobFilter:
@@ -89,8 +90,8 @@ def register(router: APIRouter, ctx: UIContext) -> None:
             return ctx.login_redirect(request)
         flt = Filters.parse(request, user)
         jobs = await run_in_threadpool(ctx.store.list_jobs, flt.store_filter(user))
-        newest = query_str(request, "newest")
-        newer = sum(1 for j in jobs if newest.isdigit() and j.id > int(newest))
+        newest = as_id(query_str(request, "newest"))
+        newer = sum(1 for j in jobs if newest is not None and j.id > newest)
         return ctx.render(request, "_jobs_status.html", {"jobs": jobs, "newer": newer,
                                                          "filters": flt}, user=user)
 
@@ -121,7 +122,7 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         if not can_write_jobs(user):
             return ctx.error(request, user, 403, "Your API key may not change jobs.")
         action = form_str(form, "action")
-        ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit()]
+        ids = [i for v in form.getlist("ids") if isinstance(v, str) and (i := as_id(v))]
         back = "/jobs" + (f"?{form_str(form, 'back')}" if form_str(form, "back") else "")
         if action not in {"retry", "cancel"} or not ids:
             return ctx.redirect(request, back, flash=("warn", "Select jobs and an action."))
@@ -136,7 +137,7 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         user = ctx.user(request)
         if user is None:
             return ctx.login_redirect(request)
-        data = await run_in_threadpool(_detail, ctx, user, job_id)
+        data = await run_in_threadpool(_detail, ctx, user, job_id) if is_id(job_id) else None
         if data is None:
             return ctx.error(request, user, 404, f"No job {job_id} (or not in your tenant).")
         return ctx.render(request, "job.html", data, user=user)
@@ -146,7 +147,7 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         user = ctx.user(request)
         if user is None:
             return ctx.login_redirect(request)
-        data = await run_in_threadpool(_detail, ctx, user, job_id)
+        data = await run_in_threadpool(_detail, ctx, user, job_id) if is_id(job_id) else None
         if data is None:
             return ctx.error(request, user, 404, "gone")
         return ctx.render(request, "_job_live.html", data, user=user)
@@ -168,15 +169,32 @@ def register(router: APIRouter, ctx: UIContext) -> None:
 
 
 def _submit(ctx: UIContext, user: SessionUser, values: dict[str, str]) -> Job:
-    payload = json.loads(values["payload"] or "{}")
+    try:
+        payload = json.loads(values["payload"] or "{}")
+    except RecursionError:  # not a ValueError: it would escape the form's error path
+        raise ValueError("the payload is nested too deeply (at most 100 levels)") from None
     if not isinstance(payload, dict):
         raise ValueError("the payload must be a JSON object, e.g. {\"x\": 1}")
     opts: dict[str, Any] = {"tenant": user.tenant}
     if values["queue"]:
         opts["queue"] = values["queue"]
     if values["delay"]:
-        opts["delay"] = float(values["delay"])
+        opts["delay"] = _delay(values["delay"])
     return ctx.treadle.defer(values["task"], payload, **opts).job
+
+
+MAX_DELAY = 366 * 24 * 3600  # as the API's ``delay`` (SubmitJob)
+
+
+def _delay(text: str) -> float:
+    """Seconds from 0 to a year: beyond, ``defer`` overflows the calendar (or a timedelta)."""
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = math.nan
+    if not 0 <= delay <= MAX_DELAY:  # NaN too
+        raise ValueError(f"the delay must be a number of seconds from 0 to {MAX_DELAY}")
+    return delay
 
 
 # Per-job actions (past tense for messages); release and discard leave quarantine (ADR 0015).

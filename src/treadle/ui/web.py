@@ -213,6 +213,23 @@ def safe_next(value: str | None) -> str:
     return quote(value, safe="/?=&%-_.~+,")
 
 
+MAX_ID = 2**63 - 1  # ids are bigints: a larger number names no job
+
+
+def as_id(text: str) -> int | None:
+    """A job id from a query string or form, or None. ``str.isdigit`` alone also accepts
+    digits ``int`` refuses (``²``, ``①``), and a number beyond a bigint is no id."""
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        value = int(text)
+        return value if 1 <= value <= MAX_ID else None
+    return None
+
+
+def is_id(job_id: int) -> bool:
+    """Whether a job id from a path could name a job (else: the not-found page)."""
+    return 1 <= job_id <= MAX_ID
+
+
 def form_str(form: FormData, name: str, default: str = "") -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else default
