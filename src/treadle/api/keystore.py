@@ -111,6 +111,8 @@ class KeyStore:
         from treadle.core.job import validate_name
 
         validate_name("tenant", tenant)
+        if name is not None:  # a label shown in lists: printable, like every name
+            validate_name("key name", name)
         scope_set = parse_scopes(scopes)
         key_id, raw = new_raw_key()
         self._sql.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import os
 import sys
@@ -39,6 +40,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # escape: messages quote user input and extras like treadle[server], not markup
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def json_option(flag: str, text: str) -> Any:
+    """The JSON value of a command-line option, or one line naming the option. Besides
+    JSONDecodeError, ``json.loads`` raises ValueError (an integer beyond 4300 digits) and
+    RecursionError (nesting thousands deep), which would otherwise be tracebacks."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        fail(f"{flag} is nested too deeply (at most 100 levels)")
+    except ValueError as exc:
+        fail(f"{flag} is not valid JSON: {exc}")
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from treadle.cli.common import (
     clean_errors,
     console,
     fail,
+    json_option,
     load_app,
     local_app,
 )
@@ -234,10 +235,9 @@ def submit(
 ) -> None:
     """Enqueue COUNT jobs of TASK with PAYLOAD."""
     with clean_errors():
-        try:
-            data = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            fail(f"--payload is not valid JSON: {exc}")
+        data = json_option("--payload", payload)
+        if not timeout >= 0:  # NaN too: refused before anything is submitted
+            fail("--timeout must be a number of seconds >= 0")
         if not isinstance(data, dict):
             fail("--payload must be a JSON object, e.g. '{\"x\": 1}'")
         if idempotency_key and count > 1:

@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 
 from treadle.app import Treadle, WaitTimeout
-from treadle.cli.common import DbOption, clean_errors, console, err_console, fail, load_app
+from treadle.cli.common import (
+    DbOption,
+    clean_errors,
+    console,
+    err_console,
+    fail,
+    json_option,
+    load_app,
+)
 from treadle.cli.remote import KeyOption, UrlOption, remote
 from treadle.core.job import DEFAULT_TENANT, Job, JobLog
 from treadle.core.lifecycle import JobStatus
@@ -198,10 +206,7 @@ def _run_local(db: str | None, worker_id: str, data: Any, mode: str, tenant: str
 
 
 def _json_option(flag: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"{flag} is not valid JSON: {exc}")
+    return json_option(flag, text)
 
 
 def _report(logs: list[JobLog], job: Job, as_json: bool) -> None:

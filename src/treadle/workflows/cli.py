@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from treadle.cli.common import DbOption, clean_errors, console, fail, load_app
+from treadle.cli.common import DbOption, clean_errors, console, json_option, load_app
 from treadle.core.job import DEFAULT_TENANT
 from treadle.kinds import use_builtin
 from treadle.workflows.plugin import Workflows
@@ -24,10 +23,7 @@ def send(
     db: DbOption = None,
 ) -> None:
     """Send an event: wakes the workflows waiting on KEY; later waits receive it too."""
-    try:
-        value = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        fail(f"--payload is not JSON: {exc}")
+    value = json_option("--payload", payload)
     with clean_errors():
         app = use_builtin(load_app(None, db))
         try:
