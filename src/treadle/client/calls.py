@@ -18,7 +18,7 @@ from treadle.core.job import Job, JobEvent, JobLog
 from treadle.core.lifecycle import JobStatus
 
 T = TypeVar("T")
-_WORKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_WORKER_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 # Dynamic workers live here (ADR 0023; /v1/workers is its deprecated alias): one constant.
 WORKERS = "/v1/dynamic-workers"
 
@@ -208,7 +208,7 @@ def send_event(key: str, payload: Any) -> Call[int]:
 
 
 def _worker_id(worker_id: str) -> str:
-    if not isinstance(worker_id, str) or not _WORKER_ID.match(worker_id):
+    if not isinstance(worker_id, str) or not _WORKER_ID.fullmatch(worker_id):  # `$`: "\n"
         raise InvalidInput(f"not a dynamic worker id: {worker_id!r}")
     return worker_id
 

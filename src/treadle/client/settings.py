@@ -17,7 +17,7 @@ from treadle.client import calls
 from treadle.client.calls import Answer, Call
 from treadle.client.sse import Follow, SSEParser
 from treadle.client.wire import dumps, error_from, parse_body
-from treadle.core.errors import BadResponse, ConfigurationError, Transient
+from treadle.core.errors import BadResponse, ConfigurationError, InvalidInput, Transient
 from treadle.core.job import Job
 from treadle.jobs import WaitTimeout
 from treadle.streams.follow import StreamEvent
@@ -37,15 +37,26 @@ class Settings:
     max_response_bytes: int
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
+        bad_url = ConfigurationError(
+            f"the Treadle URL must be http(s)://host[:port][/prefix], got {self.base_url!r}")
+        try:
+            parts = urlsplit(self.base_url)
+            # What httpx would refuse at the first call (a bracketed host that is no IPv6
+            # address, a lone surrogate in the host or path) is refused here, as config.
+            httpx.URL(self.base_url)
+        except (ValueError, UnicodeError, httpx.InvalidURL):
+            raise bad_url from None
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
                 or parts.fragment or parts.username or parts.password:
-            raise ConfigurationError(
-                f"the Treadle URL must be http(s)://host[:port][/prefix], got {self.base_url!r}")
+            raise bad_url
+        # Surrounding whitespace: the transport refuses the header, which would read as
+        # the server being unreachable.
         if self.api_key is not None and (not self.api_key or not self.api_key.isascii()
                                          or not self.api_key.isprintable()
+                                         or self.api_key != self.api_key.strip()
                                          or len(self.api_key) > 1000):
-            raise ConfigurationError("the API key must be printable ASCII (at most 1000 chars)")
+            raise ConfigurationError("the API key must be printable ASCII without surrounding "
+                                     "spaces (at most 1000 chars)")
         if not (isinstance(self.timeout, int | float) and math.isfinite(self.timeout)
                 and 0 < self.timeout <= 3600):
             raise ConfigurationError("timeout must be in (0, 3600] seconds")
@@ -146,6 +157,8 @@ class StreamState:
                  deadline: float | None = None) -> None:
         self.settings = settings
         self.follow = Follow(calls.job_id(job_id), cursor=after)
+        if deadline is not None and math.isnan(deadline):  # compares false with everything
+            raise InvalidInput("a wait's timeout must be a number of seconds, not NaN")
         self.deadline = deadline  # time.monotonic(); passing it raises WaitTimeout
         self.failures = 0
 
