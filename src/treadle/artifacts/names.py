@@ -45,7 +45,7 @@ def check_content_type(content_type: object, name: str) -> str:
         ext = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         guessed = _EXTRA_TYPES.get(ext) or mimetypes.guess_type(name, strict=False)[0]
         return guessed or "application/octet-stream"
-    if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type.lower()):
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type.lower()):
         raise InvalidInput("content_type must look like type/subtype (no parameters)")
     return content_type.lower()
 

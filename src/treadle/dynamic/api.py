@@ -76,7 +76,7 @@ def _not_found(worker_id: str) -> Problem:
 
 def _checked_id(worker_id: str) -> str:
     # Ids are `dw_` + 24 hex digits; anything else cannot exist (and never reaches SQL).
-    if not WORKER_ID.match(worker_id):
+    if not WORKER_ID.fullmatch(worker_id):  # match: `$` allows a trailing "\n"
         raise _not_found(worker_id)
     return worker_id
 

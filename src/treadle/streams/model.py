@@ -65,7 +65,7 @@ class Pending:
 
 
 def check_kind(kind: Any) -> str:
-    if not isinstance(kind, str) or not _KIND.match(kind):
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise InvalidInput("an emitted item's kind must be a name of 1-64 letters, digits "
                            "or _.:- starting with a letter")
     if kind in RESERVED:
