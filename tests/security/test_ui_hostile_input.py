@@ -139,3 +139,15 @@ def test_running_code_with_input_nested_too_deep_is_a_message(browser: Browser) 
     page = html(r, 200)
     assert 'role="alert"' in page and "input" in page
     assert browser.jobs() == []
+
+
+@pytest.mark.parametrize("query", ["queue=a%00", "task=a%00b", "queue=%01x", "task=" + "t" * 300,
+                                   "queue=%ED%A0%80%00"])
+@pytest.mark.parametrize("path", ["/jobs", "/ui/jobs/status"])
+def test_filters_that_cannot_be_names_match_nothing_on_both_stores(browser: Browser, path: str,
+                                                                   query: str) -> None:
+    """Before: PostgreSQL refused the NUL (the API's JSON 422 instead of the page) while
+    SQLite answered the page; a name cut at 200 characters matched another name."""
+    job = browser.app.defer("noop", tenant="tenant-a")
+    page = html(browser.get(f"{path}?{query}"), 200)
+    assert f"job-status-{job.id}" not in page

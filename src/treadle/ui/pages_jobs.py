@@ -45,13 +45,23 @@ class Filters:
         before = query_str(request, "before_id")
         return cls(
             status=status if status in {s.value for s in JobStatus} else "",
-            queue=query_str(request, "queue")[:200],
-            task=query_str(request, "task")[:200],
+            queue=query_str(request, "queue")[:201],  # 201: too long to be a name
+            task=query_str(request, "task")[:201],
             # A tenant key is always scoped to its own tenant, whatever the URL says.
-            tenant=query_str(request, "tenant")[:200] if user.is_admin else "",
+            tenant=query_str(request, "tenant")[:201] if user.is_admin else "",
             since=query_str(request, "since") if query_str(request, "since") in SINCE else "",
             before_id=as_id(before),
         )
+
+    @property
+    def matches_nothing(self) -> bool:
+        """A queue, task or tenant that no job can have (NUL, control characters, over 200
+        characters): no query at all. PostgreSQL would refuse the NUL where SQLite answers."""
+        return any(v and (len(v) > 200 or not v.isprintable())
+                   for v in (self.queue, self.task, self.tenant))
+
+    def list_jobs(self, ctx: UIContext, user: SessionUser, limit: int = PAGE_SIZE) -> list[Job]:
+        return [] if self.matches_nothing else ctx.store.list_jobs(self.store_filter(user, limit))
 
     def store_filter(self, user: SessionUser, limit: int = PAGE_SIZE) -> JobFilter:
         since = SINCE.get(self.since)
@@ -89,7 +99,7 @@ def register(router: APIRouter, ctx: UIContext) -> None:
         if user is None:
             return ctx.login_redirect(request)
         flt = Filters.parse(request, user)
-        jobs = await run_in_threadpool(ctx.store.list_jobs, flt.store_filter(user))
+        jobs = await run_in_threadpool(flt.list_jobs, ctx, user)
         newest = as_id(query_str(request, "newest"))
         newer = sum(1 for j in jobs if newest is not None and j.id > newest)
         return ctx.render(request, "_jobs_status.html", {"jobs": jobs, "newer": newer,
@@ -287,7 +297,7 @@ def _render_list(
     submit_values: dict[str, str] | None = None, submit_error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    jobs = ctx.store.list_jobs(flt.store_filter(user, limit=PAGE_SIZE + 1))
+    jobs = flt.list_jobs(ctx, user, limit=PAGE_SIZE + 1)
     has_more = len(jobs) > PAGE_SIZE
     jobs = jobs[:PAGE_SIZE]
     return ctx.render(
