@@ -81,3 +81,10 @@ def test_key_names_that_cannot_be_names_are_refused(db_url: str, name: str) -> N
         assert keystore_for(app).list_keys() == []
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("queues", ["a\x01", "ok,b\x7f", "x" * 201])
+def test_a_worker_for_a_queue_no_job_can_have_is_refused_not_left_waiting(
+        db_url: str, queues: str) -> None:
+    """Before: the worker started and waited forever on a queue nothing can be sent to."""
+    one_line_error(cli("worker", "--queues", queues, "--burst", "--db", db_url), "queue")

@@ -23,7 +23,7 @@ from treadle.cli.common import (
     local_app,
 )
 from treadle.core.errors import MissingExtra
-from treadle.core.job import JobKind
+from treadle.core.job import JobKind, validate_name
 from treadle.core.lease import LeaseConfig
 from treadle.executors import Executor
 from treadle.kinds import use_builtin
@@ -128,6 +128,8 @@ def worker(
         if metrics_port is not None:
             serve_worker_metrics(app, metrics_host, metrics_port)
         qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
+        for q in qs or ():  # a queue no job can have: a worker that would wait forever
+            validate_name("queue", q)
         config = WorkerConfig(
             queues=qs, concurrency=concurrency, prefetch=prefetch,
             lease=LeaseConfig(seconds=lease_seconds),
