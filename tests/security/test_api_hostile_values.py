@@ -164,3 +164,24 @@ def test_workflow_event_bodies_with_unknown_fields_are_refused(http: Http) -> No
     ok = http.client.post("/v1/events", json={"key": "k", "payload": {"x": 1}},
                           headers=http.as_("a"))
     assert ok.status_code == 202, ok.text
+
+
+CODE = "def handler(i, env):\n    return 1\n"
+
+
+@pytest.mark.parametrize("bad", [
+    '"input": "\\ud800"', '"input": NaN', '"input": ' + "[" * 150 + "]" * 150,
+    '"input": 1, "callback_url": "http://127.0.0.1:9/hook"',
+])
+def test_inline_code_refused_for_its_input_writes_nothing_and_keeps_the_key(
+        http: Http, bad: str) -> None:
+    """Before: the Idempotency-Key was claimed and the code registered before the input
+    was checked, so the refused request left rows and the corrected retry got a 409."""
+    headers = {**http.as_("a"), "Content-Type": "application/json", "Idempotency-Key": "k1"}
+    body = f'{{"code": {CODE!r}, "language": "python", "wait": 0, {bad}}}'.replace("'", '"')
+    problem(http.client.post("/v1/run", content=body.encode(), headers=headers), 422)
+    assert http.client.get("/v1/dynamic-workers", headers=http.as_("a")).json()["workers"] == []
+    fixed = http.client.post("/v1/run", json={"code": CODE, "language": "python", "wait": 0,
+                                              "input": 1}, headers=headers)
+    assert fixed.status_code in (200, 202), fixed.text
+    assert len(http.jobs()) == 1

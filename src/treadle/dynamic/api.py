@@ -238,19 +238,22 @@ async def run_inline(
 
     def submit() -> JobHandle:
         limits = body.limits.overrides() if body.limits else None
-        # Validate before writing anything, and settle the idempotency key before the code
-        # is stored, so a refused request (422, 409) leaves no row behind.
-        as_language(language)
-        as_limits(limits)
-        _claim(treadle, principal, key, _dump(body, "wait"))
-        worker = reg.register(code, language, limits, tenant=principal.tenant)
+        # Validate the whole run (code, limits, input, queue, callback) before writing
+        # anything, then settle the idempotency key before the code is stored: a refused
+        # request (422, 409) leaves no row behind and does not use up its key.
+        worker = reg.unsaved(code, language, limits, tenant=principal.tenant)
         new = reg.new_job(
             worker.id, body.input, mode="load", tenant=principal.tenant, queue=body.queue,
             priority=body.priority or 0, idempotency_key=key,
             callback_url=str(body.callback_url) if body.callback_url else None,
+            unsaved=worker,
         )
         if trace is not None:  # the request's trace continues in the run (ADR 0021)
             new = replace(new, traceparent=trace)
+        if new.callback_url is not None:  # enqueue checks it too: after our writes
+            treadle.check_callback_url(new.callback_url)
+        _claim(treadle, principal, key, _dump(body, "wait"))
+        reg.register(code, language, limits, tenant=principal.tenant)
         return treadle.enqueue([new])[0]
 
     return await respond(request, submit, body.wait, sync=True)

@@ -88,6 +88,23 @@ class WorkerRegistry:
     ) -> DynamicWorker:
         """Store a worker and return it. Idempotent: the same code and configuration
         give the same id and row (a new ``name`` relabels it)."""
+        unsaved = self.unsaved(code, language, limits, name=name, tenant=tenant,
+                               allow_wasm=allow_wasm, fetch_allow=fetch_allow, kv=kv)
+        return self.repo.upsert_worker(unsaved.id, tenant, unsaved.spec, name)
+
+    def unsaved(
+        self,
+        code: str,
+        language: str,
+        limits: LimitsArg = None,
+        name: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        allow_wasm: bool = False,
+        fetch_allow: Iterable[str] = (),
+        kv: bool = False,
+    ) -> DynamicWorker:
+        """The worker ``register`` would store, checked, without storing it: a caller can
+        check a run of it (``new_job(..., unsaved=)``) before writing anything."""
         validate_name("tenant", tenant)
         if name is not None:
             validate_name("name", name)
@@ -97,7 +114,7 @@ class WorkerRegistry:
             code=code, language=as_language(language), limits=as_limits(limits),
             allow_wasm=bool(allow_wasm), fetch_allow=tuple(fetch_allow), kv=bool(kv),
         )
-        return self.repo.upsert_worker(worker_id(spec), tenant, spec, name)
+        return DynamicWorker(worker_id(spec), tenant, spec, name)
 
     def get(self, worker_id: str, *, tenant: str = DEFAULT_TENANT) -> DynamicWorker:
         """The worker, or :class:`WorkerNotFound` (another tenant's worker is not found)."""
@@ -124,9 +141,11 @@ class WorkerRegistry:
         priority: int = 0,
         idempotency_key: str | None = None,
         callback_url: str | None = None,
+        unsaved: DynamicWorker | None = None,
     ) -> NewJob:
-        """The job a run would enqueue (checked: worker exists, limits and input valid)."""
-        worker = self.get(worker_id, tenant=tenant)
+        """The job a run would enqueue (checked: worker exists, limits and input valid).
+        ``unsaved``: the worker, from :meth:`unsaved`, when it is not stored yet."""
+        worker = unsaved if unsaved is not None else self.get(worker_id, tenant=tenant)
         overrides = dict(limits) if limits else None
         effective = as_limits(overrides, base=worker.limits)  # InvalidLimits now, not later
         if mode not in ("load", "get"):
