@@ -20,6 +20,7 @@ from treadle import Treadle, ui
 from treadle.api import ApiConfig
 from treadle.api.app import create_app
 from treadle.core.job import JobFilter
+from treadle.dynamic import DynamicWorkers
 from treadle.kinds import use_builtin
 
 
@@ -151,3 +152,17 @@ def test_filters_that_cannot_be_names_match_nothing_on_both_stores(browser: Brow
     job = browser.app.defer("noop", tenant="tenant-a")
     page = html(browser.get(f"{path}?{query}"), 200)
     assert f"job-status-{job.id}" not in page
+
+
+@pytest.mark.parametrize("bad_input", ['"\\u0000"', '"\\ud800"', "NaN", "[" * 150 + "]" * 150])
+def test_running_code_with_an_input_that_cannot_be_stored_registers_nothing(
+        browser: Browser, bad_input: str) -> None:
+    """Before: the code was registered (a row written) before its input was refused."""
+    r = browser.post("/dynamic-workers/run", {
+        "code": "def handler(i, env):\n    return 1\n", "language": "python",
+        "input": bad_input})
+    page = html(r, 200)
+    assert 'role="alert"' in page and "input" in page
+    registry = browser.app.plugin(DynamicWorkers).registry
+    assert registry.list("tenant-a") == []
+    assert browser.jobs() == []

@@ -161,6 +161,9 @@ def _call(
     except RecursionError:  # not a ValueError: it would escape the form's error path
         raise ValueError("the input is nested too deeply (at most 100 levels)") from None
     mode = "get" if values.get("mode") == "cached" else "load"
+    # Check the whole run before storing the code: a refused input registers nothing.
+    unsaved = reg.unsaved(code, language, limits or None, tenant=tenant)
+    reg.new_job(unsaved.id, payload, mode=mode, tenant=tenant, unsaved=unsaved)
     worker = reg.register(code, language, limits or None, tenant=tenant)
     handle = reg.run(worker.id, payload, mode, tenant=tenant, wait=RUN_WINDOW)
     job = handle.job
