@@ -185,3 +185,16 @@ def test_inline_code_refused_for_its_input_writes_nothing_and_keeps_the_key(
                                               "input": 1}, headers=headers)
     assert fixed.status_code in (200, 202), fixed.text
     assert len(http.jobs()) == 1
+
+
+@pytest.mark.parametrize("body", [
+    {"source": {"url": "https://example.com/v.mp4"}, "rendtions": ["1080p"]},
+    {"source": {"url": "https://example.com/v.mp4", "path": "/etc/passwd"}},
+    {"source": {"url": "https://example.com/v.mp4"}, "hls": True, "thumbnail": 1},
+])
+def test_media_requests_with_unknown_fields_are_refused(http: Http, body: dict[str, Any]) -> None:
+    """Before: a misspelt ``renditions`` was dropped and the pipeline ran with the
+    defaults, the caller's choice lost without a word."""
+    pytest.importorskip("treadle.media.api")
+    problem(http.client.post("/v1/media", json=body, headers=http.as_("a")), 422)
+    assert http.jobs() == []

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from treadle.api.auth import Principal, require
 from treadle.api.models import JobOut
@@ -22,12 +22,16 @@ Submitter = Annotated[Principal, Depends(require("submit"))]
 
 
 class MediaSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not dropped
+
     artifact: int | None = Field(None, ge=1, le=2**63 - 1,
                                  description="An artifact id of your tenant")
     url: str | None = Field(None, max_length=2048, description="An http(s) URL")
 
 
 class MediaRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     source: MediaSource
     renditions: list[str] = Field(default_factory=lambda: ["360p", "720p"], max_length=6)
     thumbnails: int = Field(4, ge=0, le=100)
