@@ -198,3 +198,27 @@ def test_media_requests_with_unknown_fields_are_refused(http: Http, body: dict[s
     pytest.importorskip("treadle.media.api")
     problem(http.client.post("/v1/media", json=body, headers=http.as_("a")), 422)
     assert http.jobs() == []
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/run"])
+def test_two_idempotency_keys_are_refused_not_one_picked(http: Http, path: str) -> None:
+    """Before: the first was used and the second ignored: a retry that sent them in the
+    other order made a second job."""
+    for first, second in (("k1", "k2"), ("k2", "k1")):
+        r = http.client.post(path, json={"task": "noop", **({"wait": 0} if "run" in path
+                                                              else {})},
+                             headers=[("authorization", f"Bearer {http.keys['a']}"),
+                                      ("idempotency-key", first), ("idempotency-key", second)])
+        assert "Idempotency-Key" in problem(r, 422)["detail"]
+    assert http.jobs() == []
+
+
+def test_two_idempotency_keys_on_a_dynamic_worker_run_are_refused(http: Http) -> None:
+    made = http.client.post("/v1/dynamic-workers", json={"code": CODE, "language": "python"},
+                            headers=http.as_("a"))
+    wid = made.json()["id"]
+    r = http.client.post(f"/v1/dynamic-workers/{wid}/run?async=true", json={"input": 1},
+                         headers=[("authorization", f"Bearer {http.keys['a']}"),
+                                  ("idempotency-key", "k1"), ("idempotency-key", "k2")])
+    problem(r, 422)
+    assert http.jobs() == []

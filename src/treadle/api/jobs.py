@@ -37,11 +37,23 @@ if TYPE_CHECKING:
 
 BUILTIN_PREFIX = "treadle."
 router = APIRouter(prefix="/v1", tags=["jobs"])
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=200,
-           description="Same key + same body: the same job. Same key + other body: 409."),
-]
+
+
+def _one_idempotency_key(
+    request: Request,
+    key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Same key + same body: the same job. Same key + other body: 409.",
+    )] = None,
+) -> str | None:
+    # Header() reads the first of several; which one a client (or a proxy that appended
+    # one) meant is unknowable, and picking one would make a second job on a reordered retry.
+    if key is not None and len(request.headers.getlist("idempotency-key")) > 1:
+        raise Problem(422, "send one Idempotency-Key header, not several")
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(_one_idempotency_key)]
 Submitter = Annotated[Principal, Depends(require("submit"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 
