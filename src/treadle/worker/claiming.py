@@ -123,9 +123,14 @@ class Claiming(Slots):
         store ends the next wait at once if other work was announced meanwhile)."""
         while True:
             woke = self.store.wait_for_work(self.config.poll_interval, self._parking())
+            t0 = time.perf_counter()
             handed = self.store.take_handed(self.id)
             if not handed:
                 return woke
+            # Claimed by their enqueue; the claim span and metrics cover taking them.
+            self.observer.claimed(self.id, handed, time.perf_counter() - t0)
+            if self.tracing.enabled:
+                self._trace_claim(handed, t0)
             self._accept(handed)
             self._activity = True
             with self._room:
@@ -175,6 +180,12 @@ class Claiming(Slots):
         cfg = self.config
         if not self.store.suspect_waiting(queues=cfg.queues, kinds=self.kinds):
             return False
+        # Alone means no hand-offs either (ADR 0034): unpark first. A job handed before
+        # that runs instead; the suspect waits for the next look, when this worker is empty.
+        if handed := self.store.unpark(self.id):
+            self._look_for_suspects = True
+            self._accept(handed)
+            return True
         t0 = time.perf_counter()
         jobs = self.store.claim(queues=cfg.queues, worker=self.id, limit=1,
                                 lease_seconds=cfg.lease.seconds, kinds=self.kinds,
