@@ -24,6 +24,7 @@ from treadle.app import JobHandle, Task, TaskOptions
 from treadle.core.errors import ConfigurationError, ErrorClass, InvalidInput
 from treadle.core.job import JobKind, NewJob
 from treadle.core.retry import RetryPolicy
+from treadle.task import registered_name
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -104,6 +105,7 @@ def register(
 
     if not isinstance(name, str) or not name:
         raise ConfigurationError("an agent needs a name")
+    registered_name("agent", name)
     if name in app.tasks:
         raise ConfigurationError(f"a task named {name!r} is already registered")
     if isinstance(max_repairs, bool) or not isinstance(max_repairs, int) or max_repairs < 0:
