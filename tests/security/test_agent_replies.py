@@ -14,6 +14,7 @@ text, bad tool input answered to the model as a bad call), and the worker carrie
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,9 +25,10 @@ import pytest
 from treadle import JobStatus, Treadle
 from treadle.agents.adapters.anthropic_messages import AnthropicAdapter
 from treadle.agents.adapters.openai_chat import OpenAIAdapter
+from treadle.agents.adapters.scripted import ScriptedAdapter
 from treadle.agents.tools import tool
-from treadle.core.errors import ErrorClass
-from treadle.testing import run_worker
+from treadle.core.errors import ConfigurationError, ErrorClass
+from treadle.testing import migrated, run_worker
 
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
@@ -148,3 +150,32 @@ def test_hostile_model_answers_fail_or_read_clearly_and_the_worker_carries_on(
         bad = done["bad_tool_input"]
         assert bad.status is JobStatus.FAILED and bad.error is not None
         assert bad.error.error_class is ErrorClass.RESOURCE_EXHAUSTED, bad.error  # its budget
+
+
+BAD_AGENT_OPTIONS: list[dict[str, Any]] = [
+    {"max_tokens": math.nan}, {"max_tokens": "5"}, {"max_tokens": 1.5},
+    {"budget_usd": math.nan}, {"budget_usd": "1"}, {"budget_usd": math.inf},
+    {"timeout": math.nan}, {"timeout": "5"},
+    {"prices": {"m": (math.nan, 1)}}, {"prices": {"m": ("a", 1)}}, {"prices": 5},
+    {"prices": {"\ud800": (1, 1)}},
+    {"context_tokens": math.nan}, {"context_tokens": "x"}, {"context_tokens": -5},
+    {"max_output_tokens": math.nan}, {"max_output_tokens": -1},
+    {"max_output_tokens": 10**30},
+    {"instructions": 5}, {"tools": [5]}, {"validators": [5]},
+    {"name": "a\x00"}, {"queue": "\ud800"},
+]
+
+
+@pytest.mark.parametrize("options", BAD_AGENT_OPTIONS, ids=lambda o: repr(o)[:40])
+def test_agent_options_no_run_could_use_are_refused_at_registration(
+    sqlite_url: str, options: dict[str, Any]
+) -> None:
+    # Before: NaN budgets and token caps were accepted and never enforced (NaN compares
+    # false with any spend), a context budget of NaN failed every run as invalid_output,
+    # text where numbers go and a tool that is no function raised TypeError or
+    # AttributeError (at registration or, worse, in every run).
+    with Treadle(migrated(sqlite_url)) as app:
+        with pytest.raises(ConfigurationError):
+            app.agent(**{"name": "a", "model": ScriptedAdapter([{"content": "done"}]),
+                         **options})
+        assert app.tasks == {}
