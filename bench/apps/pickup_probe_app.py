@@ -19,13 +19,22 @@ _marks: dict[str, float] = {"woke": 0.0, "claim0": 0.0, "claim1": 0.0, "handed":
 
 
 def _wrap_store(cls: type) -> None:
-    wait, claim = cls.wait_for_work, cls.claim
+    wait, claim, take = cls.wait_for_work, cls.claim, cls.take_handed
 
     @functools.wraps(wait)
-    def wait_for_work(self: Any, timeout: float) -> bool:
-        woke = wait(self, timeout)
+    def wait_for_work(self: Any, timeout: float, park: Any = None) -> bool:
+        woke = wait(self, timeout, park)
         _marks["woke"] = time.time()
         return bool(woke)
+
+    @functools.wraps(take)
+    def take_handed(self: Any, worker: str) -> Any:
+        # A job handed by its enqueue (ADR 0034) needs no claim: its "claim" is taking it.
+        t0 = time.time()
+        jobs = take(self, worker)
+        if jobs:
+            _marks["claim0"], _marks["claim1"] = t0, time.time()
+        return jobs
 
     @functools.wraps(claim)
     def claim_(self: Any, **kw: Any) -> Any:
@@ -36,6 +45,7 @@ def _wrap_store(cls: type) -> None:
         return jobs
 
     cls.wait_for_work, cls.claim = wait_for_work, claim_  # type: ignore[attr-defined]
+    cls.take_handed = take_handed  # type: ignore[attr-defined]
 
 
 def _wrap_start() -> None:

@@ -250,7 +250,7 @@ def test_after_close_an_interrupt_or_a_second_close_leaves_reused_descriptors_al
 
     from treadle.store.postgres.claimconn import ClaimConnection
 
-    cc = ClaimConnection(pg_url)
+    cc = ClaimConnection(pg_url, "treadle_handoff_test")
     cc.close()
     r, w = os.pipe()  # most likely the numbers the closed pipe had
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, LiteralString, Protocol, runtime_checkable
 
@@ -31,11 +32,26 @@ __all__ = [
     "JobFilter",
     "Outcome",
     "OutcomeKind",
+    "Parking",
     "ReapResult",
     "Store",
     "Transaction",
     "WorkerInfo",
 ]
+
+
+@dataclass(frozen=True)
+class Parking:
+    """What a worker about to wait tells its store, so that an enqueue may hand it a job
+    directly (ADR 0034): its free slots, whether nothing at all runs there (``idle``),
+    and what it serves. A store that cannot hand off ignores it."""
+
+    worker: str
+    free: int
+    idle: bool
+    queues: Sequence[str] | None
+    kinds: Sequence[str] | None
+    lease_seconds: float
 
 
 class Transaction(Protocol):
@@ -89,7 +105,11 @@ class Store(Protocol):
     ) -> HeartbeatResult: ...
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]: ...
     def add_logs(self, job_id: int, attempt: int, lines: Sequence[str]) -> None: ...
-    def wait_for_work(self, timeout: float) -> bool: ...
+    # ``park``: hand-offs (ADR 0034); jobs handed are taken with take_handed, each once,
+    # and unpark ends them (returning what was handed meanwhile, still to release).
+    def wait_for_work(self, timeout: float, park: Parking | None = None) -> bool: ...
+    def take_handed(self, worker: str) -> list[Job]: ...
+    def unpark(self, worker: str) -> list[Job]: ...
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None: ...
     def interrupt(self) -> None: ...
 

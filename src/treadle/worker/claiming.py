@@ -17,6 +17,7 @@ from treadle.core.job import Job
 from treadle.core.progress import ProgressState
 from treadle.executors.base import Runnable
 from treadle.logs import get_logger
+from treadle.store.base import Parking
 from treadle.worker.slots import Slots
 from treadle.worker.state import _Running
 from treadle.worker.supervise import describe
@@ -50,6 +51,9 @@ class Claiming(Slots):
         backoff = 0.05
         cfg = self.config
         while not self._stopping.is_set():
+            # Jobs handed to this worker (ADR 0034) that a heartbeat read while it was busy.
+            if handed := self.store.take_handed(self.id):
+                self._accept(handed)
             with self._room:
                 if self._alone:
                     if self._running or self._unwritten:  # its outcome is not stored yet
@@ -106,12 +110,45 @@ class Claiming(Slots):
                         self._room.wait(cfg.poll_interval)
                         continue
                 try:
-                    if self.store.wait_for_work(cfg.poll_interval):
+                    if self._wait_for_work():
                         self._look_for_suspects = True  # a reap may have made suspects
                         self._activity = True
                 except StoreUnavailable:
                     self._stopping.wait(backoff)
         return False
+
+    def _wait_for_work(self) -> bool:
+        """The idle wait. Jobs an enqueue handed to this worker meanwhile (ADR 0034) come
+        claimed: they are started and the wait goes on, with no claim of its own (the
+        store ends the next wait at once if other work was announced meanwhile)."""
+        while True:
+            woke = self.store.wait_for_work(self.config.poll_interval, self._parking())
+            t0 = time.perf_counter()
+            handed = self.store.take_handed(self.id)
+            if not handed:
+                return woke
+            # Claimed by their enqueue; the claim span and metrics cover taking them.
+            self.observer.claimed(self.id, handed, time.perf_counter() - t0)
+            if self.tracing.enabled:
+                self._trace_claim(handed, t0)
+            self._accept(handed)
+            self._activity = True
+            with self._room:
+                full = len(self._running) >= self.config.concurrency + self.prefetch
+            if full or self._stopping.is_set():
+                return True
+
+    def _parking(self) -> Parking | None:
+        """What the store needs to hand this worker jobs (ADR 0034). A burst run never
+        parks (it ends when the queue is empty); a suspect runs alone, so none then."""
+        cfg = self.config
+        if cfg.burst:
+            return None
+        with self._lock:
+            busy = self._executing + len(self._ahead)
+            idle = not self._running and not self._unwritten
+            free = 0 if self._alone else max(0, cfg.concurrency - busy)
+        return Parking(self.id, free, idle, cfg.queues, self.kinds, cfg.lease.seconds)
 
     def _adapt_prefetch(self, *, full: bool) -> None:
         """Grow the claim-ahead when slots went idle waiting for this claim (a backlog of
@@ -143,6 +180,12 @@ class Claiming(Slots):
         cfg = self.config
         if not self.store.suspect_waiting(queues=cfg.queues, kinds=self.kinds):
             return False
+        # Alone means no hand-offs either (ADR 0034): unpark first. A job handed before
+        # that runs instead; the suspect waits for the next look, when this worker is empty.
+        if handed := self.store.unpark(self.id):
+            self._look_for_suspects = True
+            self._accept(handed)
+            return True
         t0 = time.perf_counter()
         jobs = self.store.claim(queues=cfg.queues, worker=self.id, limit=1,
                                 lease_seconds=cfg.lease.seconds, kinds=self.kinds,

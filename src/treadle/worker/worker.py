@@ -165,6 +165,12 @@ class Worker(Claiming, Maintenance, Flusher):
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_grace
+        # No more hand-offs (ADR 0034); those made until now are held like claimed-ahead
+        # jobs and released with them just below.
+        try:
+            self._accept(self.store.unpark(self.id))
+        except StoreUnavailable as exc:  # its backend is gone too: nothing more is handed
+            log.warning("could not unpark the worker", worker=self.id, error=str(exc))
         # Claimed ahead and never begun: back to the queue at once (a release does not
         # use up an attempt), so other workers run them during our grace period.
         with self._room:

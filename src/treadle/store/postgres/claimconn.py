@@ -8,7 +8,11 @@ enqueue's commit to the claim. Here the waiting thread itself sits in ``select()
 connection that ``LISTEN``s, and claims on that same connection, whose backend has just
 run (it forwarded the notification).
 
-A notification is a hint, never the source of truth (ADR 0003): a wait that finds the
+It also listens on a channel of its own, ``handoff_channel``: an enqueue that hands its
+job straight to this connection's parked worker (ADR 0034) sends the claimed row there.
+Those notifications are not hints but deliveries; they are kept until taken.
+
+A work notification is a hint, never the source of truth (ADR 0003): a wait that finds the
 connection gone reconnects and reports a wake-up (something may have happened while it was
 away), and an outage makes the wait a plain timed one. The connection belongs to one
 thread; other threads only ever call :meth:`interrupt` (a byte down a pipe) and, at the
@@ -25,7 +29,7 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 from psycopg.rows import dict_row
 
 from treadle.store.postgres.connect import connect_kwargs
@@ -39,10 +43,16 @@ _ABSORB_READS = 64
 
 
 class ClaimConnection:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, handoff_channel: str) -> None:
         self._url = url
+        self._handoff = handoff_channel
+        self._handoff_b = handoff_channel.encode()
         self._conn: psycopg.Connection[Any] | None = None
         self._seq = 0  # work notifications seen on this connection
+        # Hand-off payloads received and not yet taken; the owner thread reads and takes
+        # them, a heartbeat's absorb() may add to them: under _lock.
+        self._handed: list[str] = []
+        self.generation = 0  # connections made: a new one is another backend
         self._closed = False
         self._pipe_closed = False
         self._lock = threading.Lock()  # close() against the owner's (re)connect
@@ -83,6 +93,15 @@ class ClaimConnection:
         except psycopg.Error:
             self.discard()
 
+    def take_handed(self) -> list[str]:
+        """The hand-off payloads received so far (ADR 0034), each once."""
+        with self._lock:
+            out, self._handed = self._handed, []
+        return out
+
+    def has_handed(self) -> bool:
+        return bool(self._handed)
+
     def discard(self) -> None:
         """Drop the connection (it failed); the next use connects again."""
         with self._lock:
@@ -96,7 +115,7 @@ class ClaimConnection:
         :meth:`interrupt`; True if one came, or if the connection had to be made anew
         (what happened meanwhile is unknown). During an outage: a timed wait, False.
         An interrupt made before the wait began ends it at once, and is used up by it."""
-        if self._closed or self._drain_pipe() or self._seq != seen:
+        if self._closed or self._drain_pipe() or self._seq != seen or self._handed:
             return True
         deadline = time.monotonic() + timeout
         conn = self._conn
@@ -112,7 +131,7 @@ class ClaimConnection:
         except psycopg.Error:
             self.discard()
             return True
-        if self._seq != seen:
+        if self._seq != seen or self._handed:
             return True
         while not self._closed:
             remaining = deadline - time.monotonic()
@@ -132,7 +151,7 @@ class ClaimConnection:
                 except psycopg.Error:
                     self.discard()
                     return True
-                if self._seq != seen:
+                if self._seq != seen or self._handed:
                     return True
         return True
 
@@ -172,6 +191,7 @@ class ClaimConnection:
             # read by _absorb.
             conn.add_notify_handler(self._on_notify)
             conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._handoff)))
         except BaseException:
             conn.close()
             raise
@@ -180,11 +200,15 @@ class ClaimConnection:
                 conn.close()
                 raise psycopg.OperationalError("the store is closed")
             self._conn = conn
+            self.generation += 1
         return conn
 
     def _on_notify(self, note: psycopg.Notify) -> None:
         if note.channel == CHANNEL:
             self._seq += 1
+        elif note.channel == self._handoff:
+            with self._lock:
+                self._handed.append(note.payload)
 
     def _absorb(self, conn: psycopg.Connection[Any]) -> None:
         """Read what the server sent while the connection was idle, without blocking:
@@ -211,6 +235,9 @@ class ClaimConnection:
         while (note := pgconn.notifies()) is not None:
             if note.relname == CHANNEL.encode():
                 self._seq += 1
+            elif note.relname == self._handoff_b:
+                with self._lock:
+                    self._handed.append(note.extra.decode())
 
     def _drain_pipe(self) -> bool:
         """Use up the interrupts made so far; True if there was one."""

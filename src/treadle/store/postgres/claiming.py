@@ -20,6 +20,7 @@ from psycopg import pq
 from treadle.core.clock import Clock
 from treadle.core.fairness import MAX_TENANTS, TenantLoad, allocate
 from treadle.core.job import Job
+from treadle.store.base import Parking
 from treadle.store.flow import KeyPlan
 from treadle.store.postgres.claimconn import ClaimConnection
 from treadle.store.postgres.errors import translated
@@ -55,6 +56,8 @@ class ClaimOps:
     _read: Callable[[str, Mapping[str, Any]], list[dict[str, Any]]]
     _read_once: Callable[[str, Mapping[str, Any]], list[dict[str, Any]]]
     rate_wait: Callable[[timedelta], None]
+    _park: Callable[[Parking], None]  # HandoffOps
+    _claimed_ordinarily: Callable[[str], None]
     rate_clamp: Callable[[float], float]
 
     def claim(
@@ -79,8 +82,11 @@ class ClaimOps:
             # claim and the next wait_for_work wakes that wait at once (no lost wake-up).
             self._listener.ensure_started()
             self._claim_mark.seen = ("listener", self._listener.work_seq())
-            return self._claim(queues=queues, worker=worker, limit=limit,
+            jobs = self._claim(queues=queues, worker=worker, limit=limit,
                                lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
+            if jobs:
+                self._claimed_ordinarily(worker)  # ADR 0034
+            return jobs
         # The claim runs on the connection that listens for work and woke the wait: its
         # backend has just run, and the wake-up needed no second thread (ADR 0031).
         try:
@@ -88,8 +94,11 @@ class ClaimOps:
                 conn = self._pinned.conn = cc.connection()
             self._claim_mark.seen = ("cc", cc.mark())
             try:
-                return self._claim(queues=queues, worker=worker, limit=limit,
+                jobs = self._claim(queues=queues, worker=worker, limit=limit,
                                    lease_seconds=lease_seconds, kinds=kinds, suspect=suspect)
+                if jobs:
+                    self._claimed_ordinarily(worker)  # ADR 0034
+                return jobs
             finally:
                 self._pinned.conn = None
                 if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
@@ -251,7 +260,7 @@ class ClaimOps:
         self._listener.interrupt()
         self._cc.interrupt()
 
-    def wait_for_work(self, timeout: float) -> bool:
+    def wait_for_work(self, timeout: float, park: Parking | None = None) -> bool:
         timeout = self.rate_clamp(timeout)
         mark: tuple[str, int] | None = getattr(self._claim_mark, "seen", None)
         self._claim_mark.seen = None
@@ -263,17 +272,29 @@ class ClaimOps:
             if mark is not None and mark[0] != "cc":
                 return True  # the last claim noted the Listener's count: look again
             seen = cc.mark() if mark is None else mark[1]
-            if cc.connected and time.monotonic() >= self._limited_expires - _LIMITED_TTL / 2:
-                # The list of limited queues would run out soon: read it now, idle, so the
-                # claim this wait leads to does not read it first (ADR 0031).
+            refresh = cc.connected and \
+                time.monotonic() >= self._limited_expires - _LIMITED_TTL / 2
+            if refresh or park is not None:
+                generation = cc.generation
                 with translated():
                     self._pinned.conn = cc.connection()
                 try:
-                    self._limited_expires = 0.0
-                    self._limited_queues()
+                    if refresh:
+                        # The list of limited queues would run out soon: read it now,
+                        # idle, so the claim this wait leads to does not read it first.
+                        self._limited_expires = 0.0
+                        self._limited_queues()
+                    if park is not None:
+                        self._park(park)  # ADR 0034
                 finally:
                     self._pinned.conn = None
+                if cc.generation != generation:
+                    return True  # connected anew: what happened meanwhile is unknown
             if cc.wait(seen, timeout):
+                if cc.mark() == seen:
+                    # Woken by a hand-off alone: the next wait still counts from here,
+                    # so work announced meanwhile is not taken for seen.
+                    self._claim_mark.seen = ("cc", seen)
                 return True
             if self._nothing_queued():
                 return cc.wait(seen, max(0.0, _IDLE_WAIT_CAP - timeout))

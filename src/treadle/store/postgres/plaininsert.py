@@ -23,12 +23,14 @@ from typing import Any
 import psycopg
 from psycopg import errors, pq
 
-_NAME = b"treadle_insert_jobs"
+INSERT_JOBS = b"treadle_insert_jobs"
+INSERT_HANDOFF = b"treadle_insert_handoff"  # one job, handed to a parked worker (ADR 0034)
 _TIMESTAMPTZ = 1184  # the type of $2 (now), given so it is never inferred otherwise
 _UNDEFINED_STATEMENT = "26000"  # invalid_sql_statement_name: not prepared here (any more)
 
-# Connections this statement was prepared on; a dead one drops out by itself.
-_prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+# Connections each statement was prepared on; a dead one drops out by itself.
+_prepared: dict[bytes, weakref.WeakSet[psycopg.Connection[Any]]] = {
+    INSERT_JOBS: weakref.WeakSet(), INSERT_HANDOFF: weakref.WeakSet()}
 
 
 def libpq_text(named: str) -> bytes:
@@ -40,38 +42,44 @@ def libpq_text(named: str) -> bytes:
 
 
 def insert_plain(
-    conn: psycopg.Connection[Any], sql: bytes, document: str, now: datetime
+    conn: psycopg.Connection[Any], sql: bytes, document: str, now: datetime,
+    name: bytes = INSERT_JOBS,
 ) -> list[dict[str, Any]]:
-    """Run the batch insert ``sql`` (:func:`libpq_text`) on ``conn``: the inserted
-    rows' id, tenant and idempotency_key, as a cursor with ``dict_row`` returns them."""
+    """Run the batch insert ``sql`` (:func:`libpq_text`), prepared as ``name``, on
+    ``conn``: the inserted rows' id, tenant and idempotency_key (and ``parked``, for the
+    hand-off statement), as a cursor with ``dict_row`` returns them."""
     params = [document.encode(), now.isoformat().encode()]
     pg = conn.pgconn
-    if conn not in _prepared:
-        _prepare(conn, sql)
-    result = pg.exec_prepared(_NAME, params)
+    prepared = _prepared[name]
+    if conn not in prepared:
+        _prepare(conn, sql, name)
+    result = pg.exec_prepared(name, params)
     if result.status != pq.ExecStatus.TUPLES_OK and _sqlstate(result) == _UNDEFINED_STATEMENT:
-        _prepared.discard(conn)  # the server forgot it (a reset session): prepare again
-        _prepare(conn, sql)
-        result = pg.exec_prepared(_NAME, params)
+        prepared.discard(conn)  # the server forgot it (a reset session): prepare again
+        _prepare(conn, sql, name)
+        result = pg.exec_prepared(name, params)
     _check(conn, result, pq.ExecStatus.TUPLES_OK)
     encoding = conn.info.encoding
-    rows = []
+    rows: list[dict[str, Any]] = []
+    flagged = result.nfields > 3  # the hand-off statement's ``parked`` (ADR 0034)
     for i in range(result.ntuples):
         job_id, tenant, key = (result.get_value(i, 0), result.get_value(i, 1),
                                result.get_value(i, 2))
         assert job_id is not None and tenant is not None
         rows.append({"id": int(job_id), "tenant": bytes(tenant).decode(encoding),
                      "idempotency_key": None if key is None else bytes(key).decode(encoding)})
+        if flagged:
+            rows[-1]["parked"] = result.get_value(i, 3) == b"t"
     return rows
 
 
-def _prepare(conn: psycopg.Connection[Any], sql: bytes) -> None:
-    result = conn.pgconn.prepare(_NAME, sql, [0, _TIMESTAMPTZ])
+def _prepare(conn: psycopg.Connection[Any], sql: bytes, name: bytes) -> None:
+    result = conn.pgconn.prepare(name, sql, [0, _TIMESTAMPTZ])
     if result.status != pq.ExecStatus.COMMAND_OK and _sqlstate(result) == "42P05":
-        conn.pgconn.exec_(b"DEALLOCATE " + _NAME)  # prepared before, then forgotten here
-        result = conn.pgconn.prepare(_NAME, sql, [0, _TIMESTAMPTZ])
+        conn.pgconn.exec_(b"DEALLOCATE " + name)  # prepared before, then forgotten here
+        result = conn.pgconn.prepare(name, sql, [0, _TIMESTAMPTZ])
     _check(conn, result, pq.ExecStatus.COMMAND_OK)
-    _prepared.add(conn)
+    _prepared[name].add(conn)
 
 
 def _sqlstate(result: pq.abc.PGresult) -> str | None:

@@ -25,7 +25,12 @@ from treadle.core.job import Enqueued, Job, NewJob
 from treadle.store.groupcommit import GroupCommitter, Guard, Result, Submission
 from treadle.store.postgres.errors import translate, translated
 from treadle.store.postgres.inserts import job_document, match_inserted
-from treadle.store.postgres.plaininsert import insert_plain, libpq_text
+from treadle.store.postgres.plaininsert import (
+    INSERT_HANDOFF,
+    INSERT_JOBS,
+    insert_plain,
+    libpq_text,
+)
 from treadle.store.postgres.retry import Reconnect, is_connection_lost
 from treadle.store.queries import load_queries
 from treadle.store.rows import Codec, job_from_row
@@ -35,9 +40,15 @@ T = TypeVar("T")
 Q = load_queries("treadle.store.postgres")
 Cursor = psycopg.Cursor[dict[str, Any]]
 _INSERT_JOBS_LIBPQ = libpq_text(Q["insert_jobs"])  # see plaininsert.py
+_INSERT_HANDOFF_LIBPQ = libpq_text(Q["insert_job_handoff"])  # one job (ADR 0034)
+# How long a producer that found no worker parked sends lone jobs with the plain insert:
+# a worker parking meanwhile waits at most this long for its first hand-off, and takes
+# those jobs by an ordinary claim until then.
+NO_PARKED_SECONDS = 1.0
 
 
 class ProduceOps:
+    _no_parked_until: float  # monotonic; see NO_PARKED_SECONDS
     clock: Clock
     codec: Codec
     _committer: GroupCommitter
@@ -169,7 +180,16 @@ class ProduceOps:
         and at read committed the transaction's second statement saw no more than this
         one does. Keyed jobs paid BEGIN, insert, read and COMMIT before: four round trips
         for one (ADR 0032)."""
-        inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now)
+        # A lone job may go straight to a parked worker (ADR 0034), unless the last look
+        # found none that could take one: then the cheaper plain insert, for a while.
+        if len(jobs) == 1 and self.clock.monotonic() >= self._no_parked_until:
+            inserted = insert_plain(conn, _INSERT_HANDOFF_LIBPQ, job_document(jobs), now,
+                                    INSERT_HANDOFF)
+            if inserted and not inserted[0]["parked"]:
+                self._no_parked_until = self.clock.monotonic() + NO_PARKED_SECONDS
+        else:
+            inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now,
+                                    INSERT_JOBS)
         existing: dict[tuple[str, str], Job] = {}
         keyed = [(nj.tenant, nj.idempotency_key) for nj in jobs
                  if nj.idempotency_key is not None]

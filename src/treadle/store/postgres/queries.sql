@@ -126,6 +126,118 @@ WITH input AS (
 )
 SELECT ins.id, ins.tenant, ins.idempotency_key FROM ins, note ORDER BY ins.id;
 
+-- name: insert_job_handoff
+-- One plain job (autocommit, no guard), handed straight to a parked worker when one can
+-- take it (ADR 0034): a worker parked with a free slot whose claim connection lives,
+-- serving this queue and kind, while nothing is queued in this queue (so no job is
+-- overtaken) and the job is due and under no limit. The job is then inserted claimed by
+-- that worker, as a claim would leave it, and its row goes to the worker's own channel:
+-- the worker starts it without a claim's round trip. Otherwise it is queued as by
+-- insert_jobs. A payload too long for a notification sends the id; the worker reads it.
+WITH input AS (
+    SELECT * FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb) AS (
+        tenant text, queue text, kind text, task text, payload jsonb, priority integer,
+        run_at timestamptz, max_attempts integer, timeout double precision,
+        idempotency_key text, concurrency_key text, parent_id bigint, callback_url text,
+        concurrency_limit integer, rate_period double precision, max_crashes integer,
+        traceparent text, rate_key text, rate_limit integer, rate_window double precision)
+    ) AS t
+), pick AS (
+    UPDATE treadle_parked p SET free = p.free - 1
+    FROM (
+        SELECT q.worker FROM treadle_parked q, input i
+        WHERE q.free > 0
+          AND (q.queues IS NULL OR i.queue = ANY (q.queues))
+          AND (q.kinds IS NULL OR i.kind = ANY (q.kinds))
+          AND (i.run_at IS NULL OR i.run_at <= %(now)s)
+          AND i.concurrency_limit IS NULL AND i.rate_period IS NULL AND i.rate_key IS NULL
+          AND (SELECT count(*) FROM input) = 1
+          -- Any queued job of the queue, due or not: one probe of the claim index.
+          AND NOT EXISTS (SELECT 1 FROM treadle_jobs j
+                          WHERE j.status = 'queued' AND j.queue = i.queue)
+          AND i.queue NOT IN (
+              SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL)
+          -- Its claim connection's backend still runs (not a reused pid).
+          AND EXISTS (SELECT 1 FROM pg_stat_get_activity(q.pid) a
+                      WHERE a.backend_start = q.backend_start)
+        ORDER BY q.parked_at DESC
+        LIMIT 1
+        FOR UPDATE OF q SKIP LOCKED
+    ) c
+    WHERE p.worker = c.worker
+    RETURNING p.worker, p.lease_seconds, p.channel
+), ins AS (
+    INSERT INTO treadle_jobs (
+        tenant, queue, kind, task, payload, priority, run_at, max_attempts, timeout,
+        idempotency_key, concurrency_key, parent_id, callback_url, concurrency_limit, rate_period,
+        max_crashes, created_at, traceparent, rate_key, rate_limit, rate_window,
+        status, attempt, lease_owner, lease_expires_at, lease_token, started_at)
+    SELECT tenant, queue, kind, task, payload, priority, coalesce(run_at, %(now)s),
+           max_attempts, timeout, idempotency_key, concurrency_key, parent_id, callback_url,
+           concurrency_limit, rate_period, max_crashes, %(now)s, traceparent, rate_key,
+           rate_limit, rate_window,
+           CASE WHEN pick.worker IS NULL THEN 'queued' ELSE 'running' END,
+           CASE WHEN pick.worker IS NULL THEN 0 ELSE 1 END,
+           pick.worker,
+           %(now)s + make_interval(secs => pick.lease_seconds),
+           -- As a claim makes it (ADR 0030): the server's clock in µs.
+           CASE WHEN pick.worker IS NULL THEN 0
+                ELSE (extract(epoch FROM clock_timestamp()) * 1000000)::bigint END,
+           CASE WHEN pick.worker IS NULL THEN NULL ELSE %(now)s END
+    FROM input LEFT JOIN pick ON true
+    ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), ev AS (
+    INSERT INTO treadle_events (job_id, from_status, to_status, attempt, worker, reason, at)
+    SELECT id, NULL, 'queued', 0, NULL, 'enqueued', %(now)s FROM ins
+    UNION ALL
+    SELECT id, 'queued', 'running', attempt, lease_owner, 'claimed', %(now)s
+    FROM ins WHERE status = 'running'
+), note AS MATERIALIZED (
+    SELECT count(CASE
+        WHEN pick.worker IS NULL THEN pg_notify('treadle_jobs', ins.queue)
+        WHEN octet_length(row_to_json(ins)::text) < 7900
+            THEN pg_notify(pick.channel, row_to_json(ins)::text)
+        ELSE pg_notify(pick.channel, json_build_object(
+            'id', ins.id, 'lease_owner', ins.lease_owner,
+            'lease_token', ins.lease_token)::text)
+    END) AS n
+    FROM ins LEFT JOIN pick ON true
+)
+-- ``parked``: whether any worker could be handed a job at all; the producer sends the
+-- plain insert for a while when none could (this statement costs ~0.05 ms more).
+SELECT ins.id, ins.tenant, ins.idempotency_key,
+       EXISTS (SELECT 1 FROM treadle_parked WHERE free > 0) AS parked
+FROM ins, note;
+
+-- name: park_worker
+-- Park (free > 0) or unpark (free = 0) a worker, run on its claim connection, whose
+-- backend is recorded (ADR 0034). Rows of other workers whose backend is gone (a worker
+-- killed while parked) are cleared on the way: never handed a job, they cost each
+-- enqueue a look.
+WITH gone AS (
+    DELETE FROM treadle_parked p
+    WHERE (p.worker = %(worker)s AND %(free)s::integer = 0)
+       OR (p.worker <> %(worker)s AND NOT EXISTS (
+               SELECT 1 FROM pg_stat_get_activity(p.pid) a
+               WHERE a.backend_start = p.backend_start))
+)
+INSERT INTO treadle_parked (worker, free, queues, kinds, lease_seconds, pid, backend_start,
+                            channel, parked_at)
+SELECT %(worker)s, %(free)s, %(queues)s::text[], %(kinds)s::text[], %(lease_seconds)s,
+       a.pid, a.backend_start, %(channel)s, %(now)s
+FROM pg_stat_get_activity(pg_backend_pid()) a WHERE %(free)s::integer > 0
+ON CONFLICT (worker) DO UPDATE SET free = excluded.free, queues = excluded.queues,
+    kinds = excluded.kinds, lease_seconds = excluded.lease_seconds, pid = excluded.pid,
+    backend_start = excluded.backend_start, channel = excluded.channel,
+    parked_at = excluded.parked_at;
+
+-- name: handed_job
+-- A job handed to this worker whose row did not fit its notification (ADR 0034).
+SELECT * FROM treadle_jobs
+WHERE id = %(id)s AND status = 'running' AND lease_owner = %(worker)s
+  AND lease_token = %(token)s;
+
 -- name: jobs_by_idempotency_keys
 SELECT * FROM treadle_jobs
 WHERE (tenant, idempotency_key) IN (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ from treadle.store.postgres.claiming import ClaimOps
 from treadle.store.postgres.connect import check_url, connect_kwargs
 from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translated
+from treadle.store.postgres.handoff import HandoffOps, _Parked
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.producing import ProduceOps
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
@@ -74,7 +76,8 @@ def _js(value: Any) -> Jsonb:
     return Jsonb(value)
 
 
-class PostgresStore(ProduceOps, ClaimOps, SqlReads, FlowOps, QuarantineOps, LivenessOps):
+class PostgresStore(ProduceOps, ClaimOps, HandoffOps, SqlReads, FlowOps, QuarantineOps,
+                    LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -113,7 +116,12 @@ class PostgresStore(ProduceOps, ClaimOps, SqlReads, FlowOps, QuarantineOps, Live
         self._listener = Listener(url)
         # One per store: a worker has one claim loop. Whoever holds _cc_use uses it; a
         # second thread claiming or waiting meanwhile takes the pool and the Listener.
-        self._cc = ClaimConnection(url)
+        # Hand-offs (ADR 0034) reach this store's parked worker on a channel of its own.
+        self._handoff_channel = f"treadle_handoff_{secrets.token_hex(8)}"
+        self._parked: dict[str, _Parked] = {}
+        self._no_parked_until = 0.0
+        self._handed: dict[str, list[Job]] = {}
+        self._cc = ClaimConnection(url, self._handoff_channel)
         self._cc_use = threading.Lock()
         self._pinned = threading.local()  # .conn: the connection this thread's claim uses
         self._sessions: dict[str, WorkerSession] = {}  # liveness, per worker (ADR 0018)

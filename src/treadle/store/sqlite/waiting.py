@@ -17,6 +17,7 @@ from typing import Any
 
 from treadle.core.clock import Clock
 from treadle.core.job import Job
+from treadle.store.base import Parking
 
 _POLL_SECONDS = 0.002
 # While work flows (a claim here found jobs within the last BUSY_WINDOW s, or a waiter
@@ -95,7 +96,9 @@ class WaitOps:
                 if self._seq == seq:
                     self._wake.wait(min(poll, remaining))
 
-    def wait_for_work(self, timeout: float) -> bool:
+    def wait_for_work(self, timeout: float, park: Parking | None = None) -> bool:
+        # ``park`` is ignored: SQLite hands nothing off (ADR 0034); its workers poll the
+        # one file, and a claim there is no second process's round trip.
         timeout = self.rate_clamp(timeout)
         mark = getattr(self._local, "claim_mark", None) or self._mark()
         self._local.claim_mark = None
@@ -133,6 +136,12 @@ class WaitOps:
             if due <= now + 0.001:
                 return False
             start = now
+
+    def take_handed(self, worker: str) -> list[Job]:
+        return []
+
+    def unpark(self, worker: str) -> list[Job]:
+        return []
 
     def wait_for_finish(self, job_ids: Sequence[int], timeout: float) -> None:
         start = time.monotonic()
