@@ -178,7 +178,9 @@ class Registration(AppState):
 
     def job_steps(self, job_id: int) -> list[Step]:
         """A workflow job's steps, in order."""
-        return self.workflows.steps(job_id)
+        from treadle.jobs import checked_job_id
+
+        return self.workflows.steps(checked_job_id(job_id))
 
     def cron(
         self,

@@ -500,3 +500,36 @@ class JobFilter:
     created_before: datetime | None = None
     before_id: int | None = None  # cursor: ids strictly below (newest first)
     limit: int = 50
+
+    def __post_init__(self) -> None:
+        # Refused here, not raised by a driver (names: JobQueries.list_jobs, by the rules
+        # of a job's own, so the CLI and API refuse them with one message).
+        statuses = self.statuses
+        if isinstance(statuses, str) or not all(isinstance(s, JobStatus) for s in statuses):
+            try:
+                statuses = tuple(JobStatus(s) for s in (
+                    (statuses,) if isinstance(statuses, str) else statuses))
+            except (TypeError, ValueError):
+                raise InvalidInput("statuses must be job statuses, e.g. JobStatus.FAILED") \
+                    from None
+            object.__setattr__(self, "statuses", statuses)
+        for name in ("created_after", "created_before"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, datetime)
+                                          and value.utcoffset() is not None):
+                raise InvalidInput(f"{name} must be a timezone-aware datetime")
+            if value is not None and not MIN_RUN_AT <= value < MAX_RUN_AT:
+                raise InvalidInput(f"{name} must be between 1970 and 9999 (UTC)")
+        for name, low in (("before_id", 1), ("limit", 1)):
+            value = getattr(self, name)
+            if (value is not None or name == "limit") and (
+                    isinstance(value, bool) or not isinstance(value, int)
+                    or not low <= value <= MAX_JOB_ID):
+                raise InvalidInput(f"{name} must be a positive integer")
+
+    def check_names(self) -> None:
+        """Refuse a name no job could have (NUL, a lone surrogate, too long)."""
+        for what, value in (("tenant", self.tenant), ("queue", self.queue),
+                            ("task", self.task)):
+            if value is not None:
+                validate_name(what, value)
