@@ -68,6 +68,11 @@ class JobHandle:
         (logs, progress, emitted data) and final record; ``after`` resumes (docs/streams.md)."""
         from treadle.streams.follow import JobStream
 
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidInput("after must be a stream item's number (an integer >= 0)")
+        if isinstance(poll, bool) or not isinstance(poll, int | float) \
+                or not 0 < poll <= 60:  # NaN too: a sleep of NaN raises mid-stream
+            raise InvalidInput("poll must be a number of seconds above 0 and at most 60")
         return JobStream(self.app, self.id, after=after, poll=poll)
 
     def refresh(self) -> Job:

@@ -72,3 +72,18 @@ def test_a_wait_that_could_never_end_or_start_is_refused(db_url: str, timeout: A
         handle = app.defer("t")  # no worker: a NaN wait would block for ever
         with pytest.raises(TreadleError):
             handle.wait(timeout=timeout)
+
+
+@pytest.mark.parametrize("options", [
+    {"after": "x"}, {"after": -5}, {"after": True}, {"after": math.nan},
+    {"poll": math.nan}, {"poll": -1}, {"poll": "x"}, {"poll": math.inf},
+], ids=repr)
+def test_a_stream_that_could_not_be_followed_is_refused(db_url: str,
+                                                        options: dict[str, Any]) -> None:
+    # Before: after="x" raised TypeError while reading; a NaN poll raised from the sleep
+    # between polls of a running job.
+    with Treadle(db_url) as app:
+        app.task(name="t")(lambda: None)
+        handle = app.defer("t")
+        with pytest.raises(InvalidInput):
+            handle.stream(**options)
