@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from treadle.app_state import AppState
-from treadle.core.errors import Timeout
+from treadle.core.errors import InvalidInput, JobNotFound, Timeout
 from treadle.core.explain import explain
 from treadle.core.job import (
     Enqueued,
@@ -18,6 +18,7 @@ from treadle.core.job import (
     JobEvent,
     JobFilter,
     JobLog,
+    validate_name,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +68,11 @@ class JobHandle:
         (logs, progress, emitted data) and final record; ``after`` resumes (docs/streams.md)."""
         from treadle.streams.follow import JobStream
 
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidInput("after must be a stream item's number (an integer >= 0)")
+        if isinstance(poll, bool) or not isinstance(poll, int | float) \
+                or not 0 < poll <= 60:  # NaN too: a sleep of NaN raises mid-stream
+            raise InvalidInput("poll must be a number of seconds above 0 and at most 60")
         return JobStream(self.app, self.id, after=after, poll=poll)
 
     def refresh(self) -> Job:
@@ -74,6 +80,9 @@ class JobHandle:
 
     def wait(self, timeout: float = 30.0) -> Job:
         """Block until the job is finished (succeeded, failed or cancelled); return it."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+                or timeout != timeout:  # NaN: the store's wait would never end
+            raise InvalidInput("timeout must be a number of seconds")
         self.app.store.wait_for_finish([self.id], timeout)
         job = self.app.get_job(self.id)
         if not job.is_finished:
@@ -89,13 +98,19 @@ class JobQueries(AppState):
     """The app's job queries and controls, by job id."""
 
     def get_job(self, job_id: int, *, tenant: str | None = None) -> Job:
-        return self.store.get_job(job_id, tenant=tenant)
+        return self.store.get_job(checked_job_id(job_id, tenant), tenant=tenant)
 
     def list_jobs(self, flt: JobFilter | None = None) -> list[Job]:
-        return self.store.list_jobs(flt or JobFilter())
+        if flt is not None and not isinstance(flt, JobFilter):
+            raise InvalidInput("list_jobs takes a JobFilter")
+        flt = flt or JobFilter()
+        flt.check_names()  # a name no job can have: refused, not raised by the driver
+        return self.store.list_jobs(flt)
 
     def why_not_running(self, job: Job) -> dict[str, Any] | None:
         """For a queued job, the rule that holds it (``{"rule", "message"}``); else None."""
+        if not isinstance(job, Job):
+            raise InvalidInput("why_not_running takes a Job, e.g. app.get_job(job_id)")
         return explain(self.store, job, self.clock.now())
 
     def job_progress(self, job_id: int, *, tenant: str | None = None) -> dict[str, Any] | None:
@@ -104,7 +119,8 @@ class JobQueries(AppState):
         from treadle.streams.model import PROGRESS
         from treadle.streams.repo import StreamRepo
 
-        self.store.get_job(job_id, tenant=tenant)  # another tenant's job: not found
+        # Another tenant's job: not found.
+        self.store.get_job(checked_job_id(job_id, tenant), tenant=tenant)
         repo = StreamRepo(self.store)
         if not repo.available():  # a database without the streams' tables
             return None
@@ -112,22 +128,35 @@ class JobQueries(AppState):
         return None if item is None else dict(item.data)
 
     def job_events(self, job_id: int) -> list[JobEvent]:
-        return self.store.events(job_id)
+        return self.store.events(checked_job_id(job_id))
 
     def job_logs(self, job_id: int) -> list[JobLog]:
-        return self.store.logs(job_id)
+        return self.store.logs(checked_job_id(job_id))
 
     def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
-        return self.store.cancel(job_id, tenant=tenant)
+        return self.store.cancel(checked_job_id(job_id, tenant), tenant=tenant)
 
     def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
-        return self.store.retry(job_id, tenant=tenant)
+        return self.store.retry(checked_job_id(job_id, tenant), tenant=tenant)
 
     def release(self, job_id: int, *, tenant: str | None = None) -> Job:
         """Release a quarantined job: queued again, its crash count reset (ADR 0015)."""
-        return self.store.release(job_id, tenant=tenant)
+        return self.store.release(checked_job_id(job_id, tenant), tenant=tenant)
 
     def discard(self, job_id: int, *, tenant: str | None = None) -> Job:
         """Discard a quarantined job: failed for good (ADR 0015)."""
-        return self.store.discard(job_id, tenant=tenant)
+        return self.store.discard(checked_job_id(job_id, tenant), tenant=tenant)
 
+
+def checked_job_id(job_id: object, tenant: object = None) -> int:
+    """The id to look up, for a lookup that can find something: ``True`` is no job id
+    (it would be job 1), and neither is text (a lone surrogate raised from the driver);
+    no job belongs to a tenant whose name no job can have. Otherwise: not found."""
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        raise JobNotFound(f"job {job_id!r} not found", detail={"id": repr(job_id)[:40]})
+    if tenant is not None:
+        try:
+            validate_name("tenant", tenant)  # type: ignore[arg-type]
+        except InvalidInput:
+            raise JobNotFound(f"job {job_id} not found", detail={"id": job_id}) from None
+    return job_id

@@ -15,6 +15,7 @@ from treadle.core.cron import CronSchedule
 from treadle.core.errors import (
     ConfigurationError,
     ErrorClass,
+    InvalidInput,
     UnknownTask,
 )
 from treadle.core.job import (
@@ -24,7 +25,7 @@ from treadle.core.job import (
 )
 from treadle.core.keys import check_key_format
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
-from treadle.task import KeySpec, Task, TaskOptions
+from treadle.task import KeySpec, Task, TaskOptions, registered_name
 from treadle.worker.scheduler import Periodic
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ class Registration(AppState):
         )
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            task_name = registered_name(
+                "task", f"{f.__module__}.{f.__qualname__}" if name is None else name)
             for spec in (options.concurrency, options.rate_limit):
                 if spec is not None and not callable(spec[0]):
                     check_key_format(task_name, spec[0])
@@ -104,9 +106,17 @@ class Registration(AppState):
     ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Register a task that the scheduler enqueues every ``every`` seconds."""
 
+        if isinstance(every, bool) or not isinstance(every, int | float):
+            raise ConfigurationError("periodic interval must be a number of seconds")
+
         def register(f: Callable[P, R]) -> Task[P, R]:
             t: Task[P, R] = self.task(**task_options)(f)
-            self.periodics.append(Periodic(t.name, every, dict(payload or {})))
+            try:
+                job = self._scheduled_job(t, payload)
+                self.periodics.append(Periodic(t.name, every, job))
+            except ConfigurationError:
+                del self.tasks[t.name]  # a bad schedule registers nothing
+                raise
             return t
 
         return register
@@ -168,7 +178,9 @@ class Registration(AppState):
 
     def job_steps(self, job_id: int) -> list[Step]:
         """A workflow job's steps, in order."""
-        return self.workflows.steps(job_id)
+        from treadle.jobs import checked_job_id
+
+        return self.workflows.steps(checked_job_id(job_id))
 
     def cron(
         self,
@@ -190,10 +202,27 @@ class Registration(AppState):
             schedule = CronSchedule.build(task_name, expr, tz=tz, overlap=overlap,
                                           catch_up=catch_up, window=window, payload=payload)
             t: Task[P, R] = self.task(**task_options)(f)
+            try:
+                self._scheduled_job(t, payload)
+            except ConfigurationError:
+                del self.tasks[t.name]
+                raise
             self.crons.append(schedule)
             return t
 
         return register
+
+    @staticmethod
+    def _scheduled_job(t: Task[Any, Any], payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The payload the scheduler will enqueue, checked now as a submit would (storable,
+        bounded, fitting the function, its flow-control keys computable): a payload that
+        cannot be enqueued would fail at every tick, with nobody there to see it."""
+        if payload is not None and not isinstance(payload, Mapping):
+            raise ConfigurationError(f"the payload of scheduled task {t.name!r} must be a dict")
+        try:
+            return t.new_job(dict(payload or {})).payload
+        except InvalidInput as exc:
+            raise ConfigurationError(f"scheduled task {t.name!r}: {exc.message}") from None
 
     def schedules(self, *, upcoming: int = 3) -> list[dict[str, Any]]:
         """Every cron schedule with its stored state and next fire times (CLI, API, UI)."""
@@ -213,7 +242,7 @@ class Registration(AppState):
         return out
 
     def set_schedule_paused(self, name: str, paused: bool) -> None:
-        if name not in {c.name for c in self.crons}:
+        if not isinstance(name, str) or name not in {c.name for c in self.crons}:
             known = ", ".join(sorted(c.name for c in self.crons)) or "none"
             raise UnknownTask(f"no cron schedule named {name!r} (registered: {known})",
                               detail={"schedule": name})
@@ -222,7 +251,7 @@ class Registration(AppState):
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
             return self.tasks[name]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: not even hashable, so no task's name
             known = ", ".join(sorted(self.tasks)) or "none"
             raise UnknownTask(
                 f"unknown task {name!r} (registered: {known})", detail={"task": name}

@@ -16,6 +16,7 @@ from treadle.egress import EgressError
 from treadle.jobs import JobHandle
 from treadle.loop_bridge import wrap_future
 from treadle.store.groupcommit import Guard
+from treadle.task import check_job_options
 
 if TYPE_CHECKING:
     pass
@@ -50,7 +51,12 @@ class Submission(AppState):
             return [JobHandle.of(self._app, e) for e in done]
 
     def _check_callbacks(self, jobs: Sequence[NewJob]) -> None:
+        if isinstance(jobs, str | bytes | Mapping):
+            raise InvalidInput("enqueue takes a sequence of NewJob requests")
         for nj in jobs:
+            if not isinstance(nj, NewJob):
+                raise InvalidInput(
+                    f"enqueue takes NewJob requests, got {type(nj).__name__}")
             if nj.callback_url is not None:
                 self.check_callback_url(nj.callback_url)
 
@@ -69,5 +75,6 @@ class Submission(AppState):
 
     def defer(self, task: str, payload: Mapping[str, Any] | None = None, **opts: Any) -> JobHandle:
         """Enqueue a job of a registered task by name."""
-        return self.enqueue([self._app.get_task(task).new_job(payload or {}, **opts)])[0]
+        new_job = self._app.get_task(task).new_job
+        return self.enqueue([new_job(payload or {}, **check_job_options(opts))])[0]
 

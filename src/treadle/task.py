@@ -25,6 +25,7 @@ from treadle.core.job import (
     DEFAULT_TENANT,
     NewJob,
     check_max_crashes,
+    validate_name,
 )
 from treadle.core.keys import check_key_limit, check_rate_limit, job_key
 from treadle.core.retry import DEFAULT_POLICY, RetryPolicy
@@ -57,15 +58,74 @@ class TaskOptions:
     max_crashes: int = DEFAULT_MAX_CRASHES
 
     def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ConfigurationError("retries must be a non-negative integer")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigurationError("timeout must be positive (seconds) or None")
+        # Refused at registration: an option a job could not carry would otherwise fail
+        # every defer of the task, or every attempt in the worker (as invalid_output).
+        registered_name("queue", self.queue)
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) \
+                or not 0 <= self.retries < MAX_ATTEMPTS:
+            raise ConfigurationError(
+                f"retries must be an integer from 0 to {MAX_ATTEMPTS - 1}")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
+            or not 0 < self.timeout <= MAX_TIMEOUT
+        ):
+            raise ConfigurationError("timeout must be a positive number of seconds "
+                                     "(at most a week) or None")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int) \
+                or not -32768 <= self.priority <= 32767:
+            raise ConfigurationError("priority must be an integer from -32768 to 32767")
+        if not isinstance(self.retry_policy, RetryPolicy):
+            raise ConfigurationError("retry_policy must be a treadle RetryPolicy")
+        if not isinstance(self.default_error_class, ErrorClass):
+            try:  # a StrEnum: its value names it ("permanent")
+                object.__setattr__(self, "default_error_class",
+                                   ErrorClass(self.default_error_class))
+            except ValueError:
+                raise ConfigurationError(
+                    f"default_error_class must be one of {[c.value for c in ErrorClass]}"
+                ) from None
+        if self.error_overrides is not None:
+            _check_overrides(self.error_overrides)
+        if not isinstance(self.pass_context, bool):
+            raise ConfigurationError("pass_context must be True or False")
         check_max_crashes(self.max_crashes, ConfigurationError)
         if self.concurrency is not None:
             check_key_limit(self.concurrency, "concurrency")
         if self.rate_limit is not None:
             check_rate_limit(self.rate_limit)
+
+
+MAX_ATTEMPTS = 1000  # NewJob's bound on max_attempts (retries + 1)
+MAX_TIMEOUT = 7 * 24 * 3600.0  # NewJob's bound on an attempt's timeout
+# A delay (seconds) a job may be deferred by; a later start is given as run_at.
+MAX_DELAY = 100 * 366 * 24 * 3600.0
+
+
+def registered_name(what: str, name: object) -> str:
+    """A task, workflow, agent or queue name given at registration: the rules of a job's
+    names (:func:`validate_name`), refused as a configuration error."""
+    try:
+        return validate_name(what, name)  # type: ignore[arg-type]
+    except InvalidInput as exc:
+        raise ConfigurationError(exc.message) from None
+
+
+def _check_overrides(overrides: object) -> None:
+    """``{ExceptionClass: ErrorClass}``: what the classifier matches against."""
+    if not isinstance(overrides, Mapping) or not all(
+        isinstance(k, type) and issubclass(k, BaseException) and isinstance(v, ErrorClass)
+        for k, v in overrides.items()
+    ):
+        raise ConfigurationError(
+            "error_overrides must map exception classes to ErrorClass members")
+
+
+def check_delay(delay: object) -> float:
+    """Seconds to defer a job by: a finite number from 0 to :data:`MAX_DELAY`."""
+    if isinstance(delay, bool) or not isinstance(delay, int | float) \
+            or not 0 <= delay <= MAX_DELAY:
+        raise InvalidInput(f"delay must be a number of seconds from 0 to {MAX_DELAY:.0f}")
+    return float(delay)
 
 
 class Task(Generic[P, R]):
@@ -104,7 +164,7 @@ class Task(Generic[P, R]):
         if delay is not None:
             if run_at is not None:
                 raise InvalidInput("give either run_at or delay, not both")
-            run_at = self.app.clock.now() + timedelta(seconds=delay)
+            run_at = self.app.clock.now() + timedelta(seconds=check_delay(delay))
         if not isinstance(payload, Mapping):
             raise InvalidInput("payload must be a JSON object (a dict)")
         # NewJob checks the payload and encodes it once; the size limit measures that
@@ -118,7 +178,7 @@ class Task(Generic[P, R]):
             nj = NewJob(
                 task=self.name,
                 payload=dict(payload),
-                queue=queue or self.options.queue,
+                queue=self.options.queue if queue is None else queue,
                 priority=self.options.priority if priority is None else priority,
                 run_at=run_at,
                 max_attempts=self.options.retries + 1,
@@ -197,11 +257,26 @@ class Task(Generic[P, R]):
 
     def defer_many(self, payloads: Iterable[Mapping[str, Any]]) -> list[JobHandle]:
         """Enqueue many jobs in one transaction (one round trip)."""
+        if not isinstance(payloads, Iterable) or isinstance(payloads, str | bytes | Mapping):
+            raise InvalidInput("defer_many takes an iterable of payloads (dicts)")
         return self.app.enqueue([self.new_job(p) for p in payloads])
 
     def configure(self, **options: Any) -> _Configured:
         """``task.configure(idempotency_key="k", delay=5).defer(x=1)``."""
-        return _Configured(self, options)
+        return _Configured(self, check_job_options(options))
+
+
+# The keyword options of ``Task.new_job`` (and so of ``configure``).
+_JOB_OPTIONS = frozenset({"idempotency_key", "run_at", "delay", "priority", "queue", "tenant",
+                          "callback_url"})
+
+
+def check_job_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse keyword options a job does not have (a typo would be a TypeError at defer)."""
+    unknown = sorted(set(options) - _JOB_OPTIONS)
+    if unknown:
+        raise ConfigurationError(f"unknown job option(s) {unknown}: use {sorted(_JOB_OPTIONS)}")
+    return options
 
 
 class _Configured:

@@ -193,6 +193,8 @@ def register_builtin_tasks(
 def _retry_after(resp: Response) -> float | None:
     value = next((v for k, v in resp.headers.items() if k.lower() == "retry-after"), None)
     try:
-        return min(float(value), 3600.0) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    # A receiver's header is not ours to trust: NaN means nothing, a negative wait none.
+    return None if seconds is None or seconds != seconds else min(max(seconds, 0.0), 3600.0)

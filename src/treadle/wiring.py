@@ -216,5 +216,7 @@ class Wiring(AppState):
 
     def job_artifacts(self, job_id: int, *, tenant: str | None = None) -> list[Artifact]:
         """The files job ``job_id`` produced, oldest first."""
-        return self.artifacts.for_job(job_id, tenant=tenant)
+        from treadle.jobs import checked_job_id
+
+        return self.artifacts.for_job(checked_job_id(job_id, tenant), tenant=tenant)
 

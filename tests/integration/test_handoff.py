@@ -14,11 +14,14 @@ import pytest
 
 from tests.support.waiting import Waiter
 from treadle import Treadle
+from treadle.core.clock import ManualClock
 from treadle.core.job import Job, NewJob
 from treadle.core.lifecycle import JobStatus
 from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.store import open_store
 from treadle.store.base import Parking, Store
+from treadle.store.postgres.producing import NO_PARKED_SECONDS
+from treadle.store.postgres.store import PostgresStore
 from treadle.testing import run_worker
 
 W = "worker-1"
@@ -101,7 +104,8 @@ def test_a_job_is_not_handed_past_jobs_queued_before_it(
     stores: tuple[Store, Store], pg_url: str,
 ) -> None:
     worker, producer = stores
-    [delayed] = producer.enqueue([NewJob(task="t", run_at=_in(3600))])
+    # Queued through the worker's store: the producer's first look must find it parked.
+    [delayed] = worker.enqueue([NewJob(task="t", run_at=_in(3600))])
     waiter = _park(worker)
     _until_parked(pg_url)
     [later] = producer.enqueue([NewJob(task="t")])
@@ -110,6 +114,30 @@ def test_a_job_is_not_handed_past_jobs_queued_before_it(
     waiter.join(10)  # woken by the ordinary notification, to claim
     assert waiter.result is True and worker.take_handed(W) == []
     assert _parked(pg_url) == {W: 4}
+
+
+def test_a_producer_that_found_no_parked_worker_looks_again_a_second_later(
+    stores: tuple[Store, Store], pg_url: str,
+) -> None:
+    worker, _ = stores
+    clock = ManualClock(datetime.now(UTC))
+    producer = PostgresStore(pg_url, clock=clock)
+    try:
+        [alone] = producer.enqueue([NewJob(task="t")])  # nobody parked: noted
+        assert worker.claim(queues=None, worker=W, limit=4, lease_seconds=30)[0].id == alone.id
+        waiter = _park(worker, _parking(free=3))
+        _until_parked(pg_url)
+        [plain] = producer.enqueue([NewJob(task="t")])  # the cheaper insert meanwhile
+        assert producer.get_job(plain.id).status is JobStatus.QUEUED
+        waiter.join(10)  # woken by the ordinary notification, to claim
+        assert waiter.result is True and worker.take_handed(W) == []
+        assert worker.claim(queues=None, worker=W, limit=3, lease_seconds=30)[0].id == plain.id
+        waiter = _park(worker, _parking(free=2))
+        clock.advance(NO_PARKED_SECONDS)
+        [handed] = producer.enqueue([NewJob(task="t")])
+        assert [j.id for j in _taken(worker, waiter)] == [handed.id]
+    finally:
+        producer.close()
 
 
 def test_free_slots_bound_the_hand_offs(stores: tuple[Store, Store], pg_url: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from treadle.agents.adapters import resolve
 from treadle.agents.loop import AgentSpec, AgentTool
-from treadle.agents.messages import MAX_TEXT_CHARS, ModelAdapter, clean_text
+from treadle.agents.messages import MAX_TEXT_CHARS, MAX_TOKENS, ModelAdapter, clean_text
 from treadle.agents.output import OutputSpec, Validator
 from treadle.agents.pricing import Price, PriceTable
 from treadle.agents.report import Limits
@@ -24,6 +24,7 @@ from treadle.app import JobHandle, Task, TaskOptions
 from treadle.core.errors import ConfigurationError, ErrorClass, InvalidInput
 from treadle.core.job import JobKind, NewJob
 from treadle.core.retry import RetryPolicy
+from treadle.task import registered_name
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -104,12 +105,25 @@ def register(
 
     if not isinstance(name, str) or not name:
         raise ConfigurationError("an agent needs a name")
+    registered_name("agent", name)
     if name in app.tasks:
         raise ConfigurationError(f"a task named {name!r} is already registered")
     if isinstance(max_repairs, bool) or not isinstance(max_repairs, int) or max_repairs < 0:
         raise ConfigurationError("max_repairs must be an integer >= 0")
+    if not isinstance(instructions, str):
+        raise ConfigurationError("instructions must be text")
+    for what, value in (("context_tokens", context_tokens),
+                        ("max_output_tokens", max_output_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= MAX_TOKENS):
+            raise ConfigurationError(f"{what} must be an integer from 1 to {MAX_TOKENS} or None")
+    if not all(callable(v) for v in validators):
+        raise ConfigurationError("validators must be functions")
     registry: dict[str, AgentTool] = {}
     for t in tools:
+        if not callable(t) and not hasattr(t, "invoke"):
+            raise ConfigurationError(f"agent {name!r}: a tool must be a function or a tool, "
+                                     f"got {type(t).__name__}")
         agent_tool: AgentTool = t if hasattr(t, "invoke") else Tool(t)  # type: ignore[assignment]
         if agent_tool.name in registry:
             raise ConfigurationError(f"agent {name!r} has two tools named {agent_tool.name!r}")

@@ -27,6 +27,7 @@ from treadle.agents.messages import (
     Usage,
     clean_text,
     estimate_tokens,
+    token_count,
 )
 from treadle.agents.output import OutputSpec
 from treadle.agents.pricing import PriceTable
@@ -161,8 +162,8 @@ def _call_model(spec: AgentSpec, env: RunEnv, request: ModelRequest,
                      timeout=timeout, max_output_tokens=request.max_output_tokens))
     ms = (env.clock.monotonic() - t0) * 1000
     model = response.model or spec.adapter.model
-    usage = Usage(max(0, int(response.usage.input_tokens)),
-                  max(0, int(response.usage.output_tokens)))
+    usage = Usage(token_count(response.usage.input_tokens),
+                  token_count(response.usage.output_tokens))
     cost = spec.prices.cost(model, usage)
     return {"message": response.message(), "stop": response.stop, "model": clean_text(model, 200),
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from treadle.core.storable import finite
+
 Message = dict[str, Any]
 
 MAX_TEXT_CHARS = 1 << 20  # one model answer or tool result kept in the conversation
@@ -97,6 +99,17 @@ class ModelAdapter(Protocol):
         ...
 
     def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+
+MAX_TOKENS = 1 << 40  # more than any call reports; keeps sums far from 64 bits
+
+
+def token_count(value: object) -> int:
+    """A token count a server reported, as the run can keep it: a non-negative integer,
+    bounded; what is no number (a string, NaN, ``10**400``) counts 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not finite(value):
+        return 0
+    return min(max(0, int(value)), MAX_TOKENS)
 
 
 def estimate_tokens(text: str) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from treadle.agents.messages import Usage
 from treadle.core.errors import ConfigurationError
+from treadle.core.storable import finite
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,11 @@ class Price:
     output_per_mtok: float
 
     def __post_init__(self) -> None:
-        if self.input_per_mtok < 0 or self.output_per_mtok < 0:
-            raise ConfigurationError("prices must be >= 0")
+        for value in (self.input_per_mtok, self.output_per_mtok):
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not finite(value) or value < 0:
+                raise ConfigurationError("prices must be finite numbers >= 0 (USD per "
+                                         "million tokens)")
 
     def cost(self, usage: Usage) -> float:
         return (usage.input_tokens * self.input_per_mtok
@@ -45,7 +49,15 @@ class PriceTable:
     def __init__(self, overrides: Mapping[str, Price | tuple[float, float]] | None = None,
                  *, base: Mapping[str, Price] = DEFAULT_PRICES) -> None:
         self._prices = dict(base)
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise ConfigurationError("prices must map model names to (input, output) prices")
         for model, price in (overrides or {}).items():
+            if not isinstance(model, str) or not model.isprintable():
+                raise ConfigurationError("a price's model name must be printable text")
+            if not isinstance(price, Price) and not (isinstance(price, tuple | list)
+                                                     and len(price) == 2):
+                raise ConfigurationError(f"the price of {model!r} must be a Price or an "
+                                         "(input, output) pair")
             self._prices[model] = price if isinstance(price, Price) else Price(*price)
 
     def price(self, model: str) -> Price | None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from treadle.core.errors import ConfigurationError, ErrorClass, TreadleError
+from treadle.core.storable import finite
 
 # stop_reason values
 COMPLETED = "completed"
@@ -32,16 +33,25 @@ class Limits:
     timeout: float | None = 300.0  # wall time of the run, across attempts
 
     def __post_init__(self) -> None:
-        for name in ("max_iterations", "max_tool_calls"):
+        # A budget of NaN would compare false with every spend: never enforced.
+        for name in ("max_iterations", "max_tool_calls", "max_tokens"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ConfigurationError("max_tokens must be positive or None")
-        if self.budget_usd is not None and self.budget_usd < 0:
-            raise ConfigurationError("budget_usd must be >= 0 or None")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigurationError("timeout must be positive or None")
+            if (value is not None or name != "max_tokens") and not _positive_int(value):
+                raise ConfigurationError(f"{name} must be a positive integer"
+                                         + (" or None" if name == "max_tokens" else ""))
+        if self.budget_usd is not None and not (_number(self.budget_usd)
+                                                and self.budget_usd >= 0):
+            raise ConfigurationError("budget_usd must be a finite number >= 0 or None")
+        if self.timeout is not None and not (_number(self.timeout) and self.timeout > 0):
+            raise ConfigurationError("timeout must be a positive finite number or None")
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and finite(value)
+
+
+def _positive_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
 @dataclass

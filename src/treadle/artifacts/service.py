@@ -16,6 +16,7 @@ from treadle.artifacts.records import ArtifactRecords
 from treadle.artifacts.steps import current_step
 from treadle.core import storable
 from treadle.core.errors import ConfigurationError, InvalidInput
+from treadle.core.job import MAX_JOB_ID, validate_name
 from treadle.store import Store
 
 Source = Path | str | bytes | BinaryIO
@@ -72,9 +73,8 @@ class ArtifactService:
         same name replace the old (whose object goes if nothing else references it)."""
         name = check_name(name)
         ctype = check_content_type(content_type, name)
-        step = step if step is not None else current_step()
-        meta = dict(meta or {})
-        storable.check(meta, "artifact meta", max_bytes=MAX_META_BYTES)
+        step = _check_owner(job_id, tenant, step if step is not None else current_step())
+        meta = _check_meta(meta)
         path, blob, temporary = self._materialise(source)
         try:
             # Held before the first byte goes up: the collector leaves it alone until the
@@ -114,7 +114,9 @@ class ArtifactService:
         """Record for this job the newest artifact of ``tenant`` named ``like`` (default:
         ``name``) whose object still exists, without touching its bytes; None if there is
         none. Outputs named by a key of their inputs are found again this way."""
-        found = self.records.find(tenant, like or name)
+        check_name(name)
+        step = _check_owner(job_id, tenant, step)
+        found = self.records.find(tenant, check_name(like or name))
         if found is None:
             return None
         if found.job_id == job_id and found.name == name:
@@ -138,12 +140,13 @@ class ArtifactService:
         tenant's to use: it is never taken from an untrusted request."""
         name = check_name(name)
         ctype = check_content_type(content_type, name)
-        step = step if step is not None else current_step()
+        step = _check_owner(job_id, tenant, step if step is not None else current_step())
+        meta = _check_meta(meta)
         if not self.backend.exists(blob.sha256):
             return None
         artifact, replaced = self.records.record(
             tenant=tenant, job_id=job_id, step=step, name=name, blob=blob,
-            content_type=ctype, meta=dict(meta or {}))
+            content_type=ctype, meta=meta)
         # Pinned now: if the object went before the pin, this row must not stay.
         if not self.backend.exists(blob.sha256):
             self.records.delete_one(artifact.id, self.backend.delete)
@@ -156,7 +159,11 @@ class ArtifactService:
         """A file holding the content, its address, and whether it is ours to remove."""
         if isinstance(source, str | os.PathLike):
             path = Path(source)
-            if not path.is_file():
+            try:
+                is_file = path.is_file()
+            except (OSError, ValueError):  # a name too long, with NUL, not encodable
+                is_file = False
+            if not is_file:
                 raise InvalidInput(f"not a file: {str(path)[:200]!r}")
             return path, hash_file(path), False
         if isinstance(source, bytes | bytearray | memoryview):
@@ -188,16 +195,20 @@ class ArtifactService:
 
     def get(self, artifact_id: int, *, tenant: str | None = None) -> Artifact:
         """By id; another tenant's artifact is ``ArtifactNotFound`` like a missing one."""
-        return self.records.get(artifact_id, tenant)
+        return self.records.get(artifact_id, _check_tenant(tenant))
 
     def by_name(self, job_id: int, name: str, *, tenant: str | None = None) -> Artifact:
-        return self.records.by_name(job_id, name, tenant)
+        return self.records.by_name(job_id, check_name(name), _check_tenant(tenant))
 
     def for_job(self, job_id: int, *, tenant: str | None = None) -> list[Artifact]:
-        return self.records.for_job(job_id, tenant)
+        return self.records.for_job(job_id, _check_tenant(tenant))
 
     def open(self, artifact: Artifact, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The bytes ``[start, end)``, streamed in chunks."""
+        for bound in (start, end):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)
+                                      or not 0 <= bound <= MAX_OFFSET):
+                raise InvalidInput("a byte range is two offsets from 0 (end exclusive)")
         try:
             return self.backend.read(artifact.sha256, start, end)
         except BlobMissing:
@@ -211,6 +222,8 @@ class ArtifactService:
     def download(self, artifact: Artifact, path: Path) -> Path:
         try:
             self.backend.download(artifact.sha256, path)
+        except (ValueError, IsADirectoryError):  # NUL in the path; a directory there
+            raise InvalidInput(f"cannot write the artifact to {str(path)[:200]!r}") from None
         except BlobMissing:
             raise ArtifactNotFound(f"the content of artifact {artifact.id} is missing",
                                    detail={"id": artifact.id}) from None
@@ -226,3 +239,29 @@ class ArtifactService:
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
+
+
+MAX_OFFSET = (1 << 63) - 1
+
+
+def _check_owner(job_id: object, tenant: object, step: str | None) -> str | None:
+    """The job, tenant and step an artifact is recorded under, by the rules of a job's
+    own (a store cannot hold NUL or a lone surrogate, nor an id beyond 64 bits)."""
+    if isinstance(job_id, bool) or not isinstance(job_id, int) or not 1 <= job_id <= MAX_JOB_ID:
+        raise InvalidInput("an artifact's job_id must be the id of a job (a positive integer)")
+    validate_name("tenant", tenant)  # type: ignore[arg-type]
+    if step is not None:
+        validate_name("step name", step)
+    return step
+
+
+def _check_tenant(tenant: str | None) -> str | None:
+    return None if tenant is None else validate_name("tenant", tenant)
+
+
+def _check_meta(meta: object) -> dict[str, Any]:
+    if meta is not None and not isinstance(meta, Mapping):
+        raise InvalidInput("artifact meta must be a dict")
+    out = dict(meta or {})
+    storable.check(out, "artifact meta", max_bytes=MAX_META_BYTES)
+    return out

@@ -81,6 +81,8 @@ class CronSchedule:
             ov, cu = Overlap(overlap), CatchUp(catch_up)
         except ValueError as exc:
             raise ConfigurationError(f"cron schedule of task {task!r}: {exc}") from None
+        if payload is not None and not isinstance(payload, Mapping):
+            raise ConfigurationError(f"cron schedule of task {task!r}: payload must be a dict")
         return cls(task, expr, tz, ov, cu, window, dict(payload or {}))
 
     @property

@@ -79,8 +79,11 @@ class RateLimited(TreadleError):
         self, message: str = "", *, retry_after: float | None = None, detail: Any = None
     ) -> None:
         super().__init__(message or "rate limited", detail=detail)
-        if retry_after is not None and retry_after < 0:
-            raise ValueError("retry_after must be >= 0")
+        if retry_after is not None and (
+            isinstance(retry_after, bool) or not isinstance(retry_after, int | float)
+            or not 0 <= retry_after < float("inf")  # NaN fails this too
+        ):
+            raise ConfigurationError("retry_after must be a finite number of seconds >= 0")
         self.retry_after = retry_after
 
 

@@ -6,7 +6,7 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from treadle.core import storable, traceparent
@@ -17,6 +17,11 @@ DEFAULT_TENANT = "default"
 DEFAULT_QUEUE = "default"
 MAX_NAME_LENGTH = 200
 MAX_URL_LENGTH = 2048
+# When a job may be asked to start: both stores hold any instant in this range (SQLite
+# keeps epoch seconds, read back with ``fromtimestamp``, which refuses years 0 and 10000).
+MIN_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_RUN_AT = datetime(9999, 1, 1, tzinfo=UTC)
+MAX_JOB_ID = (1 << 63) - 1  # a BIGINT
 
 
 class JobKind(enum.StrEnum):
@@ -115,6 +120,13 @@ class NewJob:
         validate_name("task", self.task)
         validate_name("queue", self.queue)
         validate_name("tenant", self.tenant)
+        if type(self.kind) is not JobKind:
+            # A plain string was the value of a kind ("task"): take it as that kind.
+            # Anything else would reach the store as something it cannot write.
+            try:
+                object.__setattr__(self, "kind", JobKind(self.kind))
+            except ValueError:
+                raise InvalidInput(f"kind must be one of {[k.value for k in JobKind]}") from None
         if not isinstance(self.payload, dict):
             raise InvalidInput("payload must be a JSON object")
         # Refused here, before any store sees it: a payload a store cannot hold exactly
@@ -129,10 +141,18 @@ class NewJob:
             raise InvalidInput("max_attempts must be an integer")
         if not 1 <= self.max_attempts <= 1000:
             raise InvalidInput("max_attempts must be between 1 and 1000")
-        if self.timeout is not None and not (0 < self.timeout <= 7 * 24 * 3600):
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
+            or not 0 < self.timeout <= 7 * 24 * 3600
+        ):
             raise InvalidInput("timeout must be a positive number of seconds (at most a week)")
-        if self.run_at is not None and self.run_at.tzinfo is None:
-            raise InvalidInput("run_at must be timezone-aware")
+        if self.run_at is not None:
+            check_run_at(self.run_at)
+        if self.parent_id is not None and (
+            isinstance(self.parent_id, bool) or not isinstance(self.parent_id, int)
+            or not 1 <= self.parent_id <= MAX_JOB_ID
+        ):
+            raise InvalidInput("parent_id must be the id of a job (a positive integer)")
         if self.idempotency_key is not None:
             validate_name("idempotency_key", self.idempotency_key)
         if self.concurrency_key is not None:
@@ -215,6 +235,17 @@ class NewJob:
             traceparent=self.traceparent,
             max_crashes=self.max_crashes or DEFAULT_MAX_CRASHES,
         )
+
+
+def check_run_at(run_at: object) -> datetime:
+    """A start time: an aware ``datetime`` both stores can hold (1970 to 9998, UTC)."""
+    if not isinstance(run_at, datetime):
+        raise InvalidInput("run_at must be a datetime")
+    if run_at.utcoffset() is None:
+        raise InvalidInput("run_at must be timezone-aware")
+    if not MIN_RUN_AT <= run_at < MAX_RUN_AT:
+        raise InvalidInput("run_at must be between 1970-01-01 and 9999-01-01 (UTC)")
+    return run_at
 
 
 def _check_second_rule(nj: NewJob) -> None:
@@ -469,3 +500,36 @@ class JobFilter:
     created_before: datetime | None = None
     before_id: int | None = None  # cursor: ids strictly below (newest first)
     limit: int = 50
+
+    def __post_init__(self) -> None:
+        # Refused here, not raised by a driver (names: JobQueries.list_jobs, by the rules
+        # of a job's own, so the CLI and API refuse them with one message).
+        statuses = self.statuses
+        if isinstance(statuses, str) or not all(isinstance(s, JobStatus) for s in statuses):
+            try:
+                statuses = tuple(JobStatus(s) for s in (
+                    (statuses,) if isinstance(statuses, str) else statuses))
+            except (TypeError, ValueError):
+                raise InvalidInput("statuses must be job statuses, e.g. JobStatus.FAILED") \
+                    from None
+            object.__setattr__(self, "statuses", statuses)
+        for name in ("created_after", "created_before"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, datetime)
+                                          and value.utcoffset() is not None):
+                raise InvalidInput(f"{name} must be a timezone-aware datetime")
+            if value is not None and not MIN_RUN_AT <= value < MAX_RUN_AT:
+                raise InvalidInput(f"{name} must be between 1970 and 9999 (UTC)")
+        for name, low in (("before_id", 1), ("limit", 1)):
+            value = getattr(self, name)
+            if (value is not None or name == "limit") and (
+                    isinstance(value, bool) or not isinstance(value, int)
+                    or not low <= value <= MAX_JOB_ID):
+                raise InvalidInput(f"{name} must be a positive integer")
+
+    def check_names(self) -> None:
+        """Refuse a name no job could have (NUL, a lone surrogate, too long)."""
+        for what, value in (("tenant", self.tenant), ("queue", self.queue),
+                            ("task", self.task)):
+            if value is not None:
+                validate_name(what, value)

@@ -34,6 +34,12 @@ def check_rate_limit(spec: Any) -> None:
 
 def check_key_format(task: str, fmt: str) -> None:
     """A format string may only name payload fields (``{user}``), nothing fancier."""
+    if not isinstance(fmt, str) or not fmt.isprintable() or len(fmt) > MAX_NAME_LENGTH:
+        # Its text is part of every key: a key that cannot be stored would refuse
+        # every submit of the task.
+        raise ConfigurationError(
+            f"task {task!r}: a key format must be printable text of at most "
+            f"{MAX_NAME_LENGTH} characters")
     try:
         fields = list(string.Formatter().parse(fmt))
     except ValueError as exc:

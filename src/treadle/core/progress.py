@@ -14,14 +14,13 @@ independently of the job's total budget (ADR 0016). Time comes from the worker's
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
 from treadle.core.errors import InvalidInput
-from treadle.core.storable import clean_text
+from treadle.core.storable import clean_text, finite
 
 MAX_STALL_SECONDS = 7 * 86_400.0
 MAX_MESSAGE_CHARS = 1000  # as a stream's progress item keeps
@@ -55,7 +54,7 @@ class ProgressState:
         """Record progress; a change of ``done`` counts as movement (stall detection)."""
         for name, v in (("done", done), ("total", total)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
-                                  or not math.isfinite(v)):
+                                  or not finite(v)):
                 raise InvalidInput(f"progress {name} must be a finite number")
         text = None if message is None else clean_text(str(message), MAX_MESSAGE_CHARS)
         value = ProgressValue(float(done), None if total is None else float(total), text)
@@ -108,3 +107,4 @@ class ProgressState:
             f" at {v.done:g}" + ("" if v.total is None else f"/{v.total:g}")
             + ("" if not v.message else f" ({v.message[:200]})"))
         return f"stalled: no progress for {idle:.1f} s (limit {limit:g} s){where}"
+

@@ -11,6 +11,10 @@ import random
 from dataclasses import dataclass
 
 from treadle.core.errors import ConfigurationError, ErrorClass, ErrorInfo
+from treadle.core.storable import finite
+
+# The longest a retry waits (a policy's cap, a rate limiter's retry_after): a year.
+MAX_RETRY_DELAY = 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,17 @@ class RetryPolicy:
     never_retry: frozenset[ErrorClass] = frozenset()
 
     def __post_init__(self) -> None:
+        # NaN passes every comparison below and an infinite or enormous delay cannot
+        # become a start time: the worker would fail the job instead of retrying it.
+        for name in ("base", "factor", "cap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not finite(value):
+                raise ConfigurationError(f"retry {name} must be a finite number")
         if self.base < 0 or self.cap < 0:
             raise ConfigurationError("retry base and cap must be >= 0")
+        if self.cap > MAX_RETRY_DELAY:
+            raise ConfigurationError(f"retry cap must be at most {MAX_RETRY_DELAY:.0f} s")
         if self.factor < 1:
             raise ConfigurationError("retry factor must be >= 1")
 
@@ -64,6 +77,7 @@ def decide(
     ceiling = policy.backoff_ceiling(attempt)
     delay = (rng or random).uniform(0.0, ceiling) if policy.jitter else ceiling
     if cls is ErrorClass.RATE_LIMITED and error.retry_after is not None:
-        # The far side said when; never come back earlier than that.
-        delay = max(delay, error.retry_after)
+        # The far side said when; never come back earlier than that, but within the
+        # longest retry delay (an endless wait is a failure nobody would see).
+        delay = min(max(delay, error.retry_after), MAX_RETRY_DELAY)
     return RetryDecision(True, delay, reason="retry")

@@ -97,6 +97,15 @@ def _where(what: str, path: tuple[str | int, ...]) -> str:
     return out
 
 
+def finite(value: float) -> bool:
+    """``math.isfinite`` that answers False, not OverflowError, for an int too large for
+    a float (``10**400``): what every number check on hostile input needs."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _scalar_problem(value: Any) -> str | None:
     """Why a non-container value cannot be stored, or None when it can."""
     if value is None or value is True or value is False:

@@ -9,9 +9,10 @@ is unknown, a task outside a sandbox has no separate peak memory.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from treadle.core.storable import finite
 
 # An attempt's figures are bounded so a hostile executor cannot store absurd numbers.
 MAX_SECONDS = 10 * 365 * 24 * 3600.0
@@ -26,7 +27,7 @@ def encoded_size(value: Any) -> int:
 def _seconds(value: float | None) -> float | None:
     if value is None or not isinstance(value, int | float) or isinstance(value, bool):
         return None
-    if not math.isfinite(value):
+    if not finite(value):  # NaN, infinity, an int past a float's range
         return None
     return min(max(0.0, float(value)), MAX_SECONDS)
 
@@ -68,7 +69,7 @@ class Usage:
             wait_seconds=_seconds(self.wait_seconds),
             tokens_in=_count(self.tokens_in) or 0,
             tokens_out=_count(self.tokens_out) or 0,
-            cost_usd=min(max(0.0, float(cost)), 1e12) if math.isfinite(cost) else 0.0,
+            cost_usd=min(max(0.0, float(cost)), 1e12) if finite(cost) else 0.0,
         )
         object.__setattr__(out, "_clean", True)
         return out

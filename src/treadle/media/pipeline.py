@@ -51,7 +51,10 @@ def check_request(payload: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
              "segment_seconds", "stall_seconds"}
     extra = set(payload) - known
     if extra:
-        raise InvalidInput(f"unknown media options: {', '.join(sorted(extra))[:200]}")
+        # repr: an option's name is the caller's text (a lone surrogate would make this
+        # message itself unencodable wherever it is shown).
+        names = ", ".join(repr(str(n)) for n in sorted(extra, key=str))
+        raise InvalidInput(f"unknown media options: {names[:200]}")
     out: dict[str, Any] = {"source": check_source(payload.get("source"), trusted=trusted)}
     out["renditions"] = [r.name for r in parse_renditions(payload.get("renditions", []))]
     thumbs = payload.get("thumbnails", 0)
@@ -160,8 +163,12 @@ def submit(
     stored: tuple[Blob, MediaInfo] | None = None
     if isinstance(source, str | Path):
         path = Path(source)
-        if not path.is_file():
-            raise InvalidInput(f"no such file: {str(path)[:200]}")
+        try:
+            is_file = path.is_file()
+        except (OSError, ValueError):  # a name too long to look up, or with NUL
+            is_file = False
+        if not is_file:
+            raise InvalidInput(f"no such file: {str(path)[:200]!r}")
         info = probe(path)  # refuse bad input before anything is stored
         duration = info.duration
         # Held (safe from the collector) until it is recorded as the job's source below.
@@ -169,7 +176,7 @@ def submit(
         source = {"sha256": blob.sha256, "name": path.name}
         stored = (blob, info)
     payload = check_request({"source": source, "renditions": list(renditions)
-                             if not isinstance(renditions, str) else renditions,
+                             if isinstance(renditions, tuple) else renditions,
                              "thumbnails": thumbnails, "hls": hls, "audio": audio, **options},
                             trusted=trusted)
     if duration is None and "artifact" in payload["source"]:

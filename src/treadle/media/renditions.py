@@ -39,6 +39,8 @@ class Rendition:
 
 def parse_renditions(spec: str | list[str]) -> list[Rendition]:
     """``"360p,720p"`` (or a list) -> renditions; anything else is invalid input."""
+    if not isinstance(spec, str | list | tuple):
+        raise InvalidInput("renditions must be names like \"360p,720p\" or a list of them")
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[Rendition] = []
     for raw in names:

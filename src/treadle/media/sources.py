@@ -29,6 +29,10 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def check_source(source: Any, *, trusted: bool) -> dict[str, Any]:
     if not isinstance(source, dict) or len(source) == 0:
         raise InvalidInput("source must be {\"artifact\": id} or {\"url\": \"https://...\"}")
+    if set(source) not in ({"artifact"}, {"url"}, {"sha256"}, {"sha256", "name"}):
+        # One source, nothing else: a second or unknown key would be dropped unseen.
+        raise InvalidInput("source must be one of {\"artifact\": id} or {\"url\": ...}, "
+                           "with no other keys")
     if "artifact" in source:
         ident = source["artifact"]
         if isinstance(ident, bool) or not isinstance(ident, int) or not 1 <= ident < 2**63:
@@ -37,7 +41,7 @@ def check_source(source: Any, *, trusted: bool) -> dict[str, Any]:
     if "url" in source:
         url = source["url"]
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) \
-                or len(url) > 2048:
+                or len(url) > 2048 or not url.isprintable():
             raise InvalidInput("source.url must be an http(s) URL (at most 2048 characters)")
         return {"url": url}
     if "sha256" in source and trusted:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from treadle.core.errors import InvalidInput
+from treadle.core.storable import finite
 
 
 class InvalidLimits(InvalidInput, ValueError):
@@ -50,7 +50,7 @@ class Limits:
                 raise InvalidLimits(f"limit {f.name} must be a number, got {value!r}")
             if f.name in _INTS and not (isinstance(value, int) or float(value).is_integer()):
                 raise InvalidLimits(f"limit {f.name} must be an integer, got {value!r}")
-            if not math.isfinite(value):
+            if not finite(value):
                 raise InvalidLimits(f"limit {f.name} must be finite, got {value!r}")
             low, high = _BOUNDS[f.name]
             if not low <= value <= high:

@@ -45,6 +45,11 @@ def open_store(url: str, *, clock: Clock = SYSTEM_CLOCK) -> Store:
     """``sqlite:///path.db`` (embedded default) or ``postgresql://...``."""
     if not isinstance(url, str) or not url:
         raise ConfigurationError("a database URL is required, e.g. sqlite:///treadle.db")
+    if not url.isprintable():
+        # NUL, control characters or a lone surrogate: no driver can open it (they raise
+        # ValueError or UnicodeEncodeError, or PostgreSQL retries for its whole timeout).
+        raise ConfigurationError("the database URL must be printable text (no NUL, control "
+                                 "characters or lone surrogates)")
     if url.startswith("sqlite:"):
         from treadle.store.sqlite.store import SQLiteStore
 

@@ -30,6 +30,7 @@ from treadle.core.clock import Clock
 from treadle.core.errors import ErrorClass, InvalidInput, TreadleError
 from treadle.core.job import NewJob, validate_name
 from treadle.store.base import Transaction
+from treadle.task import MAX_DELAY
 from treadle.workflows.log import StepLog
 from treadle.workflows.model import (
     ChildFailed,
@@ -186,6 +187,7 @@ class WorkflowContext:
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` without holding a worker slot (the job is ``waiting``)."""
+        seconds = _wait_seconds("sleep", seconds)
         name = f"sleep@{self._seq}"
         seq, rec = self._next(name, StepKind.SLEEP)
         if rec is not None and rec.status is StepStatus.COMPLETED:
@@ -207,8 +209,11 @@ class WorkflowContext:
 
         Events are stored: one sent after this job was created but before it got here
         is received. Waiting twice on one key receives two different events."""
-        if not isinstance(key, str) or not key:
-            raise InvalidInput("an event key must be a non-empty string")
+        # The rules of send_event's key: a key no event can be sent with would wait
+        # forever (or, unstorable, fail the step as if the store were down).
+        validate_name("event key", key)
+        if timeout is not None:
+            timeout = _wait_seconds("wait_event timeout", timeout)
         name = f"wait_event@{self._seq}"
         seq, rec = self._next(name, StepKind.EVENT)
         if rec is not None and rec.status is StepStatus.COMPLETED:
@@ -249,6 +254,8 @@ class WorkflowContext:
         every child and return :class:`ChildResult` items instead of bare results."""
         if on_error not in (FAIL_FAST, COLLECT):
             raise InvalidInput(f"on_error must be {FAIL_FAST!r} or {COLLECT!r}")
+        if not isinstance(payloads, Iterable) or isinstance(payloads, str | bytes | Mapping):
+            raise InvalidInput(f"map {name!r}: payloads must be an iterable of dicts")
         seq, rec = self._next(name, StepKind.MAP)
         if rec is not None and rec.status is StepStatus.COMPLETED:
             return self._map_result(self._stored_result(rec), on_error)
@@ -399,6 +406,15 @@ class WorkflowContext:
         if on_error == COLLECT:
             return [ChildResult.from_json(item) for item in stored]
         return list(stored)
+
+
+def _wait_seconds(what: str, seconds: object) -> float:
+    """Seconds a workflow waits: a finite number up to :data:`MAX_DELAY` (none or less
+    than none is no wait). Anything else cannot become a wake time: refused, not retried."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+            or not seconds <= MAX_DELAY or seconds != seconds:
+        raise InvalidInput(f"{what} must be a number of seconds up to {MAX_DELAY:.0f}")
+    return max(0.0, float(seconds))
 
 
 async def _awaited(value: Any) -> Any:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from treadle.app import Task, TaskOptions
 from treadle.core.errors import ConfigurationError, InvalidInput
 from treadle.core.job import JobKind, NewJob
+from treadle.task import registered_name
 
 if TYPE_CHECKING:
     from treadle.app import Treadle
@@ -51,7 +52,8 @@ class Workflow(Task[..., Any]):
 def register(
     app: Treadle, fn: Callable[..., Any], *, name: str | None, options: TaskOptions
 ) -> Workflow:
-    task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+    task_name = registered_name(
+        "workflow", f"{fn.__module__}.{fn.__qualname__}" if name is None else name)
     if task_name in app.tasks:
         raise ConfigurationError(f"a task named {task_name!r} is already registered")
     wf = Workflow(app, fn, task_name, options)

@@ -10,9 +10,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from treadle.agents.adapters.errors import connection_error, from_status
+from treadle.agents.adapters.errors import UNREADABLE, connection_error, from_status, unreadable
 from treadle.agents.adapters.sdk import SdkAdapter
-from treadle.agents.messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
+from treadle.agents.messages import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    Usage,
+    token_count,
+)
 from treadle.core.errors import TreadleError
 
 SERVER = "anthropic"
@@ -60,21 +67,27 @@ class AnthropicAdapter(SdkAdapter):
             raise
         except anthropic.AnthropicError as exc:
             raise from_status(400, str(exc), server=SERVER) from None
-        return self._response(message)
+        except UNREADABLE as exc:  # not JSON, nested past the parser
+            raise unreadable(exc, server=SERVER) from None
+        try:
+            return self._response(message)
+        except UNREADABLE as exc:  # JSON, but not the shape of a Messages answer
+            raise unreadable(exc, server=SERVER) from None
 
     def _response(self, message: Any) -> ModelResponse:
         text: list[str] = []
         calls: list[ToolCall] = []
         for block in message.content or []:
             if block.type == "text":
-                text.append(block.text)
+                text.append(block.text if isinstance(block.text, str) else str(block.text))
             elif block.type == "tool_use":
-                calls.append(ToolCall(str(block.id), str(block.name),
-                                      json.dumps(block.input, separators=(",", ":"))))
+                calls.append(ToolCall(str(block.id), str(block.name), _arguments(block.input)))
         usage = message.usage
+        stop = message.stop_reason
         return ModelResponse("".join(text), tuple(calls),
-                             Usage(int(usage.input_tokens or 0), int(usage.output_tokens or 0)),
-                             _STOP.get(message.stop_reason or "end_turn", "end"),
+                             Usage(token_count(usage.input_tokens),
+                                   token_count(usage.output_tokens)),
+                             _STOP.get(stop, "end") if isinstance(stop, str) else "end",
                              str(message.model or self._model))
 
 
@@ -106,6 +119,15 @@ def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
                          "content": m["content"] or "(empty)",
                          "is_error": bool(m.get("is_error"))}]
     return "user", [{"type": "text", "text": m["content"] or "(empty)"}]
+
+
+def _arguments(value: Any) -> str:
+    """A tool_use input as the raw JSON text the loop validates. Input that has no JSON
+    (NaN, too deep) stays text that is not JSON: the model is told, as for any bad call."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return "(tool input that is not JSON)"
 
 
 def _input(arguments: str) -> dict[str, Any]:

@@ -51,6 +51,18 @@ def _bound(value: float) -> float | None:
     return min(max(0.0, value), MAX_RETRY_AFTER)
 
 
+# What reading an answer that is not the API's (not JSON, nested past the parser, fields
+# of the wrong type) raises from the SDK's or our parsing.
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
+
+
+def unreadable(exc: BaseException, *, server: str) -> TreadleError:
+    """The far side answered something that is not an answer (a proxy's error page, a
+    broken server): transient, with a message that says so rather than the parser's."""
+    return Transient(f"{server} answered something that could not be read as an answer "
+                     f"({type(exc).__name__})", detail={"server": server})
+
+
 def from_status(status: int, message: str, headers: Mapping[str, str] | None = None,
                 body: Any = None, *, server: str) -> TreadleError:
     detail = {"server": server, "status": status}

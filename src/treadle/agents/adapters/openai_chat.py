@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from treadle.agents.adapters.errors import connection_error, from_status
+from treadle.agents.adapters.errors import UNREADABLE, connection_error, from_status, unreadable
 from treadle.agents.adapters.sdk import SdkAdapter
 from treadle.agents.messages import (
     Message,
@@ -20,6 +20,7 @@ from treadle.agents.messages import (
     ToolCall,
     Usage,
     estimate_tokens,
+    token_count,
 )
 from treadle.core.errors import TreadleError
 
@@ -60,6 +61,8 @@ class OpenAIAdapter(SdkAdapter):
             raise
         except openai.OpenAIError as exc:  # no API key, a response it cannot read
             raise from_status(400, str(exc), server=SERVER) from None
+        except UNREADABLE as exc:  # not JSON, nested past the parser, not the API's shape
+            raise unreadable(exc, server=SERVER) from None
 
     def _from_completion(self, resp: Any, request: ModelRequest) -> ModelResponse:
         if not resp.choices:
@@ -68,10 +71,9 @@ class OpenAIAdapter(SdkAdapter):
         msg = choice.message
         calls = tuple(ToolCall(str(tc.id), str(tc.function.name), tc.function.arguments or "")
                       for tc in (msg.tool_calls or []) if getattr(tc, "function", None))
-        text = msg.content or ""
+        text = msg.content if isinstance(msg.content, str) else str(msg.content or "")
         return ModelResponse(text, calls, _usage(resp.usage, request, text),
-                             _STOP.get(choice.finish_reason or "stop", "end"),
-                             str(resp.model or self._model))
+                             _stop(choice.finish_reason), str(resp.model or self._model))
 
     def _from_stream(self, chunks: Iterable[Any], request: ModelRequest) -> ModelResponse:
         text: list[str] = []
@@ -96,15 +98,18 @@ class OpenAIAdapter(SdkAdapter):
         joined = "".join(text)
         out = tuple(ToolCall(c["id"] or f"call_{i}", c["name"], c["args"])
                     for i, c in sorted(calls.items()))
-        return ModelResponse(joined, out, _usage(usage, request, joined),
-                             _STOP.get(finish, "end"), model)
+        return ModelResponse(joined, out, _usage(usage, request, joined), _stop(finish), model)
+
+
+def _stop(reason: object) -> str:
+    return _STOP.get(reason, "end") if isinstance(reason, str) else "end"
 
 
 def _usage(usage: Any, request: ModelRequest, text: str) -> Usage:
     if usage is None:  # some compatible servers report none: estimate, never 0
         prompt = sum(estimate_tokens(str(m.get("content") or "")) for m in request.messages)
         return Usage(prompt + estimate_tokens(request.system), estimate_tokens(text))
-    return Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+    return Usage(token_count(usage.prompt_tokens), token_count(usage.completion_tokens))
 
 
 def to_openai(request: ModelRequest) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 
 from treadle.core.clock import Clock
+from treadle.core.errors import TreadleError
 from treadle.core.job import Job
 from treadle.logs import get_logger
 from treadle.store.base import Parking
@@ -131,10 +132,11 @@ class HandoffOps:
                                               "token": row["lease_token"]})
                 found = cur.fetchone()
             return None if found is None else job_from_row(found, self.codec)
-        except (ValueError, KeyError, TypeError) as exc:
-            # Only our own statement writes to this channel; a payload that does not
-            # parse is a bug, and the job's lease brings it back (never lost).
-            log.error("hand-off payload not understood; its lease will bring the job back",
+        except (ValueError, KeyError, TypeError, RecursionError, TreadleError) as exc:
+            # Only our own statement writes to this channel, so a payload that does not
+            # parse is a bug, and a row that cannot be read now (an outage) is no loss:
+            # either way the job's lease brings it back to the queue.
+            log.error("hand-off not taken; its lease will bring the job back",
                       error=str(exc), payload=payload[:200])
             return None
 

@@ -46,8 +46,8 @@ def insert_plain(
     name: bytes = INSERT_JOBS,
 ) -> list[dict[str, Any]]:
     """Run the batch insert ``sql`` (:func:`libpq_text`), prepared as ``name``, on
-    ``conn``: the inserted rows' id, tenant and idempotency_key, as a cursor with
-    ``dict_row`` returns them."""
+    ``conn``: the inserted rows' id, tenant and idempotency_key (and ``parked``, for the
+    hand-off statement), as a cursor with ``dict_row`` returns them."""
     params = [document.encode(), now.isoformat().encode()]
     pg = conn.pgconn
     prepared = _prepared[name]
@@ -60,13 +60,16 @@ def insert_plain(
         result = pg.exec_prepared(name, params)
     _check(conn, result, pq.ExecStatus.TUPLES_OK)
     encoding = conn.info.encoding
-    rows = []
+    rows: list[dict[str, Any]] = []
+    flagged = result.nfields > 3  # the hand-off statement's ``parked`` (ADR 0034)
     for i in range(result.ntuples):
         job_id, tenant, key = (result.get_value(i, 0), result.get_value(i, 1),
                                result.get_value(i, 2))
         assert job_id is not None and tenant is not None
         rows.append({"id": int(job_id), "tenant": bytes(tenant).decode(encoding),
                      "idempotency_key": None if key is None else bytes(key).decode(encoding)})
+        if flagged:
+            rows[-1]["parked"] = result.get_value(i, 3) == b"t"
     return rows
 
 

@@ -41,9 +41,14 @@ Q = load_queries("treadle.store.postgres")
 Cursor = psycopg.Cursor[dict[str, Any]]
 _INSERT_JOBS_LIBPQ = libpq_text(Q["insert_jobs"])  # see plaininsert.py
 _INSERT_HANDOFF_LIBPQ = libpq_text(Q["insert_job_handoff"])  # one job (ADR 0034)
+# How long a producer that found no worker parked sends lone jobs with the plain insert:
+# a worker parking meanwhile waits at most this long for its first hand-off, and takes
+# those jobs by an ordinary claim until then.
+NO_PARKED_SECONDS = 1.0
 
 
 class ProduceOps:
+    _no_parked_until: float  # monotonic; see NO_PARKED_SECONDS
     clock: Clock
     codec: Codec
     _committer: GroupCommitter
@@ -175,9 +180,13 @@ class ProduceOps:
         and at read committed the transaction's second statement saw no more than this
         one does. Keyed jobs paid BEGIN, insert, read and COMMIT before: four round trips
         for one (ADR 0032)."""
-        if len(jobs) == 1:  # a lone job may go straight to a parked worker (ADR 0034)
+        # A lone job may go straight to a parked worker (ADR 0034), unless the last look
+        # found none that could take one: then the cheaper plain insert, for a while.
+        if len(jobs) == 1 and self.clock.monotonic() >= self._no_parked_until:
             inserted = insert_plain(conn, _INSERT_HANDOFF_LIBPQ, job_document(jobs), now,
                                     INSERT_HANDOFF)
+            if inserted and not inserted[0]["parked"]:
+                self._no_parked_until = self.clock.monotonic() + NO_PARKED_SECONDS
         else:
             inserted = insert_plain(conn, _INSERT_JOBS_LIBPQ, job_document(jobs), now,
                                     INSERT_JOBS)

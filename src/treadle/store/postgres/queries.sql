@@ -204,7 +204,11 @@ WITH input AS (
     END) AS n
     FROM ins LEFT JOIN pick ON true
 )
-SELECT ins.id, ins.tenant, ins.idempotency_key FROM ins, note;
+-- ``parked``: whether any worker could be handed a job at all; the producer sends the
+-- plain insert for a while when none could (this statement costs ~0.05 ms more).
+SELECT ins.id, ins.tenant, ins.idempotency_key,
+       EXISTS (SELECT 1 FROM treadle_parked WHERE free > 0) AS parked
+FROM ins, note;
 
 -- name: park_worker
 -- Park (free > 0) or unpark (free = 0) a worker, run on its claim connection, whose

@@ -119,6 +119,7 @@ class PostgresStore(ProduceOps, ClaimOps, HandoffOps, SqlReads, FlowOps, Quarant
         # Hand-offs (ADR 0034) reach this store's parked worker on a channel of its own.
         self._handoff_channel = f"treadle_handoff_{secrets.token_hex(8)}"
         self._parked: dict[str, _Parked] = {}
+        self._no_parked_until = 0.0
         self._handed: dict[str, list[Job]] = {}
         self._cc = ClaimConnection(url, self._handoff_channel)
         self._cc_use = threading.Lock()
