@@ -133,6 +133,10 @@ def test_a_producer_that_found_no_parked_worker_looks_again_a_second_later(
         assert waiter.result is True and worker.take_handed(W) == []
         assert worker.claim(queues=None, worker=W, limit=3, lease_seconds=30)[0].id == plain.id
         waiter = _park(worker, _parking(free=2))
+        deadline = time.monotonic() + 10  # parked again (the claim found a job: stale)
+        while _parked(pg_url).get(W) != 2:
+            assert time.monotonic() < deadline, "not parked again"
+            time.sleep(0.005)
         clock.advance(NO_PARKED_SECONDS)
         [handed] = producer.enqueue([NewJob(task="t")])
         assert [j.id for j in _taken(worker, waiter)] == [handed.id]
