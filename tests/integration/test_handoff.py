@@ -5,12 +5,14 @@ that worker and reaches it on its own channel; nothing else changes hands that w
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.support.waiting import Waiter
 from treadle import Treadle
@@ -218,6 +220,46 @@ def test_nothing_is_handed_through_a_claim_connection_that_is_gone(
         time.sleep(0.01)
     [again] = producer.enqueue([NewJob(task="t")])
     assert [j.id for j in _taken(worker, waiter)] == [again.id]
+
+
+def test_a_row_parked_without_a_session_lock_is_never_handed_a_job(
+    stores: tuple[Store, Store], pg_url: str,
+) -> None:
+    # As a worker from before migration 0013 parks: no lock to tell whether it lives.
+    worker, producer = stores
+    waiter = _park(worker)
+    _until_parked(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("UPDATE treadle_parked SET lock_key = NULL")
+    [job] = producer.enqueue([NewJob(task="t")])
+    assert producer.get_job(job.id).status is JobStatus.QUEUED
+    waiter.join(10)  # the ordinary notification wakes it, to claim
+    assert waiter.result is True and worker.take_handed(W) == []
+
+
+def test_a_producer_of_another_database_role_hands_off_too(
+    stores: tuple[Store, Store], pg_url: str,
+) -> None:
+    # Liveness is a lock any role can probe; another role's backends are hidden from
+    # pg_stat_activity, so a look there would never find the worker alive.
+    worker, _ = stores
+    role = f"treadle_producer_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        for what in ("TABLES", "SEQUENCES"):
+            admin.execute(sql.SQL("GRANT ALL ON ALL {} IN SCHEMA public TO {}").format(
+                sql.SQL(what), sql.Identifier(role)))
+    producer = open_store(pg_url.replace("postgres@", f"{role}@", 1))
+    try:
+        waiter = _park(worker)
+        _until_parked(pg_url)
+        [enqueued] = producer.enqueue([NewJob(task="t")])
+        assert [j.id for j in _taken(worker, waiter)] == [enqueued.id]
+    finally:
+        producer.close()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_unpark_ends_hand_offs_and_returns_what_was_handed_until_then(

@@ -10,7 +10,10 @@ run (it forwarded the notification).
 
 It also listens on a channel of its own, ``handoff_channel``: an enqueue that hands its
 job straight to this connection's parked worker (ADR 0034) sends the claimed row there.
-Those notifications are not hints but deliveries; they are kept until taken.
+Those notifications are not hints but deliveries; they are kept until taken. Each
+connection holds a session advisory lock under a random key of its own (``lock_key``):
+an enqueue hands a job only to a parked row whose lock is held, that is, whose
+connection still listens.
 
 A work notification is a hint, never the source of truth (ADR 0003): a wait that finds the
 connection gone reconnects and reports a wake-up (something may have happened while it was
@@ -33,6 +36,7 @@ from psycopg import pq, sql
 from psycopg.rows import dict_row
 
 from treadle.store.postgres.connect import connect_kwargs
+from treadle.store.postgres.session import random_key
 
 # Named for people reading pg_stat_activity: the backend a worker waits and claims on.
 APPLICATION_NAME = "treadle claim"
@@ -53,6 +57,7 @@ class ClaimConnection:
         # them, a heartbeat's absorb() may add to them: under _lock.
         self._handed: list[str] = []
         self.generation = 0  # connections made: a new one is another backend
+        self.lock_key = 0  # the session lock the current connection holds (0: none yet)
         self._closed = False
         self._pipe_closed = False
         self._lock = threading.Lock()  # close() against the owner's (re)connect
@@ -185,13 +190,16 @@ class ClaimConnection:
             raise psycopg.OperationalError("the store is closed")
         conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row,
                                application_name=APPLICATION_NAME, **connect_kwargs())
+        key = random_key()
         try:
             # Notifications that arrive while a claim runs on this connection are
             # dispatched by psycopg to this handler; those that arrive while it waits are
             # read by _absorb.
             conn.add_notify_handler(self._on_notify)
-            conn.execute(f"LISTEN {CHANNEL}")
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._handoff)))
+            # One round trip (no parameters: the simple protocol takes several
+            # statements). The key is random and 62-bit: nobody else holds it.
+            conn.execute(sql.SQL("LISTEN {}; LISTEN {}; SELECT pg_advisory_lock({})").format(
+                sql.Identifier(CHANNEL), sql.Identifier(self._handoff), sql.Literal(key)))
         except BaseException:
             conn.close()
             raise
@@ -201,6 +209,7 @@ class ClaimConnection:
                 raise psycopg.OperationalError("the store is closed")
             self._conn = conn
             self.generation += 1
+            self.lock_key = key
         return conn
 
     def _on_notify(self, note: psycopg.Notify) -> None:

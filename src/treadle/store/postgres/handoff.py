@@ -99,7 +99,7 @@ class HandoffOps:
                 "queues": None if park.queues is None else list(park.queues),
                 "kinds": None if park.kinds is None else list(park.kinds),
                 "lease_seconds": park.lease_seconds, "channel": self._handoff_channel,
-                "now": self.clock.now(),
+                "now": self.clock.now(), "lock_key": self._cc.lock_key,
             })
 
     def _claimed_ordinarily(self, worker: str) -> None:

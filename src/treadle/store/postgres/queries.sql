@@ -157,9 +157,9 @@ WITH input AS (
                           WHERE j.status = 'queued' AND j.queue = i.queue)
           AND i.queue NOT IN (
               SELECT name FROM treadle_queues WHERE paused OR concurrency_limit IS NOT NULL)
-          -- Its claim connection's backend still runs (not a reused pid).
-          AND EXISTS (SELECT 1 FROM pg_stat_get_activity(q.pid) a
-                      WHERE a.backend_start = q.backend_start)
+          -- Its claim connection still lives: the session lock it holds is held. (A
+          -- shared try that succeeds finds a dead key; the lock ends with this statement.)
+          AND q.lock_key IS NOT NULL AND NOT pg_try_advisory_xact_lock_shared(q.lock_key)
         ORDER BY q.parked_at DESC
         LIMIT 1
         FOR UPDATE OF q SKIP LOCKED
@@ -196,23 +196,26 @@ WITH input AS (
 ), note AS MATERIALIZED (
     SELECT count(CASE
         WHEN pick.worker IS NULL THEN pg_notify('treadle_jobs', ins.queue)
-        WHEN octet_length(row_to_json(ins)::text) < 7900
-            THEN pg_notify(pick.channel, row_to_json(ins)::text)
+        WHEN octet_length(r.row) < 7900 THEN pg_notify(pick.channel, r.row)
         ELSE pg_notify(pick.channel, json_build_object(
             'id', ins.id, 'lease_owner', ins.lease_owner,
             'lease_token', ins.lease_token)::text)
     END) AS n
-    FROM ins LEFT JOIN pick ON true
+    FROM ins LEFT JOIN pick ON true,
+         LATERAL (SELECT CASE WHEN pick.worker IS NOT NULL THEN row_to_json(ins)::text END
+                  AS row) r
 )
 -- ``parked``: whether any worker could be handed a job at all; the producer sends the
--- plain insert for a while when none could (this statement costs ~0.05 ms more).
+-- plain insert for a while when none could (this statement costs ~0.05 ms more). A
+-- job handed says so without the look.
 SELECT ins.id, ins.tenant, ins.idempotency_key,
-       EXISTS (SELECT 1 FROM treadle_parked WHERE free > 0) AS parked
+       ins.status = 'running' OR EXISTS (SELECT 1 FROM treadle_parked WHERE free > 0)
+           AS parked
 FROM ins, note;
 
 -- name: park_worker
 -- Park (free > 0) or unpark (free = 0) a worker, run on its claim connection, whose
--- backend is recorded (ADR 0034). Rows of other workers whose backend is gone (a worker
+-- session lock and backend are recorded (ADR 0034). Rows of other workers whose backend is gone (a worker
 -- killed while parked) are cleared on the way: never handed a job, they cost each
 -- enqueue a look.
 WITH gone AS (
@@ -223,14 +226,14 @@ WITH gone AS (
                WHERE a.backend_start = p.backend_start))
 )
 INSERT INTO treadle_parked (worker, free, queues, kinds, lease_seconds, pid, backend_start,
-                            channel, parked_at)
+                            channel, parked_at, lock_key)
 SELECT %(worker)s, %(free)s, %(queues)s::text[], %(kinds)s::text[], %(lease_seconds)s,
-       a.pid, a.backend_start, %(channel)s, %(now)s
+       a.pid, a.backend_start, %(channel)s, %(now)s, %(lock_key)s
 FROM pg_stat_get_activity(pg_backend_pid()) a WHERE %(free)s::integer > 0
 ON CONFLICT (worker) DO UPDATE SET free = excluded.free, queues = excluded.queues,
     kinds = excluded.kinds, lease_seconds = excluded.lease_seconds, pid = excluded.pid,
     backend_start = excluded.backend_start, channel = excluded.channel,
-    parked_at = excluded.parked_at;
+    parked_at = excluded.parked_at, lock_key = excluded.lock_key;
 
 -- name: handed_job
 -- A job handed to this worker whose row did not fit its notification (ADR 0034).

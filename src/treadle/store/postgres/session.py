@@ -41,7 +41,7 @@ CHECK_INTERVAL = "250ms"
 _BACKOFF_MAX = 2.0
 
 
-def _random_key() -> int:
+def random_key() -> int:
     # Positive 62-bit keys: far from the small hashtext() keys of transaction locks.
     return random.getrandbits(62) | (1 << 61)
 
@@ -54,7 +54,7 @@ class WorkerSession:
         self._url = url
         self.worker = worker
         self._record = record
-        self.key = _random_key()
+        self.key = random_key()
         self.registered = threading.Event()
         self._stop = threading.Event()
         self._leader = False
@@ -137,7 +137,7 @@ class WorkerSession:
         conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
                      (CHECK_INTERVAL,))
         while not _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", self.key):
-            self.key = _random_key()  # held by another session: a collision, draw again
+            self.key = random_key()  # held by another session: a collision, draw again
         self._record(conn, self.key)
         with self._use:
             self._ready = True
