@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import pickup_floor
 from bench.common import (
     REPO_ROOT,
     RESULTS_DIR,
@@ -49,6 +50,7 @@ from append_task import count_lines, read_lines
 TREADLE = ("treadle-postgres", "treadle-sqlite")
 PEERS = ("huey-redis", "huey-sqlite", "dramatiq-redis")
 PARTS = ("drain", "latency", "scaleout", "idle")
+FLOOR = "floor-postgres"  # the latency part's physical reference (bench/pickup_floor.py)
 
 
 def _treadle_workers(url: str, n: int, concurrency: int, logdir: Path, tag: str,
@@ -275,6 +277,11 @@ def render(doc: dict[str, Any]) -> str:
             e, c = v["enqueue_to_start"], v.get("commit_ack_to_start")
             tail = f"{c['p50_ms']} | {c['p99_ms']}" if c else "— | —"
             out.append(f"| {s} | {e['p50_ms']} | {e['p95_ms']} | {e['p99_ms']} | {tail} |")
+        if FLOOR in res["latency"]:
+            out += ["", f"`{FLOOR}` is no queue: the physical reference of a durable hand-over "
+                    "through PostgreSQL on this machine (`bench/pickup_floor.py`: one row "
+                    "inserted and notified in one statement, synchronous commit, to a "
+                    "listening process that hands it to a thread)."]
         out.append("")
     if "scaleout" in res:
         out += ["## Scale-out: Treadle drain on PostgreSQL by worker processes", "",
@@ -356,10 +363,14 @@ def main(argv: list[str] | None = None) -> int:
             save()
         if "latency" in parts:
             res["latency"] = {}
-            for s in [*systems, "celery"]:
+            for s in [*systems, "celery", FLOOR]:
                 log(f"latency {s} ...")
-                res["latency"][s] = (treadle_latency(s.split("-", 1)[1], a, tmp)
-                                     if s.startswith("treadle") else peer_latency(s, a, tmp))
+                if s == FLOOR:
+                    res["latency"][s] = pickup_floor.run(a.latency_jobs, a.interval, tmp)
+                else:
+                    res["latency"][s] = (treadle_latency(s.split("-", 1)[1], a, tmp)
+                                         if s.startswith("treadle")
+                                         else peer_latency(s, a, tmp))
                 log(f"latency {s}: {res['latency'][s]['enqueue_to_start']['p50_ms']} ms p50")
                 save()
         if "scaleout" in parts:
