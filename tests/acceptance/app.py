@@ -58,3 +58,11 @@ def hang_first_attempt_no_retry(seconds: float, ctx: JobContext) -> str:
     if ctx.attempt == 1:
         time.sleep(seconds)
     return f"attempt{ctx.attempt}"
+
+
+@app.task(name="gc_frozen", retries=0)
+def gc_frozen() -> int:
+    """How many objects the worker process froze at start-up (``gc.freeze``)."""
+    import gc
+
+    return gc.get_freeze_count()

@@ -177,3 +177,18 @@ def test_a_worker_process_serves_its_own_prometheus_metrics(
                in scrape(), 20, "the completion to be counted")
     assert "treadle_claim_latency_seconds_count" in scrape()
     app.close()
+
+
+def test_a_worker_process_keeps_its_start_up_objects_out_of_garbage_collection(
+    db_url: str, workers: Workers
+) -> None:
+    # A full collection walked everything the start-up made (~17 ms), a pause any job
+    # starting then waited out; the CLI freezes it once the worker is built.
+    from tests.acceptance.app import gc_frozen
+
+    app = Treadle(db_url)
+    workers.start()
+    job = defer(app, gc_frozen).wait(timeout=30)
+    assert job.status is JobStatus.SUCCEEDED
+    assert isinstance(job.result, int) and job.result > 10_000  # the imports, the app
+    app.close()

@@ -111,7 +111,7 @@ def server_command(
              "1, as processes take turns at its write lock).")] = 1,
 ) -> None:
     """Serve the HTTP API (no job workers; run `treadle worker` for those)."""
-    from treadle.cli.common import clean_errors, enable_tracing, load_app
+    from treadle.cli.common import clean_errors, enable_tracing, freeze_startup, load_app
     from treadle.core.errors import MissingExtra
     from treadle.kinds import use_builtin
 
@@ -128,5 +128,6 @@ def server_command(
             serve_processes((app_spec, db, otel), host, port, workers=processes,
                             log_level=log_level, http=http)
             return
-        serve(app, config_from_env(host), host=host, port=port, log_level=log_level,
-              http=http)
+        config = config_from_env(host)
+        freeze_startup()
+        serve(app, config, host=host, port=port, log_level=log_level, http=http)

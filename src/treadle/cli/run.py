@@ -18,6 +18,7 @@ from treadle.cli.common import (
     console,
     enable_tracing,
     err_console,
+    freeze_startup,
     install_builtins,
     load_app,
     local_app,
@@ -135,7 +136,9 @@ def worker(
             lease=LeaseConfig(seconds=lease_seconds),
             shutdown_grace=shutdown_grace, name=name, burst=burst,
         )
-        signals.run(build_worker(app, config))
+        built = build_worker(app, config)
+        freeze_startup()
+        signals.run(built)
 
 
 def up(
@@ -161,7 +164,9 @@ def up(
             _start_server(app, host, port)
         console.print(f"[bold green]treadle up[/] on {app.url} — tasks: "
                       f"{', '.join(sorted(app.tasks)) or 'none registered (pass --app)'}")
-        signals.run(build_worker(app, WorkerConfig(concurrency=concurrency)))
+        built = build_worker(app, WorkerConfig(concurrency=concurrency))
+        freeze_startup()
+        signals.run(built)
 
 
 def serve_worker_metrics(app: Treadle, host: str, port: int) -> None:
