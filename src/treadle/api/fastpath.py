@@ -139,7 +139,7 @@ class SubmitFastPath:
                 return
             job, created = handle.job, handle.created
             if created:
-                self.metrics.enqueued.labels(job.queue).inc()
+                self.metrics.count_enqueued(job.queue)
             status = 202 if created else 200
             response = jobs._job_response(job, status, location=True, replayed=not created)
             await response(scope, receive, send)

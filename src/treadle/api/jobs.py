@@ -304,7 +304,7 @@ def _quarantined(treadle: Treadle, job_id: int, principal: Principal, verb: str)
 
 def _count(request: Request, job: Job, created: bool) -> None:
     if created:
-        request.app.state.metrics.enqueued.labels(job.queue).inc()
+        request.app.state.metrics.count_enqueued(job.queue)
 
 
 def _summary(job: Job) -> dict[str, Any]:

@@ -6,13 +6,22 @@ Counters and histograms of workers (claims, run time, retries, lease
 expiries, heartbeats) come from :class:`PrometheusObserver`; they describe the
 workers running in *this* process (``treadle up``); separate worker processes
 would expose their own.
+
+Queue and tenant names are chosen by whoever submits, and every label value is a series
+kept for the life of the process: a tenant naming a fresh queue per job would grow
+``/metrics`` and the process's memory without bound. So each process gives the first
+``max_label_values`` queues (and tenants) series of their own and counts the rest under
+``(other)``; scrape-time gauges show the busiest queues and fold the rest the same way.
+HTTP methods outside the standard ones are counted as ``other``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from treadle.core.job import Job
+from treadle.core.job import Job, QueueInfo
 from treadle.core.lease import ReapResult
 from treadle.core.outcome import Outcome, OutcomeKind
 from treadle.observe import Observer
@@ -34,15 +43,37 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _DURATION = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+MAX_LABEL_VALUES = 200  # queues (and tenants) with series of their own, per process
+OTHER = "(other)"  # the series of those past the cap
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _Capped:
+    """A label's values: the first ``limit`` distinct ones pass, later ones are OTHER."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if value in self._seen or len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return OTHER
 
 
 class _StoreCollector(Collector):
-    def __init__(self, treadle: Treadle) -> None:
+    def __init__(self, treadle: Treadle, limit: int) -> None:
         self.treadle = treadle
+        self.limit = limit
 
     def collect(self) -> Iterator[Metric]:
         try:
-            queues = self.treadle.store.queues()
+            queues = _fold_queues(self.treadle.store.queues(), self.limit)
             totals = self.treadle.store.count_by_status()
             workers = self.treadle.store.worker_processes()
         except Exception as exc:  # a scrape must not fail because the DB blinked
@@ -81,7 +112,28 @@ class _StoreCollector(Collector):
         for w in workers:
             beat.add_metric([w.id], max(0.0, now - w.last_heartbeat.timestamp()))
         yield beat
-        yield from _usage_metrics(self.treadle)
+        yield from _usage_metrics(self.treadle, self.limit)
+
+
+def _fold_queues(queues: list[QueueInfo], limit: int) -> list[QueueInfo]:
+    """The ``limit`` busiest queues as they are, the others summed as one ``OTHER``."""
+    if len(queues) <= limit:
+        return queues
+
+    def load(q: QueueInfo) -> tuple[int, ...]:
+        return (q.queued + q.running + q.retrying + q.scheduled,
+                q.failed_last_hour + q.succeeded_last_hour)
+
+    ranked = sorted(queues, key=load, reverse=True)
+    rest = ranked[limit:]
+    other = replace(
+        rest[0], name=OTHER, paused=False,
+        **{f: sum(getattr(q, f) for q in rest) for f in _QUEUE_COUNTS})
+    return [*ranked[:limit], other]
+
+
+_QUEUE_COUNTS = ("queued", "scheduled", "retrying", "running", "failed_last_hour",
+                 "succeeded_last_hour")
 
 
 # Store-derived: the last hour's usage per tenant and queue (ADR 0022), whatever process
@@ -98,7 +150,7 @@ _USAGE_GAUGES = (
 )
 
 
-def _usage_metrics(treadle: Treadle) -> Iterator[Metric]:
+def _usage_metrics(treadle: Treadle, limit: int) -> Iterator[Metric]:
     from treadle.store.usage import UsageReader  # extension SQL: only SQL stores have it
 
     try:
@@ -107,10 +159,18 @@ def _usage_metrics(treadle: Treadle) -> Iterator[Metric]:
     except Exception as exc:  # a store without usage tables must not fail the scrape
         log.warning("metrics: usage unavailable: %r", exc)
         return
+    # The busiest (tenant, queue) pairs as they are, the rest summed under OTHER.
+    ranked = sorted(rows, key=lambda r: float(r["attempts"] or 0), reverse=True)
+    pairs: dict[tuple[str, str], dict[str, float]] = {}
+    for i, r in enumerate(ranked):
+        pair = (str(r["tenant"]), str(r["queue"])) if i < limit else (OTHER, OTHER)
+        sums = pairs.setdefault(pair, dict.fromkeys((k for k, _, _ in _USAGE_GAUGES), 0.0))
+        for key in sums:
+            sums[key] += float(r[key] or 0)
     for key, name, text in _USAGE_GAUGES:
         family = GaugeMetricFamily(name, text, labels=["tenant", "queue"])
-        for r in rows:
-            family.add_metric([str(r["tenant"]), str(r["queue"])], float(r[key] or 0))
+        for (tenant, queue), sums in pairs.items():
+            family.add_metric([tenant, queue], sums[key])
         yield family
 
 
@@ -124,16 +184,19 @@ class PrometheusObserver(Observer):
         self.m.claim_latency.observe(seconds)
 
     def finished(self, worker: str, job: Job, outcome: Outcome, seconds: float) -> None:
-        self.m.completed.labels(job.queue, outcome.kind.value).inc()
-        self.m.duration.labels(job.queue).observe(seconds)
+        m = self.m
+        queue = m.queue(job.queue)
+        m.completed.labels(queue, outcome.kind.value).inc()
+        m.duration.labels(queue).observe(seconds)
         used = outcome.usage
         if used is not None:  # ADR 0022
-            self.m.cpu.labels(job.tenant, job.queue).inc(used.cpu_seconds or 0.0)
-            self.m.tokens.labels(job.tenant, job.queue, "in").inc(used.tokens_in)
-            self.m.tokens.labels(job.tenant, job.queue, "out").inc(used.tokens_out)
-            self.m.cost.labels(job.tenant, job.queue).inc(used.cost_usd)
+            tenant = m.tenant(job.tenant)
+            m.cpu.labels(tenant, queue).inc(used.cpu_seconds or 0.0)
+            m.tokens.labels(tenant, queue, "in").inc(used.tokens_in)
+            m.tokens.labels(tenant, queue, "out").inc(used.tokens_out)
+            m.cost.labels(tenant, queue).inc(used.cost_usd)
         if outcome.kind is OutcomeKind.RETRY and outcome.error is not None:
-            self.m.retries.labels(job.queue, outcome.error.error_class.value).inc()
+            m.retries.labels(queue, outcome.error.error_class.value).inc()
 
     def heartbeat(self, worker: str, leases: int) -> None:
         self.m.heartbeats.labels(worker).inc()
@@ -152,7 +215,10 @@ class PrometheusObserver(Observer):
 class Metrics:
     """One registry per app (tests build many apps in one process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_label_values: int = MAX_LABEL_VALUES) -> None:
+        self.max_label_values = max_label_values
+        self.queue = _Capped(max_label_values)  # a queue's label value (module docstring)
+        self.tenant = _Capped(max_label_values)
         r = self.registry = CollectorRegistry(auto_describe=False)
         self.enqueued = Counter("treadle_jobs_enqueued", "Jobs enqueued through the API",
                                 ["queue"], registry=r)
@@ -185,8 +251,12 @@ class Metrics:
 
     def bind(self, treadle: Treadle) -> None:
         if self._collector is None:
-            self._collector = _StoreCollector(treadle)
+            self._collector = _StoreCollector(treadle, self.max_label_values)
             self.registry.register(self._collector)
+
+    def count_enqueued(self, queue: str) -> None:
+        """A job created through the API (not a replayed idempotent submission)."""
+        self.enqueued.labels(self.queue(queue)).inc()
 
     def observer(self) -> PrometheusObserver:
         return PrometheusObserver(self)
@@ -215,6 +285,7 @@ class Metrics:
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
                 method = scope.get("method", "")
+                method = method if method in _METHODS else "other"
                 self.http_requests.labels(method, path, str(status["code"])).inc()
                 self.http_latency.labels(method, path).observe(time.perf_counter() - start)
 

@@ -135,7 +135,7 @@ async def respond(
 
 def _count(request: Request, handle: JobHandle) -> None:
     if handle.created:
-        request.app.state.metrics.enqueued.labels(handle.job.queue).inc()
+        request.app.state.metrics.count_enqueued(handle.job.queue)
 
 
 def _dump(model: BaseModel, *exclude: str) -> dict[str, Any]:
