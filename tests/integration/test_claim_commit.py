@@ -1,9 +1,9 @@
 """A claim commits without waiting for the disk (ADR 0030), and nothing else does.
 
-The connection that ran a claim is back to flushing for its next transaction (a
-completion or an enqueue must never inherit the relaxed setting), even when the claim
-failed. A claim a crash made the database forget is harmless: the job is queued again,
-and on PostgreSQL, where workers outlive a server crash, the token the forgotten claim
+A write transaction that runs on the connection after a claim flushes (a completion or
+an enqueue must never inherit the relaxed setting), even when the claim failed. A
+claim a crash made the database forget is harmless: the job is queued again, and on
+PostgreSQL, where workers outlive a server crash, the token the forgotten claim
 handed out is never handed out again, so its holder stays fenced out. (On SQLite the
 only crash that forgets a commit, the host's, takes every worker down with it.)
 """
@@ -33,16 +33,18 @@ def store(db_url: str) -> Iterator[Store]:
 
 
 def _flush_setting(store: Store) -> str:
-    """What this thread's next transaction does at commit (SQLite: this thread's
-    connection; PostgreSQL: the pool's only connection)."""
+    """What this thread's next write transaction does at commit (SQLite: this thread's
+    connection, read inside such a transaction; PostgreSQL: the pool's only
+    connection)."""
     if isinstance(store, SQLiteStore):
-        return str(store._conn().execute("PRAGMA synchronous").fetchone()[0])
+        with store.transaction():
+            return str(store._conn().execute("PRAGMA synchronous").fetchone()[0])
     rows = store.execute("SELECT current_setting('synchronous_commit') AS v", {},
                          write=False)
     return str(rows[0]["v"])
 
 
-def test_the_connection_flushes_again_after_a_claim(db_url: str) -> None:
+def test_a_write_after_a_claim_on_the_same_connection_flushes(db_url: str) -> None:
     # One pooled PostgreSQL connection, so the read below runs where the claim ran.
     store = PostgresStore(db_url, pool_size=1) if db_url.startswith("postgres") \
         else open_store(db_url)
@@ -59,7 +61,7 @@ def test_the_connection_flushes_again_after_a_claim(db_url: str) -> None:
         store.close()
 
 
-def test_a_claim_that_fails_still_restores_the_flush(sqlite_url: str) -> None:
+def test_a_claim_that_fails_leaves_the_next_write_flushing(sqlite_url: str) -> None:
     from treadle.testing import migrated
 
     store = SQLiteStore(migrated(sqlite_url))
@@ -70,8 +72,31 @@ def test_a_claim_that_fails_still_restores_the_flush(sqlite_url: str) -> None:
         store._conn().execute("ALTER TABLE treadle_queues RENAME TO treadle_queues_gone")
         with pytest.raises(StoreError, match="treadle_queues"):
             store.claim(queues=None, worker="w", limit=1, lease_seconds=60)
-        assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == _FULL
         assert not store._conn().in_transaction
+        assert _flush_setting(store) == str(_FULL)
+    finally:
+        store.close()
+
+
+def test_sqlite_claims_in_a_row_switch_the_setting_once_and_writes_switch_it_back(
+    sqlite_url: str,
+) -> None:
+    from treadle.testing import migrated
+
+    store = SQLiteStore(migrated(sqlite_url))
+    try:
+        store.enqueue([NewJob(task="t") for _ in range(3)])
+        seen: list[str] = []
+        store._conn().set_trace_callback(seen.append)
+        claimed = [store.claim(queues=None, worker="w", limit=1, lease_seconds=60)[0]
+                   for _ in range(3)]
+        switches = [s for s in seen if s.startswith("PRAGMA synchronous")]
+        assert switches == ["PRAGMA synchronous=NORMAL"]  # once, before the first claim
+        seen.clear()
+        store.complete([Outcome(j.id, j.lease_token, OutcomeKind.SUCCEEDED, "w")
+                        for j in claimed])
+        begin = seen.index("BEGIN IMMEDIATE")
+        assert "PRAGMA synchronous=FULL" in seen[:begin]
     finally:
         store.close()
 

@@ -25,6 +25,7 @@ _FK_OFF_MARK = "-- treadle: foreign_keys=off"
 class SchemaOps:
     _conn: Callable[[], sqlite3.Connection]
     _busy_retry: Callable[[Callable[[], Any]], Any]
+    _sync_for: Callable[..., None]
     _read: Callable[[str, Mapping[str, Any]], Sequence[Mapping[str, Any]]]
 
     def _migrations(self) -> MigrationRunner:
@@ -41,6 +42,7 @@ class SchemaOps:
         try:
             # executescript cannot take parameters; open the transaction in the script
             # and record the migration with a bound statement before committing.
+            self._sync_for(conn, relaxed=False)  # a claim may have run on it before
             self._busy_retry(lambda: conn.executescript("BEGIN IMMEDIATE;\n" + sql))
             try:
                 if fk_off and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:

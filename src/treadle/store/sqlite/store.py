@@ -118,24 +118,29 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, SchemaOps, ProduceOps, Claim
         transaction; ADR 0030): only for a claim, which a power loss may undo without
         harm, since it takes this host's workers down with it (the job is queued again)."""
         conn = self._conn()
-        relax = not flush and self._durable
         with translated():  # the driver's errors, from the body too, become Treadle's
-            if relax:
-                conn.execute("PRAGMA synchronous=NORMAL")
+            self._sync_for(conn, relaxed=not flush)
+            self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
-                self._busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    # SQLite rolls back by itself on some errors (I/O, a full disk); a
-                    # COMMIT it refused (a deferred foreign key) leaves it open.
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            finally:
-                if relax:
-                    conn.execute("PRAGMA synchronous=FULL")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite rolls back by itself on some errors (I/O, a full disk); a
+                # COMMIT it refused (a deferred foreign key) leaves it open.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _sync_for(self, conn: sqlite3.Connection, *, relaxed: bool) -> None:
+        """Set this thread's connection to commit the coming write transaction with
+        (``relaxed=False``) or without the fsync; every write transaction calls this
+        first, so none inherits a claim's setting. The setting stays between them: a
+        claiming thread's claims follow one another with no statement for it (two of
+        a claim's nine were the switch there and back)."""
+        if not self._durable or (getattr(self._local, "relaxed", None) is conn) == relaxed:
+            return
+        conn.execute(f"PRAGMA synchronous={'NORMAL' if relaxed else 'FULL'}")
+        self._local.relaxed = conn if relaxed else None
 
     codec = SQLITE_CODEC
     backend = "sqlite"
