@@ -79,7 +79,13 @@ def _diff(after: list[dict[str, Any]], before: list[dict[str, Any]]) -> dict[str
     labels: dict[str, int] = {}
     control = checks = waits = retries = txs = 0
     wait_s = held_s = 0.0
+    held_by: dict[str, list[float]] = {}
     for a, b in zip(after, before, strict=True):
+        for k, (n, secs) in a.get("lock_held_by", {}).items():
+            n0, s0 = b.get("lock_held_by", {}).get(k, (0, 0.0))
+            acc = held_by.setdefault(k, [0, 0.0])
+            acc[0] += n - n0
+            acc[1] += secs - s0
         txs += a["transactions"] - b["transactions"]
         held_s += a["lock_held_seconds"] - b["lock_held_seconds"]
         waits += a["lock_waits"] - b["lock_waits"]
@@ -92,7 +98,9 @@ def _diff(after: list[dict[str, Any]], before: list[dict[str, Any]]) -> dict[str
     return {"by_label": {k: v for k, v in sorted(labels.items(), key=lambda kv: -kv[1]) if v},
             "control": control, "change_checks": checks, "lock_waits": waits,
             "lock_retries": retries, "lock_wait_seconds": round(wait_s, 3),
-            "transactions": txs, "lock_held_seconds": round(held_s, 3)}
+            "transactions": txs, "lock_held_seconds": round(held_s, 3),
+            # Write transactions and the seconds they held the lock, by thread and flush.
+            "lock_held_by": {k: [int(n), round(secs, 3)] for k, (n, secs) in held_by.items()}}
 
 
 def one_run(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:

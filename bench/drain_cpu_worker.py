@@ -35,6 +35,8 @@ class LockWaits:
         self.seconds = 0.0
         self.held = 0  # write transactions
         self.held_seconds = 0.0  # from BEGIN IMMEDIATE granted to COMMIT done
+        # The same by the thread that held it (its name) and whether it flushed.
+        self.held_by: dict[str, list[float]] = {}
         self._open = 0.0
 
     def install(self) -> None:
@@ -74,9 +76,15 @@ class LockWaits:
                 finally:
                     # the COMMIT runs after this: timed by the caller's exit below
                     self._open = t0
+            spent = time.perf_counter() - t0
+            name = threading.current_thread().name.split("-")[0]
+            key = f"{name} flush={kw.get('flush', True)}"
             with self.lock:
                 self.held += 1
-                self.held_seconds += time.perf_counter() - t0
+                self.held_seconds += spent
+                by = self.held_by.setdefault(key, [0, 0.0])
+                by[0] += 1
+                by[1] += spent
 
         SQLiteStore._tx = held  # type: ignore[method-assign]
 
@@ -89,7 +97,8 @@ def _dump(count: StatementCount, waits: LockWaits, index: str) -> None:
                                "lock_waits": waits.waits, "lock_retries": waits.retries,
                                "lock_wait_seconds": waits.seconds,
                                "transactions": waits.held,
-                               "lock_held_seconds": waits.held_seconds}))
+                               "lock_held_seconds": waits.held_seconds,
+                               "lock_held_by": waits.held_by}))
     tmp.rename(d / f"stmts-{index}.json")
 
 
