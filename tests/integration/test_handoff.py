@@ -5,6 +5,7 @@ that worker and reaches it on its own channel; nothing else changes hands that w
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support.waiting import Waiter
+from tests.support.waiting import Waiter, until
 from treadle import Treadle
 from treadle.core.clock import ManualClock
 from treadle.core.job import Job, NewJob
@@ -77,6 +78,32 @@ def _taken(store: Store, waiter: Waiter) -> list[Job]:
     return store.take_handed(W)
 
 
+def _end_parked_connection(url: str) -> None:
+    """End the backend of the (one) parked worker's claim connection, and wait until it
+    is gone, as a killed worker's or a dropped connection's."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        [(pid,)] = admin.execute("SELECT pid FROM treadle_parked").fetchall()
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        until(lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                                        [pid]).fetchone(), "the backend never ended")
+
+
+def _park_second_worker(store: Store) -> None:
+    """Park ``worker-2`` (2 free slots) through ``store``'s own claim connection."""
+    assert store.claim(queues=None, worker="worker-2", limit=1, lease_seconds=30) == []
+    Waiter(store, timeout=0.5, park=Parking("worker-2", 2, True, None, None, 30.0)).start()
+
+
+def _queued_not_handed(worker: Store, producer: Store, waiter: Waiter) -> int:
+    """Enqueue a lone job that must go the ordinary way: queued, announced (the wait ends
+    to claim), handed to nobody. Returns its id."""
+    [job] = producer.enqueue([NewJob(task="t")])
+    assert producer.get_job(job.id).status is JobStatus.QUEUED
+    waiter.join(10)  # woken by the ordinary notification, to claim
+    assert waiter.result is True and worker.take_handed(W) == []
+    return job.id
+
+
 def test_a_lone_job_goes_to_the_parked_worker_already_claimed_for_it(
     stores: tuple[Store, Store], pg_url: str,
 ) -> None:
@@ -110,11 +137,8 @@ def test_a_job_is_not_handed_past_jobs_queued_before_it(
     [delayed] = worker.enqueue([NewJob(task="t", run_at=_in(3600))])
     waiter = _park(worker)
     _until_parked(pg_url)
-    [later] = producer.enqueue([NewJob(task="t")])
-    assert producer.get_job(later.id).status is JobStatus.QUEUED
+    _queued_not_handed(worker, producer, waiter)
     assert producer.get_job(delayed.id).status is JobStatus.QUEUED
-    waiter.join(10)  # woken by the ordinary notification, to claim
-    assert waiter.result is True and worker.take_handed(W) == []
     assert _parked(pg_url) == {W: 4}
 
 
@@ -129,11 +153,8 @@ def test_a_producer_that_found_no_parked_worker_looks_again_a_second_later(
         assert worker.claim(queues=None, worker=W, limit=4, lease_seconds=30)[0].id == alone.id
         waiter = _park(worker, _parking(free=3))
         _until_parked(pg_url)
-        [plain] = producer.enqueue([NewJob(task="t")])  # the cheaper insert meanwhile
-        assert producer.get_job(plain.id).status is JobStatus.QUEUED
-        waiter.join(10)  # woken by the ordinary notification, to claim
-        assert waiter.result is True and worker.take_handed(W) == []
-        assert worker.claim(queues=None, worker=W, limit=3, lease_seconds=30)[0].id == plain.id
+        plain = _queued_not_handed(worker, producer, waiter)  # the cheaper insert meanwhile
+        assert worker.claim(queues=None, worker=W, limit=3, lease_seconds=30)[0].id == plain
         waiter = _park(worker, _parking(free=2))
         deadline = time.monotonic() + 10  # parked again (the claim found a job: stale)
         while _parked(pg_url).get(W) != 2:
@@ -199,18 +220,8 @@ def test_nothing_is_handed_through_a_claim_connection_that_is_gone(
     worker, producer = stores
     waiter = _park(worker)
     _until_parked(pg_url)
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        [(pid,)] = admin.execute("SELECT pid FROM treadle_parked").fetchall()
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-        deadline = time.monotonic() + 10
-        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
-                            [pid]).fetchone():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    [job] = producer.enqueue([NewJob(task="t")])
-    assert producer.get_job(job.id).status is JobStatus.QUEUED
-    waiter.join(10)
-    assert waiter.result is True and worker.take_handed(W) == []
+    _end_parked_connection(pg_url)
+    _queued_not_handed(worker, producer, waiter)
     # The next wait parks again, through the new connection, and is handed jobs again.
     assert len(worker.claim(queues=None, worker=W, limit=4, lease_seconds=30)) == 1
     waiter = _park(worker, _parking(free=3))
@@ -231,10 +242,24 @@ def test_a_row_parked_without_a_session_lock_is_never_handed_a_job(
     _until_parked(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute("UPDATE treadle_parked SET lock_key = NULL")
-    [job] = producer.enqueue([NewJob(task="t")])
-    assert producer.get_job(job.id).status is JobStatus.QUEUED
-    waiter.join(10)  # the ordinary notification wakes it, to claim
-    assert waiter.result is True and worker.take_handed(W) == []
+    _queued_not_handed(worker, producer, waiter)
+
+
+@contextlib.contextmanager
+def _other_role(pg_url: str) -> Iterator[str]:
+    """The URL of a fresh login role (not a superuser) with every right on the tables."""
+    role = f"treadle_other_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        for what in ("TABLES", "SEQUENCES"):
+            admin.execute(sql.SQL("GRANT ALL ON ALL {} IN SCHEMA public TO {}").format(
+                sql.SQL(what), sql.Identifier(role)))
+    try:
+        yield pg_url.replace("postgres@", f"{role}@", 1)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_producer_of_another_database_role_hands_off_too(
@@ -243,23 +268,48 @@ def test_a_producer_of_another_database_role_hands_off_too(
     # Liveness is a lock any role can probe; another role's backends are hidden from
     # pg_stat_activity, so a look there would never find the worker alive.
     worker, _ = stores
-    role = f"treadle_producer_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        for what in ("TABLES", "SEQUENCES"):
-            admin.execute(sql.SQL("GRANT ALL ON ALL {} IN SCHEMA public TO {}").format(
-                sql.SQL(what), sql.Identifier(role)))
-    producer = open_store(pg_url.replace("postgres@", f"{role}@", 1))
-    try:
-        waiter = _park(worker)
-        _until_parked(pg_url)
-        [enqueued] = producer.enqueue([NewJob(task="t")])
-        assert [j.id for j in _taken(worker, waiter)] == [enqueued.id]
-    finally:
-        producer.close()
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with _other_role(pg_url) as url:
+        producer = open_store(url)
+        try:
+            waiter = _park(worker)
+            _until_parked(pg_url)
+            [enqueued] = producer.enqueue([NewJob(task="t")])
+            assert [j.id for j in _taken(worker, waiter)] == [enqueued.id]
+        finally:
+            producer.close()
+
+
+def test_a_worker_of_another_role_parking_leaves_a_live_worker_parked(
+    stores: tuple[Store, Store], pg_url: str,
+) -> None:
+    # Each park clears the rows of workers that are gone; a worker of another role must
+    # not take a live one for gone because its backend is hidden from it.
+    worker, _ = stores
+    waiter = _park(worker)
+    _until_parked(pg_url)
+    with _other_role(pg_url) as url:
+        other = open_store(url)
+        try:
+            _park_second_worker(other)
+            until(lambda: "worker-2" in _parked(pg_url), "the other worker never parked")
+            assert _parked(pg_url)[W] == 4
+        finally:
+            other.close()
+    waiter.store.interrupt()
+    waiter.join(10)
+
+
+def test_a_park_clears_the_row_of_a_worker_whose_connection_is_gone(
+    stores: tuple[Store, Store], pg_url: str,
+) -> None:
+    worker, producer = stores
+    waiter = _park(worker)
+    _until_parked(pg_url)
+    _end_parked_connection(pg_url)
+    waiter.join(10)
+    # Another worker parks (through the producer's store: another claim connection).
+    _park_second_worker(producer)
+    until(lambda: _parked(pg_url) == {"worker-2": 2}, "the dead row was never cleared")
 
 
 def test_unpark_ends_hand_offs_and_returns_what_was_handed_until_then(

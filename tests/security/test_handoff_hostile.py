@@ -76,3 +76,25 @@ def test_a_job_handed_to_one_worker_is_never_taken_by_another_of_the_same_store(
     finally:
         worker.close()
         producer.close()
+
+
+def test_a_claim_connection_whose_lock_key_another_session_holds_draws_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Someone else (another worker by a one-in-2^61 chance, or a session on purpose)
+    # holds the key drawn: the connection must take another key, not wait for that one.
+    import psycopg
+
+    from treadle.store.postgres import session
+
+    taken, fresh = 0x2000_0000_0000_0001, 0x2000_0000_0000_0002
+    keys = iter([taken, fresh])
+    monkeypatch.setattr(session, "_random_key", lambda: next(keys))
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [taken])
+        store = open_store(pg_url)
+        try:
+            assert store.claim(queues=None, worker=W, limit=1, lease_seconds=30) == []
+            assert store._cc.lock_key == fresh  # type: ignore[attr-defined]
+        finally:
+            store.close()

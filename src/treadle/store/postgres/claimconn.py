@@ -36,7 +36,7 @@ from psycopg import pq, sql
 from psycopg.rows import dict_row
 
 from treadle.store.postgres.connect import connect_kwargs
-from treadle.store.postgres.session import random_key
+from treadle.store.postgres.session import hold_random_lock
 
 # Named for people reading pg_stat_activity: the backend a worker waits and claims on.
 APPLICATION_NAME = "treadle claim"
@@ -190,16 +190,15 @@ class ClaimConnection:
             raise psycopg.OperationalError("the store is closed")
         conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row,
                                application_name=APPLICATION_NAME, **connect_kwargs())
-        key = random_key()
         try:
             # Notifications that arrive while a claim runs on this connection are
             # dispatched by psycopg to this handler; those that arrive while it waits are
             # read by _absorb.
             conn.add_notify_handler(self._on_notify)
-            # One round trip (no parameters: the simple protocol takes several
-            # statements). The key is random and 62-bit: nobody else holds it.
-            conn.execute(sql.SQL("LISTEN {}; LISTEN {}; SELECT pg_advisory_lock({})").format(
-                sql.Identifier(CHANNEL), sql.Identifier(self._handoff), sql.Literal(key)))
+            # One round trip (no parameters: the simple protocol takes several statements).
+            conn.execute(sql.SQL("LISTEN {}; LISTEN {}").format(
+                sql.Identifier(CHANNEL), sql.Identifier(self._handoff)))
+            key = hold_random_lock(conn)
         except BaseException:
             conn.close()
             raise

@@ -215,13 +215,17 @@ FROM ins, note;
 
 -- name: park_worker
 -- Park (free > 0) or unpark (free = 0) a worker, run on its claim connection, whose
--- session lock and backend are recorded (ADR 0034). Rows of other workers whose backend is gone (a worker
--- killed while parked) are cleared on the way: never handed a job, they cost each
--- enqueue a look.
+-- session lock is recorded (ADR 0034; the backend too, for operators). Rows of other
+-- workers whose lock is free (a worker killed while parked) are cleared on the way:
+-- never handed a job, they cost each enqueue a look. The test is the enqueue's own (a
+-- look at the backend would miss another role's, and clear a live worker's row); rows
+-- from before migration 0013, without a key, still by their backend.
 WITH gone AS (
     DELETE FROM treadle_parked p
     WHERE (p.worker = %(worker)s AND %(free)s::integer = 0)
-       OR (p.worker <> %(worker)s AND NOT EXISTS (
+       OR (p.worker <> %(worker)s AND p.lock_key IS NOT NULL
+           AND pg_try_advisory_xact_lock_shared(p.lock_key))
+       OR (p.worker <> %(worker)s AND p.lock_key IS NULL AND NOT EXISTS (
                SELECT 1 FROM pg_stat_get_activity(p.pid) a
                WHERE a.backend_start = p.backend_start))
 )

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from treadle.logs import get_logger
 from treadle.store.postgres.connect import connect_kwargs
@@ -41,9 +42,19 @@ CHECK_INTERVAL = "250ms"
 _BACKOFF_MAX = 2.0
 
 
-def random_key() -> int:
+def _random_key() -> int:
     # Positive 62-bit keys: far from the small hashtext() keys of transaction locks.
     return random.getrandbits(62) | (1 << 61)
+
+
+def hold_random_lock(conn: psycopg.Connection[Any], key: int | None = None) -> int:
+    """Take a session advisory lock on ``conn`` under ``key`` (or a random one) that no
+    other session holds, drawing again on a collision; returns the key held. Never
+    waits: a blocking ``pg_advisory_lock`` on a key held elsewhere would never return."""
+    key = _random_key() if key is None else key
+    while not _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", key):
+        key = _random_key()  # held by another session: a collision, draw again
+    return key
 
 
 class WorkerSession:
@@ -54,7 +65,7 @@ class WorkerSession:
         self._url = url
         self.worker = worker
         self._record = record
-        self.key = random_key()
+        self.key = _random_key()
         self.registered = threading.Event()
         self._stop = threading.Event()
         self._leader = False
@@ -136,8 +147,7 @@ class WorkerSession:
         self._broken.clear()
         conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
                      (CHECK_INTERVAL,))
-        while not _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", self.key):
-            self.key = random_key()  # held by another session: a collision, draw again
+        self.key = hold_random_lock(conn, self.key)
         self._record(conn, self.key)
         with self._use:
             self._ready = True
@@ -148,7 +158,8 @@ class WorkerSession:
 
 
 def _fetch_bool(conn: psycopg.Connection[Any], sql: Any, key: int) -> bool:
-    row = conn.execute(sql, (key,)).fetchone()
+    with conn.cursor(row_factory=tuple_row) as cur:  # whatever the connection's rows are
+        row = cur.execute(sql, (key,)).fetchone()
     return bool(row and row[0])
 
 

@@ -114,9 +114,10 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, SchemaOps, ProduceOps, Claim
     def _tx(self, *, flush: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front.
 
-        ``flush=False`` commits without the fsync (``synchronous=NORMAL`` for this one
-        transaction; ADR 0030): only for a claim, which a power loss may undo without
-        harm, since it takes this host's workers down with it (the job is queued again)."""
+        ``flush=False`` commits without the fsync (``synchronous=NORMAL``, set by
+        ``_sync_for`` and left until a transaction that flushes; ADR 0030): only for a
+        claim, which a power loss may undo without harm, since it takes this host's
+        workers down with it (the job is queued again)."""
         conn = self._conn()
         with translated():  # the driver's errors, from the body too, become Treadle's
             self._sync_for(conn, relaxed=not flush)
@@ -136,7 +137,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, SchemaOps, ProduceOps, Claim
         (``relaxed=False``) or without the fsync; every write transaction calls this
         first, so none inherits a claim's setting. The setting stays between them: a
         claiming thread's claims follow one another with no statement for it (two of
-        a claim's nine were the switch there and back)."""
+        a one-job claim's eight were the switch there and back)."""
         if not self._durable or (getattr(self._local, "relaxed", None) is conn) == relaxed:
             return
         conn.execute(f"PRAGMA synchronous={'NORMAL' if relaxed else 'FULL'}")
@@ -249,7 +250,7 @@ class SQLiteStore(SqlReads, FlowOps, QuarantineOps, SchemaOps, ProduceOps, Claim
         at = _ts(now)
         # Everything but the statements is built before the write lock is taken: the
         # rows, each outcome's usage values and event detail (cleaning a usage and
-        # encoding an error inside the transaction held SQLite's one write lock ~1 ms
+        # encoding an error inside the transaction held SQLite's one write lock ~0.5 ms
         # longer per batch of ~80, while every other worker waited for it).
         fields = [usage.usage_fields(oc) for oc in outcomes]
         details = [dumps({"error": oc.error.to_json()}) if oc.error else None
