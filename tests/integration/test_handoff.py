@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from treadle.core.clock import ManualClock
 from treadle.core.job import Job, NewJob
 from treadle.core.lifecycle import JobStatus
 from treadle.core.outcome import Outcome, OutcomeKind
+from treadle.jobs import JobHandle
 from treadle.store import open_store
 from treadle.store.base import Parking, Store
 from treadle.store.postgres.producing import NO_PARKED_SECONDS
@@ -36,7 +38,7 @@ def _in(seconds: float) -> datetime:
 
 def _parking(free: int = 4, *, queues: list[str] | None = None,
              kinds: list[str] | None = None) -> Parking:
-    return Parking(W, free, True, queues, kinds, 30.0)
+    return Parking(W, free, queues, kinds, 30.0)
 
 
 @pytest.fixture
@@ -91,7 +93,7 @@ def _end_parked_connection(url: str) -> None:
 def _park_second_worker(store: Store) -> None:
     """Park ``worker-2`` (2 free slots) through ``store``'s own claim connection."""
     assert store.claim(queues=None, worker="worker-2", limit=1, lease_seconds=30) == []
-    Waiter(store, timeout=0.5, park=Parking("worker-2", 2, True, None, None, 30.0)).start()
+    Waiter(store, timeout=0.5, park=Parking("worker-2", 2, None, None, 30.0)).start()
 
 
 def _queued_not_handed(worker: Store, producer: Store, waiter: Waiter) -> int:
@@ -365,4 +367,44 @@ def test_a_worker_runs_handed_jobs_and_unparks_when_it_stops(pg_url: str) -> Non
             assert handed >= 5  # all, but for a race with the worker's own claim
         assert _parked(pg_url) == {}
     finally:
+        app.close()
+
+
+def test_a_worker_with_a_job_running_parks_and_is_handed_the_next_job(pg_url: str) -> None:
+    """A worker that started on a queued job (an ordinary claim) waits with that job
+    running; it parks all the same, so a lone job enqueued meanwhile comes straight to it.
+    (Parking only when nothing ran left such a worker unparked for good at a low rate: a
+    job ran at each of its waits.)"""
+    app = Treadle(pg_url)
+    release = threading.Event()
+    try:
+        @app.task(name="hold")
+        def hold() -> None:
+            assert release.wait(20)
+
+        @app.task(name="double")
+        def double(x: int) -> int:
+            return 2 * x
+
+        # Queued before any worker, so claimed the ordinary way; by another producer, as
+        # this one would then send lone jobs with the plain insert for a second.
+        other = open_store(pg_url)
+        try:
+            [first] = other.enqueue([NewJob(task="hold")])
+        finally:
+            other.close()
+        with run_worker(app, concurrency=4) as worker:
+            until(lambda: app.get_job(first.id).status is JobStatus.RUNNING,
+                  "the first job never started")
+            until(lambda: _parked(pg_url).get(worker.id) == 3,
+                  "the worker never parked while its job ran")
+            second = double.defer(x=21)
+            assert second.wait(20).result == 42
+            events = app.job_events(second.job.id)
+            assert [e.reason for e in events] == ["enqueued", "claimed", "completed"]
+            assert events[1].at == events[0].at  # claimed by its own enqueue: handed
+            release.set()
+            assert JobHandle.of(app, first).wait(20).status is JobStatus.SUCCEEDED
+    finally:
+        release.set()
         app.close()

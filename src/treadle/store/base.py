@@ -43,12 +43,11 @@ __all__ = [
 @dataclass(frozen=True)
 class Parking:
     """What a worker about to wait tells its store, so that an enqueue may hand it a job
-    directly (ADR 0034): its free slots, whether nothing at all runs there (``idle``),
-    and what it serves. A store that cannot hand off ignores it."""
+    directly (ADR 0034): its free slots and what it serves. A store that cannot hand
+    off ignores it."""
 
     worker: str
     free: int
-    idle: bool
     queues: Sequence[str] | None
     kinds: Sequence[str] | None
     lease_seconds: float

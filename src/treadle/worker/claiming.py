@@ -146,9 +146,8 @@ class Claiming(Slots):
             return None
         with self._lock:
             busy = self._executing + len(self._ahead)
-            idle = not self._running and not self._unwritten
             free = 0 if self._alone else max(0, cfg.concurrency - busy)
-        return Parking(self.id, free, idle, cfg.queues, self.kinds, cfg.lease.seconds)
+        return Parking(self.id, free, cfg.queues, self.kinds, cfg.lease.seconds)
 
     def _adapt_prefetch(self, *, full: bool) -> None:
         """Grow the claim-ahead when slots went idle waiting for this claim (a backlog of

@@ -8,13 +8,16 @@ by that worker (``insert_job_handoff``) and sends the claimed row to the worker'
 channel: the worker starts it without a claim's round trip. Everything else queues and
 notifies as before, so a worker that does not park (SQLite, a burst run) changes nothing.
 
-Parking costs a write, so it is kept off a busy worker's path: a worker parks when it
-waits with nothing running (``Parking.idle``), stays parked while hand-offs keep it
-busy (it parks again, with its free slots, once fewer than half its slots are left),
-and is unparked by the first ordinary claim that finds jobs (there is a queue again: the
-parked row would hand it jobs beyond the ones it holds). The counts are hints the
-enqueue counts down; a stale one can at worst hand a job to a worker whose slots are
-all busy, and the job then waits there as a claimed-ahead job does (ADR 0017).
+Parking costs a write, so it is kept off the path of a worker that finds work by
+claiming: a worker parks when it waits for work with free slots (its last claim came
+back short, so the queue was empty), jobs running there or not; it stays parked while
+hand-offs keep coming (it parks again, with its free slots, once fewer than half its
+slots are left); an ordinary claim that finds jobs makes the row's count wrong, so the
+next wait parks again with what is free then (or unparks, nothing being free). A worker
+draining a backlog claims full batches and does not wait: it writes nothing for this.
+The counts are hints the enqueue counts down; a stale one can at worst hand a job to a
+worker whose slots are all busy, and the job then waits there as a claimed-ahead job
+does (ADR 0017).
 """
 
 from __future__ import annotations
@@ -77,7 +80,12 @@ class HandoffOps:
         if state is not None and state.generation != self._cc.generation:
             state = None  # parked through a backend that is gone: its row is dead
         if state is None or state.stale:
-            want = park.free if park.idle else 0
+            # Not parked, or parked with a count an ordinary claim made wrong: park with
+            # what is free now. The wait follows a claim that emptied the queue, so the
+            # next lone job may come straight here, also while jobs run here (waiting
+            # for the worker to be idle, a worker that started on a backlog, or met a
+            # burst, never parked again while a job ran at each of its waits).
+            want = park.free
             if state is None and want == 0:
                 return
         elif park.free == 0:
@@ -152,7 +160,7 @@ class HandoffOps:
                 with translated():
                     self._pinned.conn = self._cc.connection()
                 try:
-                    self._write_park(Parking(worker, 0, False, None, None, 0.0), 0)
+                    self._write_park(Parking(worker, 0, None, None, 0.0), 0)
                 finally:
                     self._pinned.conn = None
         return self.take_handed(worker)
