@@ -408,3 +408,22 @@ def test_a_worker_with_a_job_running_parks_and_is_handed_the_next_job(pg_url: st
     finally:
         release.set()
         app.close()
+
+
+@pytest.mark.parametrize("free", [3, 0])
+def test_a_park_or_unpark_commits_without_waiting_for_the_wal_flush(
+    pg_url: str, free: int
+) -> None:
+    """Parked rows are hints (a server crash that forgets one ends the claim connection
+    too), so their writes commit asynchronously, as a claim does (ADR 0030); the setting
+    stays local to the statement's transaction."""
+    from treadle.store.postgres.handoff import Q
+
+    with psycopg.connect(pg_url) as conn:  # a transaction, to read the setting inside it
+        conn.execute(Q["park_worker"], {
+            "worker": W, "free": free, "queues": None, "kinds": None,
+            "lease_seconds": 30.0, "channel": "treadle_handoff_test",
+            "now": datetime.now(UTC), "lock_key": 1})
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        conn.commit()
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)

@@ -220,14 +220,20 @@ FROM ins, note;
 -- never handed a job, they cost each enqueue a look. The test is the enqueue's own (a
 -- look at the backend would miss another role's, and clear a live worker's row); rows
 -- from before migration 0013, without a key, still by their backend.
-WITH gone AS (
-    DELETE FROM treadle_parked p
-    WHERE (p.worker = %(worker)s AND %(free)s::integer = 0)
+WITH fast AS MATERIALIZED (
+    -- A parked row is a hint, so its write does not wait for the WAL flush (as a claim,
+    -- ADR 0030): a server crash that forgets it also ends the claim connection, and the
+    -- worker parks again on its next one. Local to this statement's transaction.
+    SELECT set_config('synchronous_commit', 'off', true) AS v
+), gone AS (
+    DELETE FROM treadle_parked p USING fast
+    WHERE fast.v IS NOT NULL AND (
+          (p.worker = %(worker)s AND %(free)s::integer = 0)
        OR (p.worker <> %(worker)s AND p.lock_key IS NOT NULL
            AND pg_try_advisory_xact_lock_shared(p.lock_key))
        OR (p.worker <> %(worker)s AND p.lock_key IS NULL AND NOT EXISTS (
                SELECT 1 FROM pg_stat_get_activity(p.pid) a
-               WHERE a.backend_start = p.backend_start))
+               WHERE a.backend_start = p.backend_start)))
 )
 INSERT INTO treadle_parked (worker, free, queues, kinds, lease_seconds, pid, backend_start,
                             channel, parked_at, lock_key)
