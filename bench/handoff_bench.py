@@ -10,6 +10,8 @@ defaults otherwise, peers at their defaults; PostgreSQL durable, Redis as config
             (the same for every system). Repeats interleave the systems.
   latency   one job every --interval s to idle workers: enqueue (time taken before the
             call) to the job's code starting, from the file; Celery's from its own record.
+            --latency-repeats interleaved rounds, each run after a CHECKPOINT (no run
+            pays for the writes of the part or the run before it); medians reported.
   scaleout  Treadle's PostgreSQL drain with 1, 2, 4 and 8 worker processes.
   idle      N idle Treadle workers on PostgreSQL: transactions/s per worker (every
             statement here is its own transaction) and CPU per worker.
@@ -30,6 +32,7 @@ from typing import Any
 
 from bench import pickup_floor
 from bench.common import (
+    PG_ADMIN_URL,
     REPO_ROOT,
     RESULTS_DIR,
     ProcGroup,
@@ -122,7 +125,7 @@ def treadle_drain(backend: str, a: argparse.Namespace, tmp: Path, processes: int
 
 
 def treadle_latency(backend: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    path = str(tmp / f"latency-{backend}.txt")
+    path = str(tmp / f"latency-{backend}-{time.monotonic_ns()}.txt")  # one file per run
     with _TreadleDb(backend, tmp) as db:
         task = db.app.tasks["append"]
         group = _treadle_workers(db.url, a.workers, a.concurrency, tmp, f"latency-{backend}",
@@ -182,7 +185,8 @@ def peer_latency(system: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any
     try:
         r = run_peer(peer, "latency", "--jobs", str(a.latency_jobs), "--interval",
                      str(a.interval), "--workers", str(a.workers),
-                     "--path", str(tmp / f"latency-{system}.txt"), "--logdir", str(tmp))
+                     "--path", str(tmp / f"latency-{system}-{time.monotonic_ns()}.txt"),
+                     "--logdir", str(tmp))
     finally:
         for k in env:
             os.environ.pop(k, None)
@@ -235,6 +239,25 @@ def _cpu(group: ProcGroup) -> float:
     return total / tick
 
 
+def _checkpoint() -> None:
+    """Flush PostgreSQL's dirty buffers now, so the next latency run does not share the
+    disk with the checkpoint a drain's writes would start."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def _latency_median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure the median over the rounds; the runs kept as they were."""
+    out: dict[str, Any] = {"runs": runs}
+    for key in ("enqueue_to_start", "commit_ack_to_start"):
+        if all(key in r for r in runs):
+            out[key] = {f: round(statistics.median(r[key][f] for r in runs), 3)
+                        for f in ("p50_ms", "p95_ms", "p99_ms")}
+    return out
+
+
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     vals = [r["jobs_per_s"] for r in runs]
     return {"median_jobs_per_s": round(statistics.median(vals), 1), "runs": runs}
@@ -269,14 +292,21 @@ def render(doc: dict[str, Any]) -> str:
                 out.append(f"- {a} / {b}: **{ratio:.2f}x**{goal}")
         out.append("")
     if "latency" in res:
+        n = cfg.get("latency_repeats", 1)
         out += ["## Pickup latency (ms; idle workers, one job every "
                 f"{doc['config']['interval']} s)", "",
-                "| system | enqueue→start p50 | p95 | p99 | commit ack→start p50 | p99 |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                f"Each figure the median over {n} interleaved rounds, each run after a "
+                "`CHECKPOINT`; the rounds' p50s (load 1 min before) in the last column.", "",
+                "| system | enqueue→start p50 | p95 | p99 | commit ack→start p50 | p99 "
+                "| rounds' p50 |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         for s, v in res["latency"].items():
             e, c = v["enqueue_to_start"], v.get("commit_ack_to_start")
             tail = f"{c['p50_ms']} | {c['p99_ms']}" if c else "— | —"
-            out.append(f"| {s} | {e['p50_ms']} | {e['p95_ms']} | {e['p99_ms']} | {tail} |")
+            rounds = ", ".join(f"{r['enqueue_to_start']['p50_ms']} ({r.get('loadavg_1m_before')})"
+                               for r in v.get("runs", []))
+            out.append(f"| {s} | {e['p50_ms']} | {e['p95_ms']} | {e['p99_ms']} | {tail} "
+                       f"| {rounds} |")
         if FLOOR in res["latency"]:
             out += ["", f"`{FLOOR}` is no queue: the physical reference of a durable hand-over "
                     "through PostgreSQL on this machine (`bench/pickup_floor.py`: one row "
@@ -307,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--latency-jobs", type=int, default=300)
+    p.add_argument("--latency-repeats", type=int, default=3)
     p.add_argument("--interval", type=float, default=0.02)
     p.add_argument("--scaleout", default="1,2,4,8")
     p.add_argument("--idle-workers", default="1,4")
@@ -362,16 +393,21 @@ def main(argv: list[str] | None = None) -> int:
             res["drain"] = {s: _median(v) for s, v in got.items()}
             save()
         if "latency" in parts:
-            res["latency"] = {}
-            for s in [*systems, "celery", FLOOR]:
-                log(f"latency {s} ...")
-                if s == FLOOR:
-                    res["latency"][s] = pickup_floor.run(a.latency_jobs, a.interval, tmp)
-                else:
-                    res["latency"][s] = (treadle_latency(s.split("-", 1)[1], a, tmp)
-                                         if s.startswith("treadle")
-                                         else peer_latency(s, a, tmp))
-                log(f"latency {s}: {res['latency'][s]['enqueue_to_start']['p50_ms']} ms p50")
+            lat: dict[str, list[dict[str, Any]]] = {s: [] for s in [*systems, "celery", FLOOR]}
+            for r in range(a.latency_repeats):
+                for s in lat:
+                    log(f"latency {s} ({r + 1}/{a.latency_repeats}) ...")
+                    _checkpoint()
+                    load = os.getloadavg()[0]
+                    if s == FLOOR:
+                        v = pickup_floor.run(a.latency_jobs, a.interval, tmp)
+                    else:
+                        v = (treadle_latency(s.split("-", 1)[1], a, tmp)
+                             if s.startswith("treadle") else peer_latency(s, a, tmp))
+                    v["loadavg_1m_before"] = round(load, 2)
+                    lat[s].append(v)
+                    log(f"latency {s}: {v['enqueue_to_start']['p50_ms']} ms p50")
+                res["latency"] = {s: _latency_median(v) for s, v in lat.items() if v}
                 save()
         if "scaleout" in parts:
             res["scaleout"] = {}
