@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff check src tests bench
 
 typecheck: install
-	$(BIN)/mypy --strict src/treadle
+	$(BIN)/mypy --strict src/treadle tests
 
 # Two test processes (xdist): most tests wait on subprocesses, servers and disks, so two
 # fill two cores; every test has its own database, so they share nothing but the servers.

@@ -60,7 +60,7 @@ def counting_statements() -> Iterator[StatementCount]:
     real_many = psycopg.Cursor.executemany
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = real_connect(*args, **kwargs)
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
         conn.set_trace_callback(count.add)
         return conn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import TypeVar
 
 import pytest
 
@@ -12,8 +13,10 @@ from tests.acceptance.conftest import Workers, wait_until
 from treadle import JobHandle, JobStatus, Task, Treadle
 from treadle.store import JobFilter
 
+R = TypeVar("R")
 
-def defer(app: Treadle, task: Task[..., object], **payload: object) -> JobHandle:
+
+def defer(app: Treadle, task: Task[..., R], **payload: object) -> JobHandle:
     """Enqueue through the test's app (bound to the test database), not the module's."""
     return app.enqueue([task.new_job(payload)])[0]
 

@@ -39,6 +39,7 @@ def _flush_setting(store: Store) -> str:
     if isinstance(store, SQLiteStore):
         with store.transaction():
             return str(store._conn().execute("PRAGMA synchronous").fetchone()[0])
+    assert isinstance(store, PostgresStore)
     rows = store.execute("SELECT current_setting('synchronous_commit') AS v", {},
                          write=False)
     return str(rows[0]["v"])

@@ -15,6 +15,7 @@ from tests.support.waiting import Waiter, until
 from treadle.core.job import NewJob
 from treadle.store import Store, open_store
 from treadle.store.postgres.claimconn import APPLICATION_NAME
+from treadle.store.postgres.store import PostgresStore
 
 
 def _claim_backends(url: str) -> list[tuple[int, str]]:
@@ -96,6 +97,7 @@ def test_work_queued_after_a_claim_ends_the_next_wait_at_once(pg_url: str) -> No
 def test_an_interrupt_ends_the_wait(pg_url: str) -> None:
     waiting = open_store(pg_url)
     try:
+        assert isinstance(waiting, PostgresStore)  # its claim connection is looked at
         _settled(waiting)
         waiter = Waiter(waiting, timeout=30.0)
         waiter.start()
@@ -110,6 +112,7 @@ def test_an_interrupt_ends_the_wait(pg_url: str) -> None:
 def test_a_second_thread_claims_and_waits_while_the_first_waits(pg_url: str) -> None:
     store, other = open_store(pg_url), open_store(pg_url)
     try:
+        assert isinstance(store, PostgresStore)  # its claim connection is looked at
         _settled(store)
         first = Waiter(store, timeout=30.0)
         first.start()
@@ -155,6 +158,7 @@ def test_a_busy_workers_heartbeat_reads_the_notifications_its_claim_loop_does_no
     # notification queue). Its heartbeat reads them.
     busy, other = open_store(pg_url), open_store(pg_url)
     try:
+        assert isinstance(busy, PostgresStore)  # its claim connection is looked at
         _settled(busy)
         mark = busy._cc.mark()
         other.enqueue([NewJob(task="t")])

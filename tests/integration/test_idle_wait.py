@@ -126,8 +126,10 @@ def test_an_idle_postgres_wait_with_nothing_queued_lasts_until_a_notification(
             until(looked, "the wait's look once its poll ran out")
             # Counted as sent; enqueue only once the server has answered it, or the look
             # may see the job below and (rightly) end the wait with "look again".
-            until(lambda w=waiter, t=since: not w.is_alive() or _look_answered(pg_url, t),
-                  "the server's answer to the wait's look")
+            def answered(w: Waiter = waiter, t: datetime = since) -> bool:
+                return not w.is_alive() or _look_answered(pg_url, t)
+
+            until(answered, "the server's answer to the wait's look")
             if waiter.is_alive():
                 break
         assert waiter.is_alive()  # nothing queued: it waits for a notification

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from treadle.core.errors import StoreError
-from treadle.core.job import NewJob
+from treadle.core.job import Enqueued, NewJob
 from treadle.store.postgres.inserts import job_document
 from treadle.store.postgres.plaininsert import insert_plain, libpq_text
 from treadle.store.postgres.retry import Reconnect, is_connection_lost
@@ -105,7 +105,7 @@ def test_a_keyed_batch_whose_connection_dies_after_sending_is_sent_again(
         blocker.execute("INSERT INTO treadle_jobs (queue, task, payload, run_at, max_attempts,"
                         " created_at, idempotency_key) VALUES ('default', 't', '{}', now(), 1,"
                         " now(), 'k')")
-        answer: list[object] = []
+        answer: list[list[Enqueued]] = []
         caller = threading.Thread(target=lambda: answer.append(
             store.enqueue([NewJob(task="t", idempotency_key="k")])))
         with psycopg.connect(pg_url, autocommit=True) as admin:
@@ -123,7 +123,7 @@ def test_a_keyed_batch_whose_connection_dies_after_sending_is_sent_again(
             blocker.rollback()
             caller.join(30)
         assert len(slept) == 1
-        (enqueued,) = answer[0]  # type: ignore[misc]
+        (enqueued,) = answer[0]
         assert enqueued.created
         with psycopg.connect(pg_url, autocommit=True) as check:
             assert check.execute("SELECT count(*) FROM treadle_jobs WHERE idempotency_key = "

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from treadle.core.errors import ErrorClass, ErrorInfo, JobNotFound, SchemaTooNew
-from treadle.core.job import NewJob
+from treadle.core.job import Job, NewJob
 from treadle.core.lifecycle import JobStatus
 from treadle.store import JobFilter, Outcome, OutcomeKind, Store, open_store
 from treadle.store.postgres.store import PostgresStore
@@ -34,7 +34,7 @@ def new(task: str = "t", **kw: object) -> NewJob:
 
 
 def claim(store: Store, limit: int = 10, worker: str = "w1", queues: list[str] | None = None,
-          lease: float = 30.0):  # type: ignore[no-untyped-def]
+          lease: float = 30.0) -> list[Job]:
     return store.claim(queues=queues, worker=worker, limit=limit, lease_seconds=lease)
 
 
@@ -309,8 +309,8 @@ def test_migrate_is_idempotent_and_a_newer_schema_is_refused(db_url: str) -> Non
     else:
         import psycopg
 
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO treadle_migrations (version, name) VALUES (9999, 'f')")
+        with psycopg.connect(db_url, autocommit=True) as pconn:
+            pconn.execute("INSERT INTO treadle_migrations (version, name) VALUES (9999, 'f')")
     with pytest.raises(SchemaTooNew):
         s.check_schema()
     with pytest.raises(SchemaTooNew):

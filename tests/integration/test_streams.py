@@ -73,11 +73,14 @@ def test_each_attempt_marks_its_items(app: Treadle) -> None:
         (1, {"attempt": 1}), (2, {"attempt": 2})]
 
 
+_deep: list[object] = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
+
+
 @pytest.mark.parametrize(("data", "error_class"), [
     ("lone \ud800 surrogate", "invalid_output"),
     ({"nul": "a\x00b"}, "invalid_output"),
     ("x" * 200_000, "resource_exhausted"),
-    (_deep := [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]], None),
+    (_deep, None),
 ])
 def test_hostile_items_are_refused_with_a_classified_error(
     app: Treadle, data: object, error_class: str | None
@@ -219,10 +222,10 @@ def test_a_cli_command_run_in_process_closes_the_app_it_opened(db_url: str) -> N
         opened.append(app)
         return app
 
-    common._load_app = spy  # type: ignore[assignment]
+    common._load_app = spy
     try:
         missing = CliRunner().invoke(cli, ["jobs", "watch", "999999", "--db", db_url])
     finally:
-        common._load_app = real  # type: ignore[assignment]
+        common._load_app = real
     assert missing.exit_code != 0
     assert len(opened) == 1 and opened[0]._closed

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.api.conftest import ADMIN_KEY, build_app
+from tests.e2e.api.conftest import ADMIN_KEY
+from tests.e2e.api.tasks_app import build_app
 from tests.support.pg import free_port
 from treadle.api import ApiConfig, start_in_thread
 from treadle.api.protocol import MAX_HEAD_BYTES, ApiHttpToolsProtocol

@@ -32,7 +32,7 @@ def _jobs(app: Treadle) -> int:
 def _post(client: TestClient, raw: str) -> int:
     # As bytes: a header's non-ASCII octets reach the server as Latin-1 text.
     return client.post("/v1/jobs", json={"task": "noop"},
-                       headers={"Authorization": f"Bearer {raw}".encode("latin-1")}).status_code
+                       headers={b"Authorization": f"Bearer {raw}".encode("latin-1")}).status_code
 
 
 def test_keys_that_resemble_a_cached_key_are_refused_and_enqueue_nothing(app: Treadle) -> None:

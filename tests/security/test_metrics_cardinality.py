@@ -84,10 +84,14 @@ def test_unknown_http_methods_share_one_series() -> None:
         return None
 
     wrapped = m.middleware(app)
+
+    async def request(scope: dict[str, Any]) -> None:
+        await wrapped(scope, None, noop_send)
+
     for i in range(100):
         scope = {"type": "http", "method": f"BREW{i}", "path": "/x"}
-        asyncio.run(wrapped(scope, None, noop_send))
-    asyncio.run(wrapped({"type": "http", "method": "GET", "path": "/x"}, None, noop_send))
+        asyncio.run(request(scope))
+    asyncio.run(request({"type": "http", "method": "GET", "path": "/x"}))
     got = _series(m.render().decode(), "treadle_http_requests_total")
     assert got == {'method="other",route="unmatched",status="405"': 100.0,
                    'method="GET",route="unmatched",status="405"': 1.0}

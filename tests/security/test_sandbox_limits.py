@@ -10,15 +10,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from tests.security.conftest import js, py, still_serving, tenant
 from treadle.core.errors import Timeout, TreadleError
-from treadle.sandbox import Bindings, Limits, SandboxManager
+from treadle.sandbox import Bindings, Limits, RunResult, SandboxManager, WorkerSpec
 
 ONE_SECOND = Limits(timeout=1.0, cpu_seconds=1.0, memory_mb=128)
+
+
+class RunsSpecs(Protocol):
+    """``SandboxManager.load`` or ``.get``: one run of a spec."""
+
+    def __call__(self, spec: WorkerSpec, input: Any, *, tenant: str) -> RunResult: ...
 
 
 class SlowKV:
@@ -143,5 +149,8 @@ def test_python_cpu_limit_holds_in_a_warm_instance(manager: SandboxManager) -> N
             "def handler(input, env):\n    while True:\n        pass\n")
     limits = Limits(timeout=8.0, cpu_seconds=0.5, memory_mb=128)
     for run in (manager.load, manager.get):
-        err = _bounded(lambda run=run: run(py(code, limits), None, tenant=tenant()), 6.0)
+        def run_once(run: RunsSpecs = run) -> RunResult:
+            return run(py(code, limits), None, tenant=tenant())
+
+        err = _bounded(run_once, 6.0)
         assert isinstance(err, TreadleError) and err.error_class.value == "resource_exhausted", err

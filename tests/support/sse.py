@@ -16,7 +16,9 @@ class Sse:
 
 
 def parse(lines: Iterable[str]) -> Iterator[Sse]:
-    event, data, eid = "message", [], None
+    event = "message"
+    data: list[str] = []
+    eid: str | None = None
     for line in lines:
         if line == "":
             if data:

@@ -33,7 +33,8 @@ def test_a_remembered_fit_is_per_key_set_and_never_admits_other_keys() -> None:
     assert ex.prepare(_job({"a": 1, "b": 2})).call is not None
     assert ex.prepare(_job({"a": 3, "b": 4})).call is not None  # remembered fit
     assert ex.prepare(_job({"a": 5})).call is not None  # another key set, checked
-    for bad in ({"b": 1}, {"a": 1, "c": 2}, {}):
+    bad_payloads: tuple[dict[str, object], ...] = ({"b": 1}, {"a": 1, "c": 2}, {})
+    for bad in bad_payloads:
         with pytest.raises(InvalidInput, match="payload does not match task 'add'"):
             ex.prepare(_job(bad))
     with pytest.raises(InvalidInput):  # a refusal is not remembered as a fit

@@ -47,7 +47,9 @@ def test_unknown_task_and_bad_options_422(api: Api) -> None:
         _problem(c.post("/v1/jobs", json={"task": "add", "callback_url": "ftp://x/y"}), 422)
         _problem(c.post("/v1/run", json={}), 422)
         wrong = _problem(c.post("/v1/jobs", json={"task": "add", "payload": {"q": 1}}), 422)
-        assert "payload does not match task 'add'" in wrong["detail"]
+        detail = wrong["detail"]
+        assert isinstance(detail, str)
+        assert "payload does not match task 'add'" in detail
     assert _job_count(api) == 0
 
 

@@ -32,7 +32,9 @@ def test_media_from_an_artifact(api: Api, source_artifact: int) -> None:
         job = wait_finished(c, r.json()["id"], timeout=90)
         assert job["status"] == "succeeded", job
         names = [a["name"] for a in c.get(f"/v1/jobs/{job['id']}/artifacts").json()["artifacts"]]
-        (encode,) = [s for s in api.treadle.job_steps(job["id"]) if s.name == "encode"]
+        job_id = job["id"]
+        assert isinstance(job_id, int)
+        (encode,) = [s for s in api.treadle.job_steps(job_id) if s.name == "encode"]
         segment = c.get(f"/v1/jobs/{encode.children[0]}").json()
     assert "renditions/144p.mp4" in names and "thumbnails/thumb_00.jpg" in names
     # The segment job's frames, as its worker's heartbeat carried them (ADR 0016).

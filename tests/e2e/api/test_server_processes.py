@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.e2e.api.conftest import ADMIN_KEY, ROOT, build_app
+from tests.e2e.api.conftest import ADMIN_KEY, ROOT
+from tests.e2e.api.tasks_app import build_app
 from tests.support.pg import free_port
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.api.conftest import ADMIN_KEY, Api, build_app, tenant_keys
+from tests.e2e.api.conftest import ADMIN_KEY, Api, tenant_keys
+from tests.e2e.api.tasks_app import build_app
 from tests.support.pg import free_port
 from treadle.api import ApiConfig, start_in_thread
 from treadle.api.fastpath import TreadleAPI

@@ -6,7 +6,7 @@ import json
 import time
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from tests.e2e.ui.conftest import ADMIN_KEY, Server, login, need_bwrap, shot
 from treadle.api.auth import keystore_for
@@ -145,7 +145,12 @@ def test_pause_and_resume_queue(page: Page, server: Server) -> None:
 
 def test_script_in_payload_is_shown_as_text(page: Page, server: Server) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(d: Dialog) -> None:
+        dialogs.append(d.message)
+        d.dismiss()
+
+    page.on("dialog", on_dialog)
     evil = "<script>alert('xss')</script><img src=x onerror=\"alert('img')\">"
     login(page, server)
     page.goto(server.url + "/jobs")

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from treadle import Treadle
 from treadle.artifacts import LocalArtifactStore
 from treadle.testing import run_worker
+from treadle.workflows import WorkflowContext
 
 
 def test_a_workflow_step_puts_and_the_step_is_recorded(db_url: str, tmp_path: Path) -> None:
     app = Treadle(db_url, artifacts=LocalArtifactStore(tmp_path / "blobs"))
     app.migrate()
 
-    def render(ctx: Any, n: int) -> str:
+    def render(ctx: WorkflowContext, n: int) -> str:
         return ctx.artifacts.put(f"out/{n}.txt", f"part {n}".encode()).name
 
     @app.workflow(name="wf.files")
-    def files(ctx: Any, count: int) -> list[str]:
+    def files(ctx: WorkflowContext, count: int) -> list[str]:
         names = [ctx.step(f"render:{i}", render, ctx, i) for i in range(count)]
         ctx.artifacts.put("summary.txt", ", ".join(names).encode())  # outside any step
         return names

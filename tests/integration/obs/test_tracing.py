@@ -152,7 +152,7 @@ def test_a_hostile_traceparent_is_ignored_never_stored(traced: Traced, bad: str)
     with httpx.Client(base_url=traced.url, headers=headers) as c:
         # Raw bytes: non-ASCII reaches the server as sent (NUL cannot travel in HTTP; the
         # parser's own test covers it).
-        r = c.post("/v1/jobs", json={"task": "echo"}, headers={"traceparent": bad.encode()})
+        r = c.post("/v1/jobs", json={"task": "echo"}, headers={b"traceparent": bad.encode()})
     assert r.status_code == 202, r.text
     stored = traced.app.get_job(r.json()["id"]).traceparent
     # A new trace was started by the submit span; nothing of the bad header was kept.

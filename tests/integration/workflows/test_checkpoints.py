@@ -126,7 +126,11 @@ def test_a_non_json_step_result_fails_the_job_naming_the_step(mapp: Treadle) -> 
 
 def _side_row(log: SqlStepLog, key: str) -> Callable[[Transaction], None]:
     """A write of the caller's own, in the checkpoint's transaction: a row we can look up."""
-    return lambda tx: tx.execute(log.db.q["put_blob"], {"hash": key, "data": '"side"'})
+
+    def write(tx: Transaction) -> None:
+        tx.execute(log.db.q["put_blob"], {"hash": key, "data": '"side"'})
+
+    return write
 
 
 def _has(log: SqlStepLog, key: str) -> bool:

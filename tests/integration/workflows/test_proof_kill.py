@@ -34,8 +34,11 @@ def test_six_steps_with_the_worker_killed_between_steps(
     at_kill: list[tuple[set[str], Counter[str]]] = []
     for after in ("s2", "s4"):
         victim = procs.start()
-        wait_until(lambda a=after: f"end {a}" in procs.lines(), 60, f"step {after} to end",
-                   tick=app.store.reap)
+
+        def ended(a: str = after) -> bool:
+            return f"end {a}" in procs.lines()
+
+        wait_until(ended, 60, f"step {after} to end", tick=app.store.reap)
         procs.kill9(victim)
         done = {s.name for s in app.job_steps(h.id) if s.status is StepStatus.COMPLETED}
         at_kill.append((done, procs.count("start")))

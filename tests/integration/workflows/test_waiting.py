@@ -105,9 +105,17 @@ def test_map_collect_and_fail_fast(mapp: Treadle) -> None:
 
     @mapp.workflow(name="collector", retries=0)
     def collector(ctx: WorkflowContext) -> list[Any]:
-        items = ctx.map("items", maybe, [{"i": i} for i in range(4)], on_error="collect")
+        items: list[ChildResult] = ctx.map("items", maybe, [{"i": i} for i in range(4)],
+                                           on_error="collect")
         assert all(isinstance(r, ChildResult) for r in items)
-        return [r.result if r.ok else r.error.error_class.value for r in items]  # type: ignore[union-attr]
+        outcomes: list[Any] = []
+        for r in items:
+            if r.ok:
+                outcomes.append(r.result)
+            else:
+                assert r.error is not None  # a failed child carries its error
+                outcomes.append(r.error.error_class.value)
+        return outcomes
 
     @mapp.workflow(name="strict", retries=0)
     def strict(ctx: WorkflowContext) -> list[int]:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from treadle.agents import PriceTable, Usage, tool
 from treadle.agents.adapters import resolve
-from treadle.agents.messages import ModelRequest, clean_text
+from treadle.agents.messages import Message, ModelRequest, clean_text
 from treadle.agents.output import OutputSpec
 from treadle.agents.sources import Source, assemble
 from treadle.agents.tools import ToolArgumentError, parse_arguments
@@ -84,7 +84,7 @@ def test_output_validation() -> None:
 
 def test_source_priority_under_a_budget() -> None:
     docs = [Source("manual", "m" * 4000, priority=5), Source("faq", "f" * 400, priority=20)]
-    conversation = [
+    conversation: list[Message] = [
         {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "t",
                                                               "arguments": "{}"}]},
         {"role": "tool", "tool_call_id": "1", "name": "t", "content": "r" * 800,

@@ -14,13 +14,13 @@ import pytest
 from treadle.agents.adapters.anthropic_messages import AnthropicAdapter
 from treadle.agents.adapters.errors import retry_after
 from treadle.agents.adapters.openai_chat import OpenAIAdapter
-from treadle.agents.messages import ModelRequest, ToolSpec
+from treadle.agents.messages import Message, ModelRequest, ToolSpec
 from treadle.agents.stub import StubLLM
 from treadle.core.errors import InvalidInput, Permanent, RateLimited, Transient
 
 TOOLS = [ToolSpec("lookup", "Look up", {"type": "object", "properties": {"sku": {"type": "string"}},
                                          "required": ["sku"]})]
-CONVERSATION = [
+CONVERSATION: list[Message] = [
     {"role": "user", "content": "rewrite A1"},
     {"role": "assistant", "content": "", "tool_calls": [
         {"id": "c1", "name": "lookup", "arguments": '{"sku": "A1"}'},
