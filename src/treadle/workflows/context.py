@@ -16,11 +16,11 @@ import functools
 import inspect
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from treadle.artifacts.context import JobArtifacts
 from treadle.context import JobContext
@@ -126,8 +126,18 @@ class WorkflowContext:
         if self.job_ctx._stream is not None:
             self.job_ctx._stream.step(seq, name, state)
 
+    # An async ``fn`` is awaited: the step's value is what it resolves to, and the first
+    # overload says so to a type checker (the second alone would give the coroutine).
+    @overload
+    def step(self, name: str, fn: Callable[..., Awaitable[T]], /, *args: Any,
+             in_checkpoint: CheckpointWrite | None = None, **kwargs: Any) -> T: ...
+
+    @overload
     def step(self, name: str, fn: Callable[..., T], /, *args: Any,
-             in_checkpoint: CheckpointWrite | None = None, **kwargs: Any) -> T:
+             in_checkpoint: CheckpointWrite | None = None, **kwargs: Any) -> T: ...
+
+    def step(self, name: str, fn: Callable[..., Any], /, *args: Any,
+             in_checkpoint: CheckpointWrite | None = None, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` once; its JSON result is checkpointed under ``name``.
 
         ``in_checkpoint(result, tx)`` (not passed to ``fn``), when given, writes rows of
@@ -137,7 +147,7 @@ class WorkflowContext:
         step's."""
         seq, rec = self._next(name, StepKind.STEP)
         if rec is not None and rec.status is StepStatus.COMPLETED:
-            return self._stored_result(rec)  # type: ignore[no-any-return]
+            return self._stored_result(rec)
         # The start is written with the outcome (one commit per step), or at once by a
         # timer if the step runs longer than STEP_START_GRACE.
         started_at = self._clock.now()
@@ -178,7 +188,7 @@ class WorkflowContext:
                 raise
         self._stream_step(seq, name, "completed")
         # The first run sees what a replay will see (tuples become lists, and so on).
-        return json.loads(text)  # type: ignore[no-any-return]
+        return json.loads(text)
 
     def _step_failed(self, seq: int, name: str, exc: Exception,
                      unrecorded: datetime | None) -> None:
