@@ -91,12 +91,13 @@ def load_app(spec: str | None, db: str | None) -> Treadle:
 
 
 @contextlib.contextmanager
-def local_app(db: str | None) -> Iterator[Treadle]:
-    """The app on ``db`` for one command, closed when the command is done with it, however
-    it ends: a PostgreSQL pool has threads, and one left to the garbage collector (a
-    command run in-process, by a test or a host program) may be collected in its own
-    thread, which raises."""
-    app = load_app(None, db)
+def local_app(db: str | None, spec: str | None = None) -> Iterator[Treadle]:
+    """The app for one command (``spec``, ``module:attr``, or a plain one on ``db``),
+    closed when the command is done with it, however it ends: a PostgreSQL pool has
+    threads, and one left to the garbage collector (a command run in-process, by a test
+    or a host program) may be collected in its own thread, which raises; an exporter
+    flushes what it holds."""
+    app = load_app(spec, db)
     try:
         yield app
     finally:

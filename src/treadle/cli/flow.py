@@ -14,7 +14,6 @@ from treadle.cli.common import (
     clean_errors,
     console,
     fail,
-    load_app,
     local_app,
 )
 from treadle.cli.jobs import jobs_app
@@ -28,8 +27,7 @@ queues_app = typer.Typer(help="Queues: list them, set their retention.", no_args
 @schedules_app.command("list")
 def list_schedules(app_spec: AppOption = None, db: DbOption = None) -> None:
     """Every cron schedule of the app, paused or not, with its next fire times."""
-    with clean_errors():
-        app = load_app(app_spec, db)
+    with clean_errors(), local_app(db, app_spec) as app:
         table = Table("name", "cron", "tz", "overlap", "catch-up", "paused", "next fires")
         for s in app.schedules():
             table.add_row(s["name"], s["expr"], s["tz"], s["overlap"], s["catch_up"],
@@ -40,15 +38,15 @@ def list_schedules(app_spec: AppOption = None, db: DbOption = None) -> None:
 @schedules_app.command("pause")
 def pause(name: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Stop a schedule from firing (its missed ticks are not replayed on resume)."""
-    with clean_errors():
-        load_app(app_spec, db).set_schedule_paused(name, True)
+    with clean_errors(), local_app(db, app_spec) as app:
+        app.set_schedule_paused(name, True)
         console.print(f"schedule {name}: paused")
 
 
 @schedules_app.command("resume")
 def resume(name: str, app_spec: AppOption = None, db: DbOption = None) -> None:
-    with clean_errors():
-        load_app(app_spec, db).set_schedule_paused(name, False)
+    with clean_errors(), local_app(db, app_spec) as app:
+        app.set_schedule_paused(name, False)
         console.print(f"schedule {name}: resumed")
 
 

@@ -19,7 +19,6 @@ from treadle.cli.common import (
     console,
     fail,
     json_option,
-    load_app,
     local_app,
 )
 from treadle.cli.remote import KeyOption, UrlOption, remote
@@ -248,21 +247,22 @@ def submit(
                 _submit_remote(client, task, data, count, wait, timeout, idempotency_key,
                                as_json)
             return
-        app = load_app(app_spec, db)
-        t = app.get_task(task)
-        app.check_schema()
-        handles = []
-        with _progress(count > 1 and not as_json) as progress:
-            bar = progress.add_task("enqueued", total=count)
-            for start in range(0, count, 1000):
-                n = min(1000, count - start)
-                jobs = [t.new_job(data, idempotency_key=idempotency_key) for _ in range(n)]
-                handles.extend(app.enqueue(jobs))
-                progress.update(bar, advance=n)
-        if not wait:
-            _print_enqueued([h.job for h in handles], as_json)
-            return
-        _wait_all(app, [h.id for h in handles], timeout, as_json)
+        with local_app(db, app_spec) as app:
+            t = app.get_task(task)
+            app.check_schema()
+            handles = []
+            with _progress(count > 1 and not as_json) as progress:
+                bar = progress.add_task("enqueued", total=count)
+                for start in range(0, count, 1000):
+                    n = min(1000, count - start)
+                    jobs = [t.new_job(data, idempotency_key=idempotency_key)
+                            for _ in range(n)]
+                    handles.extend(app.enqueue(jobs))
+                    progress.update(bar, advance=n)
+            if not wait:
+                _print_enqueued([h.job for h in handles], as_json)
+                return
+            _wait_all(app, [h.id for h in handles], timeout, as_json)
 
 
 def _submit_remote(client: Client, task: str, data: dict[str, Any], count: int, wait: bool,

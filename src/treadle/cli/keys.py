@@ -111,7 +111,7 @@ def server_command(
              "1, as processes take turns at its write lock).")] = 1,
 ) -> None:
     """Serve the HTTP API (no job workers; run `treadle worker` for those)."""
-    from treadle.cli.common import clean_errors, enable_tracing, freeze_startup, load_app
+    from treadle.cli.common import clean_errors, enable_tracing, freeze_startup, local_app
     from treadle.core.errors import MissingExtra
     from treadle.kinds import use_builtin
 
@@ -120,14 +120,15 @@ def server_command(
             from treadle.api.server import config_from_env, serve, serve_processes
         except ImportError as exc:
             raise MissingExtra("server", exc.name or "fastapi") from exc
-        app = use_builtin(load_app(app_spec, db))
-        enable_tracing(app, otel)
-        app.check_schema()
-        if processes > 1:  # each process loads the app itself (ADR 0026)
-            app.close()
-            serve_processes((app_spec, db, otel), host, port, workers=processes,
-                            log_level=log_level, http=http)
-            return
-        config = config_from_env(host)
-        freeze_startup()
-        serve(app, config, host=host, port=port, log_level=log_level, http=http)
+        with local_app(db, app_spec) as app:
+            use_builtin(app)
+            enable_tracing(app, otel)
+            app.check_schema()
+            if processes > 1:  # each process loads the app itself (ADR 0026)
+                app.close()
+                serve_processes((app_spec, db, otel), host, port, workers=processes,
+                                log_level=log_level, http=http)
+                return
+            config = config_from_env(host)
+            freeze_startup()
+            serve(app, config, host=host, port=port, log_level=log_level, http=http)

@@ -20,7 +20,6 @@ from treadle.cli.common import (
     err_console,
     freeze_startup,
     install_builtins,
-    load_app,
     local_app,
 )
 from treadle.core.errors import MissingExtra
@@ -122,8 +121,8 @@ def worker(
     """Run a worker: claim jobs under leases and run them."""
     configure_logging(level=log_level)
     signals = GracefulSignals()
-    with clean_errors():
-        app = use_builtin(load_app(app_spec, db))
+    with clean_errors(), local_app(db, app_spec) as app:
+        use_builtin(app)
         enable_tracing(app, otel)
         app.check_schema()
         if metrics_port is not None:
@@ -154,8 +153,8 @@ def up(
     """Everything in one process: migrate, then API + UI, workers, reaper and scheduler."""
     configure_logging(level=log_level)
     signals = GracefulSignals()
-    with clean_errors():
-        app = use_builtin(load_app(app_spec, db))
+    with clean_errors(), local_app(db, app_spec) as app:
+        use_builtin(app)
         enable_tracing(app, otel)
         applied = app.migrate()
         if applied:

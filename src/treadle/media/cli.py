@@ -15,7 +15,14 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from treadle.cli.common import AppOption, DbOption, clean_errors, err_console, fail, load_app
+from treadle.cli.common import (
+    AppOption,
+    DbOption,
+    clean_errors,
+    err_console,
+    fail,
+    local_app,
+)
 
 media_app = typer.Typer(help="Media pipelines: renditions, thumbnails, HLS, audio.",
                         no_args_is_help=True)
@@ -55,8 +62,7 @@ def process(
     """Start a pipeline (a durable workflow); print its job id on the last line."""
     from treadle.media.pipeline import submit
 
-    with clean_errors():
-        app = load_app(app_spec, db)
+    with clean_errors(), local_app(db, app_spec) as app:
         app.check_schema()
         names = [r for r in renditions.split(",") if r.strip()]
         handle = submit(app, _source(input_), renditions=names, thumbnails=thumbnails,
