@@ -5,10 +5,11 @@ statement built from arrays with ``unnest``, so its cost is one round trip
 whatever the batch size. ``synchronous_commit`` is left as the server has it, but for
 unlimited claims, which commit without waiting for the flush (ADR 0030).
 
-This module holds the plumbing (pool, cursors, retries), the guarded writes of workers
-and maintenance (heartbeat, complete, reap, cancel, retry), so every guarded write reads
-next to the others. The producers' path is ``producing.py``, the claims and the waits are
-``claiming.py``, worker liveness is ``workers.py``: mixins of the one class.
+This module holds the plumbing (pool, cursors, retries) and the schema's migrations; the
+rest are mixins of the one class beside it. The producers' path is ``producing.py``, the
+claims and the waits are ``claiming.py``, hand-offs to parked workers ``handoff.py``, the
+writes under a lease (heartbeat, complete, reap) ``leases.py``, the operator's writes
+(cancel, retry, quarantine, queue settings) ``control.py``, worker liveness ``workers.py``.
 """
 
 from __future__ import annotations
@@ -18,38 +19,29 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from treadle.core.clock import SYSTEM_CLOCK, Clock
-from treadle.core.errors import ErrorInfo, StoreUnavailable
-from treadle.core.job import Job, QueueInfo
-from treadle.core.lease import HeartbeatResult, ReapResult
-from treadle.core.outcome import Outcome
+from treadle.core.errors import StoreUnavailable
+from treadle.core.job import Job
 from treadle.logs import route_stdlib
-from treadle.store import usage
 from treadle.store.common import SqlReads
-from treadle.store.crashes import reap_decision, worker_died
 from treadle.store.flow import FlowOps
 from treadle.store.groupcommit import GroupCommitter
 from treadle.store.migrations import MigrationRunner, plugin_migrations_package
-from treadle.store.outcomes import (
-    finish_params,
-    lease_lost_detail,
-    storable_lines,
-    storable_outcome,
-)
 from treadle.store.postgres.claimconn import ClaimConnection
 from treadle.store.postgres.claiming import ClaimOps
 from treadle.store.postgres.connect import check_url, connect_kwargs
+from treadle.store.postgres.control import ControlOps
 from treadle.store.postgres.dbclock import DatabaseClock
 from treadle.store.postgres.errors import translated
 from treadle.store.postgres.handoff import HandoffOps, _Parked
+from treadle.store.postgres.leases import LeaseOps
 from treadle.store.postgres.listener import Listener
 from treadle.store.postgres.producing import ProduceOps
 from treadle.store.postgres.retry import NotSent, Reconnect, borrow
@@ -57,27 +49,19 @@ from treadle.store.postgres.session import WorkerSession
 from treadle.store.postgres.workers import LivenessOps
 from treadle.store.quarantine import QuarantineOps
 from treadle.store.queries import load_queries
-from treadle.store.rows import POSTGRES_CODEC, job_from_row
+from treadle.store.rows import POSTGRES_CODEC
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[dict[str, Any]]
 Q = load_queries("treadle.store.postgres")
-# ids per treadle_done payload: payloads are capped at 8000 bytes, ids are <= 20 chars.
-_NOTIFY_CHUNK = 300
 # How long the suspect look's answer read with a claim's plan stands in for the look itself.
 _SUSPECT_ANSWER_TTL = 0.5
 
 
-def _ts(value: datetime) -> datetime:
-    return value
-
-
-def _js(value: Any) -> Jsonb:
-    return Jsonb(value)
-
-
-class PostgresStore(ProduceOps, ClaimOps, HandoffOps, SqlReads, FlowOps, QuarantineOps,
-                    LivenessOps):
+# ControlOps comes before QuarantineOps: it supplies the ``_leave_quarantine`` that
+# QuarantineOps only declares.
+class PostgresStore(ProduceOps, ClaimOps, HandoffOps, LeaseOps, ControlOps, SqlReads, FlowOps,
+                    QuarantineOps, LivenessOps):
     codec = POSTGRES_CODEC
     backend = "postgres"
 
@@ -266,7 +250,7 @@ class PostgresStore(ProduceOps, ClaimOps, HandoffOps, SqlReads, FlowOps, Quarant
     def check_plugin_schema(self, plugin: str, sql_package: str) -> None:
         self._plugin_migrations(plugin, sql_package).check()
 
-    # -- workers -------------------------------------------------------------
+    # -- workers (their writes under a lease: leases.py) ---------------------
 
     def suspect_waiting(
         self, *, queues: Sequence[str] | None, kinds: Sequence[str] | None = None
@@ -309,234 +293,3 @@ class PostgresStore(ProduceOps, ClaimOps, HandoffOps, SqlReads, FlowOps, Quarant
                 self._cc.absorb()
             finally:
                 self._cc_use.release()
-
-    def heartbeat(
-        self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float
-    ) -> HeartbeatResult:
-        self._absorb_notifications()
-        now = self.clock.now()
-        with self._cursor(tx=True) as cur:
-            cur.execute(Q["upsert_worker"], {"worker": worker, "now": now,
-                                             "lease_seconds": lease_seconds})
-            if not leases:
-                return HeartbeatResult()
-            cur.execute(
-                Q["heartbeat"],
-                {"ids": [j for j, _ in leases], "tokens": [t for _, t in leases],
-                 "expires": now + timedelta(seconds=lease_seconds)},
-            )
-            rows = cur.fetchall()
-        held = {r["id"] for r in rows}
-        return HeartbeatResult(
-            lost=frozenset(j for j, _ in leases if j not in held),
-            cancel_requested=frozenset(r["id"] for r in rows if r["cancel_requested"]),
-        )
-
-    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        outcomes = [storable_outcome(oc) for oc in outcomes]  # never raise on content
-        if not outcomes:
-            return []
-        if len(outcomes) > _NOTIFY_CHUNK:  # one statement notifies all its ids at once
-            return [ok for i in range(0, len(outcomes), _NOTIFY_CHUNK)
-                    for ok in self.complete(outcomes[i : i + _NOTIFY_CHUNK])]
-        now = self.clock.now()
-        params = [finish_params(oc, now, _ts, _js) for oc in outcomes]
-        arrays: dict[str, Any] = {k: [p[k] for p in params] for k in params[0]}
-        arrays["worker"] = [oc.worker for oc in outcomes]
-        arrays["reason"] = [oc.event_reason for oc in outcomes]
-        arrays.update(usage.postgres_arrays(outcomes))  # ADR 0022
-        arrays["now"] = now
-        # One statement: guarded updates, events, callback deliveries and notifications.
-        with self._cursor(tx=False) as cur:
-            cur.execute(Q["finish_many"], arrays)
-            done = {r["id"] for r in cur.fetchall()}
-        refused = [(oc, p) for oc, p in zip(outcomes, params, strict=True)
-                   if oc.job_id not in done]
-        replayed: set[int] = set()
-        if refused:  # rare: zombies, or replays of a write whose reply was lost
-            with self._cursor(tx=True) as cur:
-                replayed = self._record_refused(cur, refused, now)
-        return [oc.job_id in done or oc.job_id in replayed for oc in outcomes]
-
-    def _record_refused(
-        self,
-        cur: Cursor,
-        refused: list[tuple[Outcome, dict[str, Any]]],
-        now: datetime,
-    ) -> set[int]:
-        """Guarded writes that matched nothing: our own replays, or zombies (lease_lost)."""
-        cur.execute(Q["jobs_status_token"], {"ids": [oc.job_id for oc, _ in refused]})
-        current = {r["id"]: r for r in cur.fetchall()}
-        replayed: set[int] = set()
-        events = []
-        for oc, p in refused:
-            row = current.get(oc.job_id)
-            if row is None:
-                continue
-            if row["lease_token"] == oc.lease_token and row["status"] == p["status"]:
-                replayed.add(oc.job_id)  # already applied before a lost reply
-                continue
-            events.append({
-                "job_id": oc.job_id, "from_status": row["status"], "to_status": row["status"],
-                "attempt": row["attempt"], "worker": oc.worker, "reason": "lease_lost",
-                "at": now, "detail": Jsonb(lease_lost_detail(oc, row["lease_token"])),
-            })
-        if events:
-            cur.executemany(Q["insert_event"], events)
-        return replayed
-
-    def add_logs(self, job_id: int, attempt: int, lines: Sequence[str]) -> None:
-        at = self.clock.now()
-        with self._cursor(tx=True) as cur:
-            cur.executemany(
-                Q["insert_log"],
-                [{"job_id": job_id, "attempt": attempt, "at": at, "message": m}
-                 for m in storable_lines(lines)],
-            )
-
-    # -- maintenance ---------------------------------------------------------
-
-    def reap(self, *, limit: int = 500) -> ReapResult:
-        now = self.clock.now()
-        if not self._read_once("any_expired", {"now": now}):
-            return ReapResult()  # the common case: one indexed probe, no locks
-        with self._cursor(tx=True) as cur:
-            cur.execute(Q["expired_leases"], {"now": now, "limit": limit})
-            rows = cur.fetchall()
-            if not rows:
-                return ReapResult()
-            return self._reap_rows(cur, rows, now, seen_dead=False)
-
-    def _reap_rows(self, cur: Cursor, rows: list[dict[str, Any]], now: datetime, *,
-                   seen_dead: bool) -> ReapResult:
-        """Decide for each locked row (crash or lapse, quarantine: ``store/crashes.py``) and
-        write it with one guarded statement, with callbacks and wake-ups. ``seen_dead``:
-        rows of workers whose session ended (ADR 0018), not of expired leases."""
-        cols: dict[str, list[Any]] = {k: [] for k in (
-            "id", "token", "status", "error", "reason", "worker", "crashes", "detail", "refund")}
-        for r in rows:
-            job = job_from_row(r, self.codec)
-            assert job.lease_expires_at is not None
-            d = reap_decision(
-                attempt=job.attempt, max_attempts=job.max_attempts,
-                cancel_requested=job.cancel_requested, owner=job.lease_owner,
-                died=seen_dead or worker_died(r["owner_heartbeat"], r["owner_lease_seconds"],
-                                              job.lease_expires_at),
-                crashes=job.crashes, max_crashes=job.max_crashes, now=now,
-                seen_dead=seen_dead,
-            )
-            cols["id"].append(r["id"])
-            cols["token"].append(job.lease_token)
-            cols["status"].append(d.status)
-            cols["error"].append(Jsonb(d.error.to_json()))
-            cols["reason"].append(d.reason)
-            cols["worker"].append(r["lease_owner"])
-            cols["crashes"].append(None if d.crashes is None else Jsonb(d.crashes))
-            cols["detail"].append(None if d.detail is None else Jsonb(d.detail))
-            cols["refund"].append(int(d.refund))
-        cur.execute(Q["reap_many"], {**cols, "now": now})
-        reaped = cur.fetchall()
-        finished = [str(r["id"]) for r in reaped if r["status"] in ("failed", "cancelled")]
-        if finished:
-            ids = [int(i) for i in finished]
-            cur.execute(Q["insert_callback_jobs"], {"ids": ids, "now": now})
-            for i in range(0, len(finished), _NOTIFY_CHUNK):
-                chunk = ",".join(finished[i : i + _NOTIFY_CHUNK])
-                cur.execute(Q["notify_done"], {"ids": chunk})
-        cur.execute(Q["notify_jobs"], {"queues": ["*"]})
-        counts = {"queued": 0, "failed": 0, "cancelled": 0, "quarantined": 0}
-        for r in reaped:
-            counts[r["status"]] += 1
-        return ReapResult(counts["queued"], counts["failed"], counts["cancelled"],
-                          counts["quarantined"])
-
-    # -- control -------------------------------------------------------------
-
-    def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
-        self.get_job(job_id, tenant=tenant)
-        now = self.clock.now()
-        with self._cursor(tx=True) as cur:
-            self._cancel_tree(cur, job_id, now)
-        return self.get_job(job_id)
-
-    def _cancel_tree(self, cur: psycopg.Cursor[dict[str, Any]], job_id: int, now: datetime) -> None:
-        """Cancel a job and, first, its unfinished children (a workflow's fan-out), so
-        nothing keeps running for a parent that is gone. Children go first: a cancelled
-        job's callback delivery is its child too, and must not be cancelled with it."""
-        cur.execute(Q["lock_job"], {"id": job_id})
-        job = cur.fetchone()
-        if job is None or job["status"] in ("succeeded", "failed", "cancelled"):
-            return
-        cur.execute(Q["unfinished_children"], {"id": job_id})
-        for child in cur.fetchall():
-            self._cancel_tree(cur, child["id"], now)
-        cur.execute(Q["cancel_queued"], {"id": job_id, "now": now})
-        row = cur.fetchone()
-        if row is not None:
-            cur.execute(Q["insert_event"], {
-                "job_id": job_id, "from_status": job["status"], "to_status": "cancelled",
-                "attempt": row["attempt"], "worker": None, "reason": "cancelled",
-                "at": now, "detail": None,
-            })
-            cur.execute(Q["insert_callback_jobs"], {"ids": [job_id], "now": now})
-            cur.execute(Q["notify_done"], {"ids": str(job_id)})
-        else:
-            cur.execute(Q["request_cancel"], {"id": job_id})
-
-    def retry(self, job_id: int, *, tenant: str | None = None) -> Job:
-        job = self.get_job(job_id, tenant=tenant)
-        now = self.clock.now()
-        with self._cursor(tx=True) as cur:
-            cur.execute(Q["manual_retry"], {"id": job_id, "now": now})
-            row = cur.fetchone()
-            if row is not None:
-                cur.execute(Q["insert_event"], {
-                    "job_id": job_id, "from_status": job.status.value, "to_status": "queued",
-                    "attempt": row["attempt"], "worker": None, "reason": "manual_retry",
-                    "at": now, "detail": None,
-                })
-                cur.execute(Q["notify_jobs"], {"queues": [row["queue"]]})
-        return self.get_job(job_id)
-
-    def _leave_quarantine(
-        self, job_id: int, *, to: str, reason: str, now: datetime,
-        error: ErrorInfo | None, detail: dict[str, Any],
-    ) -> bool:
-        terminal = to != "queued"
-        with self._cursor(tx=True) as cur:
-            cur.execute(Q["leave_quarantine"], {
-                "id": job_id, "status": to, "now": now,
-                "error": Jsonb(error.to_json()) if error else None,
-                "finished_at": now if terminal else None,
-            })
-            row = cur.fetchone()
-            if row is None:
-                return False
-            cur.execute(Q["insert_event"], {
-                "job_id": job_id, "from_status": "quarantined", "to_status": to,
-                "attempt": row["attempt"], "worker": None, "reason": reason, "at": now,
-                "detail": Jsonb(detail),
-            })
-            if terminal:
-                cur.execute(Q["insert_callback_jobs"], {"ids": [job_id], "now": now})
-                cur.execute(Q["notify_done"], {"ids": str(job_id)})
-            else:
-                cur.execute(Q["notify_jobs"], {"queues": [row["queue"]]})
-        return True
-
-    def set_queue(
-        self,
-        name: str,
-        *,
-        paused: bool | None = None,
-        concurrency_limit: int | None = None,
-        clear_limit: bool = False,
-    ) -> QueueInfo:
-        with self._cursor(tx=True) as cur:
-            cur.execute(Q["upsert_queue"], {
-                "name": name, "paused": paused, "concurrency_limit": concurrency_limit,
-                "clear_limit": clear_limit,
-            })
-            cur.execute(Q["notify_jobs"], {"queues": [name]})
-        self._limited_expires = 0.0  # this process sees its own change at once
-        return self.queue(name)

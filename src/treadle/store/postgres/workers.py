@@ -34,7 +34,7 @@ class LivenessOps:
     _sessions: dict[str, WorkerSession]
     _sessions_lock: threading.Lock
 
-    # PostgresStore's: decide, write (guarded), callbacks and wake-ups for reaped rows.
+    # LeaseOps' (leases.py): decide, write (guarded), callbacks and wake-ups for reaped rows.
     _reap_rows: Callable[..., ReapResult]
 
     def register_worker(self, worker: str) -> bool:

@@ -30,7 +30,7 @@ class LivenessOps:
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _read: Callable[[str, Mapping[str, Any]], Sequence[Mapping[str, Any]]]
     _notify: Callable[[], None]
-    # SQLiteStore's: decide, write (guarded), events and callbacks for reaped rows.
+    # LeaseOps' (leases.py): decide, write (guarded), events and callbacks for reaped rows.
     _reap_rows: Callable[..., ReapResult]
 
     def register_worker(self, worker: str) -> bool:
