@@ -47,8 +47,8 @@ def _instrument(app: Any, task: Any, marks: list[Mark]) -> None:
     wrap(store._committer, "_commit", "commit")
     wrap(store.clock, "now", "clock")
     if type(store).__name__ == "PostgresStore":
+        import treadle.store.postgres.producing as pg  # the producer's path lives here
         import treadle.store.postgres.retry as retry
-        import treadle.store.postgres.store as pg
 
         wrap(store._pool, "getconn", "getconn")
         wrap(store._pool, "putconn", "putconn")
