@@ -11,7 +11,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, 
 from treadle.core.storable import is_valid_text
 
 # Printable ASCII without surrounding spaces: a subset of what the core accepts
-# (treadle.core.job.validate_name), so a schema-valid name is always a valid one.
+# (treadle.core.bounds.validate_name), so a schema-valid name is always a valid one.
 NAME_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 Name = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
 

@@ -1,27 +1,62 @@
-"""The job record and the values that travel with it (ADR 0002, ADR 0301)."""
+"""The job record and the values that travel with it (ADR 0002, ADR 0301).
+
+Here: the job's kind, the request that makes a job (``NewJob``) and the row (``Job``)
+with its crash history. Beside it, each re-exported here so every name importable from
+this module before still is: the name and bound checks a request shares with a listing
+(``core/bounds.py``), what an enqueue hands back (``Enqueued``, ``core/enqueued.py``)
+and the read side: events, log lines, queue counts, the list filter (``core/reads.py``).
+"""
 
 from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from treadle.core import storable, traceparent
+from treadle.core.bounds import (
+    MAX_JOB_ID,
+    MAX_NAME_LENGTH,
+    MAX_RUN_AT,
+    MIN_RUN_AT,
+    check_run_at,
+    validate_name,
+)
+from treadle.core.enqueued import Enqueued
 from treadle.core.errors import ErrorInfo, InvalidInput
 from treadle.core.lifecycle import JobStatus
+from treadle.core.reads import DEFAULT_RETENTION, JobEvent, JobFilter, JobLog, QueueInfo
+
+__all__ = [
+    "DEFAULT_MAX_CRASHES",
+    "DEFAULT_QUEUE",
+    "DEFAULT_RETENTION",
+    "DEFAULT_TENANT",
+    "MAX_JOB_ID",
+    "MAX_MAX_CRASHES",
+    "MAX_NAME_LENGTH",
+    "MAX_RUN_AT",
+    "MAX_URL_LENGTH",
+    "MIN_RUN_AT",
+    "Crash",
+    "Enqueued",
+    "Job",
+    "JobEvent",
+    "JobFilter",
+    "JobKind",
+    "JobLog",
+    "NewJob",
+    "QueueInfo",
+    "check_max_crashes",
+    "check_run_at",
+    "validate_name",
+]
 
 DEFAULT_TENANT = "default"
 DEFAULT_QUEUE = "default"
-MAX_NAME_LENGTH = 200
 MAX_URL_LENGTH = 2048
-# When a job may be asked to start: both stores hold any instant in this range (SQLite
-# keeps epoch seconds, read back with ``fromtimestamp``, which refuses years 0 and 10000).
-MIN_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_RUN_AT = datetime(9999, 1, 1, tzinfo=UTC)
-MAX_JOB_ID = (1 << 63) - 1  # a BIGINT
 
 
 class JobKind(enum.StrEnum):
@@ -30,27 +65,6 @@ class JobKind(enum.StrEnum):
     AGENT = "agent"
     MEDIA = "media"
     WORKFLOW = "workflow"
-
-
-# Names already found valid: a producer repeats the same few task, queue and tenant names
-# on every job, and checking each again cost more than the rest of building the job.
-# Exact ``str`` only (a subclass could compare equal yet behave otherwise); bounded, so
-# a client sending endless distinct names cannot grow it.
-_VALID_NAMES: set[str] = set()
-_VALID_NAMES_MAX = 4096
-
-
-def validate_name(what: str, value: str) -> str:
-    """Queue, task and tenant names: non-empty, printable, bounded."""
-    if type(value) is str and value in _VALID_NAMES:
-        return value
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"{what} must be a non-empty string of at most {MAX_NAME_LENGTH} chars")
-    if not value.isprintable() or value != value.strip():
-        raise InvalidInput(f"{what} {value!r} has unprintable or surrounding whitespace characters")
-    if type(value) is str and len(_VALID_NAMES) < _VALID_NAMES_MAX:
-        _VALID_NAMES.add(value)
-    return value
 
 
 DEFAULT_MAX_CRASHES = 3
@@ -237,17 +251,6 @@ class NewJob:
         )
 
 
-def check_run_at(run_at: object) -> datetime:
-    """A start time: an aware ``datetime`` both stores can hold (1970 to 9998, UTC)."""
-    if not isinstance(run_at, datetime):
-        raise InvalidInput("run_at must be a datetime")
-    if run_at.utcoffset() is None:
-        raise InvalidInput("run_at must be timezone-aware")
-    if not MIN_RUN_AT <= run_at < MAX_RUN_AT:
-        raise InvalidInput("run_at must be between 1970-01-01 and 9999-01-01 (UTC)")
-    return run_at
-
-
 def _check_second_rule(nj: NewJob) -> None:
     """A rate limit stored beside a concurrency limit: all three parts, and only on a job
     whose first rule is a concurrency limit (a rate-only job keeps the 0005 encoding)."""
@@ -342,194 +345,5 @@ class Job:
         }
 
 
-@dataclass(frozen=True)
-class JobEvent:
-    """One row of the append-only event log: a transition, or a refused write."""
-
-    id: int
-    job_id: int
-    from_status: JobStatus | None
-    to_status: JobStatus
-    attempt: int
-    worker: str | None
-    reason: str
-    at: datetime
-    detail: Any = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "job_id": self.job_id,
-            "from_status": self.from_status.value if self.from_status else None,
-            "to_status": self.to_status.value,
-            "attempt": self.attempt,
-            "worker": self.worker,
-            "reason": self.reason,
-            "at": _iso(self.at),
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class JobLog:
-    """A line written by user code during one attempt."""
-
-    job_id: int
-    attempt: int
-    at: datetime
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "attempt": self.attempt,
-            "at": _iso(self.at),
-            "message": self.message,
-        }
-
-
-# Seconds a finished job (with its events and logs) is kept unless its queue says (ADR 0010).
-DEFAULT_RETENTION = 7 * 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    name: str
-    paused: bool
-    concurrency_limit: int | None
-    queued: int = 0
-    scheduled: int = 0
-    retrying: int = 0
-    running: int = 0
-    failed_last_hour: int = 0
-    succeeded_last_hour: int = 0
-    retention_seconds: float = DEFAULT_RETENTION  # how long its finished jobs are kept
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "paused": self.paused,
-            "concurrency_limit": self.concurrency_limit,
-            "depth": self.queued,
-            "scheduled": self.scheduled,
-            "retrying": self.retrying,
-            "running": self.running,
-            "failed_last_hour": self.failed_last_hour,
-            "throughput_last_hour": self.succeeded_last_hour,
-            "retention_seconds": self.retention_seconds,
-        }
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-class Enqueued:
-    """One job handed back by an enqueue: its ``id``, whether this call ``created`` it
-    (False when an idempotency key matched an existing job) and its record, ``job``.
-
-    A job this call created keeps its request and builds its record on first read
-    (ADR 0032): most producers keep the id alone, and decoding the payload back and
-    setting the record's ~25 fields cost a sixth of a ``defer``. The request is frozen
-    and its stored JSON is what the record decodes, so building it later gives the same
-    record as building it at once. Read-only, compared by record and ``created``."""
-
-    __slots__ = ("_created", "_created_at", "_id", "_job", "_request", "_run_at")
-
-    def __init__(self, job: Job, created: bool) -> None:
-        self._job: Job | None = job
-        self._id = job.id
-        self._created = created
-        self._request: NewJob | None = None
-        self._created_at: datetime | None = None
-        self._run_at: datetime | None = None
-
-    @classmethod
-    def new(cls, request: NewJob, job_id: int, created_at: datetime,
-            run_at: datetime | None = None) -> Enqueued:
-        """A job just inserted as ``job_id`` from ``request``: its record, when read, is
-        ``request.stored(job_id, created_at, run_at)``; ``run_at`` None means
-        ``created_at`` (a request without a start time)."""
-        out = cls.__new__(cls)
-        out._job = None
-        out._id = job_id
-        out._created = True
-        out._request = request
-        out._created_at = created_at
-        out._run_at = run_at
-        return out
-
-    @property
-    def id(self) -> int:
-        return self._id
-
-    @property
-    def created(self) -> bool:
-        return self._created
-
-    @property
-    def job(self) -> Job:
-        job = self._job
-        if job is None:  # built once; two threads racing here build equal records
-            assert self._request is not None and self._created_at is not None
-            job = self._request.stored(self._id, self._created_at,
-                                       self._run_at or self._created_at)
-            self._job = job
-        return job
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Enqueued):
-            return NotImplemented
-        return (self.job, self._created) == (other.job, other._created)
-
-    __hash__ = None  # type: ignore[assignment]  # as before: a Job (its payload dict) has none
-
-    def __repr__(self) -> str:
-        return f"Enqueued(job={self.job!r}, created={self._created!r})"
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    """Which jobs to list (newest first); every field narrows."""
-
-    tenant: str | None = None
-    statuses: Sequence[JobStatus] = ()
-    queue: str | None = None
-    task: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    before_id: int | None = None  # cursor: ids strictly below (newest first)
-    limit: int = 50
-
-    def __post_init__(self) -> None:
-        # Refused here, not raised by a driver (names: JobQueries.list_jobs, by the rules
-        # of a job's own, so the CLI and API refuse them with one message).
-        statuses = self.statuses
-        if isinstance(statuses, str) or not all(isinstance(s, JobStatus) for s in statuses):
-            try:
-                statuses = tuple(JobStatus(s) for s in (
-                    (statuses,) if isinstance(statuses, str) else statuses))
-            except (TypeError, ValueError):
-                raise InvalidInput("statuses must be job statuses, e.g. JobStatus.FAILED") \
-                    from None
-            object.__setattr__(self, "statuses", statuses)
-        for name in ("created_after", "created_before"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, datetime)
-                                          and value.utcoffset() is not None):
-                raise InvalidInput(f"{name} must be a timezone-aware datetime")
-            if value is not None and not MIN_RUN_AT <= value < MAX_RUN_AT:
-                raise InvalidInput(f"{name} must be between 1970 and 9999 (UTC)")
-        for name, low in (("before_id", 1), ("limit", 1)):
-            value = getattr(self, name)
-            if (value is not None or name == "limit") and (
-                    isinstance(value, bool) or not isinstance(value, int)
-                    or not low <= value <= MAX_JOB_ID):
-                raise InvalidInput(f"{name} must be a positive integer")
-
-    def check_names(self) -> None:
-        """Refuse a name no job could have (NUL, a lone surrogate, too long)."""
-        for what, value in (("tenant", self.tenant), ("queue", self.queue),
-                            ("task", self.task)):
-            if value is not None:
-                validate_name(what, value)
