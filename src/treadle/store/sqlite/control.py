@@ -22,11 +22,12 @@ from treadle.core.job import Job, QueueInfo
 from treadle.store.queries import load_queries
 from treadle.store.rows import dt_to_epoch as _ts
 from treadle.store.rows import dumps
+from treadle.store.sqlite.events import EventWrites
 
 Q = load_queries("treadle.store.sqlite")
 
 
-class ControlOps:
+class ControlOps(EventWrites):
     clock: Clock
     _tx: Callable[..., AbstractContextManager[sqlite3.Connection]]
     _notify: Callable[[], None]  # WaitOps'
@@ -35,22 +36,6 @@ class ControlOps:
         # SqlReads'
         def get_job(self, job_id: int, *, tenant: str | None = None) -> Job: ...
         def queue(self, name: str) -> QueueInfo: ...
-
-        # SQLiteStore's: a job's event row, a finished job's callback
-        def _callback(self, conn: sqlite3.Connection, job_id: int, now: datetime) -> None: ...
-
-        @staticmethod
-        def _event(
-            conn: sqlite3.Connection,
-            job_id: int,
-            from_status: str | None,
-            to_status: str,
-            attempt: int,
-            worker: str | None,
-            reason: str,
-            at: datetime,
-            detail: str | None = None,
-        ) -> None: ...
 
     def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
         job = self.get_job(job_id, tenant=tenant)

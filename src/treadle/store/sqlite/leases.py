@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from treadle.core.clock import Clock
 from treadle.core.lease import HeartbeatResult, ReapResult
@@ -33,32 +33,18 @@ from treadle.store.outcomes import (
 from treadle.store.queries import load_queries
 from treadle.store.rows import SQLITE_CODEC, dumps, job_from_row
 from treadle.store.rows import dt_to_epoch as _ts
+from treadle.store.sqlite.events import EventWrites
 
 Q = load_queries("treadle.store.sqlite")
 USAGE_Q = load_queries("treadle.store.sqlite", "usage_queries.sql")
 
 
-class LeaseOps:
+class LeaseOps(EventWrites):
     clock: Clock
     _tx: Callable[..., AbstractContextManager[sqlite3.Connection]]
     _read: Callable[[str, Mapping[str, Any]], Sequence[Mapping[str, Any]]]
     _notify: Callable[[], None]  # WaitOps'
 
-    if TYPE_CHECKING:  # SQLiteStore's: a job's event row, a finished job's callback
-        def _callback(self, conn: sqlite3.Connection, job_id: int, now: datetime) -> None: ...
-
-        @staticmethod
-        def _event(
-            conn: sqlite3.Connection,
-            job_id: int,
-            from_status: str | None,
-            to_status: str,
-            attempt: int,
-            worker: str | None,
-            reason: str,
-            at: datetime,
-            detail: str | None = None,
-        ) -> None: ...
 
     def heartbeat(
         self, *, worker: str, leases: Sequence[tuple[int, int]], lease_seconds: float

@@ -6,8 +6,8 @@ starts ``IMMEDIATE`` so two claimers can never both read the same queued row.
 Idle workers notice new work by watching ``PRAGMA data_version`` (it changes
 when another connection commits): ``store/sqlite/waiting.py``, ADR 0003.
 
-This module holds the connections and the two statements every write shares (a job's
-event, a finished job's callback); its other parts are mixins beside it: the schema
+This module holds the connections; its other parts are mixins beside it: the rows every
+guarded write adds, a job's event and a finished job's callback (``events.py``), the schema
 (``schema.py``), the producer path (``producing.py``), the claim path (``claiming.py``),
 the writes under a lease: heartbeat, outcomes, the reaper (``leases.py``), the
 operator's writes: cancel, retry, quarantine, queue settings (``control.py``), worker
@@ -40,7 +40,6 @@ from treadle.store.rows import (
     SQLITE_CODEC,
     dumps,
 )
-from treadle.store.rows import dt_to_epoch as _ts
 from treadle.store.sqlite.claiming import ClaimOps
 from treadle.store.sqlite.control import ControlOps
 from treadle.store.sqlite.errors import translated
@@ -205,34 +204,6 @@ class SQLiteStore(SqlReads, FlowOps, LeaseOps, ControlOps, QuarantineOps, Schema
                     conn.close()
             self._conns.clear()
         self._local = threading.local()
-
-    # -- helpers (of leases.py and control.py) --------------------------------
-
-    def _callback(self, conn: sqlite3.Connection, job_id: int, now: datetime) -> None:
-        row = conn.execute(Q["insert_callback_job"], {"id": job_id, "now": _ts(now)}).fetchone()
-        if row is not None:
-            self._event(conn, row["id"], None, "queued", 0, None, "enqueued", now)
-
-    @staticmethod
-    def _event(
-        conn: sqlite3.Connection,
-        job_id: int,
-        from_status: str | None,
-        to_status: str,
-        attempt: int,
-        worker: str | None,
-        reason: str,
-        at: datetime,
-        detail: str | None = None,
-    ) -> None:
-        conn.execute(
-            Q["insert_event"],
-            {
-                "job_id": job_id, "from_status": from_status, "to_status": to_status,
-                "attempt": attempt, "worker": worker, "reason": reason, "at": _ts(at),
-                "detail": detail,
-            },
-        )
 
 
 def sqlite_path(url: str) -> str:
